@@ -1,0 +1,2 @@
+//! zeroku-builder (being written): slugs.
+pub mod slug;

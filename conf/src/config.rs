@@ -1,0 +1,231 @@
+//! Daemon config files (TOML).
+//!
+//! Every field has a default, so an empty file (or none) is a working
+//! single-node setup on 127.0.0.1. Unknown keys are errors that name the file,
+//! line and key: a typo must never be silently ignored. Precedence is
+//! defaults, then the file, then command-line flags (applied by the binary).
+//! `conf/zeroku.example.toml` documents every key with its default.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The commented example config, with every default. `zeroku up` writes it
+/// into a new data directory.
+pub const EXAMPLE: &str = include_str!("../zeroku.example.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterConfig {
+    /// Operator HTTP API (JSON under /v1); workers also fetch slugs here.
+    pub api: String,
+    /// ZMQ PUB socket: process lists to workers (topic `node/<name>`).
+    pub pub_endpoint: String,
+    /// ZMQ PULL socket: heartbeats and logs from workers.
+    pub pull_endpoint: String,
+    /// Endpoints handed to workers when they join, if the bind addresses are
+    /// not reachable from other nodes (e.g. bound to 0.0.0.0).
+    pub advertise_pub: Option<String>,
+    pub advertise_pull: Option<String>,
+    /// How often workers send a heartbeat, milliseconds (told to workers).
+    pub heartbeat_interval_ms: u64,
+    /// A node silent for this long is dead and its instances are moved.
+    pub dead_after_ms: u64,
+    /// Every list is republished this often, so a dropped message heals.
+    pub republish_interval_ms: u64,
+    /// Slugs of the newest N releases of each app are kept; older ones are
+    /// deleted from the store.
+    pub keep_releases: u32,
+    /// Log lines kept per app for `zeroku logs`.
+    pub log_lines_per_app: usize,
+    /// Memory reserved per instance when a formation says nothing, MiB.
+    pub default_memory_mb: u64,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            api: "127.0.0.1:7070".into(),
+            pub_endpoint: "tcp://127.0.0.1:7071".into(),
+            pull_endpoint: "tcp://127.0.0.1:7072".into(),
+            advertise_pub: None,
+            advertise_pull: None,
+            heartbeat_interval_ms: 1000,
+            dead_after_ms: 3000,
+            republish_interval_ms: 5000,
+            keep_releases: 5,
+            log_lines_per_app: 1000,
+            default_memory_mb: 512,
+        }
+    }
+}
+
+impl MasterConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.api.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("api = {:?} is not an address like 127.0.0.1:7070", self.api));
+        }
+        for (key, ep) in [("pub_endpoint", &self.pub_endpoint), ("pull_endpoint", &self.pull_endpoint)] {
+            if !ep.starts_with("tcp://") && !ep.starts_with("ipc://") {
+                return Err(format!("{key} = {ep:?} is not a ZMQ endpoint like tcp://127.0.0.1:7071"));
+            }
+        }
+        if self.dead_after_ms < 2 * self.heartbeat_interval_ms {
+            return Err("dead_after_ms must be at least twice heartbeat_interval_ms".into());
+        }
+        if self.keep_releases == 0 {
+            return Err("keep_releases must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The node agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Name of this node in the cluster (`zeroku nodes`).
+    pub node: String,
+    /// The master's API URL.
+    pub master: String,
+    /// Memory the scheduler may place on this node, MiB; 0 = the machine's.
+    pub capacity_mb: u64,
+    /// `$PORT`s handed to instances are taken from this range.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// SIGTERM, then SIGKILL after this long.
+    pub stop_grace_ms: u64,
+    /// A new process counts as up once it has run this long; only then is
+    /// the instance it replaces stopped.
+    pub ready_after_ms: u64,
+    /// First restart delay after a crash; doubles on each crash.
+    pub backoff_initial_ms: u64,
+    /// The restart delay never grows beyond this.
+    pub backoff_max_ms: u64,
+    /// After running this long without a crash, the delay starts over.
+    pub backoff_reset_ms: u64,
+    /// More than this many restarts within a minute marks it crashed.
+    pub crash_restarts_per_minute: u32,
+    /// When the worker runs as root, an app runs as uid/gid
+    /// `app_uid_base + app number`; otherwise as the worker's own user.
+    pub app_uid_base: u32,
+    /// Unpacked slugs kept on disk that no instance uses.
+    pub keep_unused_slugs: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            node: "local".into(),
+            master: "http://127.0.0.1:7070".into(),
+            capacity_mb: 0,
+            port_min: 20000,
+            port_max: 29999,
+            stop_grace_ms: 30_000,
+            ready_after_ms: 1000,
+            backoff_initial_ms: 250,
+            backoff_max_ms: 30_000,
+            backoff_reset_ms: 30_000,
+            crash_restarts_per_minute: 5,
+            app_uid_base: 100_000,
+            keep_unused_slugs: 4,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        crate::names::node(&self.node).map_err(|e| e.to_string())?;
+        if !self.master.starts_with("http://") {
+            return Err(format!("master = {:?} must be an http:// URL", self.master));
+        }
+        if self.port_min == 0 || self.port_min > self.port_max {
+            return Err("port_min must be > 0 and not above port_max".into());
+        }
+        if self.backoff_initial_ms == 0 || self.backoff_initial_ms > self.backoff_max_ms {
+            return Err("backoff_initial_ms must be > 0 and not above backoff_max_ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// The file `zeroku up` reads: one section per daemon.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub master: MasterConfig,
+    pub worker: WorkerConfig,
+}
+
+impl ClusterConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.master.validate().map_err(|e| format!("[master] {e}"))?;
+        self.worker.validate().map_err(|e| format!("[worker] {e}"))
+    }
+}
+
+/// Parses `text` (read from `path`) into a config.
+pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Reads a config file; `None` gives the defaults.
+pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_is_the_defaults() {
+        let c: ClusterConfig = parse(Path::new("zeroku.example.toml"), EXAMPLE).unwrap();
+        assert_eq!(c, ClusterConfig::default());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn typo_names_file_line_and_key() {
+        let text = "[master]\napi = \"127.0.0.1:1\"\ndead_afer_ms = 10\n";
+        let e = parse::<ClusterConfig>(Path::new("/etc/zk.toml"), text).unwrap_err().to_string();
+        assert!(e.contains("/etc/zk.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("dead_afer_ms"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_values() {
+        let e = parse::<MasterConfig>(Path::new("m.toml"), "dead_after_ms = \"soon\"").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        let c: MasterConfig = parse(Path::new("m.toml"), "api = \"nope\"").unwrap();
+        assert!(c.validate().unwrap_err().contains("api"));
+        let missing = load::<MasterConfig>(Some(Path::new("/nonexistent/zk.toml"))).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/zk.toml"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The desired-state model and what workers report back.
+//!
+//! The master turns apps, releases and formations into one [`NodeList`] per
+//! node; a worker turns the newest list it has seen into running processes and
+//! answers with [`Heartbeat`]s (the full state of that node) and [`LogLine`]s.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Resource limits of one instance. Zero means "no limit".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory in MiB; also what the scheduler reserves on the node.
+    pub memory_mb: u64,
+    /// CPU in thousandths of a core (1000 = one core).
+    pub cpu_millis: u32,
+    /// Maximum number of tasks (processes and threads).
+    pub pids: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: 512,
+            cpu_millis: 0,
+            pids: 512,
+        }
+    }
+}
+
+/// A content-addressed slug: the sha256 (hex) of its squashfs image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// One instance a node must run: `<app>.<type>.<n>` at a given release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub app: String,
+    /// Stable number of the app, unique in the cluster: a worker running as
+    /// root runs the app under uid `app_uid_base + app_seq`.
+    pub app_seq: u32,
+    pub proc_type: String,
+    pub index: u32,
+    /// Release version (`v3` is 3).
+    pub release: u32,
+    /// The Procfile command, run with `sh -c` in the slug directory.
+    pub command: String,
+    /// Config vars of the release; the worker adds `PORT` and `ZEROKU_*`.
+    pub env: BTreeMap<String, String>,
+    pub slug: SlugRef,
+    pub limits: Limits,
+}
+
+/// The full desired process list of one node. Lists are idempotent: a worker
+/// applies the highest `generation` it has seen and ignores older ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub node: String,
+    pub generation: u64,
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Slug being fetched, or the process started but not yet up.
+    Starting,
+    /// Running and past its start-up period.
+    Up,
+    /// Exited and waiting to be restarted (back-off).
+    Restarting,
+    /// Restarted too often: more than the limit within a minute.
+    Crashed,
+    /// Being stopped (SIGTERM sent, waiting for exit or the grace period).
+    Stopping,
+}
+
+impl std::fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Up => "up",
+            InstanceState::Restarting => "restarting",
+            InstanceState::Crashed => "crashed",
+            InstanceState::Stopping => "stopping",
+        })
+    }
+}
+
+/// What a worker knows about one of its processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub id: String,
+    pub release: u32,
+    pub state: InstanceState,
+    pub pid: Option<u32>,
+    /// `$PORT` given to the process.
+    pub port: Option<u16>,
+    /// Restarts since the instance was created at this release.
+    pub restarts: u32,
+    /// When the current process started (unix seconds).
+    pub started_at: u64,
+    /// The last exit (`exited with status 1`, `killed by signal 9`), if any.
+    pub last_exit: Option<String>,
+}
+
+/// Sent by every worker each interval (and at once after a change): the whole
+/// state of the node, so a lost heartbeat never loses information.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub node: String,
+    /// The newest list generation the worker has applied.
+    pub generation: u64,
+    /// Memory the scheduler may hand out on this node, MiB.
+    pub capacity_mb: u64,
+    /// `None` when cgroup limits are enforced, else why they are not.
+    pub cgroups_unavailable: Option<String>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Out,
+    Err,
+    /// Lines the platform itself writes about an instance (start, exit).
+    System,
+}
+
+/// One line an instance wrote (or the worker wrote about it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub app: String,
+    pub instance: String,
+    pub release: u32,
+    /// Milliseconds since the unix epoch.
+    pub ts_ms: u64,
+    pub stream: Stream,
+    pub line: String,
+}

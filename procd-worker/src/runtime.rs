@@ -1,0 +1,106 @@
+//! How an instance becomes a process: the [`Runtime`] trait.
+//!
+//! The supervisor decides *what* runs (reconcile, back-off, replacement); a
+//! runtime only knows *how* to start, watch, signal and re-adopt one process.
+//! The native runtime ([`crate::native`]) runs Procfile commands from an
+//! unpacked slug; a test double lets the supervisor be unit-tested; Docker
+//! comes later behind the same trait.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use zeroku_conf::InstanceSpec;
+
+/// Everything needed to start one process of an instance.
+#[derive(Debug, Clone)]
+pub struct StartRequest<'a> {
+    pub spec: &'a InstanceSpec,
+    /// The unpacked, read-only slug: the working directory.
+    pub slug_dir: &'a Path,
+    /// `$PORT` for this process.
+    pub port: u16,
+    /// The complete environment (config vars, `PORT`, `ZEROKU_*`), already
+    /// merged by the supervisor. The runtime adds only `HOME`, `TMPDIR`,
+    /// `PATH` when missing.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A started process, as persisted so a restarted worker can re-adopt it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRecord {
+    pub instance: String,
+    pub app: String,
+    pub release: u32,
+    pub pid: u32,
+    /// Start time of `pid` in clock ticks since boot (`/proc/PID/stat` field
+    /// 22): a recycled PID has another start time and is never adopted.
+    pub start_ticks: u64,
+    pub port: u16,
+    /// Unix seconds when the process started.
+    pub started_at: u64,
+    /// stdout and stderr of the process, appended to this file.
+    pub log_path: PathBuf,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// An adopted process (not our child) vanished: its status is unknown.
+    Unknown,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s) => write!(f, "killed by signal {s}"),
+            Exit::Unknown => f.write_str("exited (status unknown: adopted process)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("cannot start {instance}: {why}")]
+    Start { instance: String, why: String },
+    #[error("cannot signal {instance} (pid {pid}): {source}")]
+    Signal {
+        instance: String,
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub trait Runtime: Send + Sync + 'static {
+    /// Starts the process and persists its record. Must not block for long.
+    fn start(&self, req: &StartRequest<'_>) -> Result<ProcRecord, RuntimeError>;
+    /// `None` while the process runs; how it ended once it has (reaping it
+    /// if it is our child). Never blocks.
+    fn poll(&self, rec: &ProcRecord) -> Option<Exit>;
+    /// Signals the process and everything in its session/process group.
+    fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError>;
+    /// Records of processes started by an earlier run of the worker that are
+    /// still the same process (pid and start time match). Stale records are
+    /// deleted.
+    fn adopt(&self) -> Vec<ProcRecord>;
+    /// Deletes the persisted record of a process that has exited.
+    fn forget(&self, rec: &ProcRecord);
+    /// `None` when memory/cpu/pids limits are enforced, else why not.
+    fn limits_unavailable(&self) -> Option<String>;
+}
