@@ -1,1 +1,43 @@
-fn main() {}
+//! The `zeroku` binary: a thin dispatcher. Daemons (`up`, `master`,
+//! `worker`) run a crate's `run`; everything else is the operator CLI, a
+//! client of the master's API (`ZEROKU_URL`, `ZEROKU_TOKEN`, `-a APP`).
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    init_tracing(args.command.is_daemon());
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::dispatch(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ZEROKU_LOG` is the filter (default `info` for daemons, `warn` for the
+/// CLI); `ZEROKU_LOG_FORMAT=json` switches to JSON lines.
+fn init_tracing(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("ZEROKU_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("ZEROKU_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

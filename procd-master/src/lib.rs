@@ -1,1 +1,218 @@
-//! placeholder
+//! zeroku-master: the control plane.
+//!
+//! - [`store`]: apps, releases, config vars, formation, nodes, placements and
+//!   tokens in SQLite (WAL).
+//! - [`scheduler`]: which node runs each instance (pure).
+//! - [`cluster`]: the core that re-places instances on every change and
+//!   publishes each node's full process list with a new generation.
+//! - [`bus`]: the ZMQ PUB (lists) and PULL (heartbeats, logs) threads.
+//! - [`api`]: the operator HTTP API under `/v1`; [`client`] is its client,
+//!   used by the CLI and by workers.
+//!
+//! The master decides what should run where; it must never start or signal
+//! a process itself — only workers do that, from the lists it publishes.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod bus;
+pub mod client;
+pub mod cluster;
+pub mod error;
+pub mod logbook;
+pub mod scheduler;
+pub mod store;
+pub mod views;
+
+use cluster::Cluster;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use zeroku_conf::config::MasterConfig;
+
+#[derive(Debug, Error)]
+pub enum MasterError {
+    #[error("invalid master config: {0}")]
+    Config(String),
+    #[error("cannot use data directory {path}: {source}")]
+    Data {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: store::StoreError,
+    },
+    #[error("cannot open the slug store: {0}")]
+    Slugs(String),
+    #[error(transparent)]
+    Bind(#[from] bus::BindError),
+    #[error("cannot listen on {addr} for the API: {source} (is another zeroku master running? pick another address with --api)")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running master, for `zeroku up` and tests.
+pub struct Started {
+    pub cluster: Arc<Cluster>,
+    pub api_addr: std::net::SocketAddr,
+    /// The admin token, when this start created it (first start).
+    pub new_admin_token: Option<String>,
+}
+
+/// Opens the state, creates the admin token on first start (written to
+/// `<data>/cli.env`), binds every socket, then serves until `shutdown`.
+pub async fn run(
+    cfg: MasterConfig,
+    data: &Path,
+    shutdown: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<Started>>,
+) -> Result<(), MasterError> {
+    cfg.validate().map_err(MasterError::Config)?;
+    let data_err = |source| MasterError::Data {
+        path: data.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(data).map_err(data_err)?;
+    let db_path = data.join("master.db");
+    let store = store::Store::open(&db_path).map_err(|source| MasterError::Store {
+        path: db_path.clone(),
+        source,
+    })?;
+    let slugs = zeroku_builder::store::SlugStore::open(&data.join("slugs")).map_err(|e| MasterError::Slugs(e.to_string()))?;
+
+    let listener = tokio::net::TcpListener::bind(&cfg.api)
+        .await
+        .map_err(|source| MasterError::Listen {
+            addr: cfg.api.clone(),
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(data_err)?;
+
+    let ctx = zmq::Context::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (pub_tx, pub_rx) = std::sync::mpsc::sync_channel(65_536);
+    let pub_thread = bus::start_pub(&ctx, &cfg.pub_endpoint, pub_rx, stop.clone())?;
+
+    let cluster = Arc::new(Cluster::new(cfg.clone(), store, slugs, pub_tx));
+    let new_admin_token = ensure_admin(&cluster, data, api_addr).map_err(data_err)?;
+    let c2 = cluster.clone();
+    let pull_thread = bus::start_pull(
+        &ctx,
+        &cfg.pull_endpoint,
+        move |m| c2.on_message(m),
+        cluster.dropped.clone(),
+        stop.clone(),
+    )?;
+    {
+        let mut s = cluster.store();
+        if let Err(e) = cluster.replan(&mut s) {
+            tracing::error!(error = %e, "initial placement");
+        }
+    }
+    tracing::info!(api = %api_addr, pub_endpoint = %cfg.pub_endpoint, pull_endpoint = %cfg.pull_endpoint, data = %data.display(), "master running");
+    if let Some(tx) = started {
+        let _ = tx.send(Started {
+            cluster: cluster.clone(),
+            api_addr,
+            new_admin_token,
+        });
+    }
+
+    let ticker = {
+        let (c, shutdown) = (cluster.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut live = tokio::time::interval(Duration::from_millis(250));
+            let mut republish = tokio::time::interval(Duration::from_millis(cfg.republish_interval_ms.max(100)));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = live.tick() => {
+                        let c = c.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.check_liveness()).await;
+                    }
+                    _ = republish.tick() => c.republish(),
+                }
+            }
+        })
+    };
+    serve(listener, cluster.clone(), shutdown.clone()).await;
+    let _ = ticker.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(cluster);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = pull_thread.join();
+        let _ = pub_thread.join();
+    })
+    .await;
+    tracing::info!("master stopped");
+    Ok(())
+}
+
+/// Creates the first admin token and `<data>/cli.env` (mode 0600).
+fn ensure_admin(c: &Cluster, data: &Path, api: std::net::SocketAddr) -> std::io::Result<Option<String>> {
+    let env_path = data.join("cli.env");
+    if c.store().has_admin().unwrap_or(false) && env_path.exists() {
+        return Ok(None);
+    }
+    let token = api::new_token().map_err(|e| std::io::Error::other(e.message))?;
+    c.store()
+        .add_token(&token, store::Role::Admin, None)
+        .map_err(std::io::Error::other)?;
+    let text = format!("export ZEROKU_URL=http://{api}\nexport ZEROKU_TOKEN={token}\n");
+    let tmp = data.join("cli.env.tmp");
+    std::fs::write(&tmp, text)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, &env_path)?;
+    Ok(Some(token))
+}
+
+/// The API accept loop: a task per connection, at most 1024 at once; on
+/// shutdown stops accepting and lets open connections finish their request.
+async fn serve(listener: tokio::net::TcpListener, cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(1024));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            acc = listener.accept() => match acc {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (c, shutdown) = (cluster.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(move |req| {
+                let c = c.clone();
+                async move { Ok::<_, std::convert::Infallible>(api::handle(c, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "api connection") },
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}

@@ -1,4 +1,24 @@
-//! zeroku-worker (being written)
+//! zeroku-worker: the node agent.
+//!
+//! - [`agent`]: joins the master, fetches this node's list over the API,
+//!   then follows it on ZMQ SUB; sends heartbeats and logs on PUSH.
+//! - [`supervisor`]: the policy that makes running processes match the list
+//!   (start-new-then-stop-old, back-off, crash detection, re-adoption).
+//! - [`runtime`]: the trait a process runtime implements; [`native`] runs
+//!   Procfile commands from unpacked slugs.
+//! - [`slugcache`]: downloads, verifies and unpacks slugs.
+//! - [`logs`]: tails per-instance log files across worker restarts.
+//!
+//! The worker must never decide *where* something runs (that is the
+//! master's scheduler), and it must never stop app processes because it is
+//! itself stopping: a worker restart leaves them running and re-adopts them.
+
+pub mod agent;
+pub mod bus;
 pub mod logs;
 pub mod native;
 pub mod runtime;
+pub mod slugcache;
+pub mod supervisor;
+
+pub use agent::{run, WorkerError};

@@ -1,0 +1,637 @@
+//! The native runtime: runs a Procfile command from an unpacked slug as a
+//! plain process (its own session, its own uid when the worker is root,
+//! cgroup v2 limits when the host has them), persists a [`ProcRecord`] per
+//! process so a restarted worker re-adopts what still runs, and signals or
+//! forgets processes on request.
+//!
+//! Owns `<data>/procs/` (records), `<data>/logs/` (the log file each process
+//! appends to; [`crate::logs`] reads them), `<data>/tmp/` (per-instance
+//! `$TMPDIR`) and `/sys/fs/cgroup/zeroku/`.
+//!
+//! It must not decide *what* should run, restart anything, or apply back-off:
+//! that is the supervisor's job. Processes never depend on the worker being
+//! alive (no pipes to it), so a worker restart leaves them running.
+
+mod cgroup;
+mod procfs;
+mod sys;
+
+pub use procfs::{parse_proc_stat, read_proc_stat, ProcStat};
+
+use crate::runtime::{Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
+use cgroup::Cgroups;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `PATH` when the environment has none (Heroku's default).
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Runs processes natively. See the module documentation.
+#[derive(Debug)]
+pub struct NativeRuntime {
+    procs_dir: PathBuf,
+    logs_dir: PathBuf,
+    tmp_dir: PathBuf,
+    app_uid_base: u32,
+    as_root: bool,
+    cgroups: Result<Cgroups, String>,
+    /// Processes this worker started: pid → (child, start ticks).
+    children: Mutex<HashMap<u32, (Child, u64)>>,
+}
+
+impl NativeRuntime {
+    /// Prepares `<data>/{procs,logs,tmp}` and detects cgroup v2 support.
+    ///
+    /// When the worker runs as root, apps run as uid/gid
+    /// `app_uid_base + spec.app_seq`.
+    pub fn new(data_dir: &Path, app_uid_base: u32) -> Result<Self, RuntimeError> {
+        let as_root = sys::geteuid() == 0;
+        let procs_dir = data_dir.join("procs");
+        let logs_dir = data_dir.join("logs");
+        let tmp_dir = data_dir.join("tmp");
+        for (dir, mode) in [(&procs_dir, 0o700), (&logs_dir, 0o700), (&tmp_dir, 0o711)] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .map_err(|e| io_err(format!("cannot create {}", dir.display()), e))?;
+        }
+        // The app (another uid) must reach its $TMPDIR below <data>/tmp.
+        std::fs::set_permissions(&tmp_dir, std::fs::Permissions::from_mode(0o711)).map_err(
+            |e| {
+                io_err(
+                    format!("cannot set permissions of {}", tmp_dir.display()),
+                    e,
+                )
+            },
+        )?;
+        if as_root {
+            warn_untraversable(&tmp_dir);
+        }
+        let cgroups = Cgroups::detect(as_root);
+        if let Err(why) = &cgroups {
+            tracing::info!(reason = %why, "resource limits are not enforced");
+        }
+        Ok(NativeRuntime {
+            procs_dir,
+            logs_dir,
+            tmp_dir,
+            app_uid_base,
+            as_root,
+            cgroups,
+            children: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The log file every process of `instance` at `release` appends to.
+    pub fn log_path(&self, instance: &str, release: u32) -> PathBuf {
+        self.logs_dir
+            .join(format!("{}.log", key(instance, release)))
+    }
+
+    /// The `$TMPDIR` of `instance` at `release`.
+    pub fn tmp_path(&self, instance: &str, release: u32) -> PathBuf {
+        self.tmp_dir.join(key(instance, release))
+    }
+
+    /// Where the record of one process is persisted.
+    pub fn record_path(&self, rec: &ProcRecord) -> PathBuf {
+        self.procs_dir.join(format!(
+            "{}.{}.json",
+            key(&rec.instance, rec.release),
+            rec.pid
+        ))
+    }
+
+    fn children(&self) -> MutexGuard<'_, HashMap<u32, (Child, u64)>> {
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_record(&self, rec: &ProcRecord) -> Result<(), RuntimeError> {
+        let path = self.record_path(rec);
+        let ctx = |what: &str| {
+            format!(
+                "cannot {what} record of {} at {}",
+                rec.instance,
+                path.display()
+            )
+        };
+        let json = serde_json::to_vec_pretty(rec)
+            .map_err(|e| io_err(ctx("serialize"), io::Error::other(e)))?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = self.procs_dir.join(format!(".{file_name}.tmp"));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err(ctx("write"), e));
+        }
+        Ok(())
+    }
+
+    /// Whether any record other than `rec`'s names the same instance and
+    /// release (a replacement sharing its tmp dir and cgroup).
+    fn key_in_use_by_other(&self, rec: &ProcRecord) -> bool {
+        let prefix = format!("{}.", key(&rec.instance, rec.release));
+        let Ok(entries) = std::fs::read_dir(&self.procs_dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".json"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| pid != rec.pid)
+        })
+    }
+
+    /// Removes the per-instance tmp dir and cgroup of `rec` unless another
+    /// process of the same instance and release still has a record.
+    fn cleanup_instance_dirs(&self, rec: &ProcRecord) {
+        if !valid_instance(&rec.instance) || self.key_in_use_by_other(rec) {
+            return;
+        }
+        let tmp = self.tmp_path(&rec.instance, rec.release);
+        if let Err(e) = std::fs::remove_dir_all(&tmp) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(instance = %rec.instance, path = %tmp.display(), error = %e, "cannot remove tmp dir");
+            }
+        }
+        if let Ok(cg) = &self.cgroups {
+            cg.remove(&key(&rec.instance, rec.release));
+        }
+    }
+
+    /// Kills and reaps a child whose start could not be completed.
+    fn abort_child(child: &mut Child) {
+        let _ = sys::kill_group(child.id(), libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The uid/gid an app runs under when the worker is root.
+    fn app_uid(&self, req: &StartRequest<'_>) -> Result<u32, RuntimeError> {
+        let spec = req.spec;
+        match self.app_uid_base.checked_add(spec.app_seq) {
+            Some(0) | None => Err(RuntimeError::Start {
+                instance: spec.id.clone(),
+                why: format!(
+                    "app uid {} + {} is not a valid unprivileged uid",
+                    self.app_uid_base, spec.app_seq
+                ),
+            }),
+            Some(uid) => Ok(uid),
+        }
+    }
+}
+
+impl Runtime for NativeRuntime {
+    fn start(&self, req: &StartRequest<'_>) -> Result<ProcRecord, RuntimeError> {
+        let spec = req.spec;
+        let instance = spec.id.as_str();
+        let start_err = |why: String| RuntimeError::Start {
+            instance: instance.to_string(),
+            why,
+        };
+        if !valid_instance(instance) {
+            return Err(start_err(format!("invalid instance id {instance:?}")));
+        }
+        let slug_dir = std::path::absolute(req.slug_dir)
+            .map_err(|e| start_err(format!("bad slug dir {}: {e}", req.slug_dir.display())))?;
+        if !slug_dir.is_dir() {
+            return Err(start_err(format!(
+                "slug dir {} is not a directory",
+                slug_dir.display()
+            )));
+        }
+        let uid = if self.as_root {
+            Some(self.app_uid(req)?)
+        } else {
+            None
+        };
+
+        // $TMPDIR, private to the app.
+        let tmp = self.tmp_path(instance, spec.release);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| {
+                io_err(
+                    format!("{instance}: cannot create tmp dir {}", tmp.display()),
+                    e,
+                )
+            })?;
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(uid)).map_err(|e| {
+                io_err(
+                    format!("{instance}: cannot chown tmp dir {}", tmp.display()),
+                    e,
+                )
+            })?;
+        }
+
+        // The log file: stdout and stderr, appended.
+        let log_path = self.log_path(instance, spec.release);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&log_path)
+            .map_err(|e| {
+                io_err(
+                    format!("{instance}: cannot open log file {}", log_path.display()),
+                    e,
+                )
+            })?;
+        if let Some(uid) = uid {
+            std::os::unix::fs::fchown(&log, Some(uid), Some(uid)).map_err(|e| {
+                io_err(
+                    format!("{instance}: cannot chown log file {}", log_path.display()),
+                    e,
+                )
+            })?;
+        }
+        let log_err = log.try_clone().map_err(|e| {
+            io_err(
+                format!(
+                    "{instance}: cannot duplicate log file {}",
+                    log_path.display()
+                ),
+                e,
+            )
+        })?;
+
+        // The cgroup, with its limits, before anything runs.
+        let cgroup_dir = match &self.cgroups {
+            Ok(cg) => Some(
+                cg.create(&key(instance, spec.release), &spec.limits)
+                    .map_err(start_err)?,
+            ),
+            Err(_) => None,
+        };
+
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script(&spec.command))
+            .current_dir(&slug_dir)
+            .env_clear()
+            .envs(&req.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        if !req.env.contains_key("PORT") {
+            cmd.env("PORT", req.port.to_string());
+        }
+        if !req.env.contains_key("HOME") {
+            cmd.env("HOME", &slug_dir);
+        }
+        if !req.env.contains_key("TMPDIR") {
+            cmd.env("TMPDIR", &tmp);
+        }
+        if !req.env.contains_key("PATH") {
+            cmd.env("PATH", DEFAULT_PATH);
+        }
+        if let Some(uid) = uid {
+            // std drops supplementary groups when it changes uid as root.
+            cmd.uid(uid).gid(uid);
+        }
+        sys::new_session_on_spawn(&mut cmd);
+
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| start_err(format!("cannot run /bin/sh in {}: {e}", slug_dir.display())))?;
+        let pid = child.id();
+
+        if let (Ok(cg), Some(dir)) = (&self.cgroups, &cgroup_dir) {
+            if let Err(why) = cg.add(dir, pid) {
+                Self::abort_child(&mut child);
+                return Err(start_err(why));
+            }
+        }
+        let Some(stat) = read_proc_stat(pid) else {
+            Self::abort_child(&mut child);
+            return Err(start_err(format!(
+                "cannot read /proc/{pid}/stat right after start"
+            )));
+        };
+        let rec = ProcRecord {
+            instance: instance.to_string(),
+            app: spec.app.clone(),
+            release: spec.release,
+            pid,
+            start_ticks: stat.start_ticks,
+            port: req.port,
+            started_at: unix_now(),
+            log_path,
+        };
+        if let Err(e) = self.write_record(&rec) {
+            // Unrecorded, it could never be re-adopted: do not leave it running.
+            Self::abort_child(&mut child);
+            return Err(e);
+        }
+        self.children().insert(pid, (child, stat.start_ticks));
+        tracing::debug!(instance, pid, "started");
+        Ok(rec)
+    }
+
+    fn poll(&self, rec: &ProcRecord) -> Option<Exit> {
+        {
+            let mut children = self.children();
+            if let Some((child, ticks)) = children.get_mut(&rec.pid) {
+                if *ticks != rec.start_ticks {
+                    // The record names an older process that had this pid.
+                    return Some(Exit::Unknown);
+                }
+                let exit = match child.try_wait() {
+                    Ok(None) => return None,
+                    Ok(Some(status)) => match (status.code(), status.signal()) {
+                        (Some(code), _) => Exit::Code(code),
+                        (None, Some(sig)) => Exit::Signal(sig),
+                        (None, None) => Exit::Unknown,
+                    },
+                    Err(e) => {
+                        tracing::warn!(instance = %rec.instance, pid = rec.pid, error = %e, "cannot wait for process");
+                        Exit::Unknown
+                    }
+                };
+                children.remove(&rec.pid);
+                return Some(exit);
+            }
+        }
+        // Adopted: not a child we hold.
+        match read_proc_stat(rec.pid) {
+            Some(st) if st.start_ticks == rec.start_ticks => {
+                if !st.is_zombie() {
+                    return None;
+                }
+                // A zombie: if it happens to be our child (e.g. the worker
+                // re-executed itself), reap it and learn how it ended.
+                match sys::waitpid_nohang(rec.pid) {
+                    Ok(Some(exit)) => Some(exit),
+                    _ => Some(Exit::Unknown),
+                }
+            }
+            _ => Some(Exit::Unknown),
+        }
+    }
+
+    fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError> {
+        // Never signal a recycled pid: the start time must still match. (A
+        // zombie leader with matching ticks still holds its pid, and its
+        // group may have live members, so it is signalled.)
+        match read_proc_stat(rec.pid) {
+            Some(st) if st.start_ticks == rec.start_ticks => {}
+            _ => return Ok(()),
+        }
+        let signo = match sig {
+            StopSignal::Term => libc::SIGTERM,
+            StopSignal::Kill => libc::SIGKILL,
+        };
+        match sys::kill_group(rec.pid, signo) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(source) => Err(RuntimeError::Signal {
+                instance: rec.instance.clone(),
+                pid: rec.pid,
+                source,
+            }),
+        }
+    }
+
+    fn adopt(&self) -> Vec<ProcRecord> {
+        let entries = match std::fs::read_dir(&self.procs_dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %self.procs_dir.display(), error = %e, "cannot list process records");
+                return Vec::new();
+            }
+        };
+        let mut adopted = Vec::new();
+        let mut dead = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                // A temp file of an interrupted write, once it is stale.
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(60));
+                if stale && name.ends_with(".tmp") {
+                    remove_logged(&path);
+                }
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let rec: ProcRecord = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(rec) => rec,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "deleting unreadable process record");
+                    remove_logged(&path);
+                    continue;
+                }
+            };
+            let alive = read_proc_stat(rec.pid)
+                .is_some_and(|st| st.start_ticks == rec.start_ticks && !st.is_zombie());
+            if alive && path == self.record_path(&rec) {
+                adopted.push(rec);
+            } else {
+                tracing::info!(instance = %rec.instance, pid = rec.pid, "process of record is gone");
+                remove_logged(&path);
+                dead.push(rec);
+            }
+        }
+        for rec in &dead {
+            self.cleanup_instance_dirs(rec);
+        }
+        adopted
+            .sort_by(|a, b| (&a.instance, a.release, a.pid).cmp(&(&b.instance, b.release, b.pid)));
+        adopted
+    }
+
+    fn forget(&self, rec: &ProcRecord) {
+        {
+            let mut children = self.children();
+            if let Some((child, ticks)) = children.get_mut(&rec.pid) {
+                // Only this record's process (not a newer one with its pid);
+                // reap it if it has exited, so no zombie is left behind.
+                if *ticks == rec.start_ticks {
+                    let _ = child.try_wait();
+                    children.remove(&rec.pid);
+                }
+            }
+        }
+        if valid_instance(&rec.instance) {
+            remove_logged(&self.record_path(rec));
+        }
+        self.cleanup_instance_dirs(rec);
+    }
+
+    fn limits_unavailable(&self) -> Option<String> {
+        self.cgroups.as_ref().err().cloned()
+    }
+}
+
+/// `<instance>.v<release>`: names the log file, tmp dir and cgroup.
+fn key(instance: &str, release: u32) -> String {
+    format!("{instance}.v{release}")
+}
+
+/// Instance ids become file names: no separators, no leading dot.
+fn valid_instance(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The `sh -c` script: source the slug's `.profile.d/*.sh` (sorted by the
+/// shell's globbing, skipping unreadable ones, as Heroku does), then run the
+/// Procfile command — through `exec` when that cannot change its meaning, so
+/// the recorded pid is the app itself.
+fn script(command: &str) -> String {
+    let run = if exec_safe(command) {
+        format!("exec {}", command.trim_start())
+    } else {
+        command.to_string()
+    };
+    format!(
+        "for __zeroku_f in .profile.d/*.sh; do \
+         if [ -r \"$__zeroku_f\" ]; then . \"./$__zeroku_f\"; fi; \
+         done; unset __zeroku_f\n{run}\n"
+    )
+}
+
+/// Whether `exec COMMAND` runs the same thing as `COMMAND`: a single simple
+/// command (no lists, pipes, groups, redirections or newlines), not starting
+/// with an assignment, a reserved word or a builtin that has no executable.
+fn exec_safe(command: &str) -> bool {
+    const NOT_EXECUTABLE: &[&str] = &[
+        "!", "{", "}", "[[", "case", "do", "done", "elif", "else", "esac", "fi", "for", "function",
+        "if", "in", "select", "then", "time", "until", "while", "coproc", ".", ":", "source",
+        "alias", "break", "cd", "continue", "eval", "exec", "exit", "export", "local", "read",
+        "readonly", "return", "set", "shift", "trap", "ulimit", "umask", "unset", "wait",
+    ];
+    let cmd = command.trim();
+    if cmd.is_empty()
+        || cmd.contains(|c| {
+            matches!(
+                c,
+                ';' | '&' | '|' | '\n' | '\r' | '(' | ')' | '{' | '}' | '<' | '>' | '`'
+            )
+        })
+    {
+        return false;
+    }
+    let Some(first) = cmd.split_ascii_whitespace().next() else {
+        return false;
+    };
+    !first.contains('=') && !first.starts_with('#') && !NOT_EXECUTABLE.contains(&first)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn io_err(context: String, source: io::Error) -> RuntimeError {
+    RuntimeError::Io { context, source }
+}
+
+fn remove_logged(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot delete file");
+        }
+    }
+}
+
+/// Apps run as another uid and must traverse every ancestor of their tmp dir.
+fn warn_untraversable(dir: &Path) {
+    let Ok(abs) = std::path::absolute(dir) else {
+        return;
+    };
+    for ancestor in abs.ancestors().skip(1) {
+        if let Ok(meta) = std::fs::metadata(ancestor) {
+            if meta.permissions().mode() & 0o001 == 0 {
+                tracing::warn!(
+                    dir = %ancestor.display(),
+                    "directory is not searchable by other users: apps cannot reach their $TMPDIR below it"
+                );
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_only_for_simple_commands() {
+        assert!(exec_safe("bundle exec puma -p $PORT"));
+        assert!(exec_safe("  ./bin/web --port \"$PORT\""));
+        assert!(exec_safe("sleep 30"));
+        assert!(!exec_safe("a && b"));
+        assert!(!exec_safe("echo hello; sleep 30"));
+        assert!(!exec_safe("a | b"));
+        assert!(!exec_safe("a > log"));
+        assert!(!exec_safe("(a)"));
+        assert!(!exec_safe("FOO=1 bar"));
+        assert!(!exec_safe("cd sub"));
+        assert!(!exec_safe("if true"));
+        assert!(!exec_safe("a\nb"));
+        assert!(!exec_safe("   "));
+    }
+
+    #[test]
+    fn script_sources_profile_then_runs_command() {
+        let s = script("a && b");
+        assert!(s.contains(".profile.d/*.sh"));
+        assert!(s.ends_with("\na && b\n"));
+        assert!(script("web --x").ends_with("\nexec web --x\n"));
+    }
+
+    #[test]
+    fn instance_ids_are_file_names() {
+        assert!(valid_instance("app.web.1"));
+        assert!(valid_instance("my-app.worker_x.12"));
+        assert!(!valid_instance(""));
+        assert!(!valid_instance(".."));
+        assert!(!valid_instance("a/b"));
+        assert!(!valid_instance("a b"));
+    }
+}

@@ -1,0 +1,2 @@
+# Sourced before every process, as on Heroku.
+export CLOCK_STARTED_BY=zeroku

@@ -1,0 +1,480 @@
+//! The operator HTTP API: JSON under `/v1`, bearer tokens.
+//!
+//! Routing is a `match` on (method, path segments); every handler returns
+//! `Result<Json, ApiError>` and errors become JSON in one place. Roles:
+//! admin tokens may do everything; join tokens may only register a node;
+//! node tokens may read their own node's list and download slugs.
+
+use crate::cluster::Cluster;
+use crate::error::ApiError;
+use crate::store::{Formation, Role};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use zeroku_conf::names;
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    full(status, "application/json", body)
+}
+
+pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match route(&cluster, req).await {
+        Ok(Reply::Json(status, v)) => json_response(status, &v),
+        Ok(Reply::Raw(r)) => r,
+        Err(e) => {
+            tracing::debug!(%method, %path, status = %e.status, message = %e.message, "api error");
+            json_response(e.status, &json!({"error": {"code": e.code, "message": e.message}}))
+        }
+    }
+}
+
+enum Reply {
+    Json(StatusCode, Value),
+    Raw(Response<Body>),
+}
+
+fn ok(v: Value) -> Result<Reply, ApiError> {
+    Ok(Reply::Json(StatusCode::OK, v))
+}
+
+struct Caller {
+    role: Role,
+    node: Option<String>,
+}
+
+impl Caller {
+    fn admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            _ => Err(ApiError::forbidden("this token may not do that: it needs an admin token")),
+        }
+    }
+    fn node_or_admin(&self, node: Option<&str>) -> Result<(), ApiError> {
+        match (self.role, node) {
+            (Role::Admin, _) => Ok(()),
+            (Role::Node, None) => Ok(()),
+            (Role::Node, Some(n)) if self.node.as_deref() == Some(n) => Ok(()),
+            _ => Err(ApiError::forbidden("this token may not do that: it needs an admin or node token")),
+        }
+    }
+}
+
+fn auth(cluster: &Cluster, req: &Request<Incoming>) -> Result<Caller, ApiError> {
+    let token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthorized)?;
+    match cluster.store().token(token.trim())? {
+        Some((role, node)) => Ok(Caller { role, node }),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let bytes = Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("request body is not the expected JSON: {e}")))
+}
+
+fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn app_exists(cluster: &Cluster, app: &str) -> Result<crate::store::App, ApiError> {
+    cluster
+        .store()
+        .app(app)?
+        .ok_or_else(|| ApiError::not_found(format!("no app named {app:?} (see `zeroku apps`)")))
+}
+
+async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    if segs.first() != Some(&"v1") {
+        return Err(ApiError::not_found(format!("no such API path {path} (the API is under /v1)")));
+    }
+    let caller = auth(cluster, &req)?;
+    let c = cluster.as_ref();
+    match (&method, &segs[1..]) {
+        (&Method::GET, ["status"]) => ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "dropped_messages": c.dropped.load(Ordering::Relaxed),
+        })),
+        (&Method::GET, ["apps"]) => {
+            caller.admin()?;
+            ok(json!(c.store().apps()?))
+        }
+        (&Method::POST, ["apps"]) => {
+            caller.admin()?;
+            #[derive(Deserialize)]
+            struct New {
+                name: String,
+            }
+            let n: New = body_json(req).await?;
+            names::app(&n.name).map_err(|e| ApiError::invalid(e.to_string()))?;
+            match c.store().create_app(&n.name)? {
+                Some(app) => Ok(Reply::Json(StatusCode::CREATED, json!(app))),
+                None => Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("app {:?} already exists", n.name))),
+            }
+        }
+        (&Method::GET, ["apps", app]) => {
+            caller.admin()?;
+            crate::views::app_info(c, &app_exists(c, app)?).map(ok)?
+        }
+        (&Method::DELETE, ["apps", app]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            c.change(|s| s.delete_app(app))?;
+            c.logs.forget(app);
+            c.gc_slugs()?;
+            ok(json!({"deleted": app}))
+        }
+        (&Method::GET, ["apps", app, "config"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            ok(json!(c.store().config(app)?))
+        }
+        (&Method::PATCH, ["apps", app, "config"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let changes: BTreeMap<String, Option<String>> = body_json(req).await?;
+            for k in changes.keys() {
+                check_config_key(k)?;
+            }
+            let desc = describe_config(&changes);
+            let rel = c.change(|s| s.set_config(app, &changes, &desc))?;
+            ok(json!({"config": c.store().config(app)?, "release": rel.map(|r| r.version)}))
+        }
+        (&Method::GET, ["apps", app, "releases"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            ok(json!(c.store().releases(app)?))
+        }
+        (&Method::POST, ["apps", app, "releases"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let n: NewRelease = body_json(req).await?;
+            if n.process_types.is_empty() {
+                return Err(ApiError::invalid("a release needs at least one process type (is the Procfile empty?)"));
+            }
+            for (t, cmd) in &n.process_types {
+                names::process_type(t).map_err(|e| ApiError::invalid(e.to_string()))?;
+                if cmd.trim().is_empty() {
+                    return Err(ApiError::invalid(format!("process type {t:?} has no command")));
+                }
+            }
+            if !c.slugs.contains(&n.slug_sha256).map_err(|e| ApiError::invalid(e.to_string()))? {
+                return Err(ApiError::invalid(format!(
+                    "slug {} is not in the slug store: upload it first (PUT /v1/slugs/<sha256>)",
+                    n.slug_sha256
+                )));
+            }
+            let size = c
+                .slugs
+                .path(&n.slug_sha256)
+                .ok()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len());
+            let desc = n.description.unwrap_or_else(|| "Deploy".into());
+            let mem = c.cfg.default_memory_mb;
+            let rel = c.change(|s| s.create_release(app, &n.slug_sha256, size, &n.process_types, &desc, mem))?;
+            c.gc_slugs()?;
+            Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
+        }
+        (&Method::POST, ["apps", app, "rollback"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            #[derive(Deserialize)]
+            struct Rb {
+                version: u32,
+            }
+            let rb: Rb = body_json(req).await?;
+            let target = c
+                .store()
+                .release(app, rb.version)?
+                .ok_or_else(|| ApiError::not_found(format!("app {app} has no release v{} (see `zeroku releases`)", rb.version)))?;
+            if !c.slugs.contains(&target.slug_sha256).unwrap_or(false) {
+                return Err(ApiError::invalid(format!(
+                    "the slug of v{} was garbage-collected (only the newest {} releases keep theirs); deploy it again",
+                    rb.version, c.cfg.keep_releases
+                )));
+            }
+            let rel = c.change(|s| s.rollback(app, &target))?;
+            Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
+        }
+        (&Method::GET, ["apps", app, "formation"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            ok(json!(c.store().formation(app)?))
+        }
+        (&Method::PATCH, ["apps", app, "formation"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let ups: Vec<Scale> = body_json(req).await?;
+            let rows = check_scale(c, app, ups)?;
+            c.change(|s| s.set_formation(&rows))?;
+            ok(json!(c.store().formation(app)?))
+        }
+        (&Method::GET, ["apps", app, "ps"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            crate::views::ps(c, app).map(ok)?
+        }
+        (&Method::GET, ["apps", app, "logs"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let q = query(&req);
+            let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let lines = q.get("lines").and_then(|v| v.parse().ok()).unwrap_or(100);
+            let (lines, next) = c.logs.read(app, after, lines);
+            let lines: Vec<Value> = lines
+                .into_iter()
+                .map(|(seq, l)| json!({"seq": seq, "ts_ms": l.ts_ms, "instance": l.instance, "release": l.release, "stream": l.stream, "line": l.line}))
+                .collect();
+            ok(json!({"lines": lines, "next": next}))
+        }
+        (&Method::GET, ["nodes"]) => {
+            caller.admin()?;
+            crate::views::nodes(c).map(ok)?
+        }
+        (&Method::POST, ["nodes", "join-token"]) => {
+            caller.admin()?;
+            let token = new_token()?;
+            c.store().add_token(&token, Role::Join, None)?;
+            ok(json!({"token": token}))
+        }
+        (&Method::POST, ["nodes", "register"]) => {
+            #[derive(Deserialize)]
+            struct Reg {
+                name: String,
+                capacity_mb: u64,
+            }
+            let r: Reg = body_json(req).await?;
+            names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
+            if !(caller.role == Role::Join || caller.node_or_admin(Some(&r.name)).is_ok()) {
+                return Err(ApiError::forbidden("this token may not register that node"));
+            }
+            let token = new_token()?;
+            c.store().add_token(&token, Role::Node, Some(&r.name))?;
+            c.live().insert(
+                r.name.clone(),
+                crate::cluster::Live {
+                    last_seen: std::time::Instant::now(),
+                    heartbeat: None,
+                },
+            );
+            c.change(|s| s.upsert_node(&r.name, r.capacity_mb))?;
+            tracing::info!(node = %r.name, capacity_mb = r.capacity_mb, "node registered");
+            ok(json!({
+                "node_token": token,
+                "pub_endpoint": c.cfg.advertise_pub.clone().unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
+                "pull_endpoint": c.cfg.advertise_pull.clone().unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
+                "heartbeat_interval_ms": c.cfg.heartbeat_interval_ms,
+            }))
+        }
+        (&Method::GET, ["nodes", node, "list"]) => {
+            caller.node_or_admin(Some(node))?;
+            ok(json!(c.list(node)))
+        }
+        (&Method::POST, ["nodes", node, verb @ ("drain" | "undrain")]) => {
+            caller.admin()?;
+            let draining = *verb == "drain";
+            let found = c.change(|s| s.set_node_draining(node, draining))?;
+            if !found {
+                return Err(ApiError::not_found(format!("no node named {node:?} (see `zeroku nodes`)")));
+            }
+            ok(json!({"node": node, "draining": draining}))
+        }
+        (&Method::GET, ["slugs", sha]) => {
+            caller.node_or_admin(None)?;
+            let path = c.slugs.path(sha).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let file = match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::not_found(format!("no slug {sha}"))),
+                Err(e) => return Err(ApiError::internal(e)),
+            };
+            let stream = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            r.headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/octet-stream"));
+            Ok(Reply::Raw(r))
+        }
+        (&Method::PUT, ["slugs", sha]) => {
+            caller.admin()?;
+            let info = receive_slug(c, sha, req.into_body()).await?;
+            Ok(Reply::Json(StatusCode::CREATED, json!({"sha256": info.sha256, "size": info.size})))
+        }
+        _ => Err(ApiError::not_found(format!("no API route {method} {path}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewRelease {
+    slug_sha256: String,
+    process_types: BTreeMap<String, String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Scale {
+    #[serde(rename = "type")]
+    proc_type: String,
+    quantity: u32,
+    memory_mb: Option<u64>,
+}
+
+/// Largest quantity of one process type: a typo like `web=1000000` must not
+/// take the cluster down.
+const MAX_QUANTITY: u32 = 10_000;
+
+fn check_scale(c: &Cluster, app: &str, ups: Vec<Scale>) -> Result<Vec<Formation>, ApiError> {
+    let store = c.store();
+    let rel = store
+        .current_release(app)?
+        .ok_or_else(|| ApiError::invalid(format!("app {app} has no release yet: create one before scaling")))?;
+    let current = store.formation(app)?;
+    let known: Vec<&str> = rel.process_types.keys().map(String::as_str).collect();
+    ups.into_iter()
+        .map(|u| {
+            if !rel.process_types.contains_key(&u.proc_type) {
+                return Err(ApiError::invalid(format!(
+                    "unknown process type {:?} for app {app} (its Procfile has: {})",
+                    u.proc_type,
+                    known.join(", ")
+                )));
+            }
+            if u.quantity > MAX_QUANTITY {
+                return Err(ApiError::invalid(format!("quantity {} is above the limit of {MAX_QUANTITY}", u.quantity)));
+            }
+            let mem = u.memory_mb.or_else(|| {
+                current.iter().find(|f| f.proc_type == u.proc_type).map(|f| f.memory_mb)
+            });
+            Ok(Formation {
+                app: app.to_string(),
+                proc_type: u.proc_type,
+                quantity: u.quantity,
+                memory_mb: mem.unwrap_or(c.cfg.default_memory_mb),
+            })
+        })
+        .collect()
+}
+
+fn check_config_key(k: &str) -> Result<(), ApiError> {
+    let ok_chars = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok_chars {
+        return Err(ApiError::invalid(format!(
+            "invalid config var name {k:?}: use letters, digits and _, not starting with a digit"
+        )));
+    }
+    if k == "PORT" || k.starts_with("ZEROKU_") {
+        return Err(ApiError::invalid(format!("config var {k} is set by zeroku itself and cannot be changed")));
+    }
+    Ok(())
+}
+
+fn describe_config(changes: &BTreeMap<String, Option<String>>) -> String {
+    let set: Vec<&str> = changes.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.as_str()).collect();
+    let unset: Vec<&str> = changes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+    let mut parts = Vec::new();
+    if !set.is_empty() {
+        parts.push(format!("Set {}", set.join(", ")));
+    }
+    if !unset.is_empty() {
+        parts.push(format!("Unset {}", unset.join(", ")));
+    }
+    if parts.is_empty() {
+        "Config unchanged".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// A random 256-bit token, hex.
+pub fn new_token() -> Result<String, ApiError> {
+    let mut buf = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(ApiError::internal)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A fresh temporary name inside the slug store's directory.
+pub fn upload_path(dir: &std::path::Path) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    dir.join(format!(".upload.tmp-{}-{nanos}", std::process::id()))
+}
+
+/// Streams an uploaded slug to a temp file, then verifies and stores it.
+async fn receive_slug(
+    c: &Cluster,
+    sha: &str,
+    mut body: Incoming,
+) -> Result<zeroku_builder::slug::SlugInfo, ApiError> {
+    c.slugs.path(sha).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let tmp = upload_path(c.slugs.dir());
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(ApiError::internal)?;
+    let res: Result<(), ApiError> = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad_request(format!("slug upload interrupted: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                file.write_all(&data).await.map_err(ApiError::internal)?;
+            }
+        }
+        file.flush().await.map_err(ApiError::internal)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let (store, sha, tmp2) = (c.slugs.clone(), sha.to_string(), tmp.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        zeroku_builder::slug::check(&tmp2)?;
+        store.put_file(&tmp2, &sha)
+    })
+        .await
+        .map_err(ApiError::internal)?;
+    let _ = std::fs::remove_file(&tmp);
+    out.map_err(|e| ApiError::invalid(e.to_string()))
+}

@@ -1,0 +1,195 @@
+//! The client of the operator API, used by the `zeroku` CLI and by workers.
+//! Errors carry the API's stable code and human message unchanged.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+pub use hyper::Method;
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as Hyper};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("invalid master URL {0:?}: expected http://HOST:PORT")]
+    Url(String),
+    #[error("cannot reach the zeroku master at {url}: {why} (is it running? is ZEROKU_URL right?)")]
+    Connect { url: String, why: String },
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the master answered {status} with something that is not zeroku's API JSON: {body}")]
+    Protocol { status: u16, body: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: Hyper<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Result<Client, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") || base.len() <= "http://".len() {
+            return Err(ClientError::Url(base));
+        }
+        let http = Hyper::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Ok(Client {
+            base,
+            token: token.trim().to_string(),
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Bytes, ctype: &str) -> Result<(StatusCode, Bytes), ClientError> {
+        let resp = self.raw(method, path, body, ctype).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                why: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        ctype: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let req = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", ctype)
+            .body(Full::new(body))
+            .map_err(|_| ClientError::Url(self.base.clone()))?;
+        let resp = self.http.request(req).await.map_err(|e| ClientError::Connect {
+            url: self.base.clone(),
+            why: error_chain(&e),
+        })?;
+        Ok(resp)
+    }
+
+    fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
+        if !status.is_success() {
+            let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| ClientError::Protocol {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            })?;
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                message: v["error"]["message"].as_str().unwrap_or("unknown error").to_string(),
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|_| ClientError::Protocol {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (s, b) = self.call(Method::GET, path, Bytes::new(), "application/json").await?;
+        Self::decode(s, &b)
+    }
+
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Io {
+            context: "encoding request".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let (s, b) = self.call(method, path, body.into(), "application/json").await?;
+        Self::decode(s, &b)
+    }
+
+    /// PUTs a file's bytes.
+    pub async fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T, ClientError> {
+        let bytes = tokio::fs::read(file).await.map_err(|source| ClientError::Io {
+            context: format!("cannot read {}", file.display()),
+            source,
+        })?;
+        let (s, b) = self
+            .call(Method::PUT, path, bytes.into(), "application/octet-stream")
+            .await?;
+        Self::decode(s, &b)
+    }
+
+    /// GETs `path` into `dest`, streaming; returns the bytes written.
+    pub async fn download(&self, path: &str, dest: &Path) -> Result<u64, ClientError> {
+        let resp = self.raw(Method::GET, path, Bytes::new(), "application/json").await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            return Self::decode::<serde_json::Value>(status, &bytes).map(|_| 0);
+        }
+        let io = |source| ClientError::Io {
+            context: format!("cannot write {}", dest.display()),
+            source,
+        };
+        let mut f = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                why: format!("download interrupted: {e}"),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                n += data.len() as u64;
+                f.write_all(&data).await.map_err(io)?;
+            }
+        }
+        f.flush().await.map_err(io)?;
+        Ok(n)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

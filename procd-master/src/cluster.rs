@@ -1,0 +1,254 @@
+//! [`Cluster`]: the master's core. Holds the store, the slug store, the live
+//! view of nodes (last heartbeat) and the lists last published, and turns
+//! every change into a re-placement and fresh node lists.
+
+use crate::bus::{self, Outgoing};
+use crate::logbook::LogBook;
+use crate::scheduler::{self, NodeSlot};
+use crate::store::{Placement, Release, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use zeroku_builder::store::SlugStore;
+use zeroku_conf::config::MasterConfig;
+use zeroku_conf::wire::{node_topic, Message};
+use zeroku_conf::{Heartbeat, InstanceSpec, Limits, NodeList, SlugRef};
+
+/// What the master last heard from a node.
+pub struct Live {
+    pub last_seen: Instant,
+    pub heartbeat: Option<Heartbeat>,
+}
+
+pub struct Cluster {
+    pub cfg: MasterConfig,
+    pub slugs: SlugStore,
+    pub logs: LogBook,
+    /// Messages dropped on the PULL socket because they did not decode.
+    pub dropped: std::sync::Arc<AtomicU64>,
+    store: Mutex<Store>,
+    live: Mutex<HashMap<String, Live>>,
+    lists: Mutex<HashMap<String, NodeList>>,
+    publisher: SyncSender<Outgoing>,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cluster {
+    pub fn new(cfg: MasterConfig, store: Store, slugs: SlugStore, publisher: SyncSender<Outgoing>) -> Cluster {
+        Cluster {
+            logs: LogBook::new(cfg.log_lines_per_app),
+            cfg,
+            slugs,
+            dropped: Default::default(),
+            store: Mutex::new(store),
+            live: Mutex::new(HashMap::new()),
+            lists: Mutex::new(HashMap::new()),
+            publisher,
+            started: Instant::now(),
+        }
+    }
+
+    /// The store, for reads and writes that need no re-placement.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    /// Runs `f` on the store, then re-places and publishes what changed.
+    pub fn change<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut store = self.store();
+        let out = f(&mut store)?;
+        self.replan(&mut store)?;
+        Ok(out)
+    }
+
+    /// Re-places every instance and publishes each node list that changed.
+    pub fn replan(&self, store: &mut Store) -> Result<(), StoreError> {
+        let nodes = store.nodes()?;
+        let mut releases: HashMap<String, Release> = HashMap::new();
+        for app in store.apps()? {
+            if let Some(r) = store.current_release(&app.name)? {
+                releases.insert(app.name.clone(), r);
+            }
+        }
+        let seqs: HashMap<String, u32> = store.apps()?.into_iter().map(|a| (a.name, a.seq)).collect();
+        // Only process types the current release declares can run.
+        let formation: Vec<_> = store
+            .all_formation()?
+            .into_iter()
+            .filter(|f| releases.get(&f.app).is_some_and(|r| r.process_types.contains_key(&f.proc_type)))
+            .collect();
+        let slots: Vec<NodeSlot> = nodes
+            .iter()
+            .map(|n| NodeSlot {
+                name: n.name.clone(),
+                capacity_mb: n.capacity_mb,
+                schedulable: n.state == "up" && !n.draining,
+            })
+            .collect();
+        let current = store.placements()?;
+        let placed = scheduler::place(&slots, &formation, &current);
+        if placed != current {
+            store.replace_placements(&placed)?;
+        }
+        let mut per_node: HashMap<&str, Vec<InstanceSpec>> = HashMap::new();
+        for p in &placed {
+            let (Some(node), Some(rel)) = (p.node.as_deref(), releases.get(&p.app)) else {
+                continue;
+            };
+            per_node
+                .entry(node)
+                .or_default()
+                .push(spec(p, rel, seqs.get(&p.app).copied().unwrap_or(0)));
+        }
+        let mut lists = lock(&self.lists);
+        for n in &nodes {
+            let instances = per_node.remove(n.name.as_str()).unwrap_or_default();
+            if lists.get(&n.name).is_some_and(|l| l.instances == instances) {
+                continue;
+            }
+            let list = NodeList {
+                node: n.name.clone(),
+                generation: store.next_generation()?,
+                instances,
+            };
+            tracing::info!(node = %n.name, generation = list.generation, instances = list.instances.len(), "publishing node list");
+            bus::publish(&self.publisher, node_topic(&n.name), &Message::NodeList(list.clone()));
+            lists.insert(n.name.clone(), list);
+        }
+        Ok(())
+    }
+
+    /// Publishes every node's list again (slow joiners, lost messages).
+    pub fn republish(&self) {
+        for l in lock(&self.lists).values() {
+            bus::publish(&self.publisher, node_topic(&l.node), &Message::NodeList(l.clone()));
+        }
+    }
+
+    pub fn list(&self, node: &str) -> NodeList {
+        lock(&self.lists).get(node).cloned().unwrap_or(NodeList {
+            node: node.to_string(),
+            generation: 0,
+            instances: Vec::new(),
+        })
+    }
+
+    pub fn on_message(&self, msg: Message) {
+        match msg {
+            Message::Heartbeat(hb) => self.on_heartbeat(hb),
+            Message::Logs(lines) => self.logs.push(lines),
+            Message::NodeList(l) => tracing::warn!(node = %l.node, "ignored a node list sent to the master"),
+        }
+    }
+
+    fn on_heartbeat(&self, hb: Heartbeat) {
+        let mut store = self.store();
+        let node = match store.nodes() {
+            Ok(nodes) => nodes.into_iter().find(|n| n.name == hb.node),
+            Err(e) => {
+                tracing::error!(error = %e, "reading nodes");
+                return;
+            }
+        };
+        let Some(node) = node else {
+            tracing::warn!(node = %hb.node, "heartbeat from a node that never joined; ignored");
+            return;
+        };
+        let name = hb.node.clone();
+        lock(&self.live).insert(
+            name.clone(),
+            Live {
+                last_seen: Instant::now(),
+                heartbeat: Some(hb),
+            },
+        );
+        if node.state != "up" {
+            tracing::info!(node = %name, "node is back");
+            let res = store.set_node_state(&name, "up").and_then(|_| self.replan(&mut store));
+            if let Err(e) = res {
+                tracing::error!(error = %e, node = %name, "marking node up");
+            }
+        }
+    }
+
+    /// Marks nodes dead that have been silent for `dead_after_ms`, and
+    /// moves their instances. Called periodically.
+    pub fn check_liveness(&self) {
+        let dead_after = Duration::from_millis(self.cfg.dead_after_ms);
+        let mut store = self.store();
+        let Ok(nodes) = store.nodes() else { return };
+        let live = lock(&self.live);
+        let silent: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.state == "up")
+            .filter(|n| {
+                let seen = live.get(&n.name).map_or(self.started, |l| l.last_seen);
+                seen.elapsed() > dead_after
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        drop(live);
+        if silent.is_empty() {
+            return;
+        }
+        for n in &silent {
+            tracing::warn!(node = %n, "node missed its heartbeats; marking it dead and moving its instances");
+            if let Err(e) = store.set_node_state(n, "dead") {
+                tracing::error!(error = %e, "marking node dead");
+            }
+        }
+        if let Err(e) = self.replan(&mut store) {
+            tracing::error!(error = %e, "re-placing after node loss");
+        }
+    }
+
+    pub fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
+        lock(&self.live)
+    }
+
+    /// Deletes slugs no recent release of any app refers to.
+    pub fn gc_slugs(&self) -> Result<Vec<String>, StoreError> {
+        let store = self.store();
+        let mut keep = std::collections::HashSet::new();
+        for app in store.apps()? {
+            let rels = store.releases(&app.name)?;
+            let skip = rels.len().saturating_sub(self.cfg.keep_releases as usize);
+            keep.extend(rels.into_iter().skip(skip).map(|r| r.slug_sha256));
+        }
+        drop(store);
+        match self.slugs.gc(&keep) {
+            Ok(gone) => Ok(gone),
+            Err(e) => {
+                tracing::warn!(error = %e, "slug garbage collection");
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
+    InstanceSpec {
+        id: p.id.clone(),
+        app: p.app.clone(),
+        app_seq,
+        proc_type: p.proc_type.clone(),
+        index: p.index,
+        release: rel.version,
+        command: rel.process_types.get(&p.proc_type).cloned().unwrap_or_default(),
+        env: rel.env.clone(),
+        slug: SlugRef {
+            sha256: rel.slug_sha256.clone(),
+            size: rel.slug_size,
+        },
+        limits: Limits {
+            memory_mb: p.memory_mb,
+            ..Limits::default()
+        },
+    }
+}

@@ -1,0 +1,589 @@
+//! The master's state in embedded SQLite (WAL): apps, config vars, releases,
+//! formation, nodes, instance placements, tokens and the generation counter.
+//!
+//! Every write is one transaction, committed before the API answers, so a
+//! `kill -9` of the master loses nothing it acknowledged. This module knows
+//! SQL and nothing about HTTP or ZMQ.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored JSON is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct App {
+    pub name: String,
+    pub seq: u32,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Release {
+    pub app: String,
+    pub version: u32,
+    pub slug_sha256: String,
+    pub slug_size: u64,
+    pub process_types: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    pub description: String,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Formation {
+    pub app: String,
+    pub proc_type: String,
+    pub quantity: u32,
+    pub memory_mb: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub capacity_mb: u64,
+    /// `up` or `dead`.
+    pub state: String,
+    pub draining: bool,
+    pub joined_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Placement {
+    pub id: String,
+    pub app: String,
+    pub proc_type: String,
+    pub index: u32,
+    pub node: Option<String>,
+    pub memory_mb: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// May only register nodes.
+    Join,
+    /// A registered worker: its own list, slugs.
+    Node,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hash_token(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS apps (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS config_vars (app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (app, key));
+CREATE TABLE IF NOT EXISTS releases (app TEXT NOT NULL, version INTEGER NOT NULL, slug_sha256 TEXT NOT NULL, slug_size INTEGER NOT NULL,
+  process_types TEXT NOT NULL, env TEXT NOT NULL, description TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (app, version));
+CREATE TABLE IF NOT EXISTS formation (app TEXT NOT NULL, proc_type TEXT NOT NULL, quantity INTEGER NOT NULL, memory_mb INTEGER NOT NULL, PRIMARY KEY (app, proc_type));
+CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, capacity_mb INTEGER NOT NULL, state TEXT NOT NULL, draining INTEGER NOT NULL, joined_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, proc_type TEXT NOT NULL, idx INTEGER NOT NULL, node TEXT, memory_mb INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, node TEXT, created_at INTEGER NOT NULL);
+";
+
+pub struct Store {
+    db: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Connection::open(path)?;
+        Self::init(db)
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(db: Connection) -> Result<Store> {
+        // WAL + NORMAL: a committed transaction survives the process being
+        // killed (it is in the WAL, in the OS page cache) without an fsync
+        // per commit.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db })
+    }
+
+    // ---- tokens
+
+    pub fn add_token(&self, token: &str, role: Role, node: Option<&str>) -> Result<()> {
+        let role = serde_json::to_string(&role)?;
+        self.db.execute(
+            "INSERT OR REPLACE INTO tokens (hash, role, node, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash_token(token), role, node, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn token(&self, token: &str) -> Result<Option<(Role, Option<String>)>> {
+        let row: Option<(String, Option<String>)> = self
+            .db
+            .query_row(
+                "SELECT role, node FROM tokens WHERE hash = ?1",
+                [hash_token(token)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((role, node)) => Ok(Some((serde_json::from_str(&role)?, node))),
+        }
+    }
+
+    pub fn has_admin(&self) -> Result<bool> {
+        let n: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM tokens WHERE role = '\"admin\"'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    // ---- apps
+
+    pub fn create_app(&self, name: &str) -> Result<Option<App>> {
+        let created_at = now();
+        let n = self.db.execute(
+            "INSERT OR IGNORE INTO apps (name, created_at) VALUES (?1, ?2)",
+            params![name, created_at],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.app(name)
+    }
+
+    pub fn app(&self, name: &str) -> Result<Option<App>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT name, seq, created_at FROM apps WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(App {
+                        name: r.get(0)?,
+                        seq: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn apps(&self) -> Result<Vec<App>> {
+        let mut st = self.db.prepare("SELECT name, seq, created_at FROM apps ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok(App {
+                name: r.get(0)?,
+                seq: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn delete_app(&mut self, name: &str) -> Result<bool> {
+        let tx = self.db.transaction()?;
+        for table in ["config_vars", "releases", "formation", "instances"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
+        }
+        let n = tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    // ---- config vars
+
+    pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
+        let mut st = self.db.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
+        let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Applies `changes` (`None` unsets) and, when the app has a release,
+    /// creates the next release with the new env — in one transaction.
+    pub fn set_config(
+        &mut self,
+        app: &str,
+        changes: &BTreeMap<String, Option<String>>,
+        description: &str,
+    ) -> Result<Option<Release>> {
+        let tx = self.db.transaction()?;
+        for (k, v) in changes {
+            match v {
+                Some(v) => tx.execute(
+                    "INSERT OR REPLACE INTO config_vars (app, key, value) VALUES (?1, ?2, ?3)",
+                    params![app, k, v],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM config_vars WHERE app = ?1 AND key = ?2",
+                    params![app, k],
+                )?,
+            };
+        }
+        let release = match current_release(&tx, app)? {
+            None => None,
+            Some(cur) => {
+                let env = {
+                    let mut st = tx.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
+                    let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let next = Release {
+                    version: cur.version + 1,
+                    env,
+                    description: description.to_string(),
+                    created_at: now(),
+                    ..cur
+                };
+                insert_release(&tx, &next)?;
+                Some(next)
+            }
+        };
+        tx.commit()?;
+        Ok(release)
+    }
+
+    // ---- releases
+
+    pub fn releases(&self, app: &str) -> Result<Vec<Release>> {
+        let mut st = self.db.prepare(&format!("{RELEASE_SELECT} WHERE app = ?1 ORDER BY version"))?;
+        let rows = st.query_map([app], release_row)?;
+        let raw: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
+        raw.into_iter().map(decode_release).collect()
+    }
+
+    pub fn release(&self, app: &str, version: u32) -> Result<Option<Release>> {
+        let raw = self
+            .db
+            .query_row(
+                &format!("{RELEASE_SELECT} WHERE app = ?1 AND version = ?2"),
+                params![app, version],
+                release_row,
+            )
+            .optional()?;
+        raw.map(decode_release).transpose()
+    }
+
+    pub fn current_release(&self, app: &str) -> Result<Option<Release>> {
+        current_release(&self.db, app)
+    }
+
+    /// Creates the next release of `app` from a slug and process types, with
+    /// the app's current config vars. New process types get a formation row
+    /// (`web` starts at 1, others at 0, as on Heroku).
+    pub fn create_release(
+        &mut self,
+        app: &str,
+        slug_sha256: &str,
+        slug_size: u64,
+        process_types: &BTreeMap<String, String>,
+        description: &str,
+        default_memory_mb: u64,
+    ) -> Result<Release> {
+        let tx = self.db.transaction()?;
+        let version = current_release(&tx, app)?.map_or(1, |r| r.version + 1);
+        let env = {
+            let mut st = tx.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
+            let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let rel = Release {
+            app: app.to_string(),
+            version,
+            slug_sha256: slug_sha256.to_string(),
+            slug_size,
+            process_types: process_types.clone(),
+            env,
+            description: description.to_string(),
+            created_at: now(),
+        };
+        insert_release(&tx, &rel)?;
+        for t in process_types.keys() {
+            tx.execute(
+                "INSERT OR IGNORE INTO formation (app, proc_type, quantity, memory_mb) VALUES (?1, ?2, ?3, ?4)",
+                params![app, t, u32::from(t == "web"), default_memory_mb],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rel)
+    }
+
+    /// Heroku's rollback: a new release with the slug, process types and
+    /// env of `target`.
+    pub fn rollback(&mut self, app: &str, target: &Release) -> Result<Release> {
+        let tx = self.db.transaction()?;
+        let version = current_release(&tx, app)?.map_or(1, |r| r.version + 1);
+        let rel = Release {
+            version,
+            description: format!("Rollback to v{}", target.version),
+            created_at: now(),
+            ..target.clone()
+        };
+        insert_release(&tx, &rel)?;
+        tx.execute("DELETE FROM config_vars WHERE app = ?1", [app])?;
+        for (k, v) in &rel.env {
+            tx.execute(
+                "INSERT INTO config_vars (app, key, value) VALUES (?1, ?2, ?3)",
+                params![app, k, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rel)
+    }
+
+    // ---- formation
+
+    pub fn formation(&self, app: &str) -> Result<Vec<Formation>> {
+        let mut st = self.db.prepare(
+            "SELECT app, proc_type, quantity, memory_mb FROM formation WHERE app = ?1 ORDER BY proc_type",
+        )?;
+        let rows = st.query_map([app], formation_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn all_formation(&self) -> Result<Vec<Formation>> {
+        let mut st = self
+            .db
+            .prepare("SELECT app, proc_type, quantity, memory_mb FROM formation ORDER BY app, proc_type")?;
+        let rows = st.query_map([], formation_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_formation(&mut self, rows: &[Formation]) -> Result<()> {
+        let tx = self.db.transaction()?;
+        for f in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO formation (app, proc_type, quantity, memory_mb) VALUES (?1, ?2, ?3, ?4)",
+                params![f.app, f.proc_type, f.quantity, f.memory_mb],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- nodes
+
+    pub fn upsert_node(&self, name: &str, capacity_mb: u64) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO nodes (name, capacity_mb, state, draining, joined_at) VALUES (?1, ?2, 'up', 0, ?3)
+             ON CONFLICT(name) DO UPDATE SET capacity_mb = excluded.capacity_mb, state = 'up'",
+            params![name, capacity_mb, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        let mut st = self
+            .db
+            .prepare("SELECT name, capacity_mb, state, draining, joined_at FROM nodes ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok(Node {
+                name: r.get(0)?,
+                capacity_mb: r.get(1)?,
+                state: r.get(2)?,
+                draining: r.get(3)?,
+                joined_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_node_state(&self, name: &str, state: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .execute("UPDATE nodes SET state = ?2 WHERE name = ?1", params![name, state])?
+            > 0)
+    }
+
+    pub fn set_node_draining(&self, name: &str, draining: bool) -> Result<bool> {
+        Ok(self
+            .db
+            .execute("UPDATE nodes SET draining = ?2 WHERE name = ?1", params![name, draining])?
+            > 0)
+    }
+
+    // ---- placements
+
+    pub fn placements(&self) -> Result<Vec<Placement>> {
+        let mut st = self
+            .db
+            .prepare("SELECT id, app, proc_type, idx, node, memory_mb FROM instances ORDER BY app, proc_type, idx")?;
+        let rows = st.query_map([], |r| {
+            Ok(Placement {
+                id: r.get(0)?,
+                app: r.get(1)?,
+                proc_type: r.get(2)?,
+                index: r.get(3)?,
+                node: r.get(4)?,
+                memory_mb: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replaces all placements with `all` in one transaction.
+    pub fn replace_placements(&mut self, all: &[Placement]) -> Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute("DELETE FROM instances", [])?;
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO instances (id, app, proc_type, idx, node, memory_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for p in all {
+                st.execute(params![p.id, p.app, p.proc_type, p.index, p.node, p.memory_mb])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Returns the next value of the cluster-wide generation counter.
+    pub fn next_generation(&self) -> Result<u64> {
+        Ok(self.db.query_row(
+            "INSERT INTO meta (key, value) VALUES ('generation', 1)
+             ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+const RELEASE_SELECT: &str =
+    "SELECT app, version, slug_sha256, slug_size, process_types, env, description, created_at FROM releases";
+
+type RawRelease = (String, u32, String, u64, String, String, String, u64);
+
+fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRelease> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn decode_release(raw: RawRelease) -> Result<Release> {
+    let (app, version, slug_sha256, slug_size, pt, env, description, created_at) = raw;
+    Ok(Release {
+        app,
+        version,
+        slug_sha256,
+        slug_size,
+        process_types: serde_json::from_str(&pt)?,
+        env: serde_json::from_str(&env)?,
+        description,
+        created_at,
+    })
+}
+
+fn current_release(db: &Connection, app: &str) -> Result<Option<Release>> {
+    let raw = db
+        .query_row(
+            &format!("{RELEASE_SELECT} WHERE app = ?1 ORDER BY version DESC LIMIT 1"),
+            [app],
+            release_row,
+        )
+        .optional()?;
+    raw.map(decode_release).transpose()
+}
+
+fn insert_release(db: &Connection, r: &Release) -> Result<()> {
+    db.execute(
+        "INSERT INTO releases (app, version, slug_sha256, slug_size, process_types, env, description, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            r.app,
+            r.version,
+            r.slug_sha256,
+            r.slug_size,
+            serde_json::to_string(&r.process_types)?,
+            serde_json::to_string(&r.env)?,
+            r.description,
+            r.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+fn formation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Formation> {
+    Ok(Formation {
+        app: r.get(0)?,
+        proc_type: r.get(1)?,
+        quantity: r.get(2)?,
+        memory_mb: r.get(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_config_and_rollback() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.create_app("hello").unwrap().unwrap();
+        assert!(s.create_app("hello").unwrap().is_none(), "duplicate app");
+        let pt: BTreeMap<_, _> = [("web".to_string(), "run".to_string())].into();
+        let v1 = s.create_release("hello", "aa", 1, &pt, "first", 256).unwrap();
+        assert_eq!(v1.version, 1);
+        assert_eq!(s.formation("hello").unwrap()[0].quantity, 1);
+        let ch = [("GREETING".to_string(), Some("hi".to_string()))].into();
+        let v2 = s.set_config("hello", &ch, "Set GREETING").unwrap().unwrap();
+        assert_eq!(v2.version, 2);
+        assert_eq!(v2.env["GREETING"], "hi");
+        assert_eq!(v2.slug_sha256, "aa");
+        let v3 = s.rollback("hello", &v1).unwrap();
+        assert_eq!((v3.version, v3.env.len()), (3, 0));
+        assert!(s.config("hello").unwrap().is_empty());
+        assert_eq!(s.releases("hello").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed() {
+        let s = Store::open_in_memory().unwrap();
+        s.add_token("secret", Role::Node, Some("n1")).unwrap();
+        assert_eq!(s.token("secret").unwrap(), Some((Role::Node, Some("n1".into()))));
+        assert_eq!(s.token("other").unwrap(), None);
+        let raw: String = s.db.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
+        assert_ne!(raw, "secret");
+        assert!(!s.has_admin().unwrap());
+    }
+
+    #[test]
+    fn generation_is_monotonic() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.next_generation().unwrap();
+        let b = s.next_generation().unwrap();
+        assert!(b > a);
+    }
+}

@@ -1,0 +1,289 @@
+//! The worker's main loop: join, follow the list, supervise, report.
+
+use crate::bus;
+use crate::logs::LogTailer;
+use crate::native::NativeRuntime;
+use crate::slugcache::SlugCache;
+use crate::supervisor::{Event, Supervisor};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use zeroku_conf::config::WorkerConfig;
+use zeroku_conf::wire::{self, node_topic, Message};
+use zeroku_conf::{Heartbeat, LogLine, NodeList, Stream};
+use zeroku_master::client::{Client, ClientError, Method};
+
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error("invalid worker config: {0}")]
+    Config(String),
+    #[error("cannot use data directory {path}: {source}")]
+    Data {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no token to join the cluster: pass --token with a token from `zeroku nodes:join-token`")]
+    NoToken,
+    #[error("the master refused to let node {node} join: {source}")]
+    Refused {
+        node: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot start the process runtime: {0}")]
+    Runtime(String),
+    #[error("ZMQ: cannot connect to {endpoint}: {source}")]
+    Zmq {
+        endpoint: String,
+        #[source]
+        source: zmq::Error,
+    },
+}
+
+/// What the master told us when we joined.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Joined {
+    node_token: String,
+    pub_endpoint: String,
+    pull_endpoint: String,
+    heartbeat_interval_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedToken {
+    node: String,
+    master: String,
+    token: String,
+}
+
+fn machine_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(1024, |kb| kb / 1024)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Registers with the master, retrying while it is unreachable. A token
+/// saved by an earlier run is tried first, then `token`.
+async fn join(cfg: &WorkerConfig, data: &Path, token: Option<&str>, capacity_mb: u64, shutdown: &CancellationToken) -> Result<Option<Joined>, WorkerError> {
+    let saved_path = data.join("node-token.json");
+    let saved: Option<SavedToken> = std::fs::read(&saved_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|s: &SavedToken| s.node == cfg.node && s.master == cfg.master);
+    let mut tokens: Vec<String> = saved.map(|s| s.token).into_iter().collect();
+    tokens.extend(token.map(str::to_string));
+    if tokens.is_empty() {
+        return Err(WorkerError::NoToken);
+    }
+    let body = serde_json::json!({"name": cfg.node, "capacity_mb": capacity_mb});
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut last_refusal = None;
+        for t in &tokens {
+            let client = Client::new(&cfg.master, t)?;
+            match client.send::<Joined>(Method::POST, "/v1/nodes/register", &body).await {
+                Ok(j) => {
+                    let saved = SavedToken {
+                        node: cfg.node.clone(),
+                        master: cfg.master.clone(),
+                        token: j.node_token.clone(),
+                    };
+                    let tmp = data.join("node-token.json.tmp");
+                    let io = |source| WorkerError::Data { path: saved_path.clone(), source };
+                    std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default()).map_err(io)?;
+                    std::fs::rename(&tmp, &saved_path).map_err(io)?;
+                    return Ok(Some(j));
+                }
+                Err(e @ ClientError::Api { .. }) => last_refusal = Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the master yet; retrying");
+                    last_refusal = None;
+                    break;
+                }
+            }
+        }
+        if let Some(e) = last_refusal {
+            return Err(WorkerError::Refused { node: cfg.node.clone(), source: e });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Runs the worker until `shutdown`. The processes it started keep running
+/// when it returns; the next run re-adopts them.
+pub async fn run(cfg: WorkerConfig, data: &Path, token: Option<String>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    cfg.validate().map_err(WorkerError::Config)?;
+    std::fs::create_dir_all(data).map_err(|source| WorkerError::Data { path: data.to_path_buf(), source })?;
+    let capacity_mb = if cfg.capacity_mb == 0 { machine_memory_mb() } else { cfg.capacity_mb };
+    let Some(joined) = join(&cfg, data, token.as_deref(), capacity_mb, &shutdown).await? else {
+        return Ok(());
+    };
+    let client = Client::new(&cfg.master, &joined.node_token)?;
+    let rt = NativeRuntime::new(data, cfg.app_uid_base).map_err(|e| WorkerError::Runtime(e.to_string()))?;
+    let limits = rt_limits(&rt);
+    let cache = Arc::new(SlugCache::open(data).map_err(WorkerError::Runtime)?);
+    let mut tailer = LogTailer::new(&data.join("logs"));
+    let mut sup = Supervisor::new(rt, cfg.clone(), Instant::now());
+
+    // Never rely on PUB alone: the list over the API first.
+    let initial: NodeList = client.get(&format!("/v1/nodes/{}/list", cfg.node)).await?;
+    sup.apply(initial, Instant::now());
+
+    let ctx = zmq::Context::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (list_tx, mut list_rx) = tokio::sync::mpsc::channel(16);
+    let zmq_err = |endpoint: &str| {
+        let endpoint = endpoint.to_string();
+        move |source| WorkerError::Zmq { endpoint, source }
+    };
+    let sub = bus::start_sub(&ctx, &joined.pub_endpoint, &node_topic(&cfg.node), list_tx, dropped.clone(), stop.clone())
+        .map_err(zmq_err(&joined.pub_endpoint))?;
+    let (push_tx, push_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1024);
+    let push = bus::start_push(&ctx, &joined.pull_endpoint, push_rx, stop.clone()).map_err(zmq_err(&joined.pull_endpoint))?;
+    let send = |m: &Message| match wire::encode(m) {
+        Ok(b) => {
+            let _ = push_tx.try_send(b);
+        }
+        Err(e) => tracing::error!(error = %e, "encode"),
+    };
+    tracing::info!(node = %cfg.node, master = %cfg.master, generation = sup.generation(), "worker running");
+
+    let (slug_tx, mut slug_rx) = tokio::sync::mpsc::channel::<(String, Result<PathBuf, String>)>(64);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let hb_every = Duration::from_millis(joined.heartbeat_interval_ms.max(100));
+    let mut last_hb = Instant::now() - hb_every;
+    let mut last_gc = Instant::now();
+    let mut pending_logs: Vec<LogLine> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(list) = list_rx.recv() => {
+                if sup.apply(list, Instant::now()) {
+                    tracing::info!(generation = sup.generation(), "applied new list");
+                }
+            }
+            Some((sha, res)) = slug_rx.recv() => match res {
+                Ok(dir) => sup.slug_ready(&sha, dir),
+                Err(e) => {
+                    tracing::warn!(slug = %sha, error = %e, "slug fetch failed; will retry");
+                    sup.slug_failed(&sha);
+                }
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                sup.tick(now);
+                for ev in sup.take_events() {
+                    match ev {
+                        Event::NeedSlug(sha) => {
+                            let (cache, client, tx) = (cache.clone(), client.clone(), slug_tx.clone());
+                            tokio::spawn(async move {
+                                let res = cache.ensure(&client, &sha).await;
+                                let _ = tx.send((sha, res)).await;
+                            });
+                        }
+                        Event::System { app, instance, release, line } => {
+                            pending_logs.push(LogLine { app, instance, release, ts_ms: now_ms(), stream: Stream::System, line });
+                        }
+                        Event::Gone(rec) => {
+                            let ts = now_ms();
+                            loop {
+                                let last = tailer.read_final(&rec);
+                                if last.is_empty() {
+                                    break;
+                                }
+                                pending_logs.extend(last.into_iter().map(|line| LogLine {
+                                    app: rec.app.clone(),
+                                    instance: rec.instance.clone(),
+                                    release: rec.release,
+                                    ts_ms: ts,
+                                    stream: Stream::Out,
+                                    line,
+                                }));
+                            }
+                            tailer.remove(&rec);
+                        }
+                    }
+                }
+                for rec in sup.records() {
+                    pending_logs.extend(lines_of(&mut tailer, rec));
+                }
+                if !pending_logs.is_empty() {
+                    for chunk in std::mem::take(&mut pending_logs).chunks(500) {
+                        send(&Message::Logs(chunk.to_vec()));
+                    }
+                }
+                if sup.take_changed() || last_hb.elapsed() >= hb_every {
+                    last_hb = Instant::now();
+                    send(&Message::Heartbeat(Heartbeat {
+                        node: cfg.node.clone(),
+                        generation: sup.generation(),
+                        capacity_mb,
+                        cgroups_unavailable: limits.clone(),
+                        instances: sup.statuses(),
+                    }));
+                }
+                if last_gc.elapsed() >= Duration::from_secs(30) {
+                    last_gc = Instant::now();
+                    let (cache, used, keep) = (cache.clone(), sup.slugs_in_use(), cfg.keep_unused_slugs);
+                    tokio::task::spawn_blocking(move || cache.gc(&used, keep));
+                }
+            }
+        }
+    }
+    tracing::info!(node = %cfg.node, "worker stopping; app processes keep running and will be re-adopted");
+    stop.store(true, Ordering::Relaxed);
+    drop(push_tx);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = sub.join();
+        let _ = push.join();
+    })
+    .await;
+    Ok(())
+}
+
+fn rt_limits(rt: &NativeRuntime) -> Option<String> {
+    use crate::runtime::Runtime;
+    rt.limits_unavailable()
+}
+
+fn lines_of(tailer: &mut LogTailer, rec: &crate::runtime::ProcRecord) -> Vec<LogLine> {
+    let ts = now_ms();
+    tailer
+        .read_new(rec)
+        .into_iter()
+        .map(|line| LogLine {
+            app: rec.app.clone(),
+            instance: rec.instance.clone(),
+            release: rec.release,
+            ts_ms: ts,
+            stream: Stream::Out,
+            line,
+        })
+        .collect()
+}

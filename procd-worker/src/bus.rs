@@ -1,0 +1,100 @@
+//! The worker's two ZMQ sockets, each on its own thread: SUB receives this
+//! node's lists (topic `node/<name>`), PUSH sends heartbeats and logs.
+//! Garbage on SUB is logged, counted and dropped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use zeroku_conf::wire::{self, Message};
+use zeroku_conf::NodeList;
+
+/// Connects SUB to `endpoint` for `topic`, forwarding decoded lists to `tx`.
+pub fn start_sub(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    topic: &str,
+    tx: tokio::sync::mpsc::Sender<NodeList>,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, zmq::Error> {
+    let sock = ctx.socket(zmq::SUB)?;
+    sock.set_linger(0)?;
+    sock.set_rcvtimeo(200)?;
+    sock.set_maxmsgsize(256 << 20)?;
+    sock.set_subscribe(topic.as_bytes())?;
+    sock.connect(endpoint)?;
+    let topic = topic.to_string();
+    Ok(std::thread::Builder::new()
+        .name("zmq-sub".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let parts = match sock.recv_multipart(0) {
+                    Ok(p) => p,
+                    Err(zmq::Error::EAGAIN) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sub socket");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                if parts.len() != 2 {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(frames = parts.len(), "dropped malformed message on sub socket");
+                    continue;
+                }
+                // Subscriptions match by prefix: `node/n1` also receives
+                // `node/n10`'s lists; those are not ours.
+                if parts[0] != topic.as_bytes() {
+                    continue;
+                }
+                match wire::decode(&parts[1]) {
+                    Ok(Message::NodeList(l)) => {
+                        if tx.blocking_send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("dropped a non-list message on sub socket");
+                    }
+                    Err(e) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "dropped undecodable message on sub socket");
+                    }
+                }
+            }
+        })
+        .expect("spawn thread"))
+}
+
+/// Connects PUSH to `endpoint`; sends whatever arrives on `rx`. Sends never
+/// block: while the master is away, messages queue up to the high-water
+/// mark and are then dropped (heartbeats are full state, so nothing is lost
+/// but old log lines).
+pub fn start_push(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, zmq::Error> {
+    let sock = ctx.socket(zmq::PUSH)?;
+    sock.set_linger(1000)?;
+    sock.set_sndhwm(10_000)?;
+    sock.connect(endpoint)?;
+    Ok(std::thread::Builder::new()
+        .name("zmq-push".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(bytes) => {
+                        if let Err(e) = sock.send(bytes, zmq::DONTWAIT) {
+                            tracing::debug!(error = %e, "push: message dropped");
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })
+        .expect("spawn thread"))
+}

@@ -1,0 +1,99 @@
+//! The worker's slug cache: images downloaded from the master, verified
+//! against their sha256, and unpacked read-only under `<data>/apps/<sha256>`.
+//! Unused ones are deleted, keeping a few for quick rollbacks.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use zeroku_builder::slug;
+use zeroku_builder::store::SlugStore;
+use zeroku_master::client::Client;
+
+pub struct SlugCache {
+    images: SlugStore,
+    apps: PathBuf,
+}
+
+impl SlugCache {
+    pub fn open(data: &Path) -> Result<SlugCache, String> {
+        let images = SlugStore::open(&data.join("slugs")).map_err(|e| e.to_string())?;
+        let apps = data.join("apps");
+        std::fs::create_dir_all(&apps).map_err(|e| format!("cannot create {}: {e}", apps.display()))?;
+        Ok(SlugCache { images, apps })
+    }
+
+    /// The unpacked directory of `sha256`, fetching and unpacking it first
+    /// if needed.
+    pub async fn ensure(&self, client: &Client, sha256: &str) -> Result<PathBuf, String> {
+        let dir = self.apps.join(sha256);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        if !self.images.contains(sha256).map_err(|e| e.to_string())? {
+            let tmp = zeroku_master::api::upload_path(self.images.dir());
+            let n = client
+                .download(&format!("/v1/slugs/{sha256}"), &tmp)
+                .await
+                .map_err(|e| format!("cannot download slug {sha256}: {e}"))?;
+            let (store, sha, t) = (self.images.clone(), sha256.to_string(), tmp.clone());
+            let res = tokio::task::spawn_blocking(move || store.put_file(&t, &sha))
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_file(&tmp);
+            res.map_err(|e| format!("downloaded slug refused: {e}"))?;
+            tracing::info!(slug = sha256, bytes = n, "slug downloaded and verified");
+        }
+        let image = self.images.path(sha256).map_err(|e| e.to_string())?;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || slug::unpack(&image, &d))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot unpack slug {sha256}: {e}"))?;
+        Ok(dir)
+    }
+
+    /// Deletes unpacked slugs and images not in `in_use`, keeping the `keep`
+    /// most recently unpacked others.
+    pub fn gc(&self, in_use: &HashSet<String>, keep: usize) {
+        let Ok(rd) = std::fs::read_dir(&self.apps) else { return };
+        let mut unused: Vec<(std::time::SystemTime, PathBuf, String)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let t = e.metadata().and_then(|m| m.modified()).ok()?;
+                (!in_use.contains(&name)).then_some((t, e.path(), name))
+            })
+            .collect();
+        unused.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut kept: HashSet<String> = in_use.clone();
+        for (i, (_, path, name)) in unused.into_iter().enumerate() {
+            if i < keep {
+                kept.insert(name);
+                continue;
+            }
+            if let Err(e) = remove_read_only_tree(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete unused slug");
+            }
+        }
+        if let Err(e) = self.images.gc(&kept) {
+            tracing::warn!(error = %e, "slug image gc");
+        }
+    }
+}
+
+/// Unpacked slugs are read-only: give write permission back to directories
+/// before removing them.
+fn remove_read_only_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(p: &Path) -> std::io::Result<()> {
+        let m = std::fs::symlink_metadata(p)?;
+        if m.is_dir() {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path())?;
+            }
+        }
+        Ok(())
+    }
+    walk(path)?;
+    std::fs::remove_dir_all(path)
+}

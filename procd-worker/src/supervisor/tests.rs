@@ -1,0 +1,278 @@
+//! Supervisor policy against a test double of the runtime, with fake time.
+
+use super::*;
+use crate::runtime::{Exit, RuntimeError};
+use std::sync::{Arc, Mutex};
+use zeroku_conf::{Limits, SlugRef};
+
+#[derive(Default)]
+struct FakeState {
+    next_pid: u32,
+    running: HashMap<u32, Option<Exit>>,
+    /// Pids that exit as soon as they are polled.
+    crash_release: HashSet<u32>,
+    signals: Vec<(u32, StopSignal)>,
+    persisted: Vec<ProcRecord>,
+    started: Vec<(String, u32)>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<FakeState>>);
+
+impl Runtime for Fake {
+    fn start(&self, req: &StartRequest<'_>) -> Result<ProcRecord, RuntimeError> {
+        let mut s = self.0.lock().unwrap();
+        s.next_pid += 1;
+        let pid = 1000 + s.next_pid;
+        let crash = s.crash_release.contains(&req.spec.release);
+        s.running.insert(pid, crash.then_some(Exit::Code(1)));
+        s.started.push((req.spec.id.clone(), req.spec.release));
+        let rec = ProcRecord {
+            instance: req.spec.id.clone(),
+            app: req.spec.app.clone(),
+            release: req.spec.release,
+            pid,
+            start_ticks: pid as u64,
+            port: req.port,
+            started_at: 0,
+            log_path: PathBuf::from("/dev/null"),
+        };
+        s.persisted.push(rec.clone());
+        Ok(rec)
+    }
+    fn poll(&self, rec: &ProcRecord) -> Option<Exit> {
+        self.0.lock().unwrap().running.get(&rec.pid).cloned().unwrap_or(Some(Exit::Unknown))
+    }
+    fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError> {
+        let mut s = self.0.lock().unwrap();
+        s.signals.push((rec.pid, sig));
+        // This double's processes ignore SIGTERM unless release is even.
+        if sig == StopSignal::Kill || rec.release % 2 == 0 {
+            s.running.insert(rec.pid, Some(Exit::Signal(if sig == StopSignal::Kill { 9 } else { 15 })));
+        }
+        Ok(())
+    }
+    fn adopt(&self) -> Vec<ProcRecord> {
+        let s = self.0.lock().unwrap();
+        s.persisted.iter().filter(|r| matches!(s.running.get(&r.pid), Some(None))).cloned().collect()
+    }
+    fn forget(&self, rec: &ProcRecord) {
+        self.0.lock().unwrap().persisted.retain(|r| r.pid != rec.pid);
+    }
+    fn limits_unavailable(&self) -> Option<String> {
+        Some("test double".into())
+    }
+}
+
+impl Fake {
+    fn started(&self) -> Vec<(String, u32)> {
+        self.0.lock().unwrap().started.clone()
+    }
+    fn alive(&self) -> usize {
+        self.0.lock().unwrap().running.values().filter(|v| v.is_none()).count()
+    }
+}
+
+fn cfg() -> WorkerConfig {
+    WorkerConfig {
+        node: "n1".into(),
+        ready_after_ms: 1000,
+        stop_grace_ms: 5000,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 1600,
+        backoff_reset_ms: 10_000,
+        port_min: 41000,
+        port_max: 41999,
+        ..WorkerConfig::default()
+    }
+}
+
+fn spec(id: &str, release: u32) -> InstanceSpec {
+    InstanceSpec {
+        id: id.into(),
+        app: "a".into(),
+        app_seq: 1,
+        proc_type: "web".into(),
+        index: 1,
+        release,
+        command: "run".into(),
+        env: BTreeMap::new(),
+        slug: SlugRef {
+            sha256: format!("slug{release}"),
+            size: 1,
+        },
+        limits: Limits::default(),
+    }
+}
+
+fn list(generation: u64, specs: Vec<InstanceSpec>) -> NodeList {
+    NodeList {
+        node: "n1".into(),
+        generation,
+        instances: specs,
+    }
+}
+
+/// Ticks every 50 ms for `ms`, providing slugs when asked.
+fn run(s: &mut Supervisor<Fake>, t: &mut Instant, ms: u64) {
+    for _ in 0..ms / 50 {
+        *t += Duration::from_millis(50);
+        s.tick(*t);
+        for e in s.take_events() {
+            if let Event::NeedSlug(sha) = e {
+                s.slug_ready(&sha, PathBuf::from("/slugs").join(&sha));
+            }
+        }
+    }
+}
+
+fn state_of(s: &Supervisor<Fake>, id: &str, release: u32) -> Option<InstanceState> {
+    s.statuses().into_iter().find(|x| x.id == id && x.release == release).map(|x| x.state)
+}
+
+#[test]
+fn starts_then_up_after_ready_period() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1), spec("a.web.2", 1)]), t);
+    run(&mut s, &mut t, 200);
+    assert_eq!(fake.started().len(), 2);
+    assert_eq!(state_of(&s, "a.web.1", 1), Some(InstanceState::Starting));
+    run(&mut s, &mut t, 1000);
+    assert_eq!(state_of(&s, "a.web.1", 1), Some(InstanceState::Up));
+    let ports: HashSet<_> = s.statuses().iter().map(|x| x.port).collect();
+    assert_eq!(ports.len(), 2, "each instance gets its own PORT");
+}
+
+#[test]
+fn older_generations_are_ignored_and_same_list_is_idempotent() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    assert!(s.apply(list(5, vec![spec("a.web.1", 1)]), t));
+    run(&mut s, &mut t, 200);
+    assert!(!s.apply(list(4, vec![]), t));
+    assert!(!s.apply(list(5, vec![spec("a.web.1", 1)]), t));
+    run(&mut s, &mut t, 200);
+    assert_eq!(fake.started().len(), 1);
+    assert_eq!(fake.alive(), 1);
+    let mut other = list(7, vec![]);
+    other.node = "n2".into();
+    assert!(!s.apply(other, t));
+}
+
+#[test]
+fn new_release_starts_before_old_stops() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    s.apply(list(2, vec![spec("a.web.1", 4)]), t);
+    run(&mut s, &mut t, 500);
+    // the new one is starting, the old one still runs
+    assert_eq!(fake.alive(), 2);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+    run(&mut s, &mut t, 1000);
+    assert_eq!(fake.alive(), 1);
+    assert_eq!(state_of(&s, "a.web.1", 4), Some(InstanceState::Up));
+    assert_eq!(state_of(&s, "a.web.1", 2), None);
+}
+
+#[test]
+fn removed_instance_gets_term_then_kill_after_grace() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    // odd release: the double ignores SIGTERM
+    s.apply(list(1, vec![spec("a.web.1", 1)]), t);
+    run(&mut s, &mut t, 1200);
+    s.apply(list(2, vec![]), t);
+    run(&mut s, &mut t, 1000);
+    assert_eq!(state_of(&s, "a.web.1", 1), Some(InstanceState::Stopping));
+    assert_eq!(fake.alive(), 1);
+    run(&mut s, &mut t, 4500);
+    assert_eq!(fake.alive(), 0);
+    let sigs: Vec<_> = fake.0.lock().unwrap().signals.iter().map(|x| x.1).collect();
+    assert_eq!(sigs, vec![StopSignal::Term, StopSignal::Kill]);
+    assert!(s.statuses().is_empty());
+}
+
+#[test]
+fn crash_loop_backs_off_and_is_marked_crashed_then_fixed_release_recovers() {
+    let fake = Fake::default();
+    fake.0.lock().unwrap().crash_release.insert(1);
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1)]), t);
+    let mut starts_at = Vec::new();
+    let t0 = t;
+    for _ in 0..400 {
+        let before = fake.started().len();
+        run(&mut s, &mut t, 50);
+        if fake.started().len() > before {
+            starts_at.push(t.duration_since(t0).as_millis() as u64);
+        }
+    }
+    let gaps: Vec<u64> = starts_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 6, "{starts_at:?}");
+    // delays grow (100, 200, 400, 800, 1600, then capped)
+    assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2] && gaps[2] < gaps[3], "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g <= 1600 + 100), "{gaps:?}");
+    assert_eq!(state_of(&s, "a.web.1", 1), Some(InstanceState::Crashed));
+    let st = s.statuses();
+    assert!(st[0].restarts >= 6);
+    assert_eq!(st[0].last_exit.as_deref(), Some("exited with status 1"));
+    // a fixed release replaces it
+    s.apply(list(2, vec![spec("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 1500);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+    assert_eq!(state_of(&s, "a.web.1", 1), None);
+}
+
+#[test]
+fn restart_readopts_running_processes_and_starts_nothing_twice() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1), spec("a.web.2", 1)]), t);
+    run(&mut s, &mut t, 1200);
+    let pids: HashSet<_> = s.statuses().iter().map(|x| x.pid).collect();
+    drop(s);
+    // "worker restarted": a new supervisor over the same runtime state
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1), spec("a.web.2", 1)]), t);
+    run(&mut s, &mut t, 500);
+    assert_eq!(fake.started().len(), 2, "nothing started twice");
+    let again: HashSet<_> = s.statuses().iter().map(|x| x.pid).collect();
+    assert_eq!(pids, again);
+    assert!(s.statuses().iter().all(|x| x.state == InstanceState::Up));
+}
+
+#[test]
+fn adopted_processes_not_in_the_list_are_stopped() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    drop(s);
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(3, vec![]), t);
+    run(&mut s, &mut t, 200);
+    assert_eq!(fake.alive(), 0);
+}
+
+#[test]
+fn slugs_are_requested_once() {
+    let fake = Fake::default();
+    let t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1), spec("a.web.2", 1)]), t);
+    s.tick(t);
+    s.tick(t);
+    let needs: Vec<_> = s.take_events().into_iter().filter(|e| matches!(e, Event::NeedSlug(_))).collect();
+    assert_eq!(needs, vec![Event::NeedSlug("slug1".into())]);
+    assert_eq!(fake.started().len(), 0);
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages zeroku needs to build and test, if missing.
+# Sourced by scripts/up.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+
+need=(pkg-config libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-zmq)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "zeroku: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "zeroku: cargo not found. Install Rust (https://rustup.rs), then run this again." >&2
+    exit 1
+  fi
+fi

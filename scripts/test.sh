@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every check and test: `bash scripts/test.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --all-targets

@@ -1,0 +1,254 @@
+//! The command line, as clap types. Commands that print data take `--json`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "zeroku", version, about = "Self-hosted platform-as-a-service: push, and it runs on your fleet")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the CLI finds the master.
+#[derive(Args, Debug, Clone)]
+pub struct Api {
+    /// The master's API URL (from `<data>/cli.env`).
+    #[arg(long, env = "ZEROKU_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    pub url: String,
+    /// An admin token (from `<data>/cli.env`).
+    #[arg(long, env = "ZEROKU_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AppArg {
+    /// The app.
+    #[arg(short = 'a', long = "app", env = "ZEROKU_APP")]
+    pub app: String,
+}
+
+/// Addresses every daemon listens on; each has a config key too.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MasterFlags {
+    /// Operator API address (config: master.api).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// ZMQ PUB endpoint for node lists (config: master.pub_endpoint).
+    #[arg(long = "pub")]
+    pub pub_endpoint: Option<String>,
+    /// ZMQ PULL endpoint for heartbeats and logs (config: master.pull_endpoint).
+    #[arg(long = "pull")]
+    pub pull_endpoint: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a whole single-node cluster (master + worker) in one process.
+    Up {
+        /// Data directory (default: $XDG_DATA_HOME/zeroku or ~/.local/share/zeroku).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Config file (default: <data>/zeroku.toml, written on first start).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        master: MasterFlags,
+        /// Name of the local node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Check the config and exit.
+        #[arg(short = 't', long = "check")]
+        check: bool,
+    },
+    /// Run the master (control plane).
+    Master {
+        #[arg(long)]
+        data: PathBuf,
+        /// Config file; its [master] section is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: MasterFlags,
+        #[arg(short = 't', long = "check")]
+        check: bool,
+    },
+    /// Run a worker (node agent).
+    Worker {
+        #[arg(long)]
+        data: PathBuf,
+        /// Config file; its [worker] section is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// This node's name (config: worker.node).
+        #[arg(long)]
+        node: Option<String>,
+        /// The master's API URL (config: worker.master).
+        #[arg(long)]
+        master: Option<String>,
+        /// A join token from `zeroku nodes:join-token` (needed on first start).
+        #[arg(long, env = "ZEROKU_JOIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Memory the scheduler may use here, MiB (config: worker.capacity_mb).
+        #[arg(long)]
+        capacity_mb: Option<u64>,
+        /// First $PORT handed out (config: worker.port_min).
+        #[arg(long)]
+        port_min: Option<u16>,
+        #[arg(long)]
+        port_max: Option<u16>,
+        #[arg(short = 't', long = "check")]
+        check: bool,
+    },
+    /// List apps.
+    Apps {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Create an app.
+    #[command(name = "apps:create")]
+    AppsCreate {
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Show an app: release, formation, instances.
+    #[command(name = "apps:info")]
+    AppsInfo {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Delete an app and stop all its instances.
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        #[command(flatten)]
+        app: AppArg,
+        /// Repeat the app name to confirm.
+        #[arg(long)]
+        confirm: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// List an app's releases.
+    Releases {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Pack a directory with a Procfile into a slug and release it.
+    #[command(name = "releases:create")]
+    ReleasesCreate {
+        #[command(flatten)]
+        app: AppArg,
+        /// Directory with a Procfile at its root.
+        dir: PathBuf,
+        /// Release description.
+        #[arg(short, long)]
+        message: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Go back to an earlier release (creates a new release with its slug and config).
+    Rollback {
+        #[command(flatten)]
+        app: AppArg,
+        /// The release, e.g. v3.
+        version: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Show config vars.
+    Config {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Set config vars (KEY=VALUE ...): a new release, instances replaced.
+    #[command(name = "config:set")]
+    ConfigSet {
+        #[command(flatten)]
+        app: AppArg,
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Unset config vars: a new release.
+    #[command(name = "config:unset")]
+    ConfigUnset {
+        #[command(flatten)]
+        app: AppArg,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// List instances: node, state, pid, restarts, uptime, release.
+    Ps {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Scale process types: TYPE=N or TYPE=N:MEMORY_MB ...
+    #[command(name = "ps:scale")]
+    PsScale {
+        #[command(flatten)]
+        app: AppArg,
+        #[arg(required = true)]
+        changes: Vec<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Show recent log lines of every instance.
+    Logs {
+        #[command(flatten)]
+        app: AppArg,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        tail: bool,
+        /// How many recent lines to show first.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        num: usize,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// List nodes: state, capacity, instances.
+    Nodes {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print a token that lets a new worker join (and nothing else).
+    #[command(name = "nodes:join-token")]
+    NodesJoinToken {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Move every instance off a node and place nothing new on it.
+    #[command(name = "nodes:drain")]
+    NodesDrain {
+        node: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Let a drained node take instances again.
+    #[command(name = "nodes:undrain")]
+    NodesUndrain {
+        node: String,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+impl Command {
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Command::Up { .. } | Command::Master { .. } | Command::Worker { .. })
+    }
+}

@@ -1,0 +1,76 @@
+//! `apps`, `apps:create`, `apps:info`, `apps:destroy`.
+
+use super::{client, enc, explain};
+use crate::cli::Api;
+use crate::output::{cell, json, table};
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use zeroku_master::client::Method;
+
+pub async fn list(api: &Api) -> Result<()> {
+    let apps: Value = client(api)?.get("/v1/apps").await.map_err(explain)?;
+    if api.json {
+        json(&apps);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = apps
+        .as_array()
+        .map(|a| a.iter().map(|x| vec![cell(&x["name"])]).collect())
+        .unwrap_or_default();
+    table(&["app"], &rows);
+    Ok(())
+}
+
+pub async fn create(api: &Api, name: &str) -> Result<()> {
+    let app: Value = client(api)?
+        .send(Method::POST, "/v1/apps", &json!({ "name": name }))
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&app);
+    } else {
+        println!("Created app {name}. Next: zeroku releases:create -a {name} <dir-with-Procfile>");
+    }
+    Ok(())
+}
+
+pub async fn info(api: &Api, app: &str) -> Result<()> {
+    let v: Value = client(api)?.get(&format!("/v1/apps/{}", enc(app))).await.map_err(explain)?;
+    if api.json {
+        json(&v);
+        return Ok(());
+    }
+    println!("=== {}", cell(&v["name"]));
+    match v["release"].as_object() {
+        Some(r) => println!("Release:     v{} ({})", cell(&r["version"]), cell(&r["description"])),
+        None => println!("Release:     none yet"),
+    }
+    let formation: Vec<String> = v["formation"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|x| format!("{}={} ({} MB)", cell(&x["proc_type"]), cell(&x["quantity"]), cell(&x["memory_mb"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("Formation:   {}", if formation.is_empty() { "-".into() } else { formation.join(", ") });
+    println!("Instances:   {} ({} up)", cell(&v["instances"]), cell(&v["instances_up"]));
+    println!("Config vars: {}", cell(&v["config_vars"]));
+    Ok(())
+}
+
+pub async fn destroy(api: &Api, app: &str, confirm: &str) -> Result<()> {
+    if confirm != app {
+        bail!("--confirm {confirm:?} does not match the app name {app:?}; nothing was deleted");
+    }
+    let v: Value = client(api)?
+        .send(Method::DELETE, &format!("/v1/apps/{}", enc(app)), &json!({}))
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else {
+        println!("Destroyed {app}: its instances are being stopped.");
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `zeroku up`, `zeroku master`, `zeroku worker`: load config (defaults,
+//! then file, then flags), run until SIGTERM or ctrl-c.
+
+use crate::cli::MasterFlags;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+use zeroku_conf::config::{self, ClusterConfig};
+
+/// Cancels `token` on SIGTERM or ctrl-c.
+fn on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+fn load(path: Option<&Path>) -> Result<ClusterConfig> {
+    let cfg: ClusterConfig = config::load(path)?;
+    Ok(cfg)
+}
+
+fn apply_master_flags(cfg: &mut ClusterConfig, f: MasterFlags) {
+    if let Some(a) = f.api {
+        cfg.master.api = a;
+    }
+    if let Some(p) = f.pub_endpoint {
+        cfg.master.pub_endpoint = p;
+    }
+    if let Some(p) = f.pull_endpoint {
+        cfg.master.pull_endpoint = p;
+    }
+}
+
+fn check(cfg: &ClusterConfig, path: Option<&Path>) -> Result<()> {
+    cfg.validate().map_err(|e| match path {
+        Some(p) => anyhow::anyhow!("config file {}: {e}", p.display()),
+        None => anyhow::anyhow!("{e}"),
+    })
+}
+
+/// Where `zeroku up` keeps its state without `--data`. As root, not under
+/// /root: app processes run under their own uid and must reach their slugs.
+fn default_data() -> PathBuf {
+    if std::env::var("USER").as_deref() == Ok("root") || std::env::var_os("HOME").is_some_and(|h| h == "/root") {
+        return PathBuf::from("/var/lib/zeroku");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("zeroku");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/zeroku"),
+        None => PathBuf::from("/var/lib/zeroku"),
+    }
+}
+
+pub async fn up(
+    data: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    flags: MasterFlags,
+    node: Option<String>,
+    check_only: bool,
+) -> Result<()> {
+    let data = data.unwrap_or_else(default_data);
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    let config_path = match config_path {
+        Some(p) => p,
+        None => {
+            let p = data.join("zeroku.toml");
+            if !p.exists() {
+                std::fs::write(&p, config::EXAMPLE).with_context(|| format!("cannot write {}", p.display()))?;
+            }
+            p
+        }
+    };
+    let mut cfg = load(Some(&config_path))?;
+    apply_master_flags(&mut cfg, flags);
+    if let Some(n) = node {
+        cfg.worker.node = n;
+    }
+    cfg.worker.master = format!("http://{}", cfg.master.api);
+    check(&cfg, Some(&config_path))?;
+    if check_only {
+        println!("config {} is valid", config_path.display());
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let master = {
+        let (cfg, data, shutdown) = (cfg.master.clone(), data.clone(), shutdown.clone());
+        tokio::spawn(async move { zeroku_master::run(cfg, &data, shutdown, Some(tx)).await })
+    };
+    let started = match rx.await {
+        Ok(s) => s,
+        Err(_) => {
+            return master.await?.context("the master could not start");
+        }
+    };
+    // The local worker joins with a join token, like any other node.
+    let join = zeroku_master::api::new_token().map_err(|e| anyhow::anyhow!(e.message))?;
+    started
+        .cluster
+        .store()
+        .add_token(&join, zeroku_master::store::Role::Join, None)
+        .context("creating the local worker's join token")?;
+    cfg.worker.master = format!("http://{}", started.api_addr);
+    let worker = {
+        let (cfg, wdata, shutdown) = (cfg.worker.clone(), data.join("worker"), shutdown.clone());
+        tokio::spawn(async move { zeroku_worker::run(cfg, &wdata, Some(join), shutdown).await })
+    };
+    let env = data.join("cli.env");
+    eprintln!(
+        "\nzeroku is up: master API http://{api}, node {node}, data {data}\n\n\
+         Next, in another shell:\n  . {env}\n  zeroku apps:create hello\n  \
+         zeroku releases:create -a hello examples/clock\n  zeroku ps:scale -a hello clock=2\n  \
+         zeroku ps -a hello\n  zeroku logs -a hello --tail\n\nStop with ctrl-c (app processes keep running and are re-adopted on the next `zeroku up`).\n",
+        api = started.api_addr,
+        node = cfg.worker.node,
+        data = data.display(),
+        env = env.display(),
+    );
+    drop(started);
+    let (m, w) = tokio::join!(master, worker);
+    let w = w?;
+    if let Err(e) = &w {
+        shutdown.cancel();
+        tracing::error!(error = %e, "worker");
+    }
+    m?.context("master")?;
+    w.context("worker")?;
+    Ok(())
+}
+
+pub async fn master(data: PathBuf, config_path: Option<PathBuf>, flags: MasterFlags, check_only: bool) -> Result<()> {
+    let mut cfg = load(config_path.as_deref())?;
+    apply_master_flags(&mut cfg, flags);
+    check(&cfg, config_path.as_deref())?;
+    if check_only {
+        println!("master config is valid");
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    zeroku_master::run(cfg.master, &data, shutdown, None).await?;
+    Ok(())
+}
+
+pub struct WorkerFlags {
+    pub node: Option<String>,
+    pub master: Option<String>,
+    pub capacity_mb: Option<u64>,
+    pub port_min: Option<u16>,
+    pub port_max: Option<u16>,
+}
+
+pub async fn worker(data: PathBuf, config_path: Option<PathBuf>, f: WorkerFlags, token: Option<String>, check_only: bool) -> Result<()> {
+    let mut cfg = load(config_path.as_deref())?;
+    let w = &mut cfg.worker;
+    if let Some(v) = f.node {
+        w.node = v;
+    }
+    if let Some(v) = f.master {
+        w.master = v;
+    }
+    if let Some(v) = f.capacity_mb {
+        w.capacity_mb = v;
+    }
+    if let Some(v) = f.port_min {
+        w.port_min = v;
+    }
+    if let Some(v) = f.port_max {
+        w.port_max = v;
+    }
+    check(&cfg, config_path.as_deref())?;
+    if check_only {
+        println!("worker config is valid");
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    zeroku_worker::run(cfg.worker, &data, token, shutdown).await?;
+    Ok(())
+}

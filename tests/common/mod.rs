@@ -1,0 +1,352 @@
+//! Helpers for the integration tests: start the real `zeroku` binary as
+//! master and workers on loopback with free ports and temp dirs, drive it
+//! with the CLI, and wait for conditions with a deadline.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_zeroku")
+}
+
+/// A temp dir that app processes (which run under their own uid when the
+/// tests run as root) can traverse to reach their slug and $TMPDIR.
+pub fn tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    d
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Retries `f` until it returns `Ok` or `timeout` passes; panics with the
+/// last error.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A daemon child process, killed (SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(args: &[&str], log: PathBuf) -> Daemon {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let err = out.try_clone().expect("clone");
+        let child = Command::new(bin())
+            .args(args)
+            .env("ZEROKU_LOG", "info,zeroku_master=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn zeroku");
+        Daemon { child: Some(child), log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe_free_kill(c.id() as i32, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `kill(2)` through the `kill` command, so tests need no unsafe code.
+pub fn unsafe_free_kill(pid: i32, sig: i32) -> bool {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg("--")
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Kills every app process recorded under a worker data dir.
+pub fn kill_apps(worker_data: &Path) {
+    let Ok(rd) = std::fs::read_dir(worker_data.join("procs")) else { return };
+    for e in rd.flatten() {
+        if let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(e.path()).unwrap_or_default()) {
+            if let Some(pid) = v["pid"].as_i64() {
+                unsafe_free_kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+pub struct Master {
+    pub daemon: Daemon,
+    pub url: String,
+    pub token: String,
+    pub data: PathBuf,
+    pub pull: String,
+    pub api: String,
+    pub args: Vec<String>,
+}
+
+/// A test cluster: a master, workers, and the temp dir holding them.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub master: Master,
+    pub workers: Vec<(String, Daemon, PathBuf)>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, d, data) in &mut self.workers {
+            d.kill9();
+            kill_apps(data);
+        }
+    }
+}
+
+pub const TEST_CONFIG: &str = r#"
+[master]
+dead_after_ms = 3000
+heartbeat_interval_ms = 500
+republish_interval_ms = 1000
+
+[worker]
+ready_after_ms = 300
+stop_grace_ms = 3000
+backoff_initial_ms = 100
+backoff_max_ms = 2000
+backoff_reset_ms = 10000
+capacity_mb = 8192
+"#;
+
+impl TestCluster {
+    pub fn start() -> TestCluster {
+        Self::start_with(TEST_CONFIG)
+    }
+
+    pub fn start_with(config: &str) -> TestCluster {
+        let dir = tempdir();
+        let cfg = dir.path().join("zeroku.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let data = dir.path().join("master");
+        let api = format!("127.0.0.1:{}", free_port());
+        let pub_ep = format!("tcp://127.0.0.1:{}", free_port());
+        let pull = format!("tcp://127.0.0.1:{}", free_port());
+        let args: Vec<String> = [
+            "master",
+            "--data",
+            data.to_str().expect("utf8"),
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--api",
+            &api,
+            "--pub",
+            &pub_ep,
+            "--pull",
+            &pull,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let daemon = Daemon::spawn(&argv, dir.path().join("master.log"));
+        let env_file = data.join("cli.env");
+        let token = eventually(Duration::from_secs(20), "master to write cli.env", || {
+            let text = std::fs::read_to_string(&env_file).map_err(|e| e.to_string())?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("export ZEROKU_TOKEN="))
+                .map(str::to_string)
+                .ok_or_else(|| "no token yet".to_string())
+        });
+        let url = format!("http://{api}");
+        let mut c = TestCluster {
+            dir,
+            master: Master {
+                daemon,
+                url,
+                token,
+                data,
+                pull,
+                api,
+                args,
+            },
+            workers: Vec::new(),
+        };
+        eventually(Duration::from_secs(20), "master API", || c.cli_ok(&["apps"]).map(|_| ()));
+        c.master.daemon.log = c.dir.path().join("master.log");
+        c
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("zeroku.toml")
+    }
+
+    /// Restarts the master process on the same data and addresses.
+    pub fn restart_master(&mut self) {
+        self.master.daemon.kill9();
+        let argv: Vec<&str> = self.master.args.iter().map(String::as_str).collect();
+        self.master.daemon = Daemon::spawn(&argv, self.dir.path().join("master.log"));
+        eventually(Duration::from_secs(20), "master API after restart", || self.cli_ok(&["apps"]).map(|_| ()));
+    }
+
+    /// Starts worker `name` (ports from `port_min`, 100 of them).
+    pub fn add_worker(&mut self, name: &str, port_min: u16) {
+        let data = self.dir.path().join(format!("worker-{name}"));
+        let d = self.spawn_worker(name, &data, port_min);
+        self.workers.push((name.to_string(), d, data));
+    }
+
+    pub fn spawn_worker(&self, name: &str, data: &Path, port_min: u16) -> Daemon {
+        let join = self.cli_ok(&["nodes:join-token"]).expect("join token");
+        let cfg = self.config_path();
+        let (pmin, pmax) = (port_min.to_string(), (port_min + 99).to_string());
+        Daemon::spawn(
+            &[
+                "worker",
+                "--data",
+                data.to_str().expect("utf8"),
+                "--config",
+                cfg.to_str().expect("utf8"),
+                "--node",
+                name,
+                "--master",
+                &self.master.url,
+                "--token",
+                join.trim(),
+                "--port-min",
+                &pmin,
+                "--port-max",
+                &pmax,
+            ],
+            self.dir.path().join(format!("worker-{name}.log")),
+        )
+    }
+
+    pub fn worker(&mut self, name: &str) -> &mut (String, Daemon, PathBuf) {
+        self.workers.iter_mut().find(|w| w.0 == name).expect("no such worker")
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("ZEROKU_URL", &self.master.url)
+            .env("ZEROKU_TOKEN", &self.master.token)
+            .env_remove("ZEROKU_APP")
+            .output()
+            .expect("run zeroku")
+    }
+
+    /// Runs the CLI; stdout on success, stderr on failure.
+    pub fn cli_ok(&self, args: &[&str]) -> Result<String, String> {
+        let o = self.cli(args);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(format!("zeroku {args:?} failed: {}", String::from_utf8_lossy(&o.stderr)))
+        }
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cli_ok(&a).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("zeroku {args:?} --json printed no JSON ({e}): {out}"))
+    }
+
+    pub fn ps(&self, app: &str) -> Vec<Value> {
+        self.json(&["ps", "-a", app]).as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `ps` shows `n` instances, all `up`, and returns them.
+    pub fn wait_up(&self, app: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        eventually(timeout, &format!("{n} instances of {app} up"), || {
+            let ps = self.ps(app);
+            let up = ps.iter().filter(|p| p["state"] == "up").count();
+            if ps.len() == n && up == n {
+                Ok(ps)
+            } else {
+                Err(format!("{ps:?}"))
+            }
+        })
+    }
+
+    /// Creates `app` and releases a directory written from `files`.
+    pub fn deploy(&self, app: &str, files: &[(&str, &str)]) -> String {
+        let src = self.dir.path().join(format!("src-{app}-{}", free_port()));
+        write_tree(&src, files);
+        let _ = self.cli_ok(&["apps:create", app]);
+        self.cli_ok(&["releases:create", "-a", app, src.to_str().expect("utf8")])
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Writes files (paths relative to `root`); files under bin/ are executable.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        if path.starts_with("bin/") {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+}
+
+/// A process type that prints a line every 200 ms, including $GREETING.
+pub const TICKER: &[(&str, &str)] = &[(
+    "Procfile",
+    "clock: sh -c 'while true; do echo \"tick ${GREETING:-none} $ZEROKU_INSTANCE\"; sleep 0.2; done'\n",
+)];
