@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "zeroku", version, about = "Self-hosted platform-as-a-service: push, and it runs on your fleet")]
+#[command(
+    name = "zeroku",
+    version,
+    about = "Self-hosted platform-as-a-service: push, and it runs on your fleet"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -14,7 +18,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Api {
     /// The master's API URL (from `<data>/cli.env`).
-    #[arg(long, env = "ZEROKU_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    #[arg(
+        long,
+        env = "ZEROKU_URL",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
     pub url: String,
     /// An admin token (from `<data>/cli.env`).
     #[arg(long, env = "ZEROKU_TOKEN", hide_env_values = true, global = true)]
@@ -249,6 +258,9 @@ pub enum Command {
 
 impl Command {
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Up { .. } | Command::Master { .. } | Command::Worker { .. })
+        matches!(
+            self,
+            Command::Up { .. } | Command::Master { .. } | Command::Worker { .. }
+        )
     }
 }

@@ -33,7 +33,11 @@ impl Up {
     }
     fn ok(&self, args: &[&str]) -> String {
         let o = self.cli(args);
-        assert!(o.status.success(), "zeroku {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "zeroku {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
     fn json(&self, args: &[&str]) -> Value {
@@ -67,8 +71,15 @@ fn tour() {
         ],
         tmp.path().join("up.log"),
     );
-    let env = eventually(Duration::from_secs(20), "cli.env", || std::fs::read_to_string(data.join("cli.env")).map_err(|e| e.to_string()));
-    let get = |k: &str| env.lines().find_map(|l| l.strip_prefix(&format!("export {k}="))).unwrap().to_string();
+    let env = eventually(Duration::from_secs(20), "cli.env", || {
+        std::fs::read_to_string(data.join("cli.env")).map_err(|e| e.to_string())
+    });
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+            .unwrap()
+            .to_string()
+    };
     let up = Up {
         daemon,
         data: data.clone(),
@@ -78,7 +89,11 @@ fn tour() {
     assert_eq!(up.url, format!("http://{api}"));
     eventually(Duration::from_secs(20), "the local node", || {
         let n = up.json(&["nodes"]);
-        if n[0]["state"] == "up" && n[0]["last_seen_ms"].is_number() { Ok(()) } else { Err(n.to_string()) }
+        if n[0]["state"] == "up" && n[0]["last_seen_ms"].is_number() {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
     });
 
     up.ok(&["apps:create", "hello"]);
@@ -89,7 +104,11 @@ fn tour() {
     let ps = eventually(Duration::from_secs(30), "3 clocks up", || {
         let ps = up.json(&["ps", "-a", "hello"]);
         let a = ps.as_array().cloned().unwrap_or_default();
-        if a.len() == 3 && a.iter().all(|p| p["state"] == "up" && p["pid"].is_number()) { Ok(a) } else { Err(ps.to_string()) }
+        if a.len() == 3 && a.iter().all(|p| p["state"] == "up" && p["pid"].is_number()) {
+            Ok(a)
+        } else {
+            Err(ps.to_string())
+        }
     });
     for p in &ps {
         for key in ["id", "type", "node", "state", "pid", "restarts", "release"] {
@@ -98,16 +117,26 @@ fn tour() {
         assert_eq!(p["release"], 1);
     }
     let table = up.ok(&["ps", "-a", "hello"]);
-    assert!(table.contains("hello.clock.3") && table.contains("up"), "{table}");
+    assert!(
+        table.contains("hello.clock.3") && table.contains("up"),
+        "{table}"
+    );
 
     // logs: lines from every instance, each with a time and instance id.
     let logs = eventually(Duration::from_secs(10), "logs from 3 instances", || {
         let l = up.ok(&["logs", "-a", "hello"]);
         let all = (1..=3).all(|i| l.contains(&format!("app[hello.clock.{i}] v1: tick")));
-        if all { Ok(l) } else { Err(l) }
+        if all {
+            Ok(l)
+        } else {
+            Err(l)
+        }
     });
     let line = logs.lines().find(|l| l.contains("tick")).unwrap();
-    assert!(line.starts_with("20") && line.contains("Z app[hello.clock."), "{line}");
+    assert!(
+        line.starts_with("20") && line.contains("Z app[hello.clock."),
+        "{line}"
+    );
     assert!(logs.contains("hello from hello.clock."), "{logs}");
 
     // logs --tail follows new lines.
@@ -131,11 +160,19 @@ fn tour() {
     eventually(Duration::from_secs(30), "v2 everywhere", || {
         let ps = up.json(&["ps", "-a", "hello"]);
         let a = ps.as_array().cloned().unwrap_or_default();
-        if a.len() == 3 && a.iter().all(|p| p["state"] == "up" && p["release"] == 2) { Ok(()) } else { Err(ps.to_string()) }
+        if a.len() == 3 && a.iter().all(|p| p["state"] == "up" && p["release"] == 2) {
+            Ok(())
+        } else {
+            Err(ps.to_string())
+        }
     });
     eventually(Duration::from_secs(10), "new greeting in logs", || {
         let l = up.ok(&["logs", "-a", "hello"]);
-        if l.contains("v2: tick") && l.contains("hi from hello.clock.") { Ok(()) } else { Err(l) }
+        if l.contains("v2: tick") && l.contains("hi from hello.clock.") {
+            Ok(())
+        } else {
+            Err(l)
+        }
     });
 
     // rollback to v1: v3 with v1's slug and config.
@@ -149,9 +186,16 @@ fn tour() {
     eventually(Duration::from_secs(30), "v3 everywhere", || {
         let ps = up.json(&["ps", "-a", "hello"]);
         let a = ps.as_array().cloned().unwrap_or_default();
-        if a.len() == 3 && a.iter().all(|p| p["state"] == "up" && p["release"] == 3) { Ok(()) } else { Err(ps.to_string()) }
+        if a.len() == 3 && a.iter().all(|p| p["state"] == "up" && p["release"] == 3) {
+            Ok(())
+        } else {
+            Err(ps.to_string())
+        }
     });
-    assert!(up.json(&["config", "-a", "hello"]).get("GREETING").is_none());
+    assert!(up
+        .json(&["config", "-a", "hello"])
+        .get("GREETING")
+        .is_none());
 
     // The other read commands, as tables and as JSON.
     let releases = up.ok(&["releases", "-a", "hello"]);
@@ -176,13 +220,26 @@ fn tour() {
     assert!(!err.contains("panicked"), "{err}");
     let o = up.cli(&["ps", "-a", "nope"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("no app named \"nope\"") && err.contains("404"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("no app named \"nope\"") && err.contains("404"),
+        "{err}"
+    );
 
     // ctrl-c/SIGTERM stops zeroku up cleanly; the apps keep running.
-    let pids: Vec<u64> = up.json(&["ps", "-a", "hello"]).as_array().unwrap().iter().filter_map(|p| p["pid"].as_u64()).collect();
+    let pids: Vec<u64> = up
+        .json(&["ps", "-a", "hello"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
     let mut up = up;
     let status = up.daemon.terminate().expect("exit status");
-    assert!(status.success(), "zeroku up exited with {status}: {}", std::fs::read_to_string(tmp.path().join("up.log")).unwrap_or_default());
+    assert!(
+        status.success(),
+        "zeroku up exited with {status}: {}",
+        std::fs::read_to_string(tmp.path().join("up.log")).unwrap_or_default()
+    );
     for pid in pids {
         assert!(alive(pid as u32), "app process {pid} died with zeroku up");
     }

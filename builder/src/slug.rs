@@ -883,7 +883,9 @@ pub(crate) fn remove_tree(path: &Path) {
 /// every uploaded slug so a bad one is refused before any worker sees it.
 pub fn check(image: &Path) -> Result<()> {
     check_superblock(image)?;
-    let archive = guard_panics(image, || Archive::open(image).map_err(sq_corrupt("opening", image)))?;
+    let archive = guard_panics(image, || {
+        Archive::open(image).map_err(sq_corrupt("opening", image))
+    })?;
     guard_panics(image, || scan_image(&archive, image)).map(|_| ())
 }
 

@@ -78,11 +78,19 @@ impl Default for MasterConfig {
 impl MasterConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.api.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!("api = {:?} is not an address like 127.0.0.1:7070", self.api));
+            return Err(format!(
+                "api = {:?} is not an address like 127.0.0.1:7070",
+                self.api
+            ));
         }
-        for (key, ep) in [("pub_endpoint", &self.pub_endpoint), ("pull_endpoint", &self.pull_endpoint)] {
+        for (key, ep) in [
+            ("pub_endpoint", &self.pub_endpoint),
+            ("pull_endpoint", &self.pull_endpoint),
+        ] {
             if !ep.starts_with("tcp://") && !ep.starts_with("ipc://") {
-                return Err(format!("{key} = {ep:?} is not a ZMQ endpoint like tcp://127.0.0.1:7071"));
+                return Err(format!(
+                    "{key} = {ep:?} is not a ZMQ endpoint like tcp://127.0.0.1:7071"
+                ));
             }
         }
         if self.dead_after_ms < 2 * self.heartbeat_interval_ms {
@@ -174,7 +182,9 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     pub fn validate(&self) -> Result<(), String> {
-        self.master.validate().map_err(|e| format!("[master] {e}"))?;
+        self.master
+            .validate()
+            .map_err(|e| format!("[master] {e}"))?;
         self.worker.validate().map_err(|e| format!("[worker] {e}"))
     }
 }
@@ -213,7 +223,9 @@ mod tests {
     #[test]
     fn typo_names_file_line_and_key() {
         let text = "[master]\napi = \"127.0.0.1:1\"\ndead_afer_ms = 10\n";
-        let e = parse::<ClusterConfig>(Path::new("/etc/zk.toml"), text).unwrap_err().to_string();
+        let e = parse::<ClusterConfig>(Path::new("/etc/zk.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/etc/zk.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("dead_afer_ms"), "{e}");

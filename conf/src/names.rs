@@ -80,11 +80,23 @@ mod tests {
     fn app_names() {
         assert!(app("hello").is_ok());
         assert!(app("my-app-2").is_ok());
-        for bad in ["", "Hello", "1app", "a_b", "a.b", "app-", "../x", &"a".repeat(31)] {
+        for bad in [
+            "",
+            "Hello",
+            "1app",
+            "a_b",
+            "a.b",
+            "app-",
+            "../x",
+            &"a".repeat(31),
+        ] {
             assert!(app(bad).is_err(), "{bad:?} accepted");
         }
         let msg = app("Hello").unwrap_err().to_string();
-        assert!(msg.contains("\"Hello\"") && msg.contains("lowercase"), "{msg}");
+        assert!(
+            msg.contains("\"Hello\"") && msg.contains("lowercase"),
+            "{msg}"
+        );
     }
 
     #[test]

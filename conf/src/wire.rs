@@ -96,7 +96,10 @@ mod tests {
     fn newer_version_is_refused() {
         let bytes = rmp_serde::to_vec(&(VERSION + 1, sample())).unwrap();
         let e = decode(&bytes).unwrap_err();
-        assert!(matches!(e, WireError::Version(v) if v == VERSION + 1), "{e}");
+        assert!(
+            matches!(e, WireError::Version(v) if v == VERSION + 1),
+            "{e}"
+        );
         assert!(e.to_string().contains("upgrade"));
     }
 

@@ -24,7 +24,11 @@ use zeroku_conf::names;
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
 fn full(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed());
+    let mut r = Response::new(
+        Full::new(Bytes::from(bytes))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -46,7 +50,10 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
         Ok(Reply::Raw(r)) => r,
         Err(e) => {
             tracing::debug!(%method, %path, status = %e.status, message = %e.message, "api error");
-            json_response(e.status, &json!({"error": {"code": e.code, "message": e.message}}))
+            json_response(
+                e.status,
+                &json!({"error": {"code": e.code, "message": e.message}}),
+            )
         }
     }
 }
@@ -69,7 +76,9 @@ impl Caller {
     fn admin(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Admin => Ok(()),
-            _ => Err(ApiError::forbidden("this token may not do that: it needs an admin token")),
+            _ => Err(ApiError::forbidden(
+                "this token may not do that: it needs an admin token",
+            )),
         }
     }
     fn node_or_admin(&self, node: Option<&str>) -> Result<(), ApiError> {
@@ -77,7 +86,9 @@ impl Caller {
             (Role::Admin, _) => Ok(()),
             (Role::Node, None) => Ok(()),
             (Role::Node, Some(n)) if self.node.as_deref() == Some(n) => Ok(()),
-            _ => Err(ApiError::forbidden("this token may not do that: it needs an admin or node token")),
+            _ => Err(ApiError::forbidden(
+                "this token may not do that: it needs an admin or node token",
+            )),
         }
     }
 }
@@ -101,7 +112,8 @@ async fn body_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Resu
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("request body is not the expected JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not the expected JSON: {e}")))
 }
 
 fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
@@ -126,7 +138,9 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     if segs.first() != Some(&"v1") {
-        return Err(ApiError::not_found(format!("no such API path {path} (the API is under /v1)")));
+        return Err(ApiError::not_found(format!(
+            "no such API path {path} (the API is under /v1)"
+        )));
     }
     let caller = auth(cluster, &req)?;
     let c = cluster.as_ref();
@@ -149,7 +163,11 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             names::app(&n.name).map_err(|e| ApiError::invalid(e.to_string()))?;
             match c.store().create_app(&n.name)? {
                 Some(app) => Ok(Reply::Json(StatusCode::CREATED, json!(app))),
-                None => Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("app {:?} already exists", n.name))),
+                None => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("app {:?} already exists", n.name),
+                )),
             }
         }
         (&Method::GET, ["apps", app]) => {
@@ -190,15 +208,23 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             app_exists(c, app)?;
             let n: NewRelease = body_json(req).await?;
             if n.process_types.is_empty() {
-                return Err(ApiError::invalid("a release needs at least one process type (is the Procfile empty?)"));
+                return Err(ApiError::invalid(
+                    "a release needs at least one process type (is the Procfile empty?)",
+                ));
             }
             for (t, cmd) in &n.process_types {
                 names::process_type(t).map_err(|e| ApiError::invalid(e.to_string()))?;
                 if cmd.trim().is_empty() {
-                    return Err(ApiError::invalid(format!("process type {t:?} has no command")));
+                    return Err(ApiError::invalid(format!(
+                        "process type {t:?} has no command"
+                    )));
                 }
             }
-            if !c.slugs.contains(&n.slug_sha256).map_err(|e| ApiError::invalid(e.to_string()))? {
+            if !c
+                .slugs
+                .contains(&n.slug_sha256)
+                .map_err(|e| ApiError::invalid(e.to_string()))?
+            {
                 return Err(ApiError::invalid(format!(
                     "slug {} is not in the slug store: upload it first (PUT /v1/slugs/<sha256>)",
                     n.slug_sha256
@@ -212,7 +238,9 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 .map_or(0, |m| m.len());
             let desc = n.description.unwrap_or_else(|| "Deploy".into());
             let mem = c.cfg.default_memory_mb;
-            let rel = c.change(|s| s.create_release(app, &n.slug_sha256, size, &n.process_types, &desc, mem))?;
+            let rel = c.change(|s| {
+                s.create_release(app, &n.slug_sha256, size, &n.process_types, &desc, mem)
+            })?;
             c.gc_slugs()?;
             Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
         }
@@ -224,10 +252,12 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 version: u32,
             }
             let rb: Rb = body_json(req).await?;
-            let target = c
-                .store()
-                .release(app, rb.version)?
-                .ok_or_else(|| ApiError::not_found(format!("app {app} has no release v{} (see `zeroku releases`)", rb.version)))?;
+            let target = c.store().release(app, rb.version)?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "app {app} has no release v{} (see `zeroku releases`)",
+                    rb.version
+                ))
+            })?;
             if !c.slugs.contains(&target.slug_sha256).unwrap_or(false) {
                 return Err(ApiError::invalid(format!(
                     "the slug of v{} was garbage-collected (only the newest {} releases keep theirs); deploy it again",
@@ -316,28 +346,40 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             let draining = *verb == "drain";
             let found = c.change(|s| s.set_node_draining(node, draining))?;
             if !found {
-                return Err(ApiError::not_found(format!("no node named {node:?} (see `zeroku nodes`)")));
+                return Err(ApiError::not_found(format!(
+                    "no node named {node:?} (see `zeroku nodes`)"
+                )));
             }
             ok(json!({"node": node, "draining": draining}))
         }
         (&Method::GET, ["slugs", sha]) => {
             caller.node_or_admin(None)?;
-            let path = c.slugs.path(sha).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let path = c
+                .slugs
+                .path(sha)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
             let file = match tokio::fs::File::open(&path).await {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::not_found(format!("no slug {sha}"))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ApiError::not_found(format!("no slug {sha}")))
+                }
                 Err(e) => return Err(ApiError::internal(e)),
             };
             let stream = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
             let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-            r.headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/octet-stream"));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/octet-stream"),
+            );
             Ok(Reply::Raw(r))
         }
         (&Method::PUT, ["slugs", sha]) => {
             caller.admin()?;
             let info = receive_slug(c, sha, req.into_body()).await?;
-            Ok(Reply::Json(StatusCode::CREATED, json!({"sha256": info.sha256, "size": info.size})))
+            Ok(Reply::Json(
+                StatusCode::CREATED,
+                json!({"sha256": info.sha256, "size": info.size}),
+            ))
         }
         _ => Err(ApiError::not_found(format!("no API route {method} {path}"))),
     }
@@ -364,9 +406,11 @@ const MAX_QUANTITY: u32 = 10_000;
 
 fn check_scale(c: &Cluster, app: &str, ups: Vec<Scale>) -> Result<Vec<Formation>, ApiError> {
     let store = c.store();
-    let rel = store
-        .current_release(app)?
-        .ok_or_else(|| ApiError::invalid(format!("app {app} has no release yet: create one before scaling")))?;
+    let rel = store.current_release(app)?.ok_or_else(|| {
+        ApiError::invalid(format!(
+            "app {app} has no release yet: create one before scaling"
+        ))
+    })?;
     let current = store.formation(app)?;
     let known: Vec<&str> = rel.process_types.keys().map(String::as_str).collect();
     ups.into_iter()
@@ -379,10 +423,16 @@ fn check_scale(c: &Cluster, app: &str, ups: Vec<Scale>) -> Result<Vec<Formation>
                 )));
             }
             if u.quantity > MAX_QUANTITY {
-                return Err(ApiError::invalid(format!("quantity {} is above the limit of {MAX_QUANTITY}", u.quantity)));
+                return Err(ApiError::invalid(format!(
+                    "quantity {} is above the limit of {MAX_QUANTITY}",
+                    u.quantity
+                )));
             }
             let mem = u.memory_mb.or_else(|| {
-                current.iter().find(|f| f.proc_type == u.proc_type).map(|f| f.memory_mb)
+                current
+                    .iter()
+                    .find(|f| f.proc_type == u.proc_type)
+                    .map(|f| f.memory_mb)
             });
             Ok(Formation {
                 app: app.to_string(),
@@ -404,14 +454,24 @@ fn check_config_key(k: &str) -> Result<(), ApiError> {
         )));
     }
     if k == "PORT" || k.starts_with("ZEROKU_") {
-        return Err(ApiError::invalid(format!("config var {k} is set by zeroku itself and cannot be changed")));
+        return Err(ApiError::invalid(format!(
+            "config var {k} is set by zeroku itself and cannot be changed"
+        )));
     }
     Ok(())
 }
 
 fn describe_config(changes: &BTreeMap<String, Option<String>>) -> String {
-    let set: Vec<&str> = changes.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.as_str()).collect();
-    let unset: Vec<&str> = changes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+    let set: Vec<&str> = changes
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let unset: Vec<&str> = changes
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.as_str())
+        .collect();
     let mut parts = Vec::new();
     if !set.is_empty() {
         parts.push(format!("Set {}", set.join(", ")));
@@ -450,12 +510,17 @@ async fn receive_slug(
     sha: &str,
     mut body: Incoming,
 ) -> Result<zeroku_builder::slug::SlugInfo, ApiError> {
-    c.slugs.path(sha).map_err(|e| ApiError::invalid(e.to_string()))?;
+    c.slugs
+        .path(sha)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let tmp = upload_path(c.slugs.dir());
-    let mut file = tokio::fs::File::create(&tmp).await.map_err(ApiError::internal)?;
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(ApiError::internal)?;
     let res: Result<(), ApiError> = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::bad_request(format!("slug upload interrupted: {e}")))?;
+            let frame = frame
+                .map_err(|e| ApiError::bad_request(format!("slug upload interrupted: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 file.write_all(&data).await.map_err(ApiError::internal)?;
             }
@@ -470,11 +535,12 @@ async fn receive_slug(
     }
     let (store, sha, tmp2) = (c.slugs.clone(), sha.to_string(), tmp.clone());
     let out = tokio::task::spawn_blocking(move || {
+        zeroku_builder::slug::verify(&tmp2, &sha)?;
         zeroku_builder::slug::check(&tmp2)?;
         store.put_file(&tmp2, &sha)
     })
-        .await
-        .map_err(ApiError::internal)?;
+    .await
+    .map_err(ApiError::internal)?;
     let _ = std::fs::remove_file(&tmp);
-    out.map_err(|e| ApiError::invalid(e.to_string()))
+    out.map_err(|e| ApiError::invalid(format!("slug refused: {e}")))
 }

@@ -20,7 +20,12 @@ pub struct BindError {
     pub source: zmq::Error,
 }
 
-fn bind(ctx: &zmq::Context, kind: zmq::SocketType, name: &'static str, ep: &str) -> Result<zmq::Socket, BindError> {
+fn bind(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    name: &'static str,
+    ep: &str,
+) -> Result<zmq::Socket, BindError> {
     let err = |source| BindError {
         kind: name,
         endpoint: ep.to_string(),

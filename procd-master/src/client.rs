@@ -15,7 +15,9 @@ use tokio::io::AsyncWriteExt;
 pub enum ClientError {
     #[error("invalid master URL {0:?}: expected http://HOST:PORT")]
     Url(String),
-    #[error("cannot reach the zeroku master at {url}: {why} (is it running? is ZEROKU_URL right?)")]
+    #[error(
+        "cannot reach the zeroku master at {url}: {why} (is it running? is ZEROKU_URL right?)"
+    )]
     Connect { url: String, why: String },
     #[error("{message}")]
     Api {
@@ -67,7 +69,13 @@ impl Client {
         &self.base
     }
 
-    async fn call(&self, method: Method, path: &str, body: Bytes, ctype: &str) -> Result<(StatusCode, Bytes), ClientError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        ctype: &str,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let resp = self.raw(method, path, body, ctype).await?;
         let status = resp.status();
         let bytes = resp
@@ -97,23 +105,31 @@ impl Client {
             .header("content-type", ctype)
             .body(Full::new(body))
             .map_err(|_| ClientError::Url(self.base.clone()))?;
-        let resp = self.http.request(req).await.map_err(|e| ClientError::Connect {
-            url: self.base.clone(),
-            why: error_chain(&e),
-        })?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                why: error_chain(&e),
+            })?;
         Ok(resp)
     }
 
     fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
         if !status.is_success() {
-            let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| ClientError::Protocol {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
-            })?;
+            let v: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|_| ClientError::Protocol {
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+                })?;
             return Err(ClientError::Api {
                 status: status.as_u16(),
                 code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
-                message: v["error"]["message"].as_str().unwrap_or("unknown error").to_string(),
+                message: v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_string(),
             });
         }
         serde_json::from_slice(bytes).map_err(|_| ClientError::Protocol {
@@ -123,7 +139,9 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let (s, b) = self.call(Method::GET, path, Bytes::new(), "application/json").await?;
+        let (s, b) = self
+            .call(Method::GET, path, Bytes::new(), "application/json")
+            .await?;
         Self::decode(s, &b)
     }
 
@@ -137,16 +155,24 @@ impl Client {
             context: "encoding request".into(),
             source: std::io::Error::other(e),
         })?;
-        let (s, b) = self.call(method, path, body.into(), "application/json").await?;
+        let (s, b) = self
+            .call(method, path, body.into(), "application/json")
+            .await?;
         Self::decode(s, &b)
     }
 
     /// PUTs a file's bytes.
-    pub async fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T, ClientError> {
-        let bytes = tokio::fs::read(file).await.map_err(|source| ClientError::Io {
-            context: format!("cannot read {}", file.display()),
-            source,
-        })?;
+    pub async fn put_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: &Path,
+    ) -> Result<T, ClientError> {
+        let bytes = tokio::fs::read(file)
+            .await
+            .map_err(|source| ClientError::Io {
+                context: format!("cannot read {}", file.display()),
+                source,
+            })?;
         let (s, b) = self
             .call(Method::PUT, path, bytes.into(), "application/octet-stream")
             .await?;
@@ -155,11 +181,17 @@ impl Client {
 
     /// GETs `path` into `dest`, streaming; returns the bytes written.
     pub async fn download(&self, path: &str, dest: &Path) -> Result<u64, ClientError> {
-        let resp = self.raw(Method::GET, path, Bytes::new(), "application/json").await?;
+        let resp = self
+            .raw(Method::GET, path, Bytes::new(), "application/json")
+            .await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
-            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             return Self::decode::<serde_json::Value>(status, &bytes).map(|_| 0);
         }
         let io = |source| ClientError::Io {

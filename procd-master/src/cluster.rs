@@ -40,7 +40,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    pub fn new(cfg: MasterConfig, store: Store, slugs: SlugStore, publisher: SyncSender<Outgoing>) -> Cluster {
+    pub fn new(
+        cfg: MasterConfig,
+        store: Store,
+        slugs: SlugStore,
+        publisher: SyncSender<Outgoing>,
+    ) -> Cluster {
         Cluster {
             logs: LogBook::new(cfg.log_lines_per_app),
             cfg,
@@ -60,7 +65,10 @@ impl Cluster {
     }
 
     /// Runs `f` on the store, then re-places and publishes what changed.
-    pub fn change<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut store = self.store();
         let out = f(&mut store)?;
         self.replan(&mut store)?;
@@ -76,12 +84,17 @@ impl Cluster {
                 releases.insert(app.name.clone(), r);
             }
         }
-        let seqs: HashMap<String, u32> = store.apps()?.into_iter().map(|a| (a.name, a.seq)).collect();
+        let seqs: HashMap<String, u32> =
+            store.apps()?.into_iter().map(|a| (a.name, a.seq)).collect();
         // Only process types the current release declares can run.
         let formation: Vec<_> = store
             .all_formation()?
             .into_iter()
-            .filter(|f| releases.get(&f.app).is_some_and(|r| r.process_types.contains_key(&f.proc_type)))
+            .filter(|f| {
+                releases
+                    .get(&f.app)
+                    .is_some_and(|r| r.process_types.contains_key(&f.proc_type))
+            })
             .collect();
         let slots: Vec<NodeSlot> = nodes
             .iter()
@@ -101,10 +114,11 @@ impl Cluster {
             let (Some(node), Some(rel)) = (p.node.as_deref(), releases.get(&p.app)) else {
                 continue;
             };
-            per_node
-                .entry(node)
-                .or_default()
-                .push(spec(p, rel, seqs.get(&p.app).copied().unwrap_or(0)));
+            per_node.entry(node).or_default().push(spec(
+                p,
+                rel,
+                seqs.get(&p.app).copied().unwrap_or(0),
+            ));
         }
         let mut lists = lock(&self.lists);
         for n in &nodes {
@@ -118,7 +132,11 @@ impl Cluster {
                 instances,
             };
             tracing::info!(node = %n.name, generation = list.generation, instances = list.instances.len(), "publishing node list");
-            bus::publish(&self.publisher, node_topic(&n.name), &Message::NodeList(list.clone()));
+            bus::publish(
+                &self.publisher,
+                node_topic(&n.name),
+                &Message::NodeList(list.clone()),
+            );
             lists.insert(n.name.clone(), list);
         }
         Ok(())
@@ -127,7 +145,11 @@ impl Cluster {
     /// Publishes every node's list again (slow joiners, lost messages).
     pub fn republish(&self) {
         for l in lock(&self.lists).values() {
-            bus::publish(&self.publisher, node_topic(&l.node), &Message::NodeList(l.clone()));
+            bus::publish(
+                &self.publisher,
+                node_topic(&l.node),
+                &Message::NodeList(l.clone()),
+            );
         }
     }
 
@@ -143,7 +165,9 @@ impl Cluster {
         match msg {
             Message::Heartbeat(hb) => self.on_heartbeat(hb),
             Message::Logs(lines) => self.logs.push(lines),
-            Message::NodeList(l) => tracing::warn!(node = %l.node, "ignored a node list sent to the master"),
+            Message::NodeList(l) => {
+                tracing::warn!(node = %l.node, "ignored a node list sent to the master")
+            }
         }
     }
 
@@ -170,7 +194,9 @@ impl Cluster {
         );
         if node.state != "up" {
             tracing::info!(node = %name, "node is back");
-            let res = store.set_node_state(&name, "up").and_then(|_| self.replan(&mut store));
+            let res = store
+                .set_node_state(&name, "up")
+                .and_then(|_| self.replan(&mut store));
             if let Err(e) = res {
                 tracing::error!(error = %e, node = %name, "marking node up");
             }
@@ -240,7 +266,11 @@ fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
         proc_type: p.proc_type.clone(),
         index: p.index,
         release: rel.version,
-        command: rel.process_types.get(&p.proc_type).cloned().unwrap_or_default(),
+        command: rel
+            .process_types
+            .get(&p.proc_type)
+            .cloned()
+            .unwrap_or_default(),
         env: rel.env.clone(),
         slug: SlugRef {
             sha256: rel.slug_sha256.clone(),

@@ -39,7 +39,11 @@ impl ApiError {
     }
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %message, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message.to_string(),
+        )
     }
 }
 

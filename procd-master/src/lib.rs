@@ -87,7 +87,8 @@ pub async fn run(
         path: db_path.clone(),
         source,
     })?;
-    let slugs = zeroku_builder::store::SlugStore::open(&data.join("slugs")).map_err(|e| MasterError::Slugs(e.to_string()))?;
+    let slugs = zeroku_builder::store::SlugStore::open(&data.join("slugs"))
+        .map_err(|e| MasterError::Slugs(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(&cfg.api)
         .await
@@ -131,7 +132,8 @@ pub async fn run(
         let (c, shutdown) = (cluster.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut live = tokio::time::interval(Duration::from_millis(250));
-            let mut republish = tokio::time::interval(Duration::from_millis(cfg.republish_interval_ms.max(100)));
+            let mut republish =
+                tokio::time::interval(Duration::from_millis(cfg.republish_interval_ms.max(100)));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -158,7 +160,11 @@ pub async fn run(
 }
 
 /// Creates the first admin token and `<data>/cli.env` (mode 0600).
-fn ensure_admin(c: &Cluster, data: &Path, api: std::net::SocketAddr) -> std::io::Result<Option<String>> {
+fn ensure_admin(
+    c: &Cluster,
+    data: &Path,
+    api: std::net::SocketAddr,
+) -> std::io::Result<Option<String>> {
     let env_path = data.join("cli.env");
     if c.store().has_admin().unwrap_or(false) && env_path.exists() {
         return Ok(None);
@@ -178,7 +184,11 @@ fn ensure_admin(c: &Cluster, data: &Path, api: std::net::SocketAddr) -> std::io:
 
 /// The API accept loop: a task per connection, at most 1024 at once; on
 /// shutdown stops accepting and lets open connections finish their request.
-async fn serve(listener: tokio::net::TcpListener, cluster: Arc<Cluster>, shutdown: CancellationToken) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(1024));
     loop {
         let permit = tokio::select! {

@@ -5,9 +5,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use zeroku_conf::LogLine;
 
+/// Lines of one app, each with its sequence number.
+type AppLines = VecDeque<(u64, LogLine)>;
+
 pub struct LogBook {
     per_app: usize,
-    inner: Mutex<(u64, HashMap<String, VecDeque<(u64, LogLine)>>)>,
+    /// The last sequence number handed out, and every app's lines.
+    inner: Mutex<(u64, HashMap<String, AppLines>)>,
 }
 
 impl LogBook {
@@ -46,7 +50,11 @@ impl LogBook {
     }
 
     pub fn forget(&self, app: &str) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.remove(app);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .remove(app);
     }
 }
 
@@ -72,7 +80,10 @@ mod tests {
         b.push((0..5).map(|i| line("a", &i.to_string())).collect());
         b.push(vec![line("b", "x")]);
         let (l, next) = b.read("a", 0, 100);
-        assert_eq!(l.iter().map(|(_, l)| l.line.as_str()).collect::<Vec<_>>(), ["2", "3", "4"]);
+        assert_eq!(
+            l.iter().map(|(_, l)| l.line.as_str()).collect::<Vec<_>>(),
+            ["2", "3", "4"]
+        );
         assert_eq!(b.read("a", next, 100).0.len(), 0);
         b.push(vec![line("a", "5")]);
         assert_eq!(b.read("a", next, 100).0[0].1.line, "5");

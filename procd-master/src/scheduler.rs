@@ -22,6 +22,10 @@ pub struct NodeSlot {
     pub schedulable: bool,
 }
 
+/// A node in one (app, type)'s heap: fewest instances of that type first,
+/// then least memory used, then name.
+type Candidate<'a> = Reverse<(u32, u64, &'a str)>;
+
 pub fn place(nodes: &[NodeSlot], formation: &[Formation], current: &[Placement]) -> Vec<Placement> {
     let schedulable: HashMap<&str, &NodeSlot> = nodes
         .iter()
@@ -74,7 +78,7 @@ pub fn place(nodes: &[NodeSlot], formation: &[Formation], current: &[Placement])
                 *count.entry(schedulable[n].name.as_str()).or_default() += 1;
             }
         }
-        let mut heap: Option<BinaryHeap<Reverse<(u32, u64, &str)>>> = None;
+        let mut heap: Option<BinaryHeap<Candidate>> = None;
         for i in 1..=f.quantity {
             let key = (f.app.clone(), f.proc_type.clone(), i);
             if let Some(p) = kept.remove(&key) {
@@ -159,7 +163,8 @@ mod tests {
     fn per_node(p: &[Placement]) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for x in p {
-            *m.entry(x.node.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
+            *m.entry(x.node.clone().unwrap_or_else(|| "-".into()))
+                .or_default() += 1;
         }
         m
     }
@@ -202,7 +207,10 @@ mod tests {
     fn respects_memory_capacity() {
         let n = nodes(&[("n1", 1000, true), ("n2", 600, true)]);
         let p = place(&n, &[form("a", "web", 4, 400)], &[]);
-        assert_eq!(per_node(&p), [("n1".into(), 2), ("n2".into(), 1), ("-".into(), 1)].into());
+        assert_eq!(
+            per_node(&p),
+            [("n1".into(), 2), ("n2".into(), 1), ("-".into(), 1)].into()
+        );
         let none = place(&[], &[form("a", "web", 2, 1)], &[]);
         assert!(none.iter().all(|p| p.node.is_none()));
     }

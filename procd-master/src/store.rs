@@ -196,7 +196,9 @@ impl Store {
     }
 
     pub fn apps(&self) -> Result<Vec<App>> {
-        let mut st = self.db.prepare("SELECT name, seq, created_at FROM apps ORDER BY name")?;
+        let mut st = self
+            .db
+            .prepare("SELECT name, seq, created_at FROM apps ORDER BY name")?;
         let rows = st.query_map([], |r| {
             Ok(App {
                 name: r.get(0)?,
@@ -220,7 +222,9 @@ impl Store {
     // ---- config vars
 
     pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
-        let mut st = self.db.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
+        let mut st = self
+            .db
+            .prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
         let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -272,7 +276,9 @@ impl Store {
     // ---- releases
 
     pub fn releases(&self, app: &str) -> Result<Vec<Release>> {
-        let mut st = self.db.prepare(&format!("{RELEASE_SELECT} WHERE app = ?1 ORDER BY version"))?;
+        let mut st = self
+            .db
+            .prepare(&format!("{RELEASE_SELECT} WHERE app = ?1 ORDER BY version"))?;
         let rows = st.query_map([app], release_row)?;
         let raw: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
         raw.into_iter().map(decode_release).collect()
@@ -368,9 +374,9 @@ impl Store {
     }
 
     pub fn all_formation(&self) -> Result<Vec<Formation>> {
-        let mut st = self
-            .db
-            .prepare("SELECT app, proc_type, quantity, memory_mb FROM formation ORDER BY app, proc_type")?;
+        let mut st = self.db.prepare(
+            "SELECT app, proc_type, quantity, memory_mb FROM formation ORDER BY app, proc_type",
+        )?;
         let rows = st.query_map([], formation_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -399,9 +405,9 @@ impl Store {
     }
 
     pub fn nodes(&self) -> Result<Vec<Node>> {
-        let mut st = self
-            .db
-            .prepare("SELECT name, capacity_mb, state, draining, joined_at FROM nodes ORDER BY name")?;
+        let mut st = self.db.prepare(
+            "SELECT name, capacity_mb, state, draining, joined_at FROM nodes ORDER BY name",
+        )?;
         let rows = st.query_map([], |r| {
             Ok(Node {
                 name: r.get(0)?,
@@ -415,17 +421,17 @@ impl Store {
     }
 
     pub fn set_node_state(&self, name: &str, state: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .execute("UPDATE nodes SET state = ?2 WHERE name = ?1", params![name, state])?
-            > 0)
+        Ok(self.db.execute(
+            "UPDATE nodes SET state = ?2 WHERE name = ?1",
+            params![name, state],
+        )? > 0)
     }
 
     pub fn set_node_draining(&self, name: &str, draining: bool) -> Result<bool> {
-        Ok(self
-            .db
-            .execute("UPDATE nodes SET draining = ?2 WHERE name = ?1", params![name, draining])?
-            > 0)
+        Ok(self.db.execute(
+            "UPDATE nodes SET draining = ?2 WHERE name = ?1",
+            params![name, draining],
+        )? > 0)
     }
 
     // ---- placements
@@ -456,7 +462,14 @@ impl Store {
                 "INSERT INTO instances (id, app, proc_type, idx, node, memory_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for p in all {
-                st.execute(params![p.id, p.app, p.proc_type, p.index, p.node, p.memory_mb])?;
+                st.execute(params![
+                    p.id,
+                    p.app,
+                    p.proc_type,
+                    p.index,
+                    p.node,
+                    p.memory_mb
+                ])?;
             }
         }
         tx.commit()?;
@@ -554,7 +567,9 @@ mod tests {
         s.create_app("hello").unwrap().unwrap();
         assert!(s.create_app("hello").unwrap().is_none(), "duplicate app");
         let pt: BTreeMap<_, _> = [("web".to_string(), "run".to_string())].into();
-        let v1 = s.create_release("hello", "aa", 1, &pt, "first", 256).unwrap();
+        let v1 = s
+            .create_release("hello", "aa", 1, &pt, "first", 256)
+            .unwrap();
         assert_eq!(v1.version, 1);
         assert_eq!(s.formation("hello").unwrap()[0].quantity, 1);
         let ch = [("GREETING".to_string(), Some("hi".to_string()))].into();
@@ -572,9 +587,14 @@ mod tests {
     fn tokens_are_stored_hashed() {
         let s = Store::open_in_memory().unwrap();
         s.add_token("secret", Role::Node, Some("n1")).unwrap();
-        assert_eq!(s.token("secret").unwrap(), Some((Role::Node, Some("n1".into()))));
+        assert_eq!(
+            s.token("secret").unwrap(),
+            Some((Role::Node, Some("n1".into())))
+        );
         assert_eq!(s.token("other").unwrap(), None);
-        let raw: String = s.db.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
+        let raw: String =
+            s.db.query_row("SELECT hash FROM tokens", [], |r| r.get(0))
+                .unwrap();
         assert_ne!(raw, "secret");
         assert!(!s.has_admin().unwrap());
     }

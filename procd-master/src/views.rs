@@ -12,11 +12,19 @@ use zeroku_conf::InstanceStatus;
 pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
     let (placements, current, nodes) = {
         let s = c.store();
-        let p: Vec<_> = s.placements()?.into_iter().filter(|p| p.app == app).collect();
+        let p: Vec<_> = s
+            .placements()?
+            .into_iter()
+            .filter(|p| p.app == app)
+            .collect();
         (p, s.current_release(app)?, s.nodes()?)
     };
-    let node_state: HashMap<&str, &str> = nodes.iter().map(|n| (n.name.as_str(), n.state.as_str())).collect();
+    let node_state: HashMap<&str, &str> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.state.as_str()))
+        .collect();
     let live = c.live();
+    let silent_after = std::time::Duration::from_millis(2 * c.cfg.heartbeat_interval_ms);
     let t = now();
     let rows: Vec<Value> = placements
         .iter()
@@ -30,6 +38,8 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
             let state = match (p.node.as_deref(), status) {
                 (None, _) => "pending".to_string(),
                 (Some(n), _) if node_state.get(n) == Some(&"dead") => "lost".to_string(),
+                // The node has missed heartbeats: what it last said may be stale.
+                (Some(n), _) if live.get(n).is_some_and(|l| l.last_seen.elapsed() > silent_after) => "unknown".to_string(),
                 (Some(_), Some(s)) => s.state.to_string(),
                 (Some(_), None) => "starting".to_string(),
             };
@@ -61,7 +71,10 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
     let rows: Vec<Value> = nodes
         .iter()
         .map(|n| {
-            let mine: Vec<_> = placements.iter().filter(|p| p.node.as_deref() == Some(&n.name)).collect();
+            let mine: Vec<_> = placements
+                .iter()
+                .filter(|p| p.node.as_deref() == Some(&n.name))
+                .collect();
             let l = live.get(&n.name);
             let hb = l.and_then(|l| l.heartbeat.as_ref());
             json!({
@@ -91,10 +104,16 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
 pub fn app_info(c: &Cluster, app: &App) -> Result<Value, ApiError> {
     let (rel, formation, config) = {
         let s = c.store();
-        (s.current_release(&app.name)?, s.formation(&app.name)?, s.config(&app.name)?)
+        (
+            s.current_release(&app.name)?,
+            s.formation(&app.name)?,
+            s.config(&app.name)?,
+        )
     };
     let ps = ps(c, &app.name)?;
-    let up = ps.as_array().map_or(0, |a| a.iter().filter(|p| p["state"] == "up").count());
+    let up = ps
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|p| p["state"] == "up").count());
     Ok(json!({
         "name": app.name,
         "created_at": app.created_at,

@@ -27,7 +27,9 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no token to join the cluster: pass --token with a token from `zeroku nodes:join-token`")]
+    #[error(
+        "no token to join the cluster: pass --token with a token from `zeroku nodes:join-token`"
+    )]
     NoToken,
     #[error("the master refused to let node {node} join: {source}")]
     Refused {
@@ -84,7 +86,13 @@ fn now_ms() -> u64 {
 
 /// Registers with the master, retrying while it is unreachable. A token
 /// saved by an earlier run is tried first, then `token`.
-async fn join(cfg: &WorkerConfig, data: &Path, token: Option<&str>, capacity_mb: u64, shutdown: &CancellationToken) -> Result<Option<Joined>, WorkerError> {
+async fn join(
+    cfg: &WorkerConfig,
+    data: &Path,
+    token: Option<&str>,
+    capacity_mb: u64,
+    shutdown: &CancellationToken,
+) -> Result<Option<Joined>, WorkerError> {
     let saved_path = data.join("node-token.json");
     let saved: Option<SavedToken> = std::fs::read(&saved_path)
         .ok()
@@ -101,7 +109,10 @@ async fn join(cfg: &WorkerConfig, data: &Path, token: Option<&str>, capacity_mb:
         let mut last_refusal = None;
         for t in &tokens {
             let client = Client::new(&cfg.master, t)?;
-            match client.send::<Joined>(Method::POST, "/v1/nodes/register", &body).await {
+            match client
+                .send::<Joined>(Method::POST, "/v1/nodes/register", &body)
+                .await
+            {
                 Ok(j) => {
                     let saved = SavedToken {
                         node: cfg.node.clone(),
@@ -109,8 +120,12 @@ async fn join(cfg: &WorkerConfig, data: &Path, token: Option<&str>, capacity_mb:
                         token: j.node_token.clone(),
                     };
                     let tmp = data.join("node-token.json.tmp");
-                    let io = |source| WorkerError::Data { path: saved_path.clone(), source };
-                    std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default()).map_err(io)?;
+                    let io = |source| WorkerError::Data {
+                        path: saved_path.clone(),
+                        source,
+                    };
+                    std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default())
+                        .map_err(io)?;
                     std::fs::rename(&tmp, &saved_path).map_err(io)?;
                     return Ok(Some(j));
                 }
@@ -123,7 +138,10 @@ async fn join(cfg: &WorkerConfig, data: &Path, token: Option<&str>, capacity_mb:
             }
         }
         if let Some(e) = last_refusal {
-            return Err(WorkerError::Refused { node: cfg.node.clone(), source: e });
+            return Err(WorkerError::Refused {
+                node: cfg.node.clone(),
+                source: e,
+            });
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
@@ -135,15 +153,28 @@ async fn join(cfg: &WorkerConfig, data: &Path, token: Option<&str>, capacity_mb:
 
 /// Runs the worker until `shutdown`. The processes it started keep running
 /// when it returns; the next run re-adopts them.
-pub async fn run(cfg: WorkerConfig, data: &Path, token: Option<String>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run(
+    cfg: WorkerConfig,
+    data: &Path,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     cfg.validate().map_err(WorkerError::Config)?;
-    std::fs::create_dir_all(data).map_err(|source| WorkerError::Data { path: data.to_path_buf(), source })?;
-    let capacity_mb = if cfg.capacity_mb == 0 { machine_memory_mb() } else { cfg.capacity_mb };
+    std::fs::create_dir_all(data).map_err(|source| WorkerError::Data {
+        path: data.to_path_buf(),
+        source,
+    })?;
+    let capacity_mb = if cfg.capacity_mb == 0 {
+        machine_memory_mb()
+    } else {
+        cfg.capacity_mb
+    };
     let Some(joined) = join(&cfg, data, token.as_deref(), capacity_mb, &shutdown).await? else {
         return Ok(());
     };
     let client = Client::new(&cfg.master, &joined.node_token)?;
-    let rt = NativeRuntime::new(data, cfg.app_uid_base).map_err(|e| WorkerError::Runtime(e.to_string()))?;
+    let rt = NativeRuntime::new(data, cfg.app_uid_base)
+        .map_err(|e| WorkerError::Runtime(e.to_string()))?;
     let limits = rt_limits(&rt);
     let cache = Arc::new(SlugCache::open(data).map_err(WorkerError::Runtime)?);
     let mut tailer = LogTailer::new(&data.join("logs"));
@@ -161,10 +192,18 @@ pub async fn run(cfg: WorkerConfig, data: &Path, token: Option<String>, shutdown
         let endpoint = endpoint.to_string();
         move |source| WorkerError::Zmq { endpoint, source }
     };
-    let sub = bus::start_sub(&ctx, &joined.pub_endpoint, &node_topic(&cfg.node), list_tx, dropped.clone(), stop.clone())
-        .map_err(zmq_err(&joined.pub_endpoint))?;
+    let sub = bus::start_sub(
+        &ctx,
+        &joined.pub_endpoint,
+        &node_topic(&cfg.node),
+        list_tx,
+        dropped.clone(),
+        stop.clone(),
+    )
+    .map_err(zmq_err(&joined.pub_endpoint))?;
     let (push_tx, push_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1024);
-    let push = bus::start_push(&ctx, &joined.pull_endpoint, push_rx, stop.clone()).map_err(zmq_err(&joined.pull_endpoint))?;
+    let push = bus::start_push(&ctx, &joined.pull_endpoint, push_rx, stop.clone())
+        .map_err(zmq_err(&joined.pull_endpoint))?;
     let send = |m: &Message| match wire::encode(m) {
         Ok(b) => {
             let _ = push_tx.try_send(b);
@@ -173,7 +212,8 @@ pub async fn run(cfg: WorkerConfig, data: &Path, token: Option<String>, shutdown
     };
     tracing::info!(node = %cfg.node, master = %cfg.master, generation = sup.generation(), "worker running");
 
-    let (slug_tx, mut slug_rx) = tokio::sync::mpsc::channel::<(String, Result<PathBuf, String>)>(64);
+    let (slug_tx, mut slug_rx) =
+        tokio::sync::mpsc::channel::<(String, Result<PathBuf, String>)>(64);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let hb_every = Duration::from_millis(joined.heartbeat_interval_ms.max(100));

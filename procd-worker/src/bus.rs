@@ -39,7 +39,10 @@ pub fn start_sub(
                 };
                 if parts.len() != 2 {
                     dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(frames = parts.len(), "dropped malformed message on sub socket");
+                    tracing::warn!(
+                        frames = parts.len(),
+                        "dropped malformed message on sub socket"
+                    );
                     continue;
                 }
                 // Subscriptions match by prefix: `node/n1` also receives

@@ -17,7 +17,8 @@ impl SlugCache {
     pub fn open(data: &Path) -> Result<SlugCache, String> {
         let images = SlugStore::open(&data.join("slugs")).map_err(|e| e.to_string())?;
         let apps = data.join("apps");
-        std::fs::create_dir_all(&apps).map_err(|e| format!("cannot create {}: {e}", apps.display()))?;
+        std::fs::create_dir_all(&apps)
+            .map_err(|e| format!("cannot create {}: {e}", apps.display()))?;
         Ok(SlugCache { images, apps })
     }
 
@@ -54,7 +55,9 @@ impl SlugCache {
     /// Deletes unpacked slugs and images not in `in_use`, keeping the `keep`
     /// most recently unpacked others.
     pub fn gc(&self, in_use: &HashSet<String>, keep: usize) {
-        let Ok(rd) = std::fs::read_dir(&self.apps) else { return };
+        let Ok(rd) = std::fs::read_dir(&self.apps) else {
+            return;
+        };
         let mut unused: Vec<(std::time::SystemTime, PathBuf, String)> = rd
             .flatten()
             .filter_map(|e| {
@@ -63,7 +66,7 @@ impl SlugCache {
                 (!in_use.contains(&name)).then_some((t, e.path(), name))
             })
             .collect();
-        unused.sort_by(|a, b| b.0.cmp(&a.0));
+        unused.sort_by_key(|u| std::cmp::Reverse(u.0));
         let mut kept: HashSet<String> = in_use.clone();
         for (i, (_, path, name)) in unused.into_iter().enumerate() {
             if i < keep {

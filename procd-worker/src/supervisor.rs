@@ -50,7 +50,12 @@ pub enum Event {
     /// Fetch and unpack this slug, then call [`Supervisor::slug_ready`].
     NeedSlug(String),
     /// A platform log line about an instance.
-    System { app: String, instance: String, release: u32, line: String },
+    System {
+        app: String,
+        instance: String,
+        release: u32,
+        line: String,
+    },
     /// A process is gone for good: read its last log lines, then drop them.
     Gone(ProcRecord),
 }
@@ -133,7 +138,10 @@ impl<R: Runtime> Supervisor<R> {
 
     /// Slugs some slot still needs.
     pub fn slugs_in_use(&self) -> HashSet<String> {
-        self.slots.values().map(|s| s.spec.slug.sha256.clone()).collect()
+        self.slots
+            .values()
+            .map(|s| s.spec.slug.sha256.clone())
+            .collect()
     }
 
     pub fn slug_ready(&mut self, sha256: &str, dir: PathBuf) {
@@ -153,7 +161,11 @@ impl<R: Runtime> Supervisor<R> {
             return false;
         }
         if list.generation < self.generation {
-            tracing::debug!(generation = list.generation, current = self.generation, "ignored an older list");
+            tracing::debug!(
+                generation = list.generation,
+                current = self.generation,
+                "ignored an older list"
+            );
             return false;
         }
         let fresh = list.generation > self.generation;
@@ -177,7 +189,9 @@ impl<R: Runtime> Supervisor<R> {
                 .iter()
                 .position(|p| p.rec.instance == key.0 && p.rec.release == key.1)
                 .map(|i| self.adopted.swap_remove(i));
-            let port = claimed.as_ref().map_or_else(|| self.free_port(), |p| p.rec.port);
+            let port = claimed
+                .as_ref()
+                .map_or_else(|| self.free_port(), |p| p.rec.port);
             self.slots.insert(
                 key,
                 Slot {
@@ -229,7 +243,12 @@ impl<R: Runtime> Supervisor<R> {
     fn stop(&mut self, mut p: Proc, now: Instant) {
         if p.term_at.is_none() {
             let msg = format!("Stopping process (pid {}) with SIGTERM", p.rec.pid);
-            self.system(&p.rec.app.clone(), &p.rec.instance.clone(), p.rec.release, msg);
+            self.system(
+                &p.rec.app.clone(),
+                &p.rec.instance.clone(),
+                p.rec.release,
+                msg,
+            );
             if let Err(e) = self.rt.signal(&p.rec, StopSignal::Term) {
                 tracing::warn!(error = %e, "stop");
             }
@@ -254,10 +273,19 @@ impl<R: Runtime> Supervisor<R> {
             .filter(|s| s.desired && (s.proc.as_ref().is_some_and(|p| p.up) || s.crashed))
             .map(|s| s.spec.id.clone())
             .collect();
-        let wanted_ids: HashSet<String> = self.slots.values().filter(|s| s.desired).map(|s| s.spec.id.clone()).collect();
+        let wanted_ids: HashSet<String> = self
+            .slots
+            .values()
+            .filter(|s| s.desired)
+            .map(|s| s.spec.id.clone())
+            .collect();
         for key in keys {
             let retire = match self.slots.get(&key) {
-                Some(s) if !s.desired => up_ids.contains(&s.spec.id) || !wanted_ids.contains(&s.spec.id) || s.proc.is_none(),
+                Some(s) if !s.desired => {
+                    up_ids.contains(&s.spec.id)
+                        || !wanted_ids.contains(&s.spec.id)
+                        || s.proc.is_none()
+                }
                 _ => false,
             };
             if retire {
@@ -276,15 +304,28 @@ impl<R: Runtime> Supervisor<R> {
         let mut still = Vec::new();
         for mut p in std::mem::take(&mut self.stopping) {
             if let Some(exit) = self.rt.poll(&p.rec) {
-                self.system(&p.rec.app.clone(), &p.rec.instance.clone(), p.rec.release, format!("Process stopped: {exit}"));
+                self.system(
+                    &p.rec.app.clone(),
+                    &p.rec.instance.clone(),
+                    p.rec.release,
+                    format!("Process stopped: {exit}"),
+                );
                 self.rt.forget(&p.rec);
                 self.events.push(Event::Gone(p.rec));
                 self.changed = true;
                 continue;
             }
             if !p.killed && p.term_at.is_some_and(|t| now.duration_since(t) >= grace) {
-                let msg = format!("Process did not stop within {} ms of SIGTERM; sending SIGKILL", grace.as_millis());
-                self.system(&p.rec.app.clone(), &p.rec.instance.clone(), p.rec.release, msg);
+                let msg = format!(
+                    "Process did not stop within {} ms of SIGTERM; sending SIGKILL",
+                    grace.as_millis()
+                );
+                self.system(
+                    &p.rec.app.clone(),
+                    &p.rec.instance.clone(),
+                    p.rec.release,
+                    msg,
+                );
                 let _ = self.rt.signal(&p.rec, StopSignal::Kill);
                 p.killed = true;
             }
@@ -295,7 +336,9 @@ impl<R: Runtime> Supervisor<R> {
 
     fn watch_slot(&mut self, key: &Key, now: Instant) {
         let ready_after = Duration::from_millis(self.cfg.ready_after_ms);
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         // An exited process.
         if let Some(p) = &mut slot.proc {
             match self.rt.poll(&p.rec) {
@@ -304,8 +347,11 @@ impl<R: Runtime> Supervisor<R> {
                         p.up = true;
                         self.changed = true;
                     }
-                    if slot.crashed || slot.backoff > Duration::from_millis(self.cfg.backoff_initial_ms) {
-                        let stable = now.duration_since(p.since) >= Duration::from_millis(self.cfg.backoff_reset_ms);
+                    if slot.crashed
+                        || slot.backoff > Duration::from_millis(self.cfg.backoff_initial_ms)
+                    {
+                        let stable = now.duration_since(p.since)
+                            >= Duration::from_millis(self.cfg.backoff_reset_ms);
                         if stable {
                             slot.backoff = Duration::from_millis(self.cfg.backoff_initial_ms);
                             slot.crashed = false;
@@ -323,8 +369,13 @@ impl<R: Runtime> Supervisor<R> {
                     slot.last_exit = Some(exit.to_string());
                     slot.next_start = now + slot.backoff;
                     let delay = slot.backoff;
-                    slot.backoff = (slot.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
-                    let (app, id, rel) = (slot.spec.app.clone(), slot.spec.id.clone(), slot.spec.release);
+                    slot.backoff =
+                        (slot.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
+                    let (app, id, rel) = (
+                        slot.spec.app.clone(),
+                        slot.spec.id.clone(),
+                        slot.spec.release,
+                    );
                     let desired = slot.desired;
                     self.rt.forget(&p.rec);
                     self.events.push(Event::Gone(p.rec));
@@ -339,7 +390,9 @@ impl<R: Runtime> Supervisor<R> {
                 }
             }
         }
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         if !slot.desired || slot.proc.is_some() || now < slot.next_start {
             return;
         }
@@ -368,12 +421,19 @@ impl<R: Runtime> Supervisor<R> {
         let first = slot.restarts == 0 && slot.last_exit.is_none();
         match self.rt.start(&req) {
             Ok(rec) => {
-                let msg = format!("Starting process with command `{}` (pid {}, PORT {})", spec.command, rec.pid, rec.port);
+                let msg = format!(
+                    "Starting process with command `{}` (pid {}, PORT {})",
+                    spec.command, rec.pid, rec.port
+                );
                 tracing::info!(instance.id = %spec.id, proc.pid = rec.pid, release = spec.release, "started");
                 if !first {
                     slot.restarts += 1;
                     slot.recent.push_back(now);
-                    while slot.recent.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+                    while slot
+                        .recent
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+                    {
                         slot.recent.pop_front();
                     }
                     if slot.recent.len() > self.cfg.crash_restarts_per_minute as usize {
@@ -393,13 +453,19 @@ impl<R: Runtime> Supervisor<R> {
                 tracing::warn!(instance.id = %spec.id, error = %e, "start failed");
                 slot.last_exit = Some(e.to_string());
                 slot.next_start = now + slot.backoff;
-                slot.backoff = (slot.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
+                slot.backoff =
+                    (slot.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
                 slot.restarts += 1;
                 slot.recent.push_back(now);
                 if slot.recent.len() > self.cfg.crash_restarts_per_minute as usize {
                     slot.crashed = true;
                 }
-                self.system(&spec.app, &spec.id, spec.release, format!("Failed to start: {e}"));
+                self.system(
+                    &spec.app,
+                    &spec.id,
+                    spec.release,
+                    format!("Failed to start: {e}"),
+                );
             }
         }
         self.changed = true;

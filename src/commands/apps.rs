@@ -35,26 +35,51 @@ pub async fn create(api: &Api, name: &str) -> Result<()> {
 }
 
 pub async fn info(api: &Api, app: &str) -> Result<()> {
-    let v: Value = client(api)?.get(&format!("/v1/apps/{}", enc(app))).await.map_err(explain)?;
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}", enc(app)))
+        .await
+        .map_err(explain)?;
     if api.json {
         json(&v);
         return Ok(());
     }
     println!("=== {}", cell(&v["name"]));
     match v["release"].as_object() {
-        Some(r) => println!("Release:     v{} ({})", cell(&r["version"]), cell(&r["description"])),
+        Some(r) => println!(
+            "Release:     v{} ({})",
+            cell(&r["version"]),
+            cell(&r["description"])
+        ),
         None => println!("Release:     none yet"),
     }
     let formation: Vec<String> = v["formation"]
         .as_array()
         .map(|f| {
             f.iter()
-                .map(|x| format!("{}={} ({} MB)", cell(&x["proc_type"]), cell(&x["quantity"]), cell(&x["memory_mb"])))
+                .map(|x| {
+                    format!(
+                        "{}={} ({} MB)",
+                        cell(&x["proc_type"]),
+                        cell(&x["quantity"]),
+                        cell(&x["memory_mb"])
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
-    println!("Formation:   {}", if formation.is_empty() { "-".into() } else { formation.join(", ") });
-    println!("Instances:   {} ({} up)", cell(&v["instances"]), cell(&v["instances_up"]));
+    println!(
+        "Formation:   {}",
+        if formation.is_empty() {
+            "-".into()
+        } else {
+            formation.join(", ")
+        }
+    );
+    println!(
+        "Instances:   {} ({} up)",
+        cell(&v["instances"]),
+        cell(&v["instances_up"])
+    );
     println!("Config vars: {}", cell(&v["config_vars"]));
     Ok(())
 }
@@ -64,7 +89,11 @@ pub async fn destroy(api: &Api, app: &str, confirm: &str) -> Result<()> {
         bail!("--confirm {confirm:?} does not match the app name {app:?}; nothing was deleted");
     }
     let v: Value = client(api)?
-        .send(Method::DELETE, &format!("/v1/apps/{}", enc(app)), &json!({}))
+        .send(
+            Method::DELETE,
+            &format!("/v1/apps/{}", enc(app)),
+            &json!({}),
+        )
         .await
         .map_err(explain)?;
     if api.json {

@@ -10,13 +10,14 @@ use zeroku_conf::config::{self, ClusterConfig};
 /// Cancels `token` on SIGTERM or ctrl-c.
 fn on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
@@ -52,7 +53,9 @@ fn check(cfg: &ClusterConfig, path: Option<&Path>) -> Result<()> {
 /// Where `zeroku up` keeps its state without `--data`. As root, not under
 /// /root: app processes run under their own uid and must reach their slugs.
 fn default_data() -> PathBuf {
-    if std::env::var("USER").as_deref() == Ok("root") || std::env::var_os("HOME").is_some_and(|h| h == "/root") {
+    if std::env::var("USER").as_deref() == Ok("root")
+        || std::env::var_os("HOME").is_some_and(|h| h == "/root")
+    {
         return PathBuf::from("/var/lib/zeroku");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
@@ -72,13 +75,15 @@ pub async fn up(
     check_only: bool,
 ) -> Result<()> {
     let data = data.unwrap_or_else(default_data);
-    std::fs::create_dir_all(&data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
     let config_path = match config_path {
         Some(p) => p,
         None => {
             let p = data.join("zeroku.toml");
             if !p.exists() {
-                std::fs::write(&p, config::EXAMPLE).with_context(|| format!("cannot write {}", p.display()))?;
+                std::fs::write(&p, config::EXAMPLE)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
             }
             p
         }
@@ -142,7 +147,12 @@ pub async fn up(
     Ok(())
 }
 
-pub async fn master(data: PathBuf, config_path: Option<PathBuf>, flags: MasterFlags, check_only: bool) -> Result<()> {
+pub async fn master(
+    data: PathBuf,
+    config_path: Option<PathBuf>,
+    flags: MasterFlags,
+    check_only: bool,
+) -> Result<()> {
     let mut cfg = load(config_path.as_deref())?;
     apply_master_flags(&mut cfg, flags);
     check(&cfg, config_path.as_deref())?;
@@ -164,7 +174,13 @@ pub struct WorkerFlags {
     pub port_max: Option<u16>,
 }
 
-pub async fn worker(data: PathBuf, config_path: Option<PathBuf>, f: WorkerFlags, token: Option<String>, check_only: bool) -> Result<()> {
+pub async fn worker(
+    data: PathBuf,
+    config_path: Option<PathBuf>,
+    f: WorkerFlags,
+    token: Option<String>,
+    check_only: bool,
+) -> Result<()> {
     let mut cfg = load(config_path.as_deref())?;
     let w = &mut cfg.worker;
     if let Some(v) = f.node {

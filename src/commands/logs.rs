@@ -15,7 +15,10 @@ pub async fn show(api: &Api, app: &str, tail: bool, num: usize) -> Result<()> {
     let mut limit = num;
     loop {
         let v: Value = c
-            .get(&format!("/v1/apps/{}/logs?after={after}&lines={limit}", enc(app)))
+            .get(&format!(
+                "/v1/apps/{}/logs?after={after}&lines={limit}",
+                enc(app)
+            ))
             .await
             .map_err(explain)?;
         let mut out = std::io::stdout().lock();
@@ -23,7 +26,11 @@ pub async fn show(api: &Api, app: &str, tail: bool, num: usize) -> Result<()> {
             let r = if api.json {
                 writeln!(out, "{l}")
             } else {
-                let source = if l["stream"] == "system" { "zeroku" } else { "app" };
+                let source = if l["stream"] == "system" {
+                    "zeroku"
+                } else {
+                    "app"
+                };
                 writeln!(
                     out,
                     "{} {}[{}] v{}: {}",

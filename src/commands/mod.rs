@@ -15,10 +15,37 @@ use zeroku_master::client::{Client, ClientError};
 pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
     use Command::*;
     match cli.command {
-        Up { data, config, master, node, check } => daemons::up(data, config, master, node, check).await,
-        Master { data, config, flags, check } => daemons::master(data, config, flags, check).await,
-        Worker { data, config, node, master, token, capacity_mb, port_min, port_max, check } => {
-            let flags = daemons::WorkerFlags { node, master, capacity_mb, port_min, port_max };
+        Up {
+            data,
+            config,
+            master,
+            node,
+            check,
+        } => daemons::up(data, config, master, node, check).await,
+        Master {
+            data,
+            config,
+            flags,
+            check,
+        } => daemons::master(data, config, flags, check).await,
+        Worker {
+            data,
+            config,
+            node,
+            master,
+            token,
+            capacity_mb,
+            port_min,
+            port_max,
+            check,
+        } => {
+            let flags = daemons::WorkerFlags {
+                node,
+                master,
+                capacity_mb,
+                port_min,
+                port_max,
+            };
             daemons::worker(data, config, flags, token, check).await
         }
         Apps { api } => apps::list(&api).await,
@@ -26,14 +53,24 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         AppsInfo { app, api } => apps::info(&api, &app.app).await,
         AppsDestroy { app, confirm, api } => apps::destroy(&api, &app.app, &confirm).await,
         Releases { app, api } => releases::list(&api, &app.app).await,
-        ReleasesCreate { app, dir, message, api } => releases::create(&api, &app.app, &dir, message).await,
+        ReleasesCreate {
+            app,
+            dir,
+            message,
+            api,
+        } => releases::create(&api, &app.app, &dir, message).await,
         Rollback { app, version, api } => releases::rollback(&api, &app.app, &version).await,
         Config { app, api } => releases::config(&api, &app.app).await,
         ConfigSet { app, pairs, api } => releases::config_set(&api, &app.app, &pairs).await,
         ConfigUnset { app, keys, api } => releases::config_unset(&api, &app.app, &keys).await,
         Ps { app, api } => ps::list(&api, &app.app).await,
         PsScale { app, changes, api } => ps::scale(&api, &app.app, &changes).await,
-        Logs { app, tail, num, api } => logs::show(&api, &app.app, tail, num).await,
+        Logs {
+            app,
+            tail,
+            num,
+            api,
+        } => logs::show(&api, &app.app, tail, num).await,
         Nodes { api } => nodes::list(&api).await,
         NodesJoinToken { api } => nodes::join_token(&api).await,
         NodesDrain { node, api } => nodes::drain(&api, &node, true).await,
@@ -52,7 +89,9 @@ pub fn client(api: &Api) -> Result<Client> {
 /// Turns an API error into a message a user can act on.
 pub fn explain(e: ClientError) -> anyhow::Error {
     match e.status() {
-        Some(401) => anyhow!("the master refused the token (401): {e}. Check ZEROKU_TOKEN (see <data>/cli.env)"),
+        Some(401) => anyhow!(
+            "the master refused the token (401): {e}. Check ZEROKU_TOKEN (see <data>/cli.env)"
+        ),
         Some(403) => anyhow!("not allowed (403): {e}"),
         Some(404) => anyhow!("{e} (404)"),
         Some(s) => anyhow!("{e} ({s})"),
@@ -64,7 +103,9 @@ pub fn explain(e: ClientError) -> anyhow::Error {
 pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -28,14 +28,26 @@ pub async fn list(api: &Api) -> Result<()> {
                         state,
                         cell(&n["instances"]),
                         format!("{}/{} MB", cell(&n["used_mb"]), cell(&n["capacity_mb"])),
-                        n["last_seen_ms"].as_u64().map_or("-".into(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0)),
+                        n["last_seen_ms"]
+                            .as_u64()
+                            .map_or("-".into(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0)),
                         cell(&n["limits"]),
                     ]
                 })
                 .collect()
         })
         .unwrap_or_default();
-    table(&["node", "state", "instances", "memory", "heartbeat", "limits"], &rows);
+    table(
+        &[
+            "node",
+            "state",
+            "instances",
+            "memory",
+            "heartbeat",
+            "limits",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -55,7 +67,11 @@ pub async fn join_token(api: &Api) -> Result<()> {
 pub async fn drain(api: &Api, node: &str, draining: bool) -> Result<()> {
     let verb = if draining { "drain" } else { "undrain" };
     let v: Value = client(api)?
-        .send(Method::POST, &format!("/v1/nodes/{}/{verb}", enc(node)), &json!({}))
+        .send(
+            Method::POST,
+            &format!("/v1/nodes/{}/{verb}", enc(node)),
+            &json!({}),
+        )
         .await
         .map_err(explain)?;
     if api.json {

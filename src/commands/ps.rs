@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use zeroku_master::client::Method;
 
 pub async fn list(api: &Api, app: &str) -> Result<()> {
-    let v: Value = client(api)?.get(&format!("/v1/apps/{}/ps", enc(app))).await.map_err(explain)?;
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}/ps", enc(app)))
+        .await
+        .map_err(explain)?;
     if api.json {
         json(&v);
         return Ok(());
@@ -25,7 +28,9 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
                         cell(&p["pid"]),
                         cell(&p["restarts"]),
                         p["uptime_secs"].as_u64().map_or("-".into(), duration),
-                        p["release"].as_u64().map_or("-".into(), |r| format!("v{r}")),
+                        p["release"]
+                            .as_u64()
+                            .map_or("-".into(), |r| format!("v{r}")),
                         cell(&p["last_exit"]),
                     ]
                 })
@@ -36,7 +41,19 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
         println!("No instances. Scale up with: zeroku ps:scale -a {app} TYPE=N");
         return Ok(());
     }
-    table(&["instance", "node", "state", "pid", "restarts", "uptime", "release", "last exit"], &rows);
+    table(
+        &[
+            "instance",
+            "node",
+            "state",
+            "pid",
+            "restarts",
+            "uptime",
+            "release",
+            "last exit",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -54,7 +71,11 @@ fn parse_change(s: &str) -> Result<Value> {
     };
     let mem = match mem {
         None => None,
-        Some(m) => match m.trim_end_matches("MB").trim_end_matches('M').parse::<u64>() {
+        Some(m) => match m
+            .trim_end_matches("MB")
+            .trim_end_matches('M')
+            .parse::<u64>()
+        {
             Ok(m) => Some(m),
             Err(_) => bail!("{s:?}: {m:?} is not a memory size in MiB"),
         },
@@ -63,9 +84,16 @@ fn parse_change(s: &str) -> Result<Value> {
 }
 
 pub async fn scale(api: &Api, app: &str, changes: &[String]) -> Result<()> {
-    let body: Vec<Value> = changes.iter().map(|c| parse_change(c)).collect::<Result<_>>()?;
+    let body: Vec<Value> = changes
+        .iter()
+        .map(|c| parse_change(c))
+        .collect::<Result<_>>()?;
     let v: Value = client(api)?
-        .send(Method::PATCH, &format!("/v1/apps/{}/formation", enc(app)), &body)
+        .send(
+            Method::PATCH,
+            &format!("/v1/apps/{}/formation", enc(app)),
+            &body,
+        )
         .await
         .map_err(explain)?;
     if api.json {
@@ -74,7 +102,11 @@ pub async fn scale(api: &Api, app: &str, changes: &[String]) -> Result<()> {
     }
     let now: Vec<String> = v
         .as_array()
-        .map(|a| a.iter().map(|f| format!("{}={}", cell(&f["proc_type"]), cell(&f["quantity"]))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|f| format!("{}={}", cell(&f["proc_type"]), cell(&f["quantity"])))
+                .collect()
+        })
         .unwrap_or_default();
     println!("Scaled {app}: {}", now.join(", "));
     Ok(())

@@ -44,15 +44,22 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
 pub async fn create(api: &Api, app: &str, dir: &Path, message: Option<String>) -> Result<()> {
     let c = client(api)?;
     let procfile_path = dir.join("Procfile");
-    let text = std::fs::read_to_string(&procfile_path)
-        .with_context(|| format!("cannot read {} (a release needs a Procfile at the root of the directory)", procfile_path.display()))?;
-    let types = zeroku_conf::procfile::parse(&text).with_context(|| format!("in {}", procfile_path.display()))?;
+    let text = std::fs::read_to_string(&procfile_path).with_context(|| {
+        format!(
+            "cannot read {} (a release needs a Procfile at the root of the directory)",
+            procfile_path.display()
+        )
+    })?;
+    let types = zeroku_conf::procfile::parse(&text)
+        .with_context(|| format!("in {}", procfile_path.display()))?;
     let tmp = tempfile_in_tmp()?;
     let (src, out) = (dir.to_path_buf(), tmp.clone());
     let info = tokio::task::spawn_blocking(move || zeroku_builder::slug::pack(&src, &out))
         .await?
         .with_context(|| format!("cannot pack {}", dir.display()))?;
-    let uploaded: Result<Value, _> = c.put_file(&format!("/v1/slugs/{}", info.sha256), &tmp).await;
+    let uploaded: Result<Value, _> = c
+        .put_file(&format!("/v1/slugs/{}", info.sha256), &tmp)
+        .await;
     let _ = std::fs::remove_file(&tmp);
     uploaded.map_err(explain)?;
     let body = json!({
@@ -61,7 +68,11 @@ pub async fn create(api: &Api, app: &str, dir: &Path, message: Option<String>) -
         "description": message.unwrap_or_else(|| format!("Deploy {}", &info.sha256[..12])),
     });
     let rel: Value = c
-        .send(Method::POST, &format!("/v1/apps/{}/releases", enc(app)), &body)
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{}/releases", enc(app)),
+            &body,
+        )
         .await
         .map_err(explain)?;
     if api.json {
@@ -80,7 +91,14 @@ pub async fn create(api: &Api, app: &str, dir: &Path, message: Option<String>) -
 
 fn tempfile_in_tmp() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir();
-    let name = format!("zeroku-slug-{}-{}.sqfs", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let name = format!(
+        "zeroku-slug-{}-{}.sqfs",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     Ok(dir.join(name))
 }
 
@@ -89,19 +107,29 @@ pub async fn rollback(api: &Api, app: &str, version: &str) -> Result<()> {
         bail!("{version:?} is not a release version like v3");
     };
     let rel: Value = client(api)?
-        .send(Method::POST, &format!("/v1/apps/{}/rollback", enc(app)), &json!({ "version": n }))
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{}/rollback", enc(app)),
+            &json!({ "version": n }),
+        )
         .await
         .map_err(explain)?;
     if api.json {
         json(&rel);
     } else {
-        println!("Rolled back {app} to v{n}: now at v{}", cell(&rel["version"]));
+        println!(
+            "Rolled back {app} to v{n}: now at v{}",
+            cell(&rel["version"])
+        );
     }
     Ok(())
 }
 
 pub async fn config(api: &Api, app: &str) -> Result<()> {
-    let v: Value = client(api)?.get(&format!("/v1/apps/{}/config", enc(app))).await.map_err(explain)?;
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}/config", enc(app)))
+        .await
+        .map_err(explain)?;
     if api.json {
         json(&v);
         return Ok(());
@@ -114,16 +142,26 @@ pub async fn config(api: &Api, app: &str) -> Result<()> {
     Ok(())
 }
 
-async fn patch_config(api: &Api, app: &str, changes: BTreeMap<String, Option<String>>) -> Result<()> {
+async fn patch_config(
+    api: &Api,
+    app: &str,
+    changes: BTreeMap<String, Option<String>>,
+) -> Result<()> {
     let v: Value = client(api)?
-        .send(Method::PATCH, &format!("/v1/apps/{}/config", enc(app)), &changes)
+        .send(
+            Method::PATCH,
+            &format!("/v1/apps/{}/config", enc(app)),
+            &changes,
+        )
         .await
         .map_err(explain)?;
     if api.json {
         json(&v);
     } else {
         match v["release"].as_u64() {
-            Some(r) => println!("Config updated: {app} is now at v{r}; instances are being replaced."),
+            Some(r) => {
+                println!("Config updated: {app} is now at v{r}; instances are being replaced.")
+            }
             None => println!("Config updated; it takes effect with the first release."),
         }
     }

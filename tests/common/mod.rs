@@ -33,7 +33,9 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Resul
     loop {
         match f() {
             Ok(v) => return v,
-            Err(e) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}: {e}"),
+            Err(e) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {e}")
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -47,7 +49,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(args: &[&str], log: PathBuf) -> Daemon {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
         let err = out.try_clone().expect("clone");
         let child = Command::new(bin())
             .args(args)
@@ -57,7 +63,10 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .expect("spawn zeroku");
-        Daemon { child: Some(child), log }
+        Daemon {
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -113,16 +122,21 @@ pub fn unsafe_free_kill(pid: i32, sig: i32) -> bool {
 
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
 
 /// Kills every app process recorded under a worker data dir.
 pub fn kill_apps(worker_data: &Path) {
-    let Ok(rd) = std::fs::read_dir(worker_data.join("procs")) else { return };
+    let Ok(rd) = std::fs::read_dir(worker_data.join("procs")) else {
+        return;
+    };
     for e in rd.flatten() {
-        if let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(e.path()).unwrap_or_default()) {
+        if let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(e.path()).unwrap_or_default())
+        {
             if let Some(pid) = v["pid"].as_i64() {
                 unsafe_free_kill(-(pid as i32), libc::SIGKILL);
             }
@@ -224,7 +238,9 @@ impl TestCluster {
             },
             workers: Vec::new(),
         };
-        eventually(Duration::from_secs(20), "master API", || c.cli_ok(&["apps"]).map(|_| ()));
+        eventually(Duration::from_secs(20), "master API", || {
+            c.cli_ok(&["apps"]).map(|_| ())
+        });
         c.master.daemon.log = c.dir.path().join("master.log");
         c
     }
@@ -238,7 +254,9 @@ impl TestCluster {
         self.master.daemon.kill9();
         let argv: Vec<&str> = self.master.args.iter().map(String::as_str).collect();
         self.master.daemon = Daemon::spawn(&argv, self.dir.path().join("master.log"));
-        eventually(Duration::from_secs(20), "master API after restart", || self.cli_ok(&["apps"]).map(|_| ()));
+        eventually(Duration::from_secs(20), "master API after restart", || {
+            self.cli_ok(&["apps"]).map(|_| ())
+        });
     }
 
     /// Starts worker `name` (ports from `port_min`, 100 of them).
@@ -275,7 +293,10 @@ impl TestCluster {
     }
 
     pub fn worker(&mut self, name: &str) -> &mut (String, Daemon, PathBuf) {
-        self.workers.iter_mut().find(|w| w.0 == name).expect("no such worker")
+        self.workers
+            .iter_mut()
+            .find(|w| w.0 == name)
+            .expect("no such worker")
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -294,7 +315,10 @@ impl TestCluster {
         if o.status.success() {
             Ok(String::from_utf8_lossy(&o.stdout).into_owned())
         } else {
-            Err(format!("zeroku {args:?} failed: {}", String::from_utf8_lossy(&o.stderr)))
+            Err(format!(
+                "zeroku {args:?} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ))
         }
     }
 
@@ -302,11 +326,15 @@ impl TestCluster {
         let mut a = args.to_vec();
         a.push("--json");
         let out = self.cli_ok(&a).unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("zeroku {args:?} --json printed no JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("zeroku {args:?} --json printed no JSON ({e}): {out}"))
     }
 
     pub fn ps(&self, app: &str) -> Vec<Value> {
-        self.json(&["ps", "-a", app]).as_array().cloned().unwrap_or_default()
+        self.json(&["ps", "-a", app])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until `ps` shows `n` instances, all `up`, and returns them.

@@ -41,23 +41,40 @@ impl Runtime for Fake {
         Ok(rec)
     }
     fn poll(&self, rec: &ProcRecord) -> Option<Exit> {
-        self.0.lock().unwrap().running.get(&rec.pid).cloned().unwrap_or(Some(Exit::Unknown))
+        self.0
+            .lock()
+            .unwrap()
+            .running
+            .get(&rec.pid)
+            .cloned()
+            .unwrap_or(Some(Exit::Unknown))
     }
     fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError> {
         let mut s = self.0.lock().unwrap();
         s.signals.push((rec.pid, sig));
         // This double's processes ignore SIGTERM unless release is even.
-        if sig == StopSignal::Kill || rec.release % 2 == 0 {
-            s.running.insert(rec.pid, Some(Exit::Signal(if sig == StopSignal::Kill { 9 } else { 15 })));
+        if sig == StopSignal::Kill || rec.release.is_multiple_of(2) {
+            s.running.insert(
+                rec.pid,
+                Some(Exit::Signal(if sig == StopSignal::Kill { 9 } else { 15 })),
+            );
         }
         Ok(())
     }
     fn adopt(&self) -> Vec<ProcRecord> {
         let s = self.0.lock().unwrap();
-        s.persisted.iter().filter(|r| matches!(s.running.get(&r.pid), Some(None))).cloned().collect()
+        s.persisted
+            .iter()
+            .filter(|r| matches!(s.running.get(&r.pid), Some(None)))
+            .cloned()
+            .collect()
     }
     fn forget(&self, rec: &ProcRecord) {
-        self.0.lock().unwrap().persisted.retain(|r| r.pid != rec.pid);
+        self.0
+            .lock()
+            .unwrap()
+            .persisted
+            .retain(|r| r.pid != rec.pid);
     }
     fn limits_unavailable(&self) -> Option<String> {
         Some("test double".into())
@@ -69,7 +86,13 @@ impl Fake {
         self.0.lock().unwrap().started.clone()
     }
     fn alive(&self) -> usize {
-        self.0.lock().unwrap().running.values().filter(|v| v.is_none()).count()
+        self.0
+            .lock()
+            .unwrap()
+            .running
+            .values()
+            .filter(|v| v.is_none())
+            .count()
     }
 }
 
@@ -127,7 +150,10 @@ fn run(s: &mut Supervisor<Fake>, t: &mut Instant, ms: u64) {
 }
 
 fn state_of(s: &Supervisor<Fake>, id: &str, release: u32) -> Option<InstanceState> {
-    s.statuses().into_iter().find(|x| x.id == id && x.release == release).map(|x| x.state)
+    s.statuses()
+        .into_iter()
+        .find(|x| x.id == id && x.release == release)
+        .map(|x| x.state)
 }
 
 #[test]
@@ -218,7 +244,10 @@ fn crash_loop_backs_off_and_is_marked_crashed_then_fixed_release_recovers() {
     let gaps: Vec<u64> = starts_at.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.len() >= 6, "{starts_at:?}");
     // delays grow (100, 200, 400, 800, 1600, then capped)
-    assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2] && gaps[2] < gaps[3], "{gaps:?}");
+    assert!(
+        gaps[0] < gaps[1] && gaps[1] < gaps[2] && gaps[2] < gaps[3],
+        "{gaps:?}"
+    );
     assert!(gaps.iter().all(|g| *g <= 1600 + 100), "{gaps:?}");
     assert_eq!(state_of(&s, "a.web.1", 1), Some(InstanceState::Crashed));
     let st = s.statuses();
@@ -272,7 +301,11 @@ fn slugs_are_requested_once() {
     s.apply(list(1, vec![spec("a.web.1", 1), spec("a.web.2", 1)]), t);
     s.tick(t);
     s.tick(t);
-    let needs: Vec<_> = s.take_events().into_iter().filter(|e| matches!(e, Event::NeedSlug(_))).collect();
+    let needs: Vec<_> = s
+        .take_events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::NeedSlug(_)))
+        .collect();
     assert_eq!(needs, vec![Event::NeedSlug("slug1".into())]);
     assert_eq!(fake.started().len(), 0);
 }
