@@ -69,9 +69,13 @@ fn invalid_names_procfiles_and_types_are_refused_clearly() {
 
 /// Sends a raw HTTP request and returns (status line, body).
 fn raw_http(addr: &str, request: &str) -> (String, String) {
+    raw_http_bytes(addr, request.as_bytes())
+}
+
+fn raw_http_bytes(addr: &str, request: &[u8]) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(request).unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out.lines().next().unwrap_or("").to_string();
@@ -230,5 +234,90 @@ fn config_files_with_typos_name_file_line_and_key() {
     assert!(
         !o.status.success() && e.contains("cannot listen") && e.contains(&addr),
         "{e}"
+    );
+}
+
+/// A squashfs image with an entry named `../evil`: `pack` never makes one,
+/// so it is written with squashfs-ng's low-level writer.
+fn hostile_image(path: &std::path::Path) {
+    use squashfs_ng::write::{Source, SourceData, Writer};
+    use std::collections::HashMap;
+    let mut w = Writer::open(path).unwrap();
+    let src = |data, mode| Source {
+        data,
+        uid: 0,
+        gid: 0,
+        mode,
+        modified: 0,
+        xattrs: HashMap::new(),
+        flags: 0,
+    };
+    let evil = w
+        .add(src(
+            SourceData::File(Box::new(std::io::Cursor::new(b"pwned".to_vec()))),
+            0o100644,
+        ))
+        .unwrap();
+    let procfile = w
+        .add(src(
+            SourceData::File(Box::new(std::io::Cursor::new(b"web: cat ../evil".to_vec()))),
+            0o100644,
+        ))
+        .unwrap();
+    let children = vec![
+        (std::ffi::OsString::from("../evil"), evil),
+        (std::ffi::OsString::from("Procfile"), procfile),
+    ];
+    w.add(src(
+        SourceData::Dir(Box::new(children.into_iter())),
+        0o040755,
+    ))
+    .unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn a_slug_with_escaping_paths_is_refused_at_upload() {
+    use sha2::Digest;
+    let c = TestCluster::start();
+    let image = c.dir.path().join("evil.sqfs");
+    hostile_image(&image);
+    let bytes = std::fs::read(&image).unwrap();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut req = format!(
+        "PUT /v1/slugs/{sha} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        c.master.token,
+        bytes.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&bytes);
+    let (st, body) = raw_http_bytes(&c.master.api, &req);
+    assert!(st.contains("422"), "{st} {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("../evil") && msg.contains("escapes"), "{msg}");
+    // Nothing was stored, so nothing can be released from it.
+    assert_eq!(
+        std::fs::read_dir(c.master.data.join("slugs"))
+            .unwrap()
+            .count(),
+        0
+    );
+    c.cli_ok(&["apps:create", "evil"]).unwrap();
+    let (st, body) = raw_http(
+        &c.master.api,
+        &format!(
+            "POST /v1/apps/evil/releases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            c.master.token,
+            format!("{{\"slug_sha256\":\"{sha}\",\"process_types\":{{\"web\":\"x\"}}}}").len(),
+            format!("{{\"slug_sha256\":\"{sha}\",\"process_types\":{{\"web\":\"x\"}}}}")
+        ),
+    );
+    assert!(
+        st.contains("422") && body.contains("upload it first"),
+        "{st} {body}"
     );
 }

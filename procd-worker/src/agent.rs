@@ -251,27 +251,20 @@ pub async fn run(
                             pending_logs.push(LogLine { app, instance, release, ts_ms: now_ms(), stream: Stream::System, line });
                         }
                         Event::Gone(rec) => {
-                            let ts = now_ms();
+                            // Everything it wrote, an unterminated last line too.
                             loop {
                                 let last = tailer.read_final(&rec);
                                 if last.is_empty() {
                                     break;
                                 }
-                                pending_logs.extend(last.into_iter().map(|line| LogLine {
-                                    app: rec.app.clone(),
-                                    instance: rec.instance.clone(),
-                                    release: rec.release,
-                                    ts_ms: ts,
-                                    stream: Stream::Out,
-                                    line,
-                                }));
+                                pending_logs.extend(log_lines(&rec, last));
                             }
                             tailer.remove(&rec);
                         }
                     }
                 }
                 for rec in sup.records() {
-                    pending_logs.extend(lines_of(&mut tailer, rec));
+                    pending_logs.extend(log_lines(rec, tailer.read_new(rec)));
                 }
                 if !pending_logs.is_empty() {
                     for chunk in std::mem::take(&mut pending_logs).chunks(500) {
@@ -312,10 +305,9 @@ fn rt_limits(rt: &NativeRuntime) -> Option<String> {
     rt.limits_unavailable()
 }
 
-fn lines_of(tailer: &mut LogTailer, rec: &crate::runtime::ProcRecord) -> Vec<LogLine> {
+fn log_lines(rec: &crate::runtime::ProcRecord, lines: Vec<String>) -> Vec<LogLine> {
     let ts = now_ms();
-    tailer
-        .read_new(rec)
+    lines
         .into_iter()
         .map(|line| LogLine {
             app: rec.app.clone(),

@@ -13,6 +13,10 @@
 //! master's scheduler), and it must never stop app processes because it is
 //! itself stopping: a worker restart leaves them running and re-adopts them.
 
+// Unsafe code is denied everywhere but `native::sys`, which wraps the few
+// libc calls std lacks (setsid in pre_exec, kill of a process group, waitpid).
+#![deny(unsafe_code)]
+
 pub mod agent;
 pub mod bus;
 pub mod logs;

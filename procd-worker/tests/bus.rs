@@ -1,0 +1,75 @@
+//! The worker's SUB thread against a real ZMQ PUB socket: garbage is
+//! dropped and counted, other nodes' lists are ignored, good lists arrive.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroku_conf::wire::{encode, Message};
+use zeroku_conf::NodeList;
+use zeroku_worker::bus::start_sub;
+
+fn list(node: &str, generation: u64) -> Vec<u8> {
+    encode(&Message::NodeList(NodeList {
+        node: node.into(),
+        generation,
+        instances: vec![],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn garbage_on_the_sub_socket_is_dropped_and_good_lists_arrive() {
+    let ctx = zmq::Context::new();
+    let publisher = ctx.socket(zmq::PUB).unwrap();
+    publisher.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = publisher.get_last_endpoint().unwrap().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = start_sub(
+        &ctx,
+        &endpoint,
+        "node/n1",
+        tx,
+        dropped.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+
+    // Slow joiner: publish good lists until the first one arrives.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        publisher
+            .send_multipart([&b"node/n1"[..], &list("n1", 1)], 0)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        if let Ok(l) = rx.try_recv() {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no list arrived");
+    };
+    assert_eq!(first.generation, 1);
+    while rx.try_recv().is_ok() {}
+
+    publisher
+        .send_multipart([&b"node/n1"[..], b"\xff\x00garbage"], 0)
+        .unwrap();
+    publisher.send_multipart([&b"node/n1"[..], b""], 0).unwrap();
+    publisher.send(&b"node/n1"[..], 0).unwrap(); // one frame only
+    publisher
+        .send_multipart([&b"node/n1"[..], &[0x92, 99, 0xc0][..]], 0)
+        .unwrap(); // newer version
+    publisher
+        .send_multipart([&b"node/n10"[..], &list("n10", 5)], 0)
+        .unwrap(); // another node
+    publisher
+        .send_multipart([&b"node/n1"[..], &list("n1", 7)], 0)
+        .unwrap();
+
+    let got = rx.blocking_recv().unwrap();
+    assert_eq!((got.node.as_str(), got.generation), ("n1", 7));
+    assert_eq!(dropped.load(Ordering::Relaxed), 4);
+    stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    thread.join().unwrap();
+}
