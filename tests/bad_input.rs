@@ -307,15 +307,13 @@ fn a_slug_with_escaping_paths_is_refused_at_upload() {
         0
     );
     c.cli_ok(&["apps:create", "evil"]).unwrap();
-    let (st, body) = raw_http(
-        &c.master.api,
-        &format!(
-            "POST /v1/apps/evil/releases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            c.master.token,
-            format!("{{\"slug_sha256\":\"{sha}\",\"process_types\":{{\"web\":\"x\"}}}}").len(),
-            format!("{{\"slug_sha256\":\"{sha}\",\"process_types\":{{\"web\":\"x\"}}}}")
-        ),
+    let json = format!(r#"{{"slug_sha256":"{sha}","process_types":{{"web":"x"}}}}"#);
+    let req = format!(
+        "POST /v1/apps/evil/releases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        c.master.token,
+        json.len()
     );
+    let (st, body) = raw_http(&c.master.api, &req);
     assert!(
         st.contains("422") && body.contains("upload it first"),
         "{st} {body}"
