@@ -242,3 +242,33 @@ fn master_restart_loses_nothing_acknowledged() {
     let cfg = c.json(&["config", "-a", "keep"]);
     assert_eq!(cfg["GREETING"], "persisted");
 }
+
+#[test]
+fn a_second_worker_cannot_take_the_name_of_a_live_node() {
+    let mut c = TestCluster::start();
+    c.add_worker("twin", 31600);
+    eventually(Duration::from_secs(15), "twin up", || {
+        let n = c.json(&["nodes"]);
+        if n[0]["last_seen_ms"].is_number() {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
+    let other = c.dir.path().join("worker-twin-2");
+    let mut d = c.spawn_worker("twin", &other, 31700);
+    let status = eventually(Duration::from_secs(15), "the impostor to exit", || {
+        d.child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "still running".to_string())
+    });
+    assert!(!status.success());
+    let log = d.log_text();
+    assert!(
+        log.contains("already up") && log.contains("--node"),
+        "{log}"
+    );
+}

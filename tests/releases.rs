@@ -120,3 +120,51 @@ fn crash_loop_backs_off_is_shown_crashed_and_a_fixed_release_recovers() {
         }
     });
 }
+
+#[test]
+fn old_slugs_are_garbage_collected_keeping_the_newest_releases() {
+    let mut c = TestCluster::start_with(&TEST_CONFIG.replace(
+        "[master]\n",
+        "[master]\nkeep_releases = 2\nslug_gc_grace_secs = 0\n",
+    ));
+    c.add_worker("gc1", 32800);
+    let deploy = |n: usize| {
+        let src = c.dir.path().join(format!("gc-v{n}"));
+        write_tree(
+            &src,
+            &[(
+                "Procfile",
+                &format!("clock: sh -c 'echo version {n}; sleep 1000'\n"),
+            )],
+        );
+        c.cli_ok(&["releases:create", "-a", "gc", src.to_str().unwrap()])
+            .unwrap();
+    };
+    c.cli_ok(&["apps:create", "gc"]).unwrap();
+    for n in 1..=3 {
+        deploy(n);
+    }
+    let rel = c.json(&["releases", "-a", "gc"]);
+    let shas: Vec<String> = rel
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["slug_sha256"].as_str().unwrap().to_string())
+        .collect();
+    let stored = |sha: &str| {
+        c.master
+            .data
+            .join("slugs")
+            .join(format!("{sha}.sqfs"))
+            .exists()
+    };
+    assert!(!stored(&shas[0]), "v1's slug should be collected");
+    assert!(stored(&shas[1]) && stored(&shas[2]));
+    let o = c.cli(&["rollback", "-a", "gc", "v1"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("garbage-collected"),
+        "{e}"
+    );
+    c.cli_ok(&["rollback", "-a", "gc", "v2"]).unwrap();
+}

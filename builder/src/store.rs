@@ -9,7 +9,7 @@
 //! just deletes what it is not told to keep.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -155,6 +155,10 @@ impl SlugStore {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 tracing::debug!(sha256, "slug already in store, keeping the existing image");
+                // Stored again: it counts as new for gc's grace period.
+                if let Err(e) = File::open(&dest).and_then(|f| f.set_modified(SystemTime::now())) {
+                    tracing::debug!(error = %e, "cannot refresh the mtime of {}", dest.display());
+                }
             }
             Err(_) if !dest.exists() => {
                 // Filesystem without hard links: fall back to rename.
@@ -185,17 +189,27 @@ impl SlugStore {
         Ok(out)
     }
 
-    /// Deletes every image whose sha256 is not in `keep` and returns the deleted sha256s, sorted.
+    /// Deletes every image whose sha256 is not in `keep` and that was stored (or stored again)
+    /// at least `min_age` ago, and returns the deleted sha256s, sorted. The age spares an image
+    /// that was just uploaded and is about to be referenced.
     ///
     /// Also removes temporary files left in the store by crashed writers (older than an hour).
-    /// The caller must make sure no image it is about to reference is missing from `keep`.
-    pub fn gc(&self, keep: &HashSet<String>) -> Result<Vec<String>, SlugError> {
+    pub fn gc(&self, keep: &HashSet<String>, min_age: Duration) -> Result<Vec<String>, SlugError> {
         let mut deleted = Vec::new();
+        let now = SystemTime::now();
         for sha in self.list()? {
             if keep.contains(&sha) {
                 continue;
             }
             let path = self.path(&sha)?;
+            let young = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_none_or(|age| age < min_age);
+            if young && !min_age.is_zero() {
+                continue;
+            }
             match fs::remove_file(&path) {
                 Ok(()) => deleted.push(sha),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -323,9 +337,9 @@ mod tests {
         let keep: HashSet<String> = [shas[1].clone()].into();
         let mut expect = vec![shas[0].clone(), shas[2].clone()];
         expect.sort();
-        assert_eq!(store.gc(&keep).expect("gc"), expect);
+        assert_eq!(store.gc(&keep, Duration::ZERO).expect("gc"), expect);
         assert_eq!(store.list().expect("list"), vec![shas[1].clone()]);
         assert!(dir.path().join("unrelated.txt").exists());
-        assert!(store.gc(&keep).expect("gc").is_empty());
+        assert!(store.gc(&keep, Duration::ZERO).expect("gc").is_empty());
     }
 }

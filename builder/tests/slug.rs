@@ -783,9 +783,18 @@ fn store_put_dedup_and_gc() {
     .expect("unpack");
 
     let keep: HashSet<String> = [ic.sha256.clone()].into();
-    assert_eq!(store.gc(&keep).expect("gc"), vec![ia.sha256.clone()]);
+    assert_eq!(
+        store.gc(&keep, std::time::Duration::ZERO).expect("gc"),
+        vec![ia.sha256.clone()]
+    );
     assert_eq!(store.list().expect("list"), vec![ic.sha256.clone()]);
     assert!(!store.contains(&ia.sha256).expect("contains"));
-    assert!(store.gc(&HashSet::new()).expect("gc").len() == 1);
+    assert!(
+        store
+            .gc(&HashSet::new(), std::time::Duration::ZERO)
+            .expect("gc")
+            .len()
+            == 1
+    );
     assert!(store.list().expect("list").is_empty());
 }

@@ -51,6 +51,9 @@ pub struct MasterConfig {
     /// Slugs of the newest N releases of each app are kept; older ones are
     /// deleted from the store.
     pub keep_releases: u32,
+    /// An uploaded slug no release refers to yet is kept at least this long
+    /// (seconds), so a deploy's upload is never collected before its release.
+    pub slug_gc_grace_secs: u64,
     /// Log lines kept per app for `zeroku logs`.
     pub log_lines_per_app: usize,
     /// Memory reserved per instance when a formation says nothing, MiB.
@@ -69,6 +72,7 @@ impl Default for MasterConfig {
             dead_after_ms: 3000,
             republish_interval_ms: 5000,
             keep_releases: 5,
+            slug_gc_grace_secs: 3600,
             log_lines_per_app: 1000,
             default_memory_mb: 512,
         }
@@ -189,6 +193,49 @@ impl ClusterConfig {
     }
 }
 
+/// Applies `ZEROKU_MASTER_<KEY>` and `ZEROKU_WORKER_<KEY>` variables from
+/// `vars` over `cfg` (e.g. `ZEROKU_MASTER_DEAD_AFTER_MS=5000`). Values are
+/// read as TOML values when they parse as one (numbers, booleans), else as
+/// strings. An unknown key or a wrong type is an error naming the variable.
+pub fn apply_env(
+    cfg: &ClusterConfig,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<ClusterConfig, ConfigError> {
+    let env_err = |message: String| ConfigError::Invalid {
+        path: PathBuf::from("(environment)"),
+        message,
+    };
+    let mut table = toml::Table::try_from(cfg).map_err(|e| env_err(e.to_string()))?;
+    let mut seen = Vec::new();
+    for (name, raw) in vars {
+        let (section, key) = match (
+            name.strip_prefix("ZEROKU_MASTER_"),
+            name.strip_prefix("ZEROKU_WORKER_"),
+        ) {
+            (Some(k), _) => ("master", k),
+            (_, Some(k)) => ("worker", k),
+            _ => continue,
+        };
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+            t.insert(key.to_lowercase(), value);
+        }
+        seen.push(name);
+    }
+    if seen.is_empty() {
+        return Ok(cfg.clone());
+    }
+    ClusterConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+        env_err(format!(
+            "{e} (from the environment variables {})",
+            seen.join(", ")
+        ))
+    })
+}
+
 /// Parses `text` (read from `path`) into a config.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -229,6 +276,28 @@ mod tests {
         assert!(e.contains("/etc/zk.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("dead_afer_ms"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let base = ClusterConfig::default();
+        let vars = [
+            ("ZEROKU_MASTER_DEAD_AFTER_MS", "5000"),
+            ("ZEROKU_MASTER_API", "127.0.0.1:9000"),
+            ("ZEROKU_WORKER_NODE", "edge-1"),
+            ("ZEROKU_URL", "ignored"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = apply_env(&base, vars).unwrap();
+        assert_eq!(c.master.dead_after_ms, 5000);
+        assert_eq!(c.master.api, "127.0.0.1:9000");
+        assert_eq!(c.worker.node, "edge-1");
+        let typo = [("ZEROKU_MASTER_DEAD_AFTR_MS".to_string(), "1".to_string())];
+        let e = apply_env(&base, typo).unwrap_err().to_string();
+        assert!(
+            e.contains("dead_aftr_ms") && e.contains("ZEROKU_MASTER_DEAD_AFTR_MS"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -126,6 +126,22 @@ fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs a store change and the re-plan it causes. They do blocking SQLite
+/// and ZMQ work, so the reactor thread hands its other tasks off meanwhile
+/// (the master runs on tokio's multi-thread runtime).
+fn change<T>(
+    c: &Cluster,
+    f: impl FnOnce(&mut crate::store::Store) -> Result<T, crate::store::StoreError>,
+) -> Result<T, crate::store::StoreError> {
+    tokio::task::block_in_place(|| c.change(f))
+}
+
+/// Slug garbage collection after a deploy, off the request path.
+fn spawn_gc(cluster: &Arc<Cluster>) {
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.gc_slugs());
+}
+
 fn app_exists(cluster: &Cluster, app: &str) -> Result<crate::store::App, ApiError> {
     cluster
         .store()
@@ -161,7 +177,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             }
             let n: New = body_json(req).await?;
             names::app(&n.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-            match c.store().create_app(&n.name)? {
+            match change(c, |s| s.create_app(&n.name))? {
                 Some(app) => Ok(Reply::Json(StatusCode::CREATED, json!(app))),
                 None => Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -177,9 +193,9 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
         (&Method::DELETE, ["apps", app]) => {
             caller.admin()?;
             app_exists(c, app)?;
-            c.change(|s| s.delete_app(app))?;
+            change(c, |s| s.delete_app(app))?;
             c.logs.forget(app);
-            c.gc_slugs()?;
+            spawn_gc(cluster);
             ok(json!({"deleted": app}))
         }
         (&Method::GET, ["apps", app, "config"]) => {
@@ -195,7 +211,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 check_config_key(k)?;
             }
             let desc = describe_config(&changes);
-            let rel = c.change(|s| s.set_config(app, &changes, &desc))?;
+            let rel = change(c, |s| s.set_config(app, &changes, &desc))?;
             ok(json!({"config": c.store().config(app)?, "release": rel.map(|r| r.version)}))
         }
         (&Method::GET, ["apps", app, "releases"]) => {
@@ -238,10 +254,10 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 .map_or(0, |m| m.len());
             let desc = n.description.unwrap_or_else(|| "Deploy".into());
             let mem = c.cfg.default_memory_mb;
-            let rel = c.change(|s| {
+            let rel = change(c, |s| {
                 s.create_release(app, &n.slug_sha256, size, &n.process_types, &desc, mem)
             })?;
-            c.gc_slugs()?;
+            spawn_gc(cluster);
             Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
         }
         (&Method::POST, ["apps", app, "rollback"]) => {
@@ -264,7 +280,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     rb.version, c.cfg.keep_releases
                 )));
             }
-            let rel = c.change(|s| s.rollback(app, &target))?;
+            let rel = change(c, |s| s.rollback(app, &target))?;
             Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
         }
         (&Method::GET, ["apps", app, "formation"]) => {
@@ -277,7 +293,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             app_exists(c, app)?;
             let ups: Vec<Scale> = body_json(req).await?;
             let rows = check_scale(c, app, ups)?;
-            c.change(|s| s.set_formation(&rows))?;
+            change(c, |s| s.set_formation(&rows))?;
             ok(json!(c.store().formation(app)?))
         }
         (&Method::GET, ["apps", app, "ps"]) => {
@@ -316,11 +332,37 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             }
             let r: Reg = body_json(req).await?;
             names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-            if !(caller.role == Role::Join || caller.node_or_admin(Some(&r.name)).is_ok()) {
+            let same_node =
+                caller.role == Role::Node && caller.node.as_deref() == Some(r.name.as_str());
+            if !(caller.role == Role::Join || caller.role == Role::Admin || same_node) {
                 return Err(ApiError::forbidden("this token may not register that node"));
             }
+            // A second worker under the name of a live node would run all
+            // of its instances twice: only that node's own token may
+            // re-register it while it is alive.
+            if !same_node {
+                let seen = c
+                    .live()
+                    .get(&r.name)
+                    .filter(|l| l.heartbeat.is_some())
+                    .map(|l| l.last_seen.elapsed());
+                let up = c.store().node(&r.name)?.is_some_and(|n| n.state == "up");
+                if let Some(ago) =
+                    seen.filter(|a| up && a.as_millis() < u128::from(c.cfg.dead_after_ms))
+                {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        format!(
+                            "node {:?} is already up (last heartbeat {} ms ago): pick another --node name, or stop that worker first",
+                            r.name,
+                            ago.as_millis()
+                        ),
+                    ));
+                }
+            }
             let token = new_token()?;
-            c.store().add_token(&token, Role::Node, Some(&r.name))?;
+            c.store().replace_node_token(&token, &r.name)?;
             c.live().insert(
                 r.name.clone(),
                 crate::cluster::Live {
@@ -328,7 +370,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     heartbeat: None,
                 },
             );
-            c.change(|s| s.upsert_node(&r.name, r.capacity_mb))?;
+            change(c, |s| s.upsert_node(&r.name, r.capacity_mb))?;
             tracing::info!(node = %r.name, capacity_mb = r.capacity_mb, "node registered");
             ok(json!({
                 "node_token": token,
@@ -339,12 +381,17 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
         }
         (&Method::GET, ["nodes", node, "list"]) => {
             caller.node_or_admin(Some(node))?;
+            if c.store().node(node)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "no node named {node:?}: register it first"
+                )));
+            }
             ok(json!(c.list(node)))
         }
         (&Method::POST, ["nodes", node, verb @ ("drain" | "undrain")]) => {
             caller.admin()?;
             let draining = *verb == "drain";
-            let found = c.change(|s| s.set_node_draining(node, draining))?;
+            let found = change(c, |s| s.set_node_draining(node, draining))?;
             if !found {
                 return Err(ApiError::not_found(format!(
                     "no node named {node:?} (see `zeroku nodes`)"

@@ -31,6 +31,8 @@ pub struct Cluster {
     store: Mutex<Store>,
     live: Mutex<HashMap<String, Live>>,
     lists: Mutex<HashMap<String, NodeList>>,
+    /// App names, refreshed on every re-plan, to filter incoming log lines.
+    known_apps: Mutex<std::collections::HashSet<String>>,
     publisher: SyncSender<Outgoing>,
     started: Instant,
 }
@@ -54,6 +56,7 @@ impl Cluster {
             store: Mutex::new(store),
             live: Mutex::new(HashMap::new()),
             lists: Mutex::new(HashMap::new()),
+            known_apps: Mutex::new(Default::default()),
             publisher,
             started: Instant::now(),
         }
@@ -78,14 +81,15 @@ impl Cluster {
     /// Re-places every instance and publishes each node list that changed.
     pub fn replan(&self, store: &mut Store) -> Result<(), StoreError> {
         let nodes = store.nodes()?;
+        let apps = store.apps()?;
         let mut releases: HashMap<String, Release> = HashMap::new();
-        for app in store.apps()? {
+        for app in &apps {
             if let Some(r) = store.current_release(&app.name)? {
                 releases.insert(app.name.clone(), r);
             }
         }
-        let seqs: HashMap<String, u32> =
-            store.apps()?.into_iter().map(|a| (a.name, a.seq)).collect();
+        *lock(&self.known_apps) = apps.iter().map(|a| a.name.clone()).collect();
+        let seqs: HashMap<String, u32> = apps.into_iter().map(|a| (a.name, a.seq)).collect();
         // Only process types the current release declares can run.
         let formation: Vec<_> = store
             .all_formation()?
@@ -161,10 +165,25 @@ impl Cluster {
         })
     }
 
+    /// The generation of the list last published to `node` (0: none yet).
+    pub fn generation(&self, node: &str) -> u64 {
+        lock(&self.lists).get(node).map_or(0, |l| l.generation)
+    }
+
     pub fn on_message(&self, msg: Message) {
         match msg {
             Message::Heartbeat(hb) => self.on_heartbeat(hb),
-            Message::Logs(lines) => self.logs.push(lines),
+            Message::Logs(lines) => {
+                // Only lines of apps that exist: the PULL socket is open to
+                // anything that can reach it.
+                let known = lock(&self.known_apps);
+                let lines: Vec<_> = lines
+                    .into_iter()
+                    .filter(|l| known.contains(&l.app))
+                    .collect();
+                drop(known);
+                self.logs.push(lines);
+            }
             Message::NodeList(l) => {
                 tracing::warn!(node = %l.node, "ignored a node list sent to the master")
             }
@@ -173,8 +192,8 @@ impl Cluster {
 
     fn on_heartbeat(&self, hb: Heartbeat) {
         let mut store = self.store();
-        let node = match store.nodes() {
-            Ok(nodes) => nodes.into_iter().find(|n| n.name == hb.node),
+        let node = match store.node(&hb.node) {
+            Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "reading nodes");
                 return;
@@ -238,22 +257,30 @@ impl Cluster {
         lock(&self.live)
     }
 
-    /// Deletes slugs no recent release of any app refers to.
-    pub fn gc_slugs(&self) -> Result<Vec<String>, StoreError> {
-        let store = self.store();
-        let mut keep = std::collections::HashSet::new();
-        for app in store.apps()? {
-            let rels = store.releases(&app.name)?;
-            let skip = rels.len().saturating_sub(self.cfg.keep_releases as usize);
-            keep.extend(rels.into_iter().skip(skip).map(|r| r.slug_sha256));
-        }
-        drop(store);
-        match self.slugs.gc(&keep) {
-            Ok(gone) => Ok(gone),
-            Err(e) => {
-                tracing::warn!(error = %e, "slug garbage collection");
-                Ok(Vec::new())
+    /// Deletes slugs no recent release of any app refers to (after their
+    /// grace period). Errors are logged: collection never fails a request.
+    pub fn gc_slugs(&self) {
+        let keep = {
+            let store = self.store();
+            let mut keep = std::collections::HashSet::new();
+            let apps = match store.apps() {
+                Ok(a) => a,
+                Err(e) => return tracing::warn!(error = %e, "slug gc: reading apps"),
+            };
+            for app in apps {
+                match store.releases(&app.name) {
+                    Ok(rels) => {
+                        let skip = rels.len().saturating_sub(self.cfg.keep_releases as usize);
+                        keep.extend(rels.into_iter().skip(skip).map(|r| r.slug_sha256));
+                    }
+                    Err(e) => return tracing::warn!(error = %e, "slug gc: reading releases"),
+                }
             }
+            keep
+        };
+        let grace = Duration::from_secs(self.cfg.slug_gc_grace_secs);
+        if let Err(e) = self.slugs.gc(&keep, grace) {
+            tracing::warn!(error = %e, "slug garbage collection");
         }
     }
 }

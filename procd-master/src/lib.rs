@@ -175,11 +175,23 @@ fn ensure_admin(
         .map_err(std::io::Error::other)?;
     let text = format!("export ZEROKU_URL=http://{api}\nexport ZEROKU_TOKEN={token}\n");
     let tmp = data.join("cli.env.tmp");
-    std::fs::write(&tmp, text)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    write_private(&tmp, text.as_bytes())?;
     std::fs::rename(&tmp, &env_path)?;
     Ok(Some(token))
+}
+
+/// Writes a file only its owner can read, from the first byte on.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// The API accept loop: a task per connection, at most 1024 at once; on

@@ -140,6 +140,22 @@ impl Store {
         Ok(())
     }
 
+    /// Issues `token` as the only node token of `node` (a worker that
+    /// registers again gets a new one; the old one stops working).
+    pub fn replace_node_token(&mut self, token: &str, node: &str) -> Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM tokens WHERE role = '\"node\"' AND node = ?1",
+            [node],
+        )?;
+        tx.execute(
+            "INSERT INTO tokens (hash, role, node, created_at) VALUES (?1, '\"node\"', ?2, ?3)",
+            params![hash_token(token), node, now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn token(&self, token: &str) -> Result<Option<(Role, Option<String>)>> {
         let row: Option<(String, Option<String>)> = self
             .db
@@ -222,11 +238,7 @@ impl Store {
     // ---- config vars
 
     pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
-        let mut st = self
-            .db
-            .prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
-        let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        config_of(&self.db, app)
     }
 
     /// Applies `changes` (`None` unsets) and, when the app has a release,
@@ -253,11 +265,7 @@ impl Store {
         let release = match current_release(&tx, app)? {
             None => None,
             Some(cur) => {
-                let env = {
-                    let mut st = tx.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
-                    let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
+                let env = config_of(&tx, app)?;
                 let next = Release {
                     version: cur.version + 1,
                     env,
@@ -314,11 +322,7 @@ impl Store {
     ) -> Result<Release> {
         let tx = self.db.transaction()?;
         let version = current_release(&tx, app)?.map_or(1, |r| r.version + 1);
-        let env = {
-            let mut st = tx.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
-            let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        let env = config_of(&tx, app)?;
         let rel = Release {
             app: app.to_string(),
             version,
@@ -405,19 +409,16 @@ impl Store {
     }
 
     pub fn nodes(&self) -> Result<Vec<Node>> {
-        let mut st = self.db.prepare(
-            "SELECT name, capacity_mb, state, draining, joined_at FROM nodes ORDER BY name",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Node {
-                name: r.get(0)?,
-                capacity_mb: r.get(1)?,
-                state: r.get(2)?,
-                draining: r.get(3)?,
-                joined_at: r.get(4)?,
-            })
-        })?;
+        let mut st = self.db.prepare(&format!("{NODE_SELECT} ORDER BY name"))?;
+        let rows = st.query_map([], node_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn node(&self, name: &str) -> Result<Option<Node>> {
+        Ok(self
+            .db
+            .query_row(&format!("{NODE_SELECT} WHERE name = ?1"), [name], node_row)
+            .optional()?)
     }
 
     pub fn set_node_state(&self, name: &str, state: &str) -> Result<bool> {
@@ -439,17 +440,16 @@ impl Store {
     pub fn placements(&self) -> Result<Vec<Placement>> {
         let mut st = self
             .db
-            .prepare("SELECT id, app, proc_type, idx, node, memory_mb FROM instances ORDER BY app, proc_type, idx")?;
-        let rows = st.query_map([], |r| {
-            Ok(Placement {
-                id: r.get(0)?,
-                app: r.get(1)?,
-                proc_type: r.get(2)?,
-                index: r.get(3)?,
-                node: r.get(4)?,
-                memory_mb: r.get(5)?,
-            })
-        })?;
+            .prepare(&format!("{PLACEMENT_SELECT} ORDER BY app, proc_type, idx"))?;
+        let rows = st.query_map([], placement_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn placements_of(&self, app: &str) -> Result<Vec<Placement>> {
+        let mut st = self.db.prepare(&format!(
+            "{PLACEMENT_SELECT} WHERE app = ?1 ORDER BY proc_type, idx"
+        ))?;
+        let rows = st.query_map([app], placement_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -485,6 +485,37 @@ impl Store {
             |r| r.get(0),
         )?)
     }
+}
+
+fn config_of(db: &Connection, app: &str) -> Result<BTreeMap<String, String>> {
+    let mut st = db.prepare("SELECT key, value FROM config_vars WHERE app = ?1")?;
+    let rows = st.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+const PLACEMENT_SELECT: &str = "SELECT id, app, proc_type, idx, node, memory_mb FROM instances";
+
+fn placement_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Placement> {
+    Ok(Placement {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        proc_type: r.get(2)?,
+        index: r.get(3)?,
+        node: r.get(4)?,
+        memory_mb: r.get(5)?,
+    })
+}
+
+const NODE_SELECT: &str = "SELECT name, capacity_mb, state, draining, joined_at FROM nodes";
+
+fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
+    Ok(Node {
+        name: r.get(0)?,
+        capacity_mb: r.get(1)?,
+        state: r.get(2)?,
+        draining: r.get(3)?,
+        joined_at: r.get(4)?,
+    })
 }
 
 const RELEASE_SELECT: &str =

@@ -12,11 +12,7 @@ use zeroku_conf::InstanceStatus;
 pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
     let (placements, current, nodes) = {
         let s = c.store();
-        let p: Vec<_> = s
-            .placements()?
-            .into_iter()
-            .filter(|p| p.app == app)
-            .collect();
+        let p = s.placements_of(app)?;
         (p, s.current_release(app)?, s.nodes()?)
     };
     let node_state: HashMap<&str, &str> = nodes
@@ -85,7 +81,7 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
                 "used_mb": mine.iter().map(|p| p.memory_mb).sum::<u64>(),
                 "instances": mine.len(),
                 "running": hb.map_or(0, |h| h.instances.len()),
-                "list_generation": c.list(&n.name).generation,
+                "list_generation": c.generation(&n.name),
                 "applied_generation": hb.map(|h| h.generation),
                 "last_seen_ms": l.map(|l| l.last_seen.elapsed().as_millis() as u64),
                 "limits": match hb {

@@ -65,6 +65,9 @@ struct SavedToken {
     token: String,
 }
 
+/// How long one slug download and unpack may take before it is retried.
+const SLUG_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+
 fn machine_memory_mb() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -129,7 +132,13 @@ async fn join(
                     std::fs::rename(&tmp, &saved_path).map_err(io)?;
                     return Ok(Some(j));
                 }
-                Err(e @ ClientError::Api { .. }) => last_refusal = Some(e),
+                // A refusal (bad token, bad name, node in use) is final;
+                // a server error is retried like an unreachable master.
+                Err(
+                    e @ ClientError::Api {
+                        status: 400..=499, ..
+                    },
+                ) => last_refusal = Some(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the master yet; retrying");
                     last_refusal = None;
@@ -181,7 +190,24 @@ pub async fn run(
     let mut sup = Supervisor::new(rt, cfg.clone(), Instant::now());
 
     // Never rely on PUB alone: the list over the API first.
-    let initial: NodeList = client.get(&format!("/v1/nodes/{}/list", cfg.node)).await?;
+    let list_path = format!("/v1/nodes/{}/list", cfg.node);
+    let mut delay = Duration::from_millis(200);
+    let initial: NodeList = loop {
+        match client.get(&list_path).await {
+            Ok(l) => break l,
+            Err(
+                e @ ClientError::Api {
+                    status: 400..=499, ..
+                },
+            ) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "cannot fetch this node's list yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
     sup.apply(initial, Instant::now());
 
     let ctx = zmq::Context::new();
@@ -201,12 +227,20 @@ pub async fn run(
         stop.clone(),
     )
     .map_err(zmq_err(&joined.pub_endpoint))?;
-    let (push_tx, push_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1024);
-    let push = bus::start_push(&ctx, &joined.pull_endpoint, push_rx, stop.clone())
+    // Heartbeats and logs on separate PUSH sockets (the master's PULL
+    // fair-queues between them), so a log backlog never delays a heartbeat
+    // past the dead-node timeout.
+    let (hb_tx, hb_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let hb_push = bus::start_push(&ctx, &joined.pull_endpoint, hb_rx, 16, stop.clone())
         .map_err(zmq_err(&joined.pull_endpoint))?;
-    let send = |m: &Message| match wire::encode(m) {
+    let (log_tx, log_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
+    let log_push = bus::start_push(&ctx, &joined.pull_endpoint, log_rx, 256, stop.clone())
+        .map_err(zmq_err(&joined.pull_endpoint))?;
+    let send = |tx: &std::sync::mpsc::SyncSender<Vec<u8>>, m: &Message| match wire::encode(m) {
         Ok(b) => {
-            let _ = push_tx.try_send(b);
+            if tx.try_send(b).is_err() {
+                tracing::debug!("master not keeping up: message dropped");
+            }
         }
         Err(e) => tracing::error!(error = %e, "encode"),
     };
@@ -232,7 +266,7 @@ pub async fn run(
                 Ok(dir) => sup.slug_ready(&sha, dir),
                 Err(e) => {
                     tracing::warn!(slug = %sha, error = %e, "slug fetch failed; will retry");
-                    sup.slug_failed(&sha);
+                    sup.slug_failed(&sha, &e, Instant::now());
                 }
             },
             _ = tick.tick() => {
@@ -243,7 +277,10 @@ pub async fn run(
                         Event::NeedSlug(sha) => {
                             let (cache, client, tx) = (cache.clone(), client.clone(), slug_tx.clone());
                             tokio::spawn(async move {
-                                let res = cache.ensure(&client, &sha).await;
+                                let res = match tokio::time::timeout(SLUG_FETCH_TIMEOUT, cache.ensure(&client, &sha)).await {
+                                    Ok(r) => r,
+                                    Err(_) => Err(format!("gave up after {} s", SLUG_FETCH_TIMEOUT.as_secs())),
+                                };
                                 let _ = tx.send((sha, res)).await;
                             });
                         }
@@ -268,12 +305,12 @@ pub async fn run(
                 }
                 if !pending_logs.is_empty() {
                     for chunk in std::mem::take(&mut pending_logs).chunks(500) {
-                        send(&Message::Logs(chunk.to_vec()));
+                        send(&log_tx, &Message::Logs(chunk.to_vec()));
                     }
                 }
                 if sup.take_changed() || last_hb.elapsed() >= hb_every {
                     last_hb = Instant::now();
-                    send(&Message::Heartbeat(Heartbeat {
+                    send(&hb_tx, &Message::Heartbeat(Heartbeat {
                         node: cfg.node.clone(),
                         generation: sup.generation(),
                         capacity_mb,
@@ -291,10 +328,13 @@ pub async fn run(
     }
     tracing::info!(node = %cfg.node, "worker stopping; app processes keep running and will be re-adopted");
     stop.store(true, Ordering::Relaxed);
-    drop(push_tx);
+    // The SUB thread may be blocked handing over a list: let it go.
+    drop(list_rx);
+    drop((hb_tx, log_tx));
     let _ = tokio::task::spawn_blocking(move || {
         let _ = sub.join();
-        let _ = push.join();
+        let _ = hb_push.join();
+        let _ = log_push.join();
     })
     .await;
     Ok(())

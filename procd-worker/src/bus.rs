@@ -78,11 +78,12 @@ pub fn start_push(
     ctx: &zmq::Context,
     endpoint: &str,
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    high_water_mark: i32,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, zmq::Error> {
     let sock = ctx.socket(zmq::PUSH)?;
     sock.set_linger(1000)?;
-    sock.set_sndhwm(10_000)?;
+    sock.set_sndhwm(high_water_mark)?;
     sock.connect(endpoint)?;
     Ok(std::thread::Builder::new()
         .name("zmq-push".into())

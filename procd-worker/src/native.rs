@@ -90,10 +90,16 @@ impl NativeRuntime {
         })
     }
 
-    /// The log file every process of `instance` at `release` appends to.
-    pub fn log_path(&self, instance: &str, release: u32) -> PathBuf {
+    /// A new log file for one process of `instance` at `release`. Each
+    /// process gets its own (named by start time), so a process that is
+    /// still stopping never shares a file with its successor, and removing
+    /// one's log never takes the other's.
+    pub fn new_log_path(&self, instance: &str, release: u32) -> PathBuf {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         self.logs_dir
-            .join(format!("{}.log", key(instance, release)))
+            .join(format!("{}.{nanos}.log", key(instance, release)))
     }
 
     /// The `$TMPDIR` of `instance` at `release`.
@@ -252,7 +258,7 @@ impl Runtime for NativeRuntime {
         }
 
         // The log file: stdout and stderr, appended.
-        let log_path = self.log_path(instance, spec.release);
+        let log_path = self.new_log_path(instance, spec.release);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -416,6 +422,16 @@ impl Runtime for NativeRuntime {
                 pid: rec.pid,
                 source,
             }),
+        }
+    }
+
+    fn kill_leftovers(&self, rec: &ProcRecord) {
+        // The leader is gone. Its pid cannot be reused while its process
+        // group still has members, so a group that answers signal 0 is still
+        // ours: kill what is left of it.
+        if sys::kill_group(rec.pid, 0).is_ok() {
+            tracing::info!(instance.id = %rec.instance, proc.pid = rec.pid, "killing processes left in the group of an exited process");
+            let _ = sys::kill_group(rec.pid, libc::SIGKILL);
         }
     }
 

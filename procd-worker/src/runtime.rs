@@ -95,6 +95,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn poll(&self, rec: &ProcRecord) -> Option<Exit>;
     /// Signals the process and everything in its session/process group.
     fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError>;
+    /// After the process exited: kill whatever it left behind in its
+    /// process group (children of `sh` that outlived it), so nothing leaks.
+    fn kill_leftovers(&self, rec: &ProcRecord);
     /// Records of processes started by an earlier run of the worker that are
     /// still the same process (pid and start time match). Stale records are
     /// deleted.

@@ -77,7 +77,7 @@ impl SlugCache {
                 tracing::warn!(path = %path.display(), error = %e, "cannot delete unused slug");
             }
         }
-        if let Err(e) = self.images.gc(&kept) {
+        if let Err(e) = self.images.gc(&kept, std::time::Duration::ZERO) {
             tracing::warn!(error = %e, "slug image gc");
         }
     }

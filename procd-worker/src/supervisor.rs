@@ -23,6 +23,9 @@ type Key = (String, u32);
 #[derive(Debug)]
 struct Proc {
     rec: ProcRecord,
+    /// The slug it runs from, when known (not for adopted processes no
+    /// list claimed).
+    slug: Option<String>,
     since: Instant,
     up: bool,
     /// When SIGTERM was sent.
@@ -35,8 +38,10 @@ struct Slot {
     spec: InstanceSpec,
     desired: bool,
     proc: Option<Proc>,
+    /// `$PORT`, chosen at the first start; 0 until then.
     port: u16,
     restarts: u32,
+    /// Restarts within the last minute.
     recent: VecDeque<Instant>,
     backoff: Duration,
     next_start: Instant,
@@ -44,10 +49,61 @@ struct Slot {
     crashed: bool,
 }
 
+impl Slot {
+    fn new(
+        spec: InstanceSpec,
+        desired: bool,
+        proc: Option<Proc>,
+        cfg: &WorkerConfig,
+        now: Instant,
+    ) -> Slot {
+        Slot {
+            spec,
+            desired,
+            port: proc.as_ref().map_or(0, |p| p.rec.port),
+            proc,
+            restarts: 0,
+            recent: VecDeque::new(),
+            backoff: Duration::from_millis(cfg.backoff_initial_ms),
+            next_start: now,
+            last_exit: None,
+            crashed: false,
+        }
+    }
+
+    /// The instance failed (exited, or could not start): wait the back-off,
+    /// double it, and mark the slot crashed after too many restarts within
+    /// a minute.
+    fn failed(&mut self, why: String, now: Instant, cfg: &WorkerConfig) -> Duration {
+        let delay = self.backoff;
+        self.last_exit = Some(why);
+        self.next_start = now + delay;
+        self.backoff = (self.backoff * 2).min(Duration::from_millis(cfg.backoff_max_ms));
+        delay
+    }
+
+    /// A new process of this slot is starting after a failure.
+    fn restarted(&mut self, now: Instant, cfg: &WorkerConfig) {
+        self.restarts += 1;
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() > cfg.crash_restarts_per_minute as usize {
+            self.crashed = true;
+        }
+    }
+}
+
 /// Something the supervisor wants the outside world to do or know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Fetch and unpack this slug, then call [`Supervisor::slug_ready`].
+    /// Fetch and unpack this slug, then call [`Supervisor::slug_ready`] (or
+    /// [`Supervisor::slug_failed`]).
     NeedSlug(String),
     /// A platform log line about an instance.
     System {
@@ -86,6 +142,7 @@ impl<R: Runtime> Supervisor<R> {
                 tracing::info!(instance.id = %rec.instance, proc.pid = rec.pid, release = rec.release, "re-adopted running process");
                 Proc {
                     rec,
+                    slug: None,
                     since: now,
                     up: true,
                     term_at: None,
@@ -121,10 +178,6 @@ impl<R: Runtime> Supervisor<R> {
         std::mem::take(&mut self.events)
     }
 
-    pub fn runtime(&self) -> &R {
-        &self.rt
-    }
-
     /// Every process record this worker watches (for log tailing).
     pub fn records(&self) -> Vec<&ProcRecord> {
         self.slots
@@ -136,11 +189,12 @@ impl<R: Runtime> Supervisor<R> {
             .collect()
     }
 
-    /// Slugs some slot still needs.
+    /// Slugs a slot or a stopping process still needs on disk.
     pub fn slugs_in_use(&self) -> HashSet<String> {
         self.slots
             .values()
             .map(|s| s.spec.slug.sha256.clone())
+            .chain(self.stopping.iter().filter_map(|p| p.slug.clone()))
             .collect()
     }
 
@@ -149,9 +203,16 @@ impl<R: Runtime> Supervisor<R> {
         self.slugs.insert(sha256.to_string(), dir);
     }
 
-    /// A slug could not be fetched: ask again on a later tick.
-    pub fn slug_failed(&mut self, sha256: &str) {
+    /// A slug could not be fetched: the slots waiting for it show why and
+    /// ask again after their back-off.
+    pub fn slug_failed(&mut self, sha256: &str, why: &str, now: Instant) {
         self.asked.remove(sha256);
+        for slot in self.slots.values_mut() {
+            if slot.desired && slot.proc.is_none() && slot.spec.slug.sha256 == sha256 {
+                slot.failed(format!("cannot fetch slug: {why}"), now, &self.cfg);
+                self.changed = true;
+            }
+        }
     }
 
     /// Applies a node list if it is not older than the one applied.
@@ -170,54 +231,59 @@ impl<R: Runtime> Supervisor<R> {
         }
         let fresh = list.generation > self.generation;
         self.generation = list.generation;
-        let desired: HashMap<Key, InstanceSpec> = list
-            .instances
-            .into_iter()
-            .map(|s| ((s.id.clone(), s.release), s))
-            .collect();
         for slot in self.slots.values_mut() {
             slot.desired = false;
         }
-        for (key, spec) in desired {
+        let mut wanted_ids = HashMap::new();
+        for spec in list.instances {
+            let key = (spec.id.clone(), spec.release);
+            wanted_ids.insert(spec.id.clone(), spec.clone());
             if let Some(slot) = self.slots.get_mut(&key) {
                 slot.desired = true;
                 slot.spec = spec;
                 continue;
             }
-            let claimed = self
-                .adopted
-                .iter()
-                .position(|p| p.rec.instance == key.0 && p.rec.release == key.1)
-                .map(|i| self.adopted.swap_remove(i));
-            let port = claimed
-                .as_ref()
-                .map_or_else(|| self.free_port(), |p| p.rec.port);
-            self.slots.insert(
-                key,
-                Slot {
-                    spec,
-                    desired: true,
-                    proc: claimed,
-                    port,
-                    restarts: 0,
-                    recent: VecDeque::new(),
-                    backoff: Duration::from_millis(self.cfg.backoff_initial_ms),
-                    next_start: now,
-                    last_exit: None,
-                    crashed: false,
-                },
-            );
+            let claimed = self.claim_adopted(&key, Some(&spec.slug.sha256));
+            let slot = Slot::new(spec, true, claimed, &self.cfg, now);
+            self.slots.insert(key, slot);
         }
-        // Adopted processes no list wants are stopped.
+        // Adopted processes of an instance that is wanted at another
+        // release become old slots: they run until their replacement is up.
+        // The rest are stopped.
         for p in std::mem::take(&mut self.adopted) {
-            tracing::info!(instance.id = %p.rec.instance, proc.pid = p.rec.pid, "adopted process is no longer wanted");
-            self.stop(p, now);
+            match wanted_ids.get(&p.rec.instance) {
+                Some(newer) => {
+                    let key = (p.rec.instance.clone(), p.rec.release);
+                    let spec = InstanceSpec {
+                        release: p.rec.release,
+                        ..newer.clone()
+                    };
+                    self.slots
+                        .insert(key, Slot::new(spec, false, Some(p), &self.cfg, now));
+                }
+                None => {
+                    tracing::info!(instance.id = %p.rec.instance, proc.pid = p.rec.pid, "adopted process is no longer wanted");
+                    self.stop(p, now);
+                }
+            }
         }
         self.changed = true;
         fresh
     }
 
-    fn free_port(&self) -> u16 {
+    fn claim_adopted(&mut self, key: &Key, slug: Option<&String>) -> Option<Proc> {
+        let i = self
+            .adopted
+            .iter()
+            .position(|p| p.rec.instance == key.0 && p.rec.release == key.1)?;
+        let mut p = self.adopted.swap_remove(i);
+        p.slug = slug.cloned();
+        Some(p)
+    }
+
+    /// A port in the configured range that no process of ours uses and that
+    /// nothing else on the machine has bound.
+    fn free_port(&self) -> Option<u16> {
         let used: HashSet<u16> = self
             .slots
             .values()
@@ -226,14 +292,12 @@ impl<R: Runtime> Supervisor<R> {
             .chain(self.adopted.iter().map(|p| p.rec.port))
             .collect();
         let bindable = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        (self.cfg.port_min..=self.cfg.port_max)
-            .find(|p| !used.contains(p) && bindable(*p))
-            .unwrap_or(0)
+        (self.cfg.port_min..=self.cfg.port_max).find(|p| !used.contains(p) && bindable(*p))
     }
 
-    fn system(&mut self, rec_app: &str, instance: &str, release: u32, line: String) {
+    fn system(&mut self, app: &str, instance: &str, release: u32, line: String) {
         self.events.push(Event::System {
-            app: rec_app.to_string(),
+            app: app.to_string(),
             instance: instance.to_string(),
             release,
             line,
@@ -255,6 +319,15 @@ impl<R: Runtime> Supervisor<R> {
             p.term_at = Some(now);
         }
         self.stopping.push(p);
+        self.changed = true;
+    }
+
+    /// The leader of `rec` exited: kill what it left behind, drop its record
+    /// and let the agent drain its log.
+    fn gone(&mut self, rec: ProcRecord) {
+        self.rt.kill_leftovers(&rec);
+        self.rt.forget(&rec);
+        self.events.push(Event::Gone(rec));
         self.changed = true;
     }
 
@@ -304,15 +377,14 @@ impl<R: Runtime> Supervisor<R> {
         let mut still = Vec::new();
         for mut p in std::mem::take(&mut self.stopping) {
             if let Some(exit) = self.rt.poll(&p.rec) {
+                let msg = format!("Process stopped: {exit}");
                 self.system(
                     &p.rec.app.clone(),
                     &p.rec.instance.clone(),
                     p.rec.release,
-                    format!("Process stopped: {exit}"),
+                    msg,
                 );
-                self.rt.forget(&p.rec);
-                self.events.push(Event::Gone(p.rec));
-                self.changed = true;
+                self.gone(p.rec);
                 continue;
             }
             if !p.killed && p.term_at.is_some_and(|t| now.duration_since(t) >= grace) {
@@ -335,139 +407,137 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     fn watch_slot(&mut self, key: &Key, now: Instant) {
-        let ready_after = Duration::from_millis(self.cfg.ready_after_ms);
+        let cfg = self.cfg.clone();
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        // An exited process.
         if let Some(p) = &mut slot.proc {
-            match self.rt.poll(&p.rec) {
-                None => {
-                    if !p.up && now.duration_since(p.since) >= ready_after {
-                        p.up = true;
-                        self.changed = true;
-                    }
-                    if slot.crashed
-                        || slot.backoff > Duration::from_millis(self.cfg.backoff_initial_ms)
-                    {
-                        let stable = now.duration_since(p.since)
-                            >= Duration::from_millis(self.cfg.backoff_reset_ms);
-                        if stable {
-                            slot.backoff = Duration::from_millis(self.cfg.backoff_initial_ms);
-                            slot.crashed = false;
-                            self.changed = true;
-                        }
-                    }
-                    return;
-                }
-                Some(exit) => {
-                    let Some(p) = slot.proc.take() else { return };
-                    let ran = now.duration_since(p.since);
-                    if ran >= Duration::from_millis(self.cfg.backoff_reset_ms) {
-                        slot.backoff = Duration::from_millis(self.cfg.backoff_initial_ms);
-                    }
-                    slot.last_exit = Some(exit.to_string());
-                    slot.next_start = now + slot.backoff;
-                    let delay = slot.backoff;
-                    slot.backoff =
-                        (slot.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
-                    let (app, id, rel) = (
-                        slot.spec.app.clone(),
-                        slot.spec.id.clone(),
-                        slot.spec.release,
-                    );
-                    let desired = slot.desired;
-                    self.rt.forget(&p.rec);
-                    self.events.push(Event::Gone(p.rec));
-                    let what = if desired {
-                        format!("Process {exit}; restarting in {} ms", delay.as_millis())
-                    } else {
-                        format!("Process {exit}")
-                    };
-                    tracing::info!(instance.id = %id, release = rel, %exit, "process exited");
-                    self.system(&app, &id, rel, what);
+            let Some(exit) = self.rt.poll(&p.rec) else {
+                let ran = now.duration_since(p.since);
+                if !p.up && ran >= Duration::from_millis(cfg.ready_after_ms) {
+                    p.up = true;
                     self.changed = true;
                 }
-            }
+                let initial = Duration::from_millis(cfg.backoff_initial_ms);
+                if (slot.crashed || slot.backoff > initial)
+                    && ran >= Duration::from_millis(cfg.backoff_reset_ms)
+                {
+                    // Stable again: the back-off starts over.
+                    slot.backoff = initial;
+                    slot.crashed = false;
+                    self.changed = true;
+                }
+                return;
+            };
+            let Some(p) = slot.proc.take() else { return };
+            let delay = slot.failed(exit.to_string(), now, &cfg);
+            let (app, id, rel, desired) = (
+                slot.spec.app.clone(),
+                slot.spec.id.clone(),
+                slot.spec.release,
+                slot.desired,
+            );
+            tracing::info!(instance.id = %id, release = rel, %exit, "process exited");
+            let line = if desired {
+                format!("Process {exit}; restarting in {} ms", delay.as_millis())
+            } else {
+                format!("Process {exit}")
+            };
+            self.system(&app, &id, rel, line);
+            self.gone(p.rec);
         }
-        let Some(slot) = self.slots.get_mut(key) else {
+        self.start_if_due(key, now);
+    }
+
+    fn start_if_due(&mut self, key: &Key, now: Instant) {
+        let port = match self.slots.get(key) {
+            Some(s) if s.desired && s.proc.is_none() && now >= s.next_start => s.port,
+            _ => return,
+        };
+        let Some(slot) = self.slots.get(key) else {
             return;
         };
-        if !slot.desired || slot.proc.is_some() || now < slot.next_start {
-            return;
-        }
         let sha = slot.spec.slug.sha256.clone();
-        let Some(dir) = self.slugs.get(&sha).cloned() else {
-            if self.asked.insert(sha.clone()) {
-                self.events.push(Event::NeedSlug(sha));
+        let dir = match self.slugs.get(&sha) {
+            // Unpacked slugs can be collected while unused: fetch it again.
+            Some(d) if d.is_dir() => d.clone(),
+            _ => {
+                self.slugs.remove(&sha);
+                if self.asked.insert(sha.clone()) {
+                    self.events.push(Event::NeedSlug(sha));
+                }
+                return;
             }
+        };
+        let port = match port {
+            0 => self.free_port(),
+            p => Some(p),
+        };
+        let cfg = self.cfg.clone();
+        let node = self.node.clone();
+        let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
         let spec = slot.spec.clone();
+        let Some(port) = port else {
+            let why = format!(
+                "no free port in {}-{} (port_min/port_max)",
+                cfg.port_min, cfg.port_max
+            );
+            slot.failed(why.clone(), now, &cfg);
+            self.system(
+                &spec.app,
+                &spec.id,
+                spec.release,
+                format!("Failed to start: {why}"),
+            );
+            self.changed = true;
+            return;
+        };
+        slot.port = port;
         let mut env: BTreeMap<String, String> = spec.env.clone();
-        env.insert("PORT".into(), slot.port.to_string());
+        env.insert("PORT".into(), port.to_string());
         env.insert("ZEROKU_APP".into(), spec.app.clone());
         env.insert("ZEROKU_INSTANCE".into(), spec.id.clone());
         env.insert("ZEROKU_PROCESS_TYPE".into(), spec.proc_type.clone());
         env.insert("ZEROKU_RELEASE".into(), format!("v{}", spec.release));
-        env.insert("ZEROKU_NODE".into(), self.node.clone());
+        env.insert("ZEROKU_NODE".into(), node);
         env.insert("DYNO".into(), format!("{}.{}", spec.proc_type, spec.index));
         let req = StartRequest {
             spec: &spec,
             slug_dir: &dir,
-            port: slot.port,
+            port,
             env,
         };
-        let first = slot.restarts == 0 && slot.last_exit.is_none();
-        match self.rt.start(&req) {
+        let after_failure = slot.last_exit.is_some();
+        let line = match self.rt.start(&req) {
             Ok(rec) => {
-                let msg = format!(
-                    "Starting process with command `{}` (pid {}, PORT {})",
-                    spec.command, rec.pid, rec.port
-                );
                 tracing::info!(instance.id = %spec.id, proc.pid = rec.pid, release = spec.release, "started");
-                if !first {
-                    slot.restarts += 1;
-                    slot.recent.push_back(now);
-                    while slot
-                        .recent
-                        .front()
-                        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-                    {
-                        slot.recent.pop_front();
-                    }
-                    if slot.recent.len() > self.cfg.crash_restarts_per_minute as usize {
-                        slot.crashed = true;
-                    }
+                if after_failure {
+                    slot.restarted(now, &cfg);
                 }
+                let line = format!(
+                    "Starting process with command `{}` (pid {}, PORT {port})",
+                    spec.command, rec.pid
+                );
                 slot.proc = Some(Proc {
                     rec,
+                    slug: Some(sha),
                     since: now,
                     up: false,
                     term_at: None,
                     killed: false,
                 });
-                self.system(&spec.app, &spec.id, spec.release, msg);
+                line
             }
             Err(e) => {
                 tracing::warn!(instance.id = %spec.id, error = %e, "start failed");
-                slot.last_exit = Some(e.to_string());
-                slot.next_start = now + slot.backoff;
-                slot.backoff =
-                    (slot.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
-                slot.restarts += 1;
-                slot.recent.push_back(now);
-                if slot.recent.len() > self.cfg.crash_restarts_per_minute as usize {
-                    slot.crashed = true;
-                }
-                self.system(
-                    &spec.app,
-                    &spec.id,
-                    spec.release,
-                    format!("Failed to start: {e}"),
-                );
+                slot.restarted(now, &cfg);
+                slot.failed(e.to_string(), now, &cfg);
+                format!("Failed to start: {e}")
             }
-        }
+        };
+        self.system(&spec.app, &spec.id, spec.release, line);
         self.changed = true;
     }
 
@@ -479,9 +549,8 @@ impl<R: Runtime> Supervisor<R> {
             .map(|s| {
                 let state = match &s.proc {
                     Some(p) if p.up => InstanceState::Up,
-                    Some(_) if s.crashed => InstanceState::Crashed,
+                    _ if s.crashed => InstanceState::Crashed,
                     Some(_) => InstanceState::Starting,
-                    None if s.crashed => InstanceState::Crashed,
                     None if s.last_exit.is_some() => InstanceState::Restarting,
                     None => InstanceState::Starting,
                 };
@@ -490,7 +559,7 @@ impl<R: Runtime> Supervisor<R> {
                     release: s.spec.release,
                     state,
                     pid: s.proc.as_ref().map(|p| p.rec.pid),
-                    port: Some(s.port),
+                    port: (s.port != 0).then_some(s.port),
                     restarts: s.restarts,
                     started_at: s.proc.as_ref().map_or(0, |p| p.rec.started_at),
                     last_exit: s.last_exit.clone(),

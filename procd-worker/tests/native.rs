@@ -150,7 +150,20 @@ fn start_logs_env_session_then_readopt_and_stop() {
     assert_eq!(rec.instance, "app.web.1");
     assert_eq!(rec.app, "app");
     assert_eq!((rec.release, rec.port), (3, 5123));
-    assert_eq!(rec.log_path, fx.data.path().join("logs/app.web.1.v3.log"));
+    let name = rec
+        .log_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        rec.log_path.parent(),
+        Some(fx.data.path().join("logs").as_path())
+    );
+    assert!(
+        name.starts_with("app.web.1.v3.") && name.ends_with(".log"),
+        "{name}"
+    );
 
     let text = wait_log(&rec, "greet=");
     assert!(text.contains("hello\n"), "{text}");
@@ -320,6 +333,33 @@ fn term_reaches_the_children_of_sh() {
     wait_for("the background child to die", || {
         (!alive(child)).then_some(())
     });
+    rt.forget(&rec);
+}
+
+#[test]
+fn children_left_behind_by_an_exited_process_are_killed() {
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    let rec = fx.start(
+        &rt,
+        &spec("app.orphans.1", 1, "sleep 300 & echo \"child=$!\"; exit 1"),
+    );
+    let _guard = KillOnDrop(rec.pid);
+    let text = wait_log(&rec, "child=");
+    let child: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("child="))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("child pid");
+    let _child_guard = KillOnDrop(child);
+    assert_eq!(wait_exit(&rt, &rec), Exit::Code(1));
+    assert!(alive(child), "the child outlives its shell");
+    rt.kill_leftovers(&rec);
+    wait_for("the left-behind child to die", || {
+        (!alive(child)).then_some(())
+    });
+    // Nothing left: a second call signals nobody.
+    rt.kill_leftovers(&rec);
     rt.forget(&rec);
 }
 

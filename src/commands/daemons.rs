@@ -26,9 +26,11 @@ fn on_signal(token: CancellationToken) {
     });
 }
 
+/// Defaults, then the file, then `ZEROKU_MASTER_*` / `ZEROKU_WORKER_*`
+/// environment variables; flags are applied by the caller.
 fn load(path: Option<&Path>) -> Result<ClusterConfig> {
     let cfg: ClusterConfig = config::load(path)?;
-    Ok(cfg)
+    Ok(config::apply_env(&cfg, std::env::vars())?)
 }
 
 fn apply_master_flags(cfg: &mut ClusterConfig, f: MasterFlags) {

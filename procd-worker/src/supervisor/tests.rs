@@ -69,6 +69,7 @@ impl Runtime for Fake {
             .cloned()
             .collect()
     }
+    fn kill_leftovers(&self, _rec: &ProcRecord) {}
     fn forget(&self, rec: &ProcRecord) {
         self.0
             .lock()
@@ -143,7 +144,7 @@ fn run(s: &mut Supervisor<Fake>, t: &mut Instant, ms: u64) {
         s.tick(*t);
         for e in s.take_events() {
             if let Event::NeedSlug(sha) = e {
-                s.slug_ready(&sha, PathBuf::from("/slugs").join(&sha));
+                s.slug_ready(&sha, std::env::temp_dir());
             }
         }
     }
@@ -308,4 +309,60 @@ fn slugs_are_requested_once() {
         .collect();
     assert_eq!(needs, vec![Event::NeedSlug("slug1".into())]);
     assert_eq!(fake.started().len(), 0);
+}
+
+#[test]
+fn restart_mid_rollout_keeps_the_old_release_until_the_new_one_is_up() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    drop(s);
+    // The worker comes back to a list that wants release 4 already.
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(2, vec![spec("a.web.1", 4)]), t);
+    run(&mut s, &mut t, 500);
+    assert_eq!(
+        fake.alive(),
+        2,
+        "old release stopped before the new one was up"
+    );
+    run(&mut s, &mut t, 1000);
+    assert_eq!(fake.alive(), 1);
+    assert_eq!(state_of(&s, "a.web.1", 4), Some(InstanceState::Up));
+}
+
+#[test]
+fn a_collected_slug_dir_is_fetched_again() {
+    let fake = Fake::default();
+    let t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.slug_ready("slug1", PathBuf::from("/nonexistent/zeroku-slug"));
+    s.apply(list(1, vec![spec("a.web.1", 1)]), t);
+    s.tick(t);
+    assert!(s.take_events().contains(&Event::NeedSlug("slug1".into())));
+    assert_eq!(fake.started().len(), 0);
+}
+
+#[test]
+fn a_slug_that_cannot_be_fetched_is_shown_and_retried_with_back_off() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1)]), t);
+    s.tick(t);
+    assert_eq!(s.take_events(), vec![Event::NeedSlug("slug1".into())]);
+    s.slug_failed("slug1", "404 no slug", t);
+    let st = s.statuses();
+    assert_eq!(
+        st[0].last_exit.as_deref(),
+        Some("cannot fetch slug: 404 no slug")
+    );
+    assert_eq!(st[0].state, InstanceState::Restarting);
+    s.tick(t + Duration::from_millis(50));
+    assert!(s.take_events().is_empty(), "retried before the back-off");
+    t += Duration::from_millis(150);
+    s.tick(t);
+    assert_eq!(s.take_events(), vec![Event::NeedSlug("slug1".into())]);
 }
