@@ -111,37 +111,55 @@ impl Cluster {
         let current = store.placements()?;
         let placed = scheduler::place(&slots, &formation, &current);
         if placed != current {
-            store.replace_placements(&placed)?;
+            store.update_placements(&current, &placed)?;
         }
-        let mut per_node: HashMap<&str, Vec<InstanceSpec>> = HashMap::new();
+        // What each node should run. A list only changes when an instance
+        // is added or removed, or changes release or memory (releases are
+        // immutable), so specs are built only for nodes whose list changed.
+        let mut wanted: HashMap<&str, Vec<&Placement>> = HashMap::new();
         for p in &placed {
-            let (Some(node), Some(rel)) = (p.node.as_deref(), releases.get(&p.app)) else {
-                continue;
-            };
-            per_node.entry(node).or_default().push(spec(
-                p,
-                rel,
-                seqs.get(&p.app).copied().unwrap_or(0),
-            ));
+            if let (Some(node), true) = (p.node.as_deref(), releases.contains_key(&p.app)) {
+                wanted.entry(node).or_default().push(p);
+            }
         }
         let mut lists = lock(&self.lists);
-        for n in &nodes {
-            let instances = per_node.remove(n.name.as_str()).unwrap_or_default();
-            if lists.get(&n.name).is_some_and(|l| l.instances == instances) {
-                continue;
-            }
+        let changed: Vec<&str> = nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .filter(|n| {
+                let want = wanted.get(n).map_or(&[][..], Vec::as_slice);
+                lists
+                    .get(*n)
+                    .is_none_or(|l| !same_instances(&l.instances, want, &releases))
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let first = store.next_generations(changed.len() as u64)?;
+        for (generation, node) in (first..).zip(changed) {
+            let instances = wanted.get(node).map_or_else(Vec::new, |ps| {
+                ps.iter()
+                    .map(|p| spec(p, &releases[&p.app], seqs.get(&p.app).copied().unwrap_or(0)))
+                    .collect()
+            });
             let list = NodeList {
-                node: n.name.clone(),
-                generation: store.next_generation()?,
+                node: node.to_string(),
+                generation,
                 instances,
             };
-            tracing::info!(node = %n.name, generation = list.generation, instances = list.instances.len(), "publishing node list");
+            tracing::info!(
+                node,
+                generation,
+                instances = list.instances.len(),
+                "publishing node list"
+            );
             bus::publish(
                 &self.publisher,
-                node_topic(&n.name),
+                node_topic(node),
                 &Message::NodeList(list.clone()),
             );
-            lists.insert(n.name.clone(), list);
+            lists.insert(node.to_string(), list);
         }
         Ok(())
     }
@@ -283,6 +301,20 @@ impl Cluster {
             tracing::warn!(error = %e, "slug garbage collection");
         }
     }
+}
+
+/// Whether a published list already says what `want` says.
+fn same_instances(
+    have: &[InstanceSpec],
+    want: &[&Placement],
+    releases: &HashMap<String, Release>,
+) -> bool {
+    have.len() == want.len()
+        && have.iter().zip(want).all(|(h, p)| {
+            h.id == p.id
+                && h.limits.memory_mb == p.memory_mb
+                && releases.get(&p.app).is_some_and(|r| r.version == h.release)
+        })
 }
 
 fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {

@@ -453,16 +453,23 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Replaces all placements with `all` in one transaction.
-    pub fn replace_placements(&mut self, all: &[Placement]) -> Result<()> {
+    /// Turns the placements `old` (as read) into `new` in one transaction,
+    /// touching only the rows that differ.
+    pub fn update_placements(&mut self, old: &[Placement], new: &[Placement]) -> Result<()> {
+        let before: std::collections::HashMap<&str, &Placement> =
+            old.iter().map(|p| (p.id.as_str(), p)).collect();
+        let after: std::collections::HashSet<&str> = new.iter().map(|p| p.id.as_str()).collect();
         let tx = self.db.transaction()?;
-        tx.execute("DELETE FROM instances", [])?;
         {
-            let mut st = tx.prepare(
-                "INSERT INTO instances (id, app, proc_type, idx, node, memory_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            let mut del = tx.prepare("DELETE FROM instances WHERE id = ?1")?;
+            for p in old.iter().filter(|p| !after.contains(p.id.as_str())) {
+                del.execute([&p.id])?;
+            }
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO instances (id, app, proc_type, idx, node, memory_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for p in all {
-                st.execute(params![
+            for p in new.iter().filter(|p| before.get(p.id.as_str()) != Some(p)) {
+                put.execute(params![
                     p.id,
                     p.app,
                     p.proc_type,
@@ -476,14 +483,16 @@ impl Store {
         Ok(())
     }
 
-    /// Returns the next value of the cluster-wide generation counter.
-    pub fn next_generation(&self) -> Result<u64> {
-        Ok(self.db.query_row(
-            "INSERT INTO meta (key, value) VALUES ('generation', 1)
-             ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",
-            [],
+    /// Reserves `n` values of the cluster-wide generation counter in one
+    /// write and returns the first.
+    pub fn next_generations(&self, n: u64) -> Result<u64> {
+        let last: u64 = self.db.query_row(
+            "INSERT INTO meta (key, value) VALUES ('generation', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = value + ?1 RETURNING value",
+            [n],
             |r| r.get(0),
-        )?)
+        )?;
+        Ok(last + 1 - n)
     }
 }
 
@@ -633,8 +642,9 @@ mod tests {
     #[test]
     fn generation_is_monotonic() {
         let s = Store::open_in_memory().unwrap();
-        let a = s.next_generation().unwrap();
-        let b = s.next_generation().unwrap();
-        assert!(b > a);
+        let a = s.next_generations(1).unwrap();
+        let b = s.next_generations(3).unwrap();
+        let c = s.next_generations(1).unwrap();
+        assert_eq!((b, c), (a + 1, a + 4));
     }
 }

@@ -63,34 +63,50 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
         let s = c.store();
         (s.nodes()?, s.placements()?)
     };
-    let live = c.live();
+    // (instances, memory) per node, in one pass.
+    let mut usage: HashMap<&str, (usize, u64)> = HashMap::new();
+    for p in &placements {
+        if let Some(n) = p.node.as_deref() {
+            let u = usage.entry(n).or_default();
+            u.0 += 1;
+            u.1 += p.memory_mb;
+        }
+    }
+    // A short look at the live view: heartbeats wait while it is held.
+    // (applied generation, processes running, limits)
+    type Seen = (u64, usize, String);
+    let seen: HashMap<String, (u64, Option<Seen>)> = c
+        .live()
+        .iter()
+        .map(|(name, l)| {
+            let hb = l.heartbeat.as_ref().map(|h| {
+                let limits = match &h.cgroups_unavailable {
+                    None => "enforced (cgroup v2)".to_string(),
+                    Some(why) => format!("not enforced: {why}"),
+                };
+                (h.generation, h.instances.len(), limits)
+            });
+            (name.clone(), (l.last_seen.elapsed().as_millis() as u64, hb))
+        })
+        .collect();
     let rows: Vec<Value> = nodes
         .iter()
         .map(|n| {
-            let mine: Vec<_> = placements
-                .iter()
-                .filter(|p| p.node.as_deref() == Some(&n.name))
-                .collect();
-            let l = live.get(&n.name);
-            let hb = l.and_then(|l| l.heartbeat.as_ref());
+            let (instances, used_mb) = usage.get(n.name.as_str()).copied().unwrap_or_default();
+            let live = seen.get(&n.name);
+            let hb = live.and_then(|l| l.1.as_ref());
             json!({
                 "name": n.name,
                 "state": n.state,
                 "draining": n.draining,
                 "capacity_mb": n.capacity_mb,
-                "used_mb": mine.iter().map(|p| p.memory_mb).sum::<u64>(),
-                "instances": mine.len(),
-                "running": hb.map_or(0, |h| h.instances.len()),
+                "used_mb": used_mb,
+                "instances": instances,
+                "running": hb.map_or(0, |h| h.1),
                 "list_generation": c.generation(&n.name),
-                "applied_generation": hb.map(|h| h.generation),
-                "last_seen_ms": l.map(|l| l.last_seen.elapsed().as_millis() as u64),
-                "limits": match hb {
-                    None => Value::Null,
-                    Some(h) => match &h.cgroups_unavailable {
-                        None => json!("enforced (cgroup v2)"),
-                        Some(why) => json!(format!("not enforced: {why}")),
-                    },
-                },
+                "applied_generation": hb.map(|h| h.0),
+                "last_seen_ms": live.map(|l| l.0),
+                "limits": hb.map(|h| h.2.clone()),
             })
         })
         .collect();

@@ -260,6 +260,8 @@ pub async fn run(
             Some(list) = list_rx.recv() => {
                 if sup.apply(list, Instant::now()) {
                     tracing::info!(generation = sup.generation(), "applied new list");
+                    // Act on it now rather than at the next tick.
+                    tick.reset_immediately();
                 }
             }
             Some((sha, res)) = slug_rx.recv() => match res {
