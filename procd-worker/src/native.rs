@@ -18,7 +18,7 @@ mod sys;
 
 pub use procfs::{parse_proc_stat, read_proc_stat, ProcStat};
 
-use crate::runtime::{Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
+use crate::runtime::{Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
 use cgroup::Cgroups;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -29,6 +29,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The environment variable carrying [`ProcRecord::start_id`].
+pub const START_ID_VAR: &str = "ZEROKU_START_ID";
+
+/// A start id no other start of this worker shares.
+fn new_start_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{n}")
+}
 
 /// `PATH` when the environment has none (Heroku's default).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -121,7 +134,49 @@ impl NativeRuntime {
     }
 
     fn write_record(&self, rec: &ProcRecord) -> Result<(), RuntimeError> {
-        let path = self.record_path(rec);
+        self.write_json(rec, &self.record_path(rec))
+    }
+
+    /// Where the record of a start whose pid is not known yet is kept.
+    fn pending_path(&self, rec: &ProcRecord) -> PathBuf {
+        self.procs_dir.join(format!(
+            "{}.pending-{}.json",
+            key(&rec.instance, rec.release),
+            rec.start_id
+        ))
+    }
+
+    /// Finds the process of a pending record (the session leader whose
+    /// environment has its start id) and completes the record.
+    fn complete_pending(&self, pending: &ProcRecord) -> Option<ProcRecord> {
+        let needle = format!("{START_ID_VAR}={}\0", pending.start_id);
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Some(stat) = read_proc_stat(pid) else {
+                continue;
+            };
+            if stat.session != pid || stat.is_zombie() {
+                continue;
+            }
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if env.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                let rec = ProcRecord {
+                    pid,
+                    start_ticks: stat.start_ticks,
+                    ..pending.clone()
+                };
+                return self.write_record(&rec).ok().map(|()| rec);
+            }
+        }
+        None
+    }
+
+    fn write_json(&self, rec: &ProcRecord, path: &Path) -> Result<(), RuntimeError> {
+        let path = path.to_path_buf();
         let ctx = |what: &str| {
             format!(
                 "cannot {what} record of {} at {}",
@@ -297,6 +352,24 @@ impl Runtime for NativeRuntime {
             Err(_) => None,
         };
 
+        // A pending record before anything runs: if the worker dies between
+        // spawn and the real record, the next one finds the process by its
+        // start id and adopts it instead of starting a second copy.
+        let start_id = new_start_id();
+        let pending = ProcRecord {
+            instance: instance.to_string(),
+            app: spec.app.clone(),
+            release: spec.release,
+            pid: 0,
+            start_ticks: 0,
+            port: req.port,
+            started_at: unix_now(),
+            log_path: log_path.clone(),
+            start_id: start_id.clone(),
+        };
+        let pending_path = self.pending_path(&pending);
+        self.write_json(&pending, &pending_path)?;
+
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(script(&spec.command))
@@ -318,15 +391,23 @@ impl Runtime for NativeRuntime {
         if !req.env.contains_key("PATH") {
             cmd.env("PATH", DEFAULT_PATH);
         }
+        cmd.env(START_ID_VAR, &start_id);
         if let Some(uid) = uid {
             // std drops supplementary groups when it changes uid as root.
             cmd.uid(uid).gid(uid);
         }
         sys::new_session_on_spawn(&mut cmd);
 
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| start_err(format!("cannot run /bin/sh in {}: {e}", slug_dir.display())))?;
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                remove_logged(&pending_path);
+                return Err(start_err(format!(
+                    "cannot run /bin/sh in {}: {e}",
+                    slug_dir.display()
+                )));
+            }
+        };
         let pid = child.id();
 
         if let (Ok(cg), Some(dir)) = (&self.cgroups, &cgroup_dir) {
@@ -337,6 +418,7 @@ impl Runtime for NativeRuntime {
         }
         let Some(stat) = read_proc_stat(pid) else {
             Self::abort_child(&mut child);
+            remove_logged(&pending_path);
             return Err(start_err(format!(
                 "cannot read /proc/{pid}/stat right after start"
             )));
@@ -350,12 +432,15 @@ impl Runtime for NativeRuntime {
             port: req.port,
             started_at: unix_now(),
             log_path,
+            start_id,
         };
         if let Err(e) = self.write_record(&rec) {
             // Unrecorded, it could never be re-adopted: do not leave it running.
             Self::abort_child(&mut child);
+            remove_logged(&pending_path);
             return Err(e);
         }
+        remove_logged(&pending_path);
         self.children().insert(pid, (child, stat.start_ticks));
         tracing::debug!(instance, pid, "started");
         Ok(rec)
@@ -427,20 +512,23 @@ impl Runtime for NativeRuntime {
 
     fn kill_leftovers(&self, rec: &ProcRecord) {
         // The leader is gone. Its pid cannot be reused while its process
-        // group still has members, so a group that answers signal 0 is still
-        // ours: kill what is left of it.
+        // group still has members, so if no other process has that pid, a
+        // group that answers signal 0 is still ours: kill what is left.
+        if read_proc_stat(rec.pid).is_some_and(|st| st.start_ticks != rec.start_ticks) {
+            return;
+        }
         if sys::kill_group(rec.pid, 0).is_ok() {
             tracing::info!(instance.id = %rec.instance, proc.pid = rec.pid, "killing processes left in the group of an exited process");
             let _ = sys::kill_group(rec.pid, libc::SIGKILL);
         }
     }
 
-    fn adopt(&self) -> Vec<ProcRecord> {
+    fn adopt(&self) -> Adopted {
         let entries = match std::fs::read_dir(&self.procs_dir) {
             Ok(entries) => entries,
             Err(e) => {
                 tracing::warn!(dir = %self.procs_dir.display(), error = %e, "cannot list process records");
-                return Vec::new();
+                return Adopted::default();
             }
         };
         let mut adopted = Vec::new();
@@ -475,6 +563,18 @@ impl Runtime for NativeRuntime {
                     continue;
                 }
             };
+            if rec.pid == 0 && path == self.pending_path(&rec) {
+                // The worker died while starting it.
+                remove_logged(&path);
+                match self.complete_pending(&rec) {
+                    Some(found) => {
+                        tracing::info!(instance = %found.instance, pid = found.pid, "found the process of an interrupted start");
+                        adopted.push(found);
+                    }
+                    None => dead.push(rec),
+                }
+                continue;
+            }
             let alive = read_proc_stat(rec.pid)
                 .is_some_and(|st| st.start_ticks == rec.start_ticks && !st.is_zombie());
             if alive && path == self.record_path(&rec) {
@@ -490,7 +590,11 @@ impl Runtime for NativeRuntime {
         }
         adopted
             .sort_by(|a, b| (&a.instance, a.release, a.pid).cmp(&(&b.instance, b.release, b.pid)));
-        adopted
+        Adopted {
+            running: adopted,
+            // A start that never ran has nothing to report.
+            exited: dead.into_iter().filter(|r| r.pid != 0).collect(),
+        }
     }
 
     fn forget(&self, rec: &ProcRecord) {

@@ -41,6 +41,20 @@ pub struct ProcRecord {
     pub started_at: u64,
     /// stdout and stderr of the process, appended to this file.
     pub log_path: PathBuf,
+    /// Unique id of this start, also in the process's environment
+    /// (`ZEROKU_START_ID`), so a process whose record was not yet written
+    /// when the worker died can still be found and adopted.
+    #[serde(default)]
+    pub start_id: String,
+}
+
+/// What [`Runtime::adopt`] found from an earlier run of the worker.
+#[derive(Debug, Default)]
+pub struct Adopted {
+    /// Still the same process: keep supervising it.
+    pub running: Vec<ProcRecord>,
+    /// Exited while no worker watched: drain its log, then drop it.
+    pub exited: Vec<ProcRecord>,
 }
 
 /// How a process ended.
@@ -98,10 +112,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// After the process exited: kill whatever it left behind in its
     /// process group (children of `sh` that outlived it), so nothing leaks.
     fn kill_leftovers(&self, rec: &ProcRecord);
-    /// Records of processes started by an earlier run of the worker that are
-    /// still the same process (pid and start time match). Stale records are
-    /// deleted.
-    fn adopt(&self) -> Vec<ProcRecord>;
+    /// Processes started by an earlier run of the worker: those still the
+    /// same process (pid and start time match), and those that exited
+    /// meanwhile (their records are deleted).
+    fn adopt(&self) -> Adopted;
     /// Deletes the persisted record of a process that has exited.
     fn forget(&self, rec: &ProcRecord);
     /// `None` when memory/cpu/pids limits are enforced, else why not.

@@ -135,8 +135,23 @@ pub struct Supervisor<R: Runtime> {
 impl<R: Runtime> Supervisor<R> {
     /// Re-adopts the processes an earlier run of the worker left running.
     pub fn new(rt: R, cfg: WorkerConfig, now: Instant) -> Supervisor<R> {
-        let adopted = rt
-            .adopt()
+        let found = rt.adopt();
+        let mut events = Vec::new();
+        for rec in found.exited {
+            rt.kill_leftovers(&rec);
+            events.push(Event::System {
+                app: rec.app.clone(),
+                instance: rec.instance.clone(),
+                release: rec.release,
+                line: format!(
+                    "Process (pid {}) exited while the worker was not running",
+                    rec.pid
+                ),
+            });
+            events.push(Event::Gone(rec));
+        }
+        let adopted = found
+            .running
             .into_iter()
             .map(|rec| {
                 tracing::info!(instance.id = %rec.instance, proc.pid = rec.pid, release = rec.release, "re-adopted running process");
@@ -160,7 +175,7 @@ impl<R: Runtime> Supervisor<R> {
             adopted,
             slugs: HashMap::new(),
             asked: HashSet::new(),
-            events: Vec::new(),
+            events,
             changed: true,
         }
     }

@@ -193,7 +193,8 @@ fn start_logs_env_session_then_readopt_and_stop() {
     drop(rt);
     let rt = fx.runtime();
     let adopted = rt.adopt();
-    assert_eq!(adopted, vec![rec.clone()]);
+    assert_eq!(adopted.running, vec![rec.clone()]);
+    assert!(adopted.exited.is_empty());
     assert_eq!(rt.poll(&rec), None);
     rt.signal(&rec, StopSignal::Term).expect("term");
     let exit = wait_exit(&rt, &rec);
@@ -207,7 +208,63 @@ fn start_logs_env_session_then_readopt_and_stop() {
     rt.forget(&rec);
     assert!(!record_file.exists());
     assert!(!tmp.exists());
-    assert!(rt.adopt().is_empty());
+    assert!(rt.adopt().running.is_empty());
+}
+
+#[test]
+fn a_start_interrupted_before_its_record_is_found_by_its_start_id() {
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    // What a worker killed between spawn and writing the record leaves:
+    // a pending record, and the process (in its own session) with the id.
+    let mut pending = fx.start(&rt, &spec("app.web.9", 1, "sleep 1"));
+    let _ = wait_exit(&rt, &pending);
+    rt.forget(&pending);
+    let mut child = std::process::Command::new("setsid")
+        .args(["sh", "-c", "sleep 30; true"])
+        .env("ZEROKU_START_ID", "test-start-1")
+        .spawn()
+        .expect("setsid");
+    let _guard = KillOnDrop(child.id());
+    pending.pid = 0;
+    pending.start_ticks = 0;
+    pending.start_id = "test-start-1".into();
+    let path = fx
+        .data
+        .path()
+        .join("procs/app.web.9.v3.pending-test-start-1.json");
+    std::fs::write(&path, serde_json::to_vec(&pending).unwrap()).unwrap();
+    wait_for("the session leader to exist", || {
+        read_proc_stat(child.id())
+            .filter(|s| s.session == child.id())
+            .map(|_| ())
+    });
+    drop(rt);
+    let rt = fx.runtime();
+    let found = rt.adopt();
+    assert_eq!(found.running.len(), 1, "{found:?}");
+    assert_eq!(found.running[0].pid, child.id());
+    assert_eq!(found.running[0].instance, "app.web.9");
+    assert!(!path.exists());
+    rt.signal(&found.running[0], StopSignal::Kill).unwrap();
+    let _ = child.wait();
+    rt.forget(&found.running[0]);
+    // A pending record whose process never ran is simply dropped.
+    let never = ProcRecord {
+        start_id: "never-ran".into(),
+        ..pending
+    };
+    let path = fx
+        .data
+        .path()
+        .join("procs/app.web.9.v3.pending-never-ran.json");
+    std::fs::write(&path, serde_json::to_vec(&never).unwrap()).unwrap();
+    let found = rt.adopt();
+    assert!(
+        found.running.is_empty() && found.exited.is_empty(),
+        "{found:?}"
+    );
+    assert!(!path.exists());
 }
 
 #[test]
@@ -227,7 +284,13 @@ fn recycled_pid_and_corrupt_records_are_not_adopted() {
     std::fs::write(&corrupt, "{ not json").expect("corrupt");
 
     let rt = fx.runtime();
-    assert!(rt.adopt().is_empty());
+    let found = rt.adopt();
+    assert!(found.running.is_empty());
+    assert_eq!(
+        found.exited,
+        vec![recycled.clone()],
+        "reported as gone, for its log"
+    );
     assert!(!record_file.exists());
     assert!(!corrupt.exists());
 
@@ -452,6 +515,7 @@ fn log_rec(dir: &Path) -> ProcRecord {
         port: 5000,
         started_at: 0,
         log_path: dir.join("app.web.1.v1.log"),
+        start_id: String::new(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Supervisor policy against a test double of the runtime, with fake time.
 
 use super::*;
-use crate::runtime::{Exit, RuntimeError};
+use crate::runtime::{Adopted, Exit, RuntimeError};
 use std::sync::{Arc, Mutex};
 use zeroku_conf::{Limits, SlugRef};
 
@@ -36,6 +36,7 @@ impl Runtime for Fake {
             port: req.port,
             started_at: 0,
             log_path: PathBuf::from("/dev/null"),
+            start_id: String::new(),
         };
         s.persisted.push(rec.clone());
         Ok(rec)
@@ -61,13 +62,15 @@ impl Runtime for Fake {
         }
         Ok(())
     }
-    fn adopt(&self) -> Vec<ProcRecord> {
-        let s = self.0.lock().unwrap();
-        s.persisted
+    fn adopt(&self) -> Adopted {
+        let mut s = self.0.lock().unwrap();
+        let (running, exited): (Vec<_>, Vec<_>) = s
+            .persisted
             .iter()
-            .filter(|r| matches!(s.running.get(&r.pid), Some(None)))
             .cloned()
-            .collect()
+            .partition(|r| matches!(s.running.get(&r.pid), Some(None)));
+        s.persisted.retain(|r| !exited.contains(r));
+        Adopted { running, exited }
     }
     fn kill_leftovers(&self, _rec: &ProcRecord) {}
     fn forget(&self, rec: &ProcRecord) {
@@ -365,4 +368,32 @@ fn a_slug_that_cannot_be_fetched_is_shown_and_retried_with_back_off() {
     t += Duration::from_millis(150);
     s.tick(t);
     assert_eq!(s.take_events(), vec![Event::NeedSlug("slug1".into())]);
+}
+
+#[test]
+fn processes_that_exited_while_the_worker_was_away_are_reported_and_drained() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 1)]), t);
+    run(&mut s, &mut t, 1200);
+    let pid = s.statuses()[0].pid.unwrap();
+    drop(s);
+    fake.0
+        .lock()
+        .unwrap()
+        .running
+        .insert(pid, Some(Exit::Code(1)));
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    let ev = s.take_events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Gone(r) if r.pid == pid)),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|e| matches!(e, Event::System { line, .. } if line.contains("while the worker was not running"))));
+    // and the list starts it again
+    s.apply(list(1, vec![spec("a.web.1", 1)]), t);
+    run(&mut s, &mut t, 200);
+    assert_eq!(fake.alive(), 1);
 }
