@@ -30,6 +30,13 @@ pub fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// `f` of each element of a JSON array (nothing when `v` is not one).
+pub fn each<T>(v: &Value, f: impl FnMut(&Value) -> T) -> Vec<T> {
+    v.as_array()
+        .map(|a| a.iter().map(f).collect())
+        .unwrap_or_default()
+}
+
 /// A JSON value as a table cell: strings bare, null as `-`.
 pub fn cell(v: &Value) -> String {
     match v {

@@ -24,13 +24,11 @@ use std::time::{Duration, Instant};
 use zeroku_builder::store::SlugStore;
 use zeroku_conf::config::MasterConfig;
 use zeroku_conf::wire::{self, node_topic, Message};
-use zeroku_conf::{
-    Heartbeat, InstanceSpec, InstanceState, InstanceStatus, Limits, NodeList, SlugRef,
-};
+use zeroku_conf::{Heartbeat, InstanceSpec, InstanceState, InstanceStatus, NodeList};
 use zeroku_master::bus;
 use zeroku_master::cluster::Cluster;
 use zeroku_master::scheduler::{self, NodeSlot};
-use zeroku_master::store::{Formation, Placement, Release, Store, StoreError};
+use zeroku_master::store::{Formation, Release, Store, StoreError};
 
 const WARMUP: &[u8] = b"warmup";
 
@@ -250,32 +248,6 @@ fn slots(store: &Store) -> Vec<NodeSlot> {
             capacity_mb: n.capacity_mb,
         })
         .collect()
-}
-
-/// What `cluster::spec` (private) builds for each placement, for timing.
-fn spec_replica(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
-    InstanceSpec {
-        id: p.id.clone(),
-        app: p.app.clone(),
-        app_seq,
-        proc_type: p.proc_type.clone(),
-        index: p.index,
-        release: rel.version,
-        command: rel
-            .process_types
-            .get(&p.proc_type)
-            .cloned()
-            .unwrap_or_default(),
-        env: rel.env.clone(),
-        slug: SlugRef {
-            sha256: rel.slug_sha256.clone(),
-            size: rel.slug_size,
-        },
-        limits: Limits {
-            memory_mb: p.memory_mb,
-            ..Limits::default()
-        },
-    }
 }
 
 // ---------------------------------------------------------------- subscriber child
@@ -666,11 +638,14 @@ fn run(p: &Params) {
                 let (Some(node), Some(rel)) = (pl.node.as_deref(), releases.get(&pl.app)) else {
                     continue;
                 };
-                per_node.entry(node).or_default().push(spec_replica(
-                    pl,
-                    rel,
-                    seqs.get(pl.app.as_str()).copied().unwrap_or(0),
-                ));
+                per_node
+                    .entry(node)
+                    .or_default()
+                    .push(zeroku_master::cluster::spec(
+                        pl,
+                        rel,
+                        seqs.get(pl.app.as_str()).copied().unwrap_or(0),
+                    ));
             }
             per_node
         });
@@ -689,7 +664,7 @@ fn run(p: &Params) {
         drop(held);
         parts.row(
             format!(
-                "build {} InstanceSpecs per node (replica of cluster::spec; replan does this only for nodes whose list changed)",
+                "build {} InstanceSpecs per node (cluster::spec; replan does this only for nodes whose list changed)",
                 placed.len()
             ),
             ms(t_specs),

@@ -317,7 +317,8 @@ fn same_instances(
         })
 }
 
-fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
+/// The spec of one placed instance at its app's current release.
+pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
     InstanceSpec {
         id: p.id.clone(),
         app: p.app.clone(),

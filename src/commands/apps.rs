@@ -2,7 +2,7 @@
 
 use super::{client, enc, explain};
 use crate::cli::Api;
-use crate::output::{cell, json, table};
+use crate::output::{cell, each, json, table};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use zeroku_master::client::Method;
@@ -13,10 +13,7 @@ pub async fn list(api: &Api) -> Result<()> {
         json(&apps);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = apps
-        .as_array()
-        .map(|a| a.iter().map(|x| vec![cell(&x["name"])]).collect())
-        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = each(&apps, |x| vec![cell(&x["name"])]);
     table(&["app"], &rows);
     Ok(())
 }
@@ -52,21 +49,14 @@ pub async fn info(api: &Api, app: &str) -> Result<()> {
         ),
         None => println!("Release:     none yet"),
     }
-    let formation: Vec<String> = v["formation"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .map(|x| {
-                    format!(
-                        "{}={} ({} MB)",
-                        cell(&x["proc_type"]),
-                        cell(&x["quantity"]),
-                        cell(&x["memory_mb"])
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let formation: Vec<String> = each(&v["formation"], |x| {
+        format!(
+            "{}={} ({} MB)",
+            cell(&x["proc_type"]),
+            cell(&x["quantity"]),
+            cell(&x["memory_mb"])
+        )
+    });
     println!(
         "Formation:   {}",
         if formation.is_empty() {

@@ -2,7 +2,7 @@
 
 use super::{client, enc, explain};
 use crate::cli::Api;
-use crate::output::{cell, json, table};
+use crate::output::{cell, each, json, table};
 use anyhow::Result;
 use serde_json::{json, Value};
 use zeroku_master::client::Method;
@@ -13,30 +13,23 @@ pub async fn list(api: &Api) -> Result<()> {
         json(&v);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|n| {
-                    let state = if n["draining"] == true {
-                        format!("{} (draining)", cell(&n["state"]))
-                    } else {
-                        cell(&n["state"])
-                    };
-                    vec![
-                        cell(&n["name"]),
-                        state,
-                        cell(&n["instances"]),
-                        format!("{}/{} MB", cell(&n["used_mb"]), cell(&n["capacity_mb"])),
-                        n["last_seen_ms"]
-                            .as_u64()
-                            .map_or("-".into(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0)),
-                        cell(&n["limits"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = each(&v, |n| {
+        let state = if n["draining"] == true {
+            format!("{} (draining)", cell(&n["state"]))
+        } else {
+            cell(&n["state"])
+        };
+        vec![
+            cell(&n["name"]),
+            state,
+            cell(&n["instances"]),
+            format!("{}/{} MB", cell(&n["used_mb"]), cell(&n["capacity_mb"])),
+            n["last_seen_ms"]
+                .as_u64()
+                .map_or("-".into(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0)),
+            cell(&n["limits"]),
+        ]
+    });
     table(
         &[
             "node",

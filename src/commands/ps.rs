@@ -2,7 +2,7 @@
 
 use super::{client, enc, explain};
 use crate::cli::Api;
-use crate::output::{cell, duration, json, table};
+use crate::output::{cell, duration, each, json, table};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use zeroku_master::client::Method;
@@ -16,27 +16,20 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
         json(&v);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    vec![
-                        cell(&p["id"]),
-                        cell(&p["node"]),
-                        cell(&p["state"]),
-                        cell(&p["pid"]),
-                        cell(&p["restarts"]),
-                        p["uptime_secs"].as_u64().map_or("-".into(), duration),
-                        p["release"]
-                            .as_u64()
-                            .map_or("-".into(), |r| format!("v{r}")),
-                        cell(&p["last_exit"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = each(&v, |p| {
+        vec![
+            cell(&p["id"]),
+            cell(&p["node"]),
+            cell(&p["state"]),
+            cell(&p["pid"]),
+            cell(&p["restarts"]),
+            p["uptime_secs"].as_u64().map_or("-".into(), duration),
+            p["release"]
+                .as_u64()
+                .map_or("-".into(), |r| format!("v{r}")),
+            cell(&p["last_exit"]),
+        ]
+    });
     if rows.is_empty() {
         println!("No instances. Scale up with: zeroku ps:scale -a {app} TYPE=N");
         return Ok(());
@@ -100,14 +93,9 @@ pub async fn scale(api: &Api, app: &str, changes: &[String]) -> Result<()> {
         json(&v);
         return Ok(());
     }
-    let now: Vec<String> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|f| format!("{}={}", cell(&f["proc_type"]), cell(&f["quantity"])))
-                .collect()
-        })
-        .unwrap_or_default();
+    let now: Vec<String> = each(&v, |f| {
+        format!("{}={}", cell(&f["proc_type"]), cell(&f["quantity"]))
+    });
     println!("Scaled {app}: {}", now.join(", "));
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use super::{client, enc, explain};
 use crate::cli::Api;
-use crate::output::{cell, json, table, timestamp};
+use crate::output::{cell, each, json, table, timestamp};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -19,21 +19,14 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
         json(&v);
         return Ok(());
     }
-    let mut rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    vec![
-                        format!("v{}", cell(&r["version"])),
-                        cell(&r["description"]),
-                        cell(&r["slug_sha256"]).chars().take(12).collect(),
-                        timestamp(r["created_at"].as_u64().unwrap_or(0) * 1000),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut rows: Vec<Vec<String>> = each(&v, |r| {
+        vec![
+            format!("v{}", cell(&r["version"])),
+            cell(&r["description"]),
+            cell(&r["slug_sha256"]).chars().take(12).collect(),
+            timestamp(r["created_at"].as_u64().unwrap_or(0) * 1000),
+        ]
+    });
     rows.reverse();
     table(&["version", "description", "slug", "created"], &rows);
     Ok(())
