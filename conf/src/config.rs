@@ -58,6 +58,10 @@ pub struct MasterConfig {
     pub log_lines_per_app: usize,
     /// Memory reserved per instance when a formation says nothing, MiB.
     pub default_memory_mb: u64,
+    /// Each app with a `handler` process type gets two ports from here,
+    /// bound by every frontend: `handler_port_min + 2 * (n - 1)` (PUSH) and
+    /// the next (SUB), `n` being the app's number.
+    pub handler_port_min: u16,
 }
 
 impl Default for MasterConfig {
@@ -75,6 +79,7 @@ impl Default for MasterConfig {
             slug_gc_grace_secs: 3600,
             log_lines_per_app: 1000,
             default_memory_mb: 512,
+            handler_port_min: 40000,
         }
     }
 }
@@ -138,6 +143,9 @@ pub struct WorkerConfig {
     pub app_uid_base: u32,
     /// Unpacked slugs kept on disk that no instance uses.
     pub keep_unused_slugs: usize,
+    /// The address frontends use to reach this node's instances on their
+    /// `$PORT` (instances listen on all addresses).
+    pub advertise_host: String,
 }
 
 impl Default for WorkerConfig {
@@ -156,6 +164,7 @@ impl Default for WorkerConfig {
             crash_restarts_per_minute: 5,
             app_uid_base: 100_000,
             keep_unused_slugs: 4,
+            advertise_host: "127.0.0.1".into(),
         }
     }
 }
@@ -176,12 +185,76 @@ impl WorkerConfig {
     }
 }
 
+/// The HTTP edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendConfig {
+    /// This frontend's name (several may run, one per node).
+    pub name: String,
+    /// The master's API URL.
+    pub master: String,
+    /// Public HTTP address.
+    pub http: String,
+    /// Apps answer at `<app>.<base_domain>`.
+    pub base_domain: String,
+    /// Address the per-app handler sockets are bound on.
+    pub handler_bind: String,
+    /// Address handlers on other nodes connect to; empty = `handler_bind`.
+    pub handler_advertise: String,
+    /// A request for an app with no handler connected waits this long for
+    /// one (a deploy, a crash) before 503.
+    pub hold_ms: u64,
+    /// A handler or upstream that has not answered after this long: 504.
+    pub timeout_ms: u64,
+    /// Largest request body, bytes (413 above).
+    pub max_body_bytes: u64,
+    /// Largest request head (request line and headers), bytes (431 above).
+    pub max_header_bytes: usize,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        FrontendConfig {
+            name: "edge".into(),
+            master: "http://127.0.0.1:7070".into(),
+            http: "127.0.0.1:8080".into(),
+            base_domain: "localhost".into(),
+            handler_bind: "127.0.0.1".into(),
+            handler_advertise: String::new(),
+            hold_ms: 10_000,
+            timeout_ms: 30_000,
+            max_body_bytes: 100 << 20,
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
+impl FrontendConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        crate::names::node(&self.name).map_err(|e| e.to_string())?;
+        if self.http.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "http = {:?} is not an address like 127.0.0.1:8080",
+                self.http
+            ));
+        }
+        if self.base_domain.is_empty() || self.base_domain.starts_with('.') {
+            return Err(format!(
+                "base_domain = {:?} is not a domain",
+                self.base_domain
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The file `zeroku up` reads: one section per daemon.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     pub master: MasterConfig,
     pub worker: WorkerConfig,
+    pub frontend: FrontendConfig,
 }
 
 impl ClusterConfig {
@@ -189,7 +262,12 @@ impl ClusterConfig {
         self.master
             .validate()
             .map_err(|e| format!("[master] {e}"))?;
-        self.worker.validate().map_err(|e| format!("[worker] {e}"))
+        self.worker
+            .validate()
+            .map_err(|e| format!("[worker] {e}"))?;
+        self.frontend
+            .validate()
+            .map_err(|e| format!("[frontend] {e}"))
     }
 }
 
@@ -208,13 +286,16 @@ pub fn apply_env(
     let mut table = toml::Table::try_from(cfg).map_err(|e| env_err(e.to_string()))?;
     let mut seen = Vec::new();
     for (name, raw) in vars {
-        let (section, key) = match (
-            name.strip_prefix("ZEROKU_MASTER_"),
-            name.strip_prefix("ZEROKU_WORKER_"),
-        ) {
-            (Some(k), _) => ("master", k),
-            (_, Some(k)) => ("worker", k),
-            _ => continue,
+        let sections = [
+            ("ZEROKU_MASTER_", "master"),
+            ("ZEROKU_WORKER_", "worker"),
+            ("ZEROKU_FRONTEND_", "frontend"),
+        ];
+        let Some((section, key)) = sections
+            .iter()
+            .find_map(|(prefix, section)| name.strip_prefix(prefix).map(|k| (*section, k)))
+        else {
+            continue;
         };
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
             .ok()

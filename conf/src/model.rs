@@ -143,3 +143,36 @@ pub struct LogLine {
     pub stream: Stream,
     pub line: String,
 }
+
+/// What frontends need to route requests, published by the master on topic
+/// `routes` whenever it changes (and fetched by a frontend at start).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    /// Increases with every change; a frontend ignores older tables.
+    pub generation: u64,
+    pub apps: Vec<AppRoute>,
+}
+
+/// How to reach one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRoute {
+    pub app: String,
+    /// Custom domains (`zeroku domains:add`); `<app>.<base domain>` always
+    /// routes too.
+    pub domains: Vec<String>,
+    /// Set when the current release has a `handler` process type.
+    pub handler: Option<HandlerRoute>,
+    /// `host:port` of every `web` instance that is up.
+    pub web: Vec<String>,
+}
+
+/// The Mongrel2-protocol socket pair every frontend binds for an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandlerRoute {
+    /// Frontends bind PUSH here; handlers connect PULL (`M2_SEND_SPEC`).
+    pub send_port: u16,
+    /// Frontends bind SUB here; handlers connect PUB (`M2_RECV_SPEC`).
+    pub recv_port: u16,
+    /// Header encoding: `json` (default) or `tnetstring`.
+    pub protocol: String,
+}

@@ -5,7 +5,7 @@
 //! [`WireError::Version`] instead of being misread, and garbage is an error,
 //! never a panic.
 
-use crate::model::{Heartbeat, LogLine, NodeList};
+use crate::model::{Heartbeat, LogLine, NodeList, RouteTable};
 use serde::{de::IgnoredAny, Deserialize, Serialize};
 use thiserror::Error;
 
@@ -20,7 +20,12 @@ pub enum Message {
     Heartbeat(Heartbeat),
     /// worker → master, a batch of lines.
     Logs(Vec<LogLine>),
+    /// master → frontends, on topic `routes`.
+    Routes(RouteTable),
 }
+
+/// The PUB topic of the route table.
+pub const ROUTES_TOPIC: &str = "routes";
 
 #[derive(Debug, Error)]
 pub enum WireError {

@@ -158,7 +158,7 @@ impl Table {
 
 fn populate(store: &mut Store, p: &Params) -> Result<(), StoreError> {
     for i in 1..=p.nodes {
-        store.upsert_node(&node_name(i), p.node_mb)?;
+        store.upsert_node(&node_name(i), p.node_mb, "127.0.0.1")?;
     }
     let types: BTreeMap<String, String> = [
         (

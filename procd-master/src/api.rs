@@ -133,7 +133,9 @@ fn change<T>(
     c: &Cluster,
     f: impl FnOnce(&mut crate::store::Store) -> Result<T, crate::store::StoreError>,
 ) -> Result<T, crate::store::StoreError> {
-    tokio::task::block_in_place(|| c.change(f))
+    let out = tokio::task::block_in_place(|| c.change(f))?;
+    c.refresh_routes();
+    Ok(out)
 }
 
 /// Slug garbage collection after a deploy, off the request path.
@@ -329,9 +331,12 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             struct Reg {
                 name: String,
                 capacity_mb: u64,
+                #[serde(default = "loopback")]
+                host: String,
             }
             let r: Reg = body_json(req).await?;
             names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
+            check_host(&r.host)?;
             let same_node =
                 caller.role == Role::Node && caller.node.as_deref() == Some(r.name.as_str());
             if !(caller.role == Role::Join || caller.role == Role::Admin || same_node) {
@@ -362,7 +367,8 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 }
             }
             let token = new_token()?;
-            c.store().replace_node_token(&token, &r.name)?;
+            c.store()
+                .replace_scoped_token(&token, Role::Node, &r.name)?;
             c.live().insert(
                 r.name.clone(),
                 crate::cluster::Live {
@@ -370,7 +376,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     heartbeat: None,
                 },
             );
-            change(c, |s| s.upsert_node(&r.name, r.capacity_mb))?;
+            change(c, |s| s.upsert_node(&r.name, r.capacity_mb, &r.host))?;
             tracing::info!(node = %r.name, capacity_mb = r.capacity_mb, "node registered");
             ok(json!({
                 "node_token": token,
@@ -378,6 +384,90 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 "pull_endpoint": c.cfg.advertise_pull.clone().unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
                 "heartbeat_interval_ms": c.cfg.heartbeat_interval_ms,
             }))
+        }
+        (&Method::POST, ["frontends", "register"]) => {
+            #[derive(Deserialize)]
+            struct Reg {
+                name: String,
+                handler_host: String,
+            }
+            let r: Reg = body_json(req).await?;
+            names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
+            check_host(&r.handler_host)?;
+            let same =
+                caller.role == Role::Frontend && caller.node.as_deref() == Some(r.name.as_str());
+            if !(caller.role == Role::Join || caller.role == Role::Admin || same) {
+                return Err(ApiError::forbidden(
+                    "this token may not register a frontend",
+                ));
+            }
+            let token = new_token()?;
+            c.store()
+                .replace_scoped_token(&token, Role::Frontend, &r.name)?;
+            let changed = c.store().upsert_frontend(&r.name, &r.handler_host)?;
+            if changed {
+                // Handler processes must learn the new endpoints.
+                change(c, |_| Ok(()))?;
+            }
+            tracing::info!(frontend = %r.name, handler_host = %r.handler_host, "frontend registered");
+            ok(json!({
+                "token": token,
+                "pub_endpoint": c.cfg.advertise_pub.clone().unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
+            }))
+        }
+        (&Method::GET, ["routes"]) => {
+            if !matches!(caller.role, Role::Admin | Role::Frontend) {
+                return Err(ApiError::forbidden(
+                    "the route table needs an admin or frontend token",
+                ));
+            }
+            ok(json!(c.route_table()))
+        }
+        (&Method::GET, ["apps", app, "domains"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let mine: Vec<String> = c
+                .store()
+                .domains()?
+                .into_iter()
+                .filter(|(_, a)| a == app)
+                .map(|(d, _)| d)
+                .collect();
+            ok(json!(mine))
+        }
+        (&Method::POST, ["apps", app, "domains"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            #[derive(Deserialize)]
+            struct D {
+                domain: String,
+            }
+            let d: D = body_json(req).await?;
+            let domain = d.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            check_domain(&domain)?;
+            if let Some(other) = c.store().add_domain(app, &domain)? {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("domain {domain} already belongs to app {other}"),
+                ));
+            }
+            c.refresh_routes();
+            Ok(Reply::Json(
+                StatusCode::CREATED,
+                json!({"app": app, "domain": domain}),
+            ))
+        }
+        (&Method::DELETE, ["apps", app, "domains", domain]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            if !c.store().remove_domain(app, domain)? {
+                return Err(ApiError::not_found(format!(
+                    "app {app} has no domain {domain}"
+                )));
+            }
+            c.refresh_routes();
+            ok(json!({"app": app, "removed": domain}))
         }
         (&Method::GET, ["nodes", node, "list"]) => {
             caller.node_or_admin(Some(node))?;
@@ -445,6 +535,43 @@ struct Scale {
     proc_type: String,
     quantity: u32,
     memory_mb: Option<u64>,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+
+/// A host name or address other machines can use: no scheme, port or path.
+fn check_host(h: &str) -> Result<(), ApiError> {
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{h:?} is not a host name or IP address"
+        )))
+    }
+}
+
+fn check_domain(d: &str) -> Result<(), ApiError> {
+    let labels_ok = d.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    if d.len() <= 253 && d.contains('.') && labels_ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{d:?} is not a domain name like www.example.com"
+        )))
+    }
 }
 
 /// Largest quantity of one process type: a typo like `web=1000000` must not

@@ -4,8 +4,9 @@
 
 use crate::bus::{self, Outgoing};
 use crate::logbook::LogBook;
+use crate::routes;
 use crate::scheduler::{self, NodeSlot};
-use crate::store::{Placement, Release, Store, StoreError};
+use crate::store::{Frontend, Placement, Release, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::SyncSender;
@@ -13,8 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zeroku_builder::store::SlugStore;
 use zeroku_conf::config::MasterConfig;
-use zeroku_conf::wire::{node_topic, Message};
-use zeroku_conf::{Heartbeat, InstanceSpec, Limits, NodeList, SlugRef};
+use zeroku_conf::wire::{node_topic, Message, ROUTES_TOPIC};
+use zeroku_conf::{Heartbeat, InstanceSpec, Limits, NodeList, RouteTable, SlugRef};
 
 /// What the master last heard from a node.
 pub struct Live {
@@ -31,6 +32,10 @@ pub struct Cluster {
     store: Mutex<Store>,
     live: Mutex<HashMap<String, Live>>,
     lists: Mutex<HashMap<String, NodeList>>,
+    /// The frontends the handler specs in `lists` were built for.
+    frontends: Mutex<Vec<Frontend>>,
+    /// The route table last published.
+    routes: Mutex<RouteTable>,
     /// App names, refreshed on every re-plan, to filter incoming log lines.
     known_apps: Mutex<std::collections::HashSet<String>>,
     publisher: SyncSender<Outgoing>,
@@ -57,6 +62,8 @@ impl Cluster {
             live: Mutex::new(HashMap::new()),
             lists: Mutex::new(HashMap::new()),
             known_apps: Mutex::new(Default::default()),
+            frontends: Mutex::new(Vec::new()),
+            routes: Mutex::new(RouteTable::default()),
             publisher,
             started: Instant::now(),
         }
@@ -123,6 +130,16 @@ impl Cluster {
             }
         }
         let mut lists = lock(&self.lists);
+        let frontends = store.frontends()?;
+        {
+            let mut known = lock(&self.frontends);
+            if *known != frontends {
+                // Handler processes get every frontend's endpoints: rebuild
+                // every list.
+                lists.clear();
+                *known = frontends.clone();
+            }
+        }
         let changed: Vec<&str> = nodes
             .iter()
             .map(|n| n.name.as_str())
@@ -140,7 +157,19 @@ impl Cluster {
         for (generation, node) in (first..).zip(changed) {
             let instances = wanted.get(node).map_or_else(Vec::new, |ps| {
                 ps.iter()
-                    .map(|p| spec(p, &releases[&p.app], seqs.get(&p.app).copied().unwrap_or(0)))
+                    .map(|p| {
+                        let seq = seqs.get(&p.app).copied().unwrap_or(0);
+                        let mut s = spec(p, &releases[&p.app], seq);
+                        if p.proc_type == routes::HANDLER_TYPE {
+                            s.env.extend(routes::handler_env(
+                                self.cfg.handler_port_min,
+                                seq,
+                                &p.id,
+                                &frontends,
+                            ));
+                        }
+                        s
+                    })
                     .collect()
             });
             let list = NodeList {
@@ -164,8 +193,70 @@ impl Cluster {
         Ok(())
     }
 
+    /// Rebuilds the route table from the store and the last heartbeats, and
+    /// publishes it if it changed. Called periodically and after changes.
+    pub fn refresh_routes(&self) {
+        let store = self.store();
+        let built = (|| -> Result<_, StoreError> {
+            let apps = store.apps()?;
+            let mut releases = HashMap::new();
+            for a in &apps {
+                if let Some(r) = store.current_release(&a.name)? {
+                    releases.insert(a.name.clone(), r);
+                }
+            }
+            let (domains, placements, nodes) =
+                (store.domains()?, store.placements()?, store.nodes()?);
+            let live = lock(&self.live);
+            Ok(routes::build(&routes::Inputs {
+                apps: &apps,
+                releases: &releases,
+                domains: &domains,
+                placements: &placements,
+                nodes: &nodes,
+                live: &live,
+                handler_port_min: self.cfg.handler_port_min,
+            }))
+        })();
+        let apps = match built {
+            Ok(a) => a,
+            Err(e) => return tracing::error!(error = %e, "building the route table"),
+        };
+        let mut current = lock(&self.routes);
+        if current.apps == apps && current.generation > 0 {
+            return;
+        }
+        let generation = match store.next_generations(1) {
+            Ok(g) => g,
+            Err(e) => return tracing::error!(error = %e, "route table generation"),
+        };
+        *current = RouteTable { generation, apps };
+        tracing::debug!(
+            generation,
+            apps = current.apps.len(),
+            "publishing route table"
+        );
+        bus::publish(
+            &self.publisher,
+            ROUTES_TOPIC.to_string(),
+            &Message::Routes(current.clone()),
+        );
+    }
+
+    pub fn route_table(&self) -> RouteTable {
+        lock(&self.routes).clone()
+    }
+
     /// Publishes every node's list again (slow joiners, lost messages).
     pub fn republish(&self) {
+        let routes = lock(&self.routes).clone();
+        if routes.generation > 0 {
+            bus::publish(
+                &self.publisher,
+                ROUTES_TOPIC.to_string(),
+                &Message::Routes(routes),
+            );
+        }
         for l in lock(&self.lists).values() {
             bus::publish(
                 &self.publisher,
@@ -205,6 +296,7 @@ impl Cluster {
             Message::NodeList(l) => {
                 tracing::warn!(node = %l.node, "ignored a node list sent to the master")
             }
+            Message::Routes(_) => tracing::warn!("ignored a route table sent to the master"),
         }
     }
 

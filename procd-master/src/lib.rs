@@ -19,6 +19,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod logbook;
+pub mod routes;
 pub mod scheduler;
 pub mod store;
 pub mod views;
@@ -139,7 +140,12 @@ pub async fn run(
                     _ = shutdown.cancelled() => break,
                     _ = live.tick() => {
                         let c = c.clone();
-                        let _ = tokio::task::spawn_blocking(move || c.check_liveness()).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            c.check_liveness();
+                            // Web instances come and go with heartbeats.
+                            c.refresh_routes();
+                        })
+                        .await;
                     }
                     _ = republish.tick() => c.republish(),
                 }

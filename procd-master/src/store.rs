@@ -57,6 +57,16 @@ pub struct Node {
     pub state: String,
     pub draining: bool,
     pub joined_at: u64,
+    /// Where frontends reach this node's instances.
+    pub host: String,
+}
+
+/// A registered frontend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Frontend {
+    pub name: String,
+    /// Where handlers connect to its per-app sockets.
+    pub handler_host: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,6 +88,8 @@ pub enum Role {
     Join,
     /// A registered worker: its own list, slugs.
     Node,
+    /// A registered frontend: the route table.
+    Frontend,
 }
 
 pub fn now() -> u64 {
@@ -99,7 +111,9 @@ CREATE TABLE IF NOT EXISTS config_vars (app TEXT NOT NULL, key TEXT NOT NULL, va
 CREATE TABLE IF NOT EXISTS releases (app TEXT NOT NULL, version INTEGER NOT NULL, slug_sha256 TEXT NOT NULL, slug_size INTEGER NOT NULL,
   process_types TEXT NOT NULL, env TEXT NOT NULL, description TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (app, version));
 CREATE TABLE IF NOT EXISTS formation (app TEXT NOT NULL, proc_type TEXT NOT NULL, quantity INTEGER NOT NULL, memory_mb INTEGER NOT NULL, PRIMARY KEY (app, proc_type));
-CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, capacity_mb INTEGER NOT NULL, state TEXT NOT NULL, draining INTEGER NOT NULL, joined_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, capacity_mb INTEGER NOT NULL, state TEXT NOT NULL, draining INTEGER NOT NULL, joined_at INTEGER NOT NULL, host TEXT NOT NULL DEFAULT '127.0.0.1');
+CREATE TABLE IF NOT EXISTS domains (domain TEXT PRIMARY KEY, app TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS frontends (name TEXT PRIMARY KEY, handler_host TEXT NOT NULL, joined_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, proc_type TEXT NOT NULL, idx INTEGER NOT NULL, node TEXT, memory_mb INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, node TEXT, created_at INTEGER NOT NULL);
 ";
@@ -142,15 +156,16 @@ impl Store {
 
     /// Issues `token` as the only node token of `node` (a worker that
     /// registers again gets a new one; the old one stops working).
-    pub fn replace_node_token(&mut self, token: &str, node: &str) -> Result<()> {
+    pub fn replace_scoped_token(&mut self, token: &str, role: Role, name: &str) -> Result<()> {
+        let role = serde_json::to_string(&role)?;
         let tx = self.db.transaction()?;
         tx.execute(
-            "DELETE FROM tokens WHERE role = '\"node\"' AND node = ?1",
-            [node],
+            "DELETE FROM tokens WHERE role = ?1 AND node = ?2",
+            params![role, name],
         )?;
         tx.execute(
-            "INSERT INTO tokens (hash, role, node, created_at) VALUES (?1, '\"node\"', ?2, ?3)",
-            params![hash_token(token), node, now()],
+            "INSERT INTO tokens (hash, role, node, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash_token(token), role, name, now()],
         )?;
         tx.commit()?;
         Ok(())
@@ -227,7 +242,13 @@ impl Store {
 
     pub fn delete_app(&mut self, name: &str) -> Result<bool> {
         let tx = self.db.transaction()?;
-        for table in ["config_vars", "releases", "formation", "instances"] {
+        for table in [
+            "config_vars",
+            "releases",
+            "formation",
+            "instances",
+            "domains",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
         let n = tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
@@ -399,13 +420,73 @@ impl Store {
 
     // ---- nodes
 
-    pub fn upsert_node(&self, name: &str, capacity_mb: u64) -> Result<()> {
+    pub fn upsert_node(&self, name: &str, capacity_mb: u64, host: &str) -> Result<()> {
         self.db.execute(
-            "INSERT INTO nodes (name, capacity_mb, state, draining, joined_at) VALUES (?1, ?2, 'up', 0, ?3)
-             ON CONFLICT(name) DO UPDATE SET capacity_mb = excluded.capacity_mb, state = 'up'",
-            params![name, capacity_mb, now()],
+            "INSERT INTO nodes (name, capacity_mb, state, draining, joined_at, host) VALUES (?1, ?2, 'up', 0, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET capacity_mb = excluded.capacity_mb, state = 'up', host = excluded.host",
+            params![name, capacity_mb, now(), host],
         )?;
         Ok(())
+    }
+
+    // ---- frontends and domains
+
+    /// Registers a frontend; true when it is new or its address changed.
+    pub fn upsert_frontend(&self, name: &str, handler_host: &str) -> Result<bool> {
+        let n = self.db.execute(
+            "INSERT INTO frontends (name, handler_host, joined_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET handler_host = excluded.handler_host
+             WHERE frontends.handler_host != excluded.handler_host",
+            params![name, handler_host, now()],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn frontends(&self) -> Result<Vec<Frontend>> {
+        let mut st = self
+            .db
+            .prepare("SELECT name, handler_host FROM frontends ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok(Frontend {
+                name: r.get(0)?,
+                handler_host: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds a custom domain; `Some(app)` when another app already has it.
+    pub fn add_domain(&self, app: &str, domain: &str) -> Result<Option<String>> {
+        let owner: Option<String> = self
+            .db
+            .query_row("SELECT app FROM domains WHERE domain = ?1", [domain], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(o) = owner.filter(|o| o != app) {
+            return Ok(Some(o));
+        }
+        self.db.execute(
+            "INSERT OR REPLACE INTO domains (domain, app) VALUES (?1, ?2)",
+            params![domain, app],
+        )?;
+        Ok(None)
+    }
+
+    pub fn remove_domain(&self, app: &str, domain: &str) -> Result<bool> {
+        Ok(self.db.execute(
+            "DELETE FROM domains WHERE domain = ?1 AND app = ?2",
+            params![domain, app],
+        )? > 0)
+    }
+
+    /// Every custom domain, as (domain, app).
+    pub fn domains(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT domain, app FROM domains ORDER BY domain")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn nodes(&self) -> Result<Vec<Node>> {
@@ -515,7 +596,7 @@ fn placement_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Placement> {
     })
 }
 
-const NODE_SELECT: &str = "SELECT name, capacity_mb, state, draining, joined_at FROM nodes";
+const NODE_SELECT: &str = "SELECT name, capacity_mb, state, draining, joined_at, host FROM nodes";
 
 fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
     Ok(Node {
@@ -524,6 +605,7 @@ fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
         state: r.get(2)?,
         draining: r.get(3)?,
         joined_at: r.get(4)?,
+        host: r.get(5)?,
     })
 }
 

@@ -106,7 +106,7 @@ async fn join(
     if tokens.is_empty() {
         return Err(WorkerError::NoToken);
     }
-    let body = serde_json::json!({"name": cfg.node, "capacity_mb": capacity_mb});
+    let body = serde_json::json!({"name": cfg.node, "capacity_mb": capacity_mb, "host": cfg.advertise_host});
     let mut delay = Duration::from_millis(200);
     loop {
         let mut last_refusal = None;
