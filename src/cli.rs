@@ -69,6 +69,9 @@ pub enum Command {
         /// Name of the local node.
         #[arg(long)]
         node: Option<String>,
+        /// Public HTTP address of the embedded frontend (config: frontend.http).
+        #[arg(long)]
+        http: Option<String>,
         /// Check the config and exit.
         #[arg(short = 't', long = "check")]
         check: bool,
@@ -109,6 +112,28 @@ pub enum Command {
         port_min: Option<u16>,
         #[arg(long)]
         port_max: Option<u16>,
+        #[arg(short = 't', long = "check")]
+        check: bool,
+    },
+    /// Run a frontend (the HTTP edge) that follows the master's routes.
+    Frontend {
+        #[arg(long)]
+        data: PathBuf,
+        /// Config file; its [frontend] section is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// This frontend's name (config: frontend.name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The master's API URL (config: frontend.master).
+        #[arg(long)]
+        master: Option<String>,
+        /// A join token from `zeroku nodes:join-token` (needed on first start).
+        #[arg(long, env = "ZEROKU_JOIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Public HTTP address (config: frontend.http).
+        #[arg(long)]
+        http: Option<String>,
         #[arg(short = 't', long = "check")]
         check: bool,
     },
@@ -229,6 +254,31 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// List an app's custom domains.
+    Domains {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Route a custom domain to an app.
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        #[command(flatten)]
+        app: AppArg,
+        domain: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop routing a custom domain to an app.
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        #[command(flatten)]
+        app: AppArg,
+        domain: String,
+        #[command(flatten)]
+        api: Api,
+    },
     /// List nodes: state, capacity, instances.
     Nodes {
         #[command(flatten)]
@@ -260,7 +310,10 @@ impl Command {
     pub fn is_daemon(&self) -> bool {
         matches!(
             self,
-            Command::Up { .. } | Command::Master { .. } | Command::Worker { .. }
+            Command::Up { .. }
+                | Command::Master { .. }
+                | Command::Worker { .. }
+                | Command::Frontend { .. }
         )
     }
 }

@@ -68,6 +68,8 @@ fn tour() {
             &format!("tcp://127.0.0.1:{p1}"),
             "--pull",
             &format!("tcp://127.0.0.1:{p2}"),
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
         ],
         tmp.path().join("up.log"),
     );

@@ -1,8 +1,181 @@
-//! zeroku-frontend: the public HTTP/1.1 + WebSocket edge.
+//! zeroku-frontend: the public HTTP/1.1 edge.
 //!
-//! It will route requests by host and path to Mongrel2-protocol handlers (ZMQ
-//! PUSH/SUB, one socket pair per app), to app instances listening on `$PORT`,
-//! or to static directories, from the route table the master publishes.
-//! It must not hold state of its own beyond in-flight requests: routes come
-//! from the master. Not built yet; see the project's issues.
-#![forbid(unsafe_code)]
+//! - [`follow`]: joins the master and follows its route table.
+//! - [`routing`]: `Host` → app (`<app>.<base domain>`, custom domains).
+//! - [`edge`]: the hyper server; answers its own errors in one place.
+//! - [`handlers`]: per-app Mongrel2-protocol socket pairs (ZMQ PUSH/SUB),
+//!   one thread each, so no app sees another's requests.
+//! - [`proxy`]: round-robin proxying to `web` instances on `$PORT`.
+//! - [`m2`]: the Mongrel2 handler wire format and a Rust handler library.
+//!
+//! The frontend holds no state beyond in-flight requests: routes come from
+//! the master. It must not start processes or change the cluster.
+
+pub mod edge;
+pub mod follow;
+pub mod handlers;
+pub mod m2;
+pub mod proxy;
+pub mod routing;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use zeroku_conf::config::FrontendConfig;
+use zeroku_master::client::{Client, ClientError};
+
+#[derive(Debug, Error)]
+pub enum FrontendError {
+    #[error("invalid frontend config: {0}")]
+    Config(String),
+    #[error("cannot use data directory {path}: {source}")]
+    Data {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no token to join the cluster: pass --token with a token from `zeroku nodes:join-token`"
+    )]
+    NoToken,
+    #[error("the master refused this frontend: {0}")]
+    Refused(#[source] ClientError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot listen on {addr} for HTTP: {source} (is something else on that port? pick another with --http)")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ZMQ: cannot follow routes at {endpoint}: {source}")]
+    Zmq {
+        endpoint: String,
+        #[source]
+        source: zmq::Error,
+    },
+}
+
+/// A random UUID (v4), the frontend's identity towards handlers; kept in
+/// `<data>/frontend-uuid` so it survives restarts.
+fn frontend_uuid(data: &Path) -> std::io::Result<String> {
+    let path = data.join("frontend-uuid");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if s.len() == 36 {
+            return Ok(s.to_string());
+        }
+    }
+    let mut b = [0u8; 16];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    );
+    std::fs::write(&path, &uuid)?;
+    Ok(uuid)
+}
+
+/// Runs a frontend until `shutdown`; `started` gets the bound HTTP address.
+pub async fn run(
+    cfg: FrontendConfig,
+    data: &Path,
+    token: Option<String>,
+    shutdown: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> Result<(), FrontendError> {
+    cfg.validate().map_err(FrontendError::Config)?;
+    let data_err = |source| FrontendError::Data {
+        path: data.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(data).map_err(data_err)?;
+    let uuid = frontend_uuid(data).map_err(data_err)?;
+    let listener = tokio::net::TcpListener::bind(&cfg.http)
+        .await
+        .map_err(|source| FrontendError::Listen {
+            addr: cfg.http.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(data_err)?;
+    let has_saved = data.join("frontend-token.json").exists();
+    if token.is_none() && !has_saved {
+        return Err(FrontendError::NoToken);
+    }
+    let Some(joined) = follow::join(&cfg, data, token.as_deref(), &shutdown)
+        .await
+        .map_err(FrontendError::Refused)?
+    else {
+        return Ok(());
+    };
+    let client = Client::new(&cfg.master, &joined.token)?;
+    let hubs = handlers::Hubs::new(
+        uuid.clone(),
+        cfg.handler_bind.clone(),
+        std::time::Duration::from_millis(cfg.hold_ms),
+    );
+    let edge = Arc::new(edge::Edge::new(hubs, addr.port(), &cfg));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let sub = follow::subscribe(&joined.pub_endpoint, tx, stop.clone()).map_err(|source| {
+        FrontendError::Zmq {
+            endpoint: joined.pub_endpoint.clone(),
+            source,
+        }
+    })?;
+    let Some(table) = follow::fetch(&client, &shutdown).await? else {
+        return Ok(());
+    };
+    apply(&edge, table, &cfg.base_domain);
+    tracing::info!(http = %addr, uuid, base_domain = %cfg.base_domain, "frontend running");
+    if let Some(tx) = started {
+        let _ = tx.send(addr);
+    }
+    let follower = {
+        let (edge, base, shutdown) = (edge.clone(), cfg.base_domain.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    t = rx.recv() => match t {
+                        Some(t) => apply(&edge, t, &base),
+                        None => break,
+                    },
+                }
+            }
+        })
+    };
+    edge::serve(listener, edge, cfg.max_header_bytes, shutdown).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = follower.await;
+    let _ = tokio::task::spawn_blocking(move || sub.join()).await;
+    tracing::info!("frontend stopped");
+    Ok(())
+}
+
+/// Installs a route table unless it is older than the current one.
+fn apply(edge: &edge::Edge, table: zeroku_conf::RouteTable, base_domain: &str) {
+    if table.generation < edge.routes().generation {
+        return;
+    }
+    edge.hubs.sync(
+        table
+            .apps
+            .iter()
+            .filter_map(|a| a.handler.as_ref().map(|h| (a.app.as_str(), h))),
+    );
+    let routes = routing::Routes::new(table, base_domain);
+    tracing::debug!(generation = routes.generation, "route table applied");
+    *edge.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+}

@@ -74,6 +74,7 @@ pub async fn up(
     config_path: Option<PathBuf>,
     flags: MasterFlags,
     node: Option<String>,
+    http: Option<String>,
     check_only: bool,
 ) -> Result<()> {
     let data = data.unwrap_or_else(default_data);
@@ -95,7 +96,11 @@ pub async fn up(
     if let Some(n) = node {
         cfg.worker.node = n;
     }
+    if let Some(h) = http {
+        cfg.frontend.http = h;
+    }
     cfg.worker.master = format!("http://{}", cfg.master.api);
+    cfg.frontend.master = cfg.worker.master.clone();
     check(&cfg, Some(&config_path))?;
     if check_only {
         println!("config {} is valid", config_path.display());
@@ -114,38 +119,118 @@ pub async fn up(
             return master.await?.context("the master could not start");
         }
     };
-    // The local worker joins with a join token, like any other node.
+    // The local worker and frontend join with a join token, like any
+    // other node.
     let join = zeroku_master::api::new_token().map_err(|e| anyhow::anyhow!(e.message))?;
     started
         .cluster
         .store()
         .add_token(&join, zeroku_master::store::Role::Join, None)
-        .context("creating the local worker's join token")?;
-    cfg.worker.master = format!("http://{}", started.api_addr);
+        .context("creating the local join token")?;
+    let api_url = format!("http://{}", started.api_addr);
+    cfg.worker.master = api_url.clone();
+    cfg.frontend.master = api_url;
     let worker = {
-        let (cfg, wdata, shutdown) = (cfg.worker.clone(), data.join("worker"), shutdown.clone());
+        let (cfg, wdata, shutdown, join) = (
+            cfg.worker.clone(),
+            data.join("worker"),
+            shutdown.clone(),
+            join.clone(),
+        );
         tokio::spawn(async move { zeroku_worker::run(cfg, &wdata, Some(join), shutdown).await })
+    };
+    let (ftx, frx) = tokio::sync::oneshot::channel();
+    let frontend = {
+        let (cfg, fdata, shutdown) = (
+            cfg.frontend.clone(),
+            data.join("frontend"),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            zeroku_frontend::run(cfg, &fdata, Some(join), shutdown, Some(ftx)).await
+        })
+    };
+    let http_addr = match frx.await {
+        Ok(a) => a,
+        Err(_) => {
+            shutdown.cancel();
+            let _ = master.await;
+            return frontend.await?.context("the frontend could not start");
+        }
     };
     let env = data.join("cli.env");
     eprintln!(
-        "\nzeroku is up: master API http://{api}, node {node}, data {data}\n\n\
+        "\nzeroku is up: master API http://{api}, apps at http://<app>.{base}:{port}, node {node}, data {data}\n\n\
          Next, in another shell:\n  . {env}\n  zeroku apps:create hello\n  \
          zeroku releases:create -a hello examples/clock\n  zeroku ps:scale -a hello clock=2\n  \
          zeroku ps -a hello\n  zeroku logs -a hello --tail\n\nStop with ctrl-c (app processes keep running and are re-adopted on the next `zeroku up`).\n",
         api = started.api_addr,
+        base = cfg.frontend.base_domain,
+        port = http_addr.port(),
         node = cfg.worker.node,
         data = data.display(),
         env = env.display(),
     );
     drop(started);
-    let (m, w) = tokio::join!(master, worker);
-    let w = w?;
-    if let Err(e) = &w {
-        shutdown.cancel();
-        tracing::error!(error = %e, "worker");
+    // If one daemon stops with an error, the others stop too.
+    let watch = |name: &'static str,
+                 h: tokio::task::JoinHandle<Result<(), anyhow::Error>>,
+                 shutdown: CancellationToken| async move {
+        let r = match h.await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("{name} panicked: {e}")),
+        };
+        if let Err(e) = &r {
+            tracing::error!(error = %format!("{e:#}"), "{name} stopped");
+            shutdown.cancel();
+        }
+        r.with_context(|| name)
+    };
+    let m = tokio::spawn(async move { master.await?.map_err(anyhow::Error::from) });
+    let w = tokio::spawn(async move { worker.await?.map_err(anyhow::Error::from) });
+    let f = tokio::spawn(async move { frontend.await?.map_err(anyhow::Error::from) });
+    let (m, w, f) = tokio::join!(
+        watch("master", m, shutdown.clone()),
+        watch("worker", w, shutdown.clone()),
+        watch("frontend", f, shutdown.clone())
+    );
+    m?;
+    w?;
+    f?;
+    Ok(())
+}
+
+pub struct FrontendFlags {
+    pub name: Option<String>,
+    pub master: Option<String>,
+    pub http: Option<String>,
+}
+
+pub async fn frontend(
+    data: PathBuf,
+    config_path: Option<PathBuf>,
+    f: FrontendFlags,
+    token: Option<String>,
+    check_only: bool,
+) -> Result<()> {
+    let mut cfg = load(config_path.as_deref())?;
+    if let Some(v) = f.name {
+        cfg.frontend.name = v;
     }
-    m?.context("master")?;
-    w.context("worker")?;
+    if let Some(v) = f.master {
+        cfg.frontend.master = v;
+    }
+    if let Some(v) = f.http {
+        cfg.frontend.http = v;
+    }
+    check(&cfg, config_path.as_deref())?;
+    if check_only {
+        println!("frontend config is valid");
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    zeroku_frontend::run(cfg.frontend, &data, token, shutdown, None).await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 mod apps;
 mod daemons;
+mod domains;
 mod logs;
 mod nodes;
 mod ps;
@@ -20,8 +21,21 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             config,
             master,
             node,
+            http,
             check,
-        } => daemons::up(data, config, master, node, check).await,
+        } => daemons::up(data, config, master, node, http, check).await,
+        Frontend {
+            data,
+            config,
+            name,
+            master,
+            token,
+            http,
+            check,
+        } => {
+            let flags = daemons::FrontendFlags { name, master, http };
+            daemons::frontend(data, config, flags, token, check).await
+        }
         Master {
             data,
             config,
@@ -71,6 +85,9 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             num,
             api,
         } => logs::show(&api, &app.app, tail, num).await,
+        Domains { app, api } => domains::list(&api, &app.app).await,
+        DomainsAdd { app, domain, api } => domains::add(&api, &app.app, &domain).await,
+        DomainsRemove { app, domain, api } => domains::remove(&api, &app.app, &domain).await,
         Nodes { api } => nodes::list(&api).await,
         NodesJoinToken { api } => nodes::join_token(&api).await,
         NodesDrain { node, api } => nodes::drain(&api, &node, true).await,

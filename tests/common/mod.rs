@@ -159,6 +159,7 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub master: Master,
     pub workers: Vec<(String, Daemon, PathBuf)>,
+    pub frontends: Vec<Daemon>,
 }
 
 impl Drop for TestCluster {
@@ -193,6 +194,15 @@ impl TestCluster {
     pub fn start_with(config: &str) -> TestCluster {
         let dir = tempdir();
         let cfg = dir.path().join("zeroku.toml");
+        // Handler sockets of parallel tests must not collide.
+        let config = if config.contains("handler_port_min") {
+            config.to_string()
+        } else {
+            config.replace(
+                "[master]\n",
+                &format!("[master]\nhandler_port_min = {}\n", free_port()),
+            )
+        };
         std::fs::write(&cfg, config).expect("write config");
         let data = dir.path().join("master");
         let api = format!("127.0.0.1:{}", free_port());
@@ -237,6 +247,7 @@ impl TestCluster {
                 args,
             },
             workers: Vec::new(),
+            frontends: Vec::new(),
         };
         eventually(Duration::from_secs(20), "master API", || {
             c.cli_ok(&["apps"]).map(|_| ())
@@ -290,6 +301,39 @@ impl TestCluster {
             ],
             self.dir.path().join(format!("worker-{name}.log")),
         )
+    }
+
+    /// Starts a frontend; returns its HTTP address.
+    pub fn add_frontend(&mut self, name: &str) -> String {
+        let data = self.dir.path().join(format!("frontend-{name}"));
+        let join = self.cli_ok(&["nodes:join-token"]).expect("join token");
+        let http = format!("127.0.0.1:{}", free_port());
+        let cfg = self.config_path();
+        let d = Daemon::spawn(
+            &[
+                "frontend",
+                "--data",
+                data.to_str().expect("utf8"),
+                "--config",
+                cfg.to_str().expect("utf8"),
+                "--name",
+                name,
+                "--master",
+                &self.master.url,
+                "--token",
+                join.trim(),
+                "--http",
+                &http,
+            ],
+            self.dir.path().join(format!("frontend-{name}.log")),
+        );
+        self.frontends.push(d);
+        eventually(Duration::from_secs(15), "frontend listening", || {
+            std::net::TcpStream::connect(&http)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        http
     }
 
     pub fn worker(&mut self, name: &str) -> &mut (String, Daemon, PathBuf) {
@@ -378,3 +422,32 @@ pub const TICKER: &[(&str, &str)] = &[(
     "Procfile",
     "clock: sh -c 'while true; do echo \"tick ${GREETING:-none} $ZEROKU_INSTANCE\"; sleep 0.2; done'\n",
 )];
+
+/// A minimal HTTP/1.1 client: one request on a new connection, the whole
+/// response read until the server closes it. Returns (status, headers, body).
+pub fn http_get(addr: &str, host: &str, path: &str) -> Result<(u16, String, String), String> {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+pub fn http_request(addr: &str, raw: &str) -> Result<(u16, String, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(raw.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no response head in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok((status, head.to_string(), body.to_string()))
+}

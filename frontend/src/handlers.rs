@@ -1,0 +1,354 @@
+//! The handler backend: one [`Hub`] per app, a thread that owns the app's
+//! Mongrel2-protocol sockets — PUSH (requests out, bound on the app's send
+//! port) and SUB (replies in, bound on its recv port, subscribed to this
+//! frontend's UUID) — so no app can see another's requests.
+//!
+//! PUSH has `ZMQ_IMMEDIATE` set: while no handler is connected, a request
+//! stays in the hub's own queue, for at most the hold time, and is
+//! delivered as soon as a handler connects; after that the requester is
+//! told [`Chunk::NoHandler`] (503). Replies are parsed and handed to the
+//! request waiting on each connection id; garbage is logged and dropped.
+
+use crate::m2;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use zeroku_conf::HandlerRoute;
+
+/// What a request hears from its handler.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Raw HTTP response bytes (a handler writes the whole response).
+    Data(Bytes),
+    /// An empty reply: close the connection.
+    Close,
+    /// No handler connected within the hold time.
+    NoHandler,
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, UnboundedSender<Chunk>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Hub {
+    pub app: String,
+    pub route: HandlerRoute,
+    /// inproc PUSH to the hub thread: (conn id, message).
+    cmd: Mutex<zmq::Socket>,
+    waiters: Waiters,
+    stop: Arc<AtomicBool>,
+    /// Replies from handlers that did not parse.
+    pub garbage: Arc<AtomicU64>,
+    /// Requests waiting for a handler to connect.
+    pub queued: Arc<AtomicU64>,
+}
+
+static HUB_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A request: held until a handler connects (or the hold time ends).
+const HOLD: u8 = 0;
+/// A notice (disconnect): sent if a handler is connected, else dropped.
+const NOTICE: u8 = 1;
+
+impl Hub {
+    /// Binds the app's sockets and starts its thread.
+    pub fn start(
+        ctx: &zmq::Context,
+        app: &str,
+        route: &HandlerRoute,
+        bind_host: &str,
+        uuid: &str,
+        hold: Duration,
+    ) -> Result<Hub, String> {
+        let err = |what: &str, e: zmq::Error| format!("app {app}: cannot {what}: {e}");
+        let push = ctx
+            .socket(zmq::PUSH)
+            .map_err(|e| err("create a PUSH socket", e))?;
+        push.set_linger(0).map_err(|e| err("configure PUSH", e))?;
+        push.set_immediate(true)
+            .map_err(|e| err("configure PUSH", e))?;
+        push.set_sndhwm(100_000)
+            .map_err(|e| err("configure PUSH", e))?;
+        let send_ep = format!("tcp://{bind_host}:{}", route.send_port);
+        push.bind(&send_ep)
+            .map_err(|e| err(&format!("bind {send_ep}"), e))?;
+        let sub = ctx
+            .socket(zmq::SUB)
+            .map_err(|e| err("create a SUB socket", e))?;
+        sub.set_linger(0).map_err(|e| err("configure SUB", e))?;
+        sub.set_maxmsgsize(64 << 20)
+            .map_err(|e| err("configure SUB", e))?;
+        sub.set_subscribe(uuid.as_bytes())
+            .map_err(|e| err("subscribe", e))?;
+        let recv_ep = format!("tcp://{bind_host}:{}", route.recv_port);
+        sub.bind(&recv_ep)
+            .map_err(|e| err(&format!("bind {recv_ep}"), e))?;
+        let inproc = format!(
+            "inproc://zeroku-hub-{}",
+            HUB_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let cmd_in = ctx
+            .socket(zmq::PULL)
+            .map_err(|e| err("create a command socket", e))?;
+        cmd_in
+            .bind(&inproc)
+            .map_err(|e| err("bind the command socket", e))?;
+        let cmd = ctx
+            .socket(zmq::PUSH)
+            .map_err(|e| err("create a command socket", e))?;
+        cmd.connect(&inproc)
+            .map_err(|e| err("connect the command socket", e))?;
+
+        let waiters: Waiters = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let garbage = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicU64::new(0));
+        let mut t = HubThread {
+            app: app.to_string(),
+            uuid: uuid.to_string(),
+            push,
+            sub,
+            cmd_in,
+            waiters: waiters.clone(),
+            pending: VecDeque::new(),
+            hold,
+            garbage: garbage.clone(),
+            queued: queued.clone(),
+        };
+        let s = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("m2-{app}"))
+            .spawn(move || t.run(&s))
+            .map_err(|e| format!("app {app}: cannot start the handler thread: {e}"))?;
+        tracing::info!(app, send = %send_ep, recv = %recv_ep, "handler sockets bound");
+        Ok(Hub {
+            app: app.to_string(),
+            route: route.clone(),
+            cmd: Mutex::new(cmd),
+            waiters,
+            stop,
+            garbage,
+            queued,
+        })
+    }
+
+    /// Registers the request on `conn_id` for replies, then sends `msg`.
+    pub fn send(&self, conn_id: u64, msg: Vec<u8>, replies: UnboundedSender<Chunk>) {
+        lock(&self.waiters).insert(conn_id, replies);
+        self.command(conn_id, HOLD, msg);
+    }
+
+    /// Stops delivering replies for `conn_id` to its request.
+    pub fn forget(&self, conn_id: u64) {
+        lock(&self.waiters).remove(&conn_id);
+    }
+
+    /// Tells the handlers the client on `conn_id` went away.
+    pub fn disconnect(&self, uuid: &str, conn_id: u64) {
+        self.forget(conn_id);
+        self.command(conn_id, NOTICE, m2::codec::encode_disconnect(uuid, conn_id));
+    }
+
+    fn command(&self, conn_id: u64, kind: u8, msg: Vec<u8>) {
+        let sock = lock(&self.cmd);
+        if let Err(e) = sock.send_multipart([&conn_id.to_be_bytes()[..], &[kind][..], &msg[..]], 0)
+        {
+            tracing::error!(app = %self.app, error = %e, "handler thread unreachable");
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct HubThread {
+    app: String,
+    uuid: String,
+    push: zmq::Socket,
+    sub: zmq::Socket,
+    cmd_in: zmq::Socket,
+    waiters: Waiters,
+    /// Requests waiting for a handler: (give up at, conn id, message).
+    pending: VecDeque<(Instant, u64, Vec<u8>)>,
+    hold: Duration,
+    garbage: Arc<AtomicU64>,
+    queued: Arc<AtomicU64>,
+}
+
+impl HubThread {
+    fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let timeout = if self.pending.is_empty() { 200 } else { 5 };
+            let (cmd_ready, sub_ready) = {
+                let mut items = [
+                    self.cmd_in.as_poll_item(zmq::POLLIN),
+                    self.sub.as_poll_item(zmq::POLLIN),
+                ];
+                if zmq::poll(&mut items, timeout).is_err() {
+                    continue;
+                }
+                (items[0].is_readable(), items[1].is_readable())
+            };
+            if cmd_ready {
+                while let Ok(parts) = self.cmd_in.recv_multipart(zmq::DONTWAIT) {
+                    let [id, kind, msg] = &parts[..] else {
+                        continue;
+                    };
+                    let id = id.as_slice().try_into().map_or(0, u64::from_be_bytes);
+                    if kind.first() == Some(&NOTICE) {
+                        let _ = self.push.send(&msg[..], zmq::DONTWAIT);
+                    } else {
+                        self.pending
+                            .push_back((Instant::now() + self.hold, id, msg.clone()));
+                    }
+                }
+            }
+            if sub_ready {
+                while let Ok(msg) = self.sub.recv_bytes(zmq::DONTWAIT) {
+                    self.on_reply(&msg);
+                }
+            }
+            self.flush();
+            self.queued
+                .store(self.pending.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends queued requests while a handler takes them; answers 503 to
+    /// those that waited too long.
+    fn flush(&mut self) {
+        while let Some((deadline, id, msg)) = self.pending.pop_front() {
+            match self.push.send(&msg[..], zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => {
+                    if Instant::now() < deadline {
+                        self.pending.push_front((deadline, id, msg));
+                        break;
+                    }
+                    if let Some(tx) = lock(&self.waiters).remove(&id) {
+                        let _ = tx.send(Chunk::NoHandler);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(app = %self.app, error = %e, "cannot send to handlers");
+                }
+            }
+        }
+        // Requests behind the first that waited too long.
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|p| p.0 <= now)
+            .map(|p| p.1)
+            .collect();
+        if !expired.is_empty() {
+            self.pending.retain(|p| p.0 > now);
+            let mut w = lock(&self.waiters);
+            for id in expired {
+                if let Some(tx) = w.remove(&id) {
+                    let _ = tx.send(Chunk::NoHandler);
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, msg: &[u8]) {
+        let reply = match m2::codec::parse_handler_message(msg) {
+            Ok(r) => r,
+            Err(e) => {
+                self.garbage.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(app = %self.app, error = %e, bytes = msg.len(), "dropped a garbage reply from a handler");
+                return;
+            }
+        };
+        let (ids, body) = match reply {
+            m2::codec::HandlerMessage::Reply(r) if r.uuid == self.uuid => (r.ids, r.body),
+            // Another frontend's reply (handlers publish to all), or an
+            // extended control reply, which zeroku does not act on.
+            _ => return,
+        };
+        let body = Bytes::from(body);
+        let mut dead = Vec::new();
+        {
+            let w = lock(&self.waiters);
+            for id in ids {
+                let chunk = if body.is_empty() {
+                    Chunk::Close
+                } else {
+                    Chunk::Data(body.clone())
+                };
+                match w.get(&id) {
+                    Some(tx) if tx.send(chunk).is_ok() => {}
+                    _ if body.is_empty() => {}
+                    _ => dead.push(id),
+                }
+            }
+        }
+        // A reply for a connection that is gone: tell the handler, as
+        // Mongrel2 does.
+        for id in dead {
+            let msg = m2::codec::encode_disconnect(&self.uuid, id);
+            let _ = self.push.send(&msg[..], zmq::DONTWAIT);
+        }
+    }
+}
+
+/// Every app's hub, kept in step with the route table.
+pub struct Hubs {
+    ctx: zmq::Context,
+    pub uuid: String,
+    bind_host: String,
+    hold: Duration,
+    hubs: Mutex<HashMap<String, Arc<Hub>>>,
+}
+
+impl Hubs {
+    pub fn new(uuid: String, bind_host: String, hold: Duration) -> Hubs {
+        Hubs {
+            ctx: zmq::Context::new(),
+            uuid,
+            bind_host,
+            hold,
+            hubs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Binds hubs for apps that gained a handler route, drops those that
+    /// lost it (or whose ports moved).
+    pub fn sync<'a>(&self, routes: impl Iterator<Item = (&'a str, &'a HandlerRoute)>) {
+        let wanted: HashMap<&str, &HandlerRoute> = routes.collect();
+        let mut hubs = lock(&self.hubs);
+        hubs.retain(|app, hub| wanted.get(app.as_str()).is_some_and(|r| **r == hub.route));
+        for (app, route) in wanted {
+            if hubs.contains_key(app) {
+                continue;
+            }
+            match Hub::start(
+                &self.ctx,
+                app,
+                route,
+                &self.bind_host,
+                &self.uuid,
+                self.hold,
+            ) {
+                Ok(h) => {
+                    hubs.insert(app.to_string(), Arc::new(h));
+                }
+                Err(e) => tracing::error!(error = %e, "handler route unavailable"),
+            }
+        }
+    }
+
+    pub fn get(&self, app: &str) -> Option<Arc<Hub>> {
+        lock(&self.hubs).get(app).cloned()
+    }
+}

@@ -1,0 +1,80 @@
+//! Which app a request is for: `<app>.<base domain>` or a custom domain,
+//! from the route table the master publishes.
+
+use std::collections::HashMap;
+use zeroku_conf::{AppRoute, RouteTable};
+
+/// The current table, indexed by host name.
+#[derive(Debug, Default)]
+pub struct Routes {
+    pub generation: u64,
+    by_host: HashMap<String, AppRoute>,
+}
+
+impl Routes {
+    pub fn new(table: RouteTable, base_domain: &str) -> Routes {
+        let mut by_host = HashMap::new();
+        for app in table.apps {
+            for d in &app.domains {
+                by_host.insert(d.to_ascii_lowercase(), app.clone());
+            }
+            by_host.insert(format!("{}.{}", app.app, base_domain), app);
+        }
+        Routes {
+            generation: table.generation,
+            by_host,
+        }
+    }
+
+    /// The app for a `Host` header value (port and trailing dot ignored,
+    /// case-insensitive).
+    pub fn lookup(&self, host: &str) -> Option<&AppRoute> {
+        self.by_host.get(&normalize_host(host))
+    }
+}
+
+/// `Chat.Localhost:8080` → `chat.localhost`; `[::1]:80` → `[::1]`.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if host.starts_with('[') {
+        host.split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1])
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, domains: &[&str]) -> AppRoute {
+        AppRoute {
+            app: name.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            handler: None,
+            web: vec![],
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let r = Routes::new(
+            RouteTable {
+                generation: 3,
+                apps: vec![app("chat", &[]), app("site", &["www.example.test"])],
+            },
+            "localhost",
+        );
+        assert_eq!(r.lookup("chat.localhost:8080").unwrap().app, "chat");
+        assert_eq!(r.lookup("CHAT.localhost.").unwrap().app, "chat");
+        assert_eq!(r.lookup("www.example.test").unwrap().app, "site");
+        assert_eq!(r.lookup("site.localhost").unwrap().app, "site");
+        assert!(r.lookup("localhost:8080").is_none());
+        assert!(r.lookup("nope.localhost").is_none());
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,247 @@
+//! The frontend end to end: a Mongrel2-protocol handler app (Python, pyzmq)
+//! and a `$PORT` web app behind a real frontend, custom domains, unknown
+//! hosts, no handler (503 after the hold time), garbage from a handler.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// A Mongrel2-protocol handler written the way handlers for Mongrel2 are,
+/// reading its endpoints from M2_SEND_SPEC / M2_RECV_SPEC.
+const HANDLER_PY: &str = r#"
+import json, os, zmq
+ctx = zmq.Context()
+pull, pub = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
+for ep in os.environ["M2_SEND_SPEC"].split():
+    pull.connect(ep)
+for ep in os.environ["M2_RECV_SPEC"].split():
+    pub.connect(ep)
+me = os.environ.get("ZEROKU_INSTANCE", "?")
+while True:
+    msg = pull.recv()
+    sender, conn_id, path, rest = msg.split(b" ", 3)
+    hlen, rest = rest.split(b":", 1)
+    headers = json.loads(rest[: int(hlen)])
+    rest = rest[int(hlen) + 1 :]
+    blen, rest = rest.split(b":", 1)
+    body = rest[: int(blen)]
+    if headers.get("METHOD") == "JSON":
+        continue
+    out = ("hello from %s path=%s method=%s body=%d xff=%s" % (
+        me, path.decode(), headers["METHOD"], len(body), headers.get("x-forwarded-for"))).encode()
+    resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out)
+    pub.send(sender + b" " + str(len(conn_id)).encode() + b":" + conn_id + b", " + resp)
+"#;
+
+const WEB_PY: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        out = ("hello web from %s xfp=%s rid=%s" % (os.environ.get("ZEROKU_INSTANCE"),
+            self.headers.get("X-Forwarded-Proto"), bool(self.headers.get("X-Request-Id")))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn config() -> String {
+    format!("{TEST_CONFIG}\n[frontend]\nhold_ms = 1500\ntimeout_ms = 5000\n")
+}
+
+#[test]
+fn handlers_web_apps_domains_and_errors() {
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("f1", 33000);
+    let fe = c.add_frontend("edge1");
+
+    // A handler app.
+    c.deploy(
+        "chat",
+        &[
+            ("Procfile", "handler: python3 handler.py\n"),
+            ("handler.py", HANDLER_PY),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "chat", "handler=2"]).unwrap();
+    c.wait_up("chat", 2, Duration::from_secs(30));
+    let (st, _, body) = eventually(Duration::from_secs(15), "the handler to answer", || {
+        let r = http_get(&fe, "chat.localhost", "/hello/world?x=1")?;
+        if r.0 == 200 {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    assert_eq!(st, 200);
+    assert!(
+        body.starts_with("hello from chat.handler.")
+            && body.contains("path=/hello/world method=GET"),
+        "{body}"
+    );
+    assert!(body.contains("xff=127.0.0.1"), "{body}");
+    // A body reaches the handler; keep-alive works for several requests.
+    let (st, _, body) = http_request(
+        &fe,
+        "POST /post HTTP/1.1\r\nHost: chat.localhost\r\nContent-Length: 5\r\n\r\nhelloGET /again HTTP/1.1\r\nHost: chat.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    assert!(body.contains("path=/post method=POST body=5"), "{body}");
+    assert!(
+        body.contains("path=/again method=GET"),
+        "pipelined second request: {body}"
+    );
+
+    // A web app on $PORT.
+    c.deploy(
+        "site",
+        &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
+    );
+    c.wait_up("site", 1, Duration::from_secs(30));
+    let (_, _, body) = eventually(
+        Duration::from_secs(15),
+        "the web app through the proxy",
+        || {
+            let r = http_get(&fe, "site.localhost:8080", "/")?;
+            if r.0 == 200 {
+                Ok(r)
+            } else {
+                Err(format!("{r:?}"))
+            }
+        },
+    );
+    assert!(
+        body.starts_with("hello web from site.web.1 xfp=http rid=True"),
+        "{body}"
+    );
+
+    // A custom domain.
+    c.cli_ok(&["domains:add", "-a", "site", "www.example.test"])
+        .unwrap();
+    assert!(c
+        .cli_ok(&["domains", "-a", "site"])
+        .unwrap()
+        .contains("www.example.test"));
+    eventually(Duration::from_secs(10), "the custom domain", || {
+        let r = http_get(&fe, "www.example.test", "/")?;
+        if r.0 == 200 && r.2.contains("hello web") {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    let e = String::from_utf8_lossy(
+        &c.cli(&["domains:add", "-a", "chat", "www.example.test"])
+            .stderr,
+    )
+    .into_owned();
+    assert!(e.contains("already belongs to app site"), "{e}");
+
+    // An unknown host.
+    let (st, _, body) = http_get(&fe, "nope.localhost", "/").unwrap();
+    assert_eq!(st, 404);
+    assert!(
+        body.contains("zeroku") && body.contains("nope.localhost"),
+        "{body}"
+    );
+
+    // Garbage from a "handler" is dropped; the app keeps working.
+    let routes: serde_json::Value = {
+        let (_, _, b) = http_request(
+            &c.master.api,
+            &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
+        )
+        .unwrap();
+        serde_json::from_str(&b).unwrap()
+    };
+    let chat = routes["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "chat")
+        .unwrap()
+        .clone();
+    let recv_port = chat["handler"]["recv_port"].as_u64().unwrap();
+    let ctx = zmq::Context::new();
+    let evil = ctx.socket(zmq::PUB).unwrap();
+    evil.connect(&format!("tcp://127.0.0.1:{recv_port}"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for g in [
+        &b"\xff\xfe garbage"[..],
+        b"no-spaces",
+        b"uuid 999:1, x",
+        b"",
+    ] {
+        evil.send(g, 0).unwrap();
+    }
+    let (st, _, _) = http_get(&fe, "chat.localhost", "/still").unwrap();
+    assert_eq!(st, 200);
+
+    // No handler connected: held for hold_ms, then 503.
+    c.cli_ok(&["ps:scale", "-a", "chat", "handler=0"]).unwrap();
+    eventually(Duration::from_secs(20), "handlers stopped", || {
+        let ps = c.ps("chat");
+        if ps.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{ps:?}"))
+        }
+    });
+    let t = std::time::Instant::now();
+    let (st, _, body) = http_get(&fe, "chat.localhost", "/").unwrap();
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "answered before the hold time: {:?}",
+        t.elapsed()
+    );
+
+    // A request held while no handler is connected is delivered when one
+    // connects (here the test itself, as a handler, 300 ms later).
+    let send_port = chat["handler"]["send_port"].as_u64().unwrap();
+    let fe2 = fe.clone();
+    let waiting = std::thread::spawn(move || http_get(&fe2, "chat.localhost", "/held"));
+    std::thread::sleep(Duration::from_millis(300));
+    let pull = ctx.socket(zmq::PULL).unwrap();
+    pull.set_rcvtimeo(5000).unwrap();
+    pull.connect(&format!("tcp://127.0.0.1:{send_port}"))
+        .unwrap();
+    let replies = ctx.socket(zmq::PUB).unwrap();
+    replies
+        .connect(&format!("tcp://127.0.0.1:{recv_port}"))
+        .unwrap();
+    let text = loop {
+        let msg = pull.recv_bytes(0).expect("the held request");
+        let text = String::from_utf8_lossy(&msg).into_owned();
+        // Disconnect notices of earlier clients are not what we wait for.
+        if !text.contains(" @* ") {
+            break text;
+        }
+    };
+    let mut words = text.splitn(4, ' ');
+    let (sender, conn_id, path) = (
+        words.next().unwrap(),
+        words.next().unwrap(),
+        words.next().unwrap(),
+    );
+    assert_eq!(path, "/held");
+    let reply = format!(
+        "{sender} {}:{conn_id}, HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate",
+        conn_id.len()
+    );
+    // The PUB connection may still be joining: repeat until answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !waiting.is_finished() && std::time::Instant::now() < deadline {
+        replies.send(reply.as_bytes(), 0).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (st, _, body) = waiting.join().unwrap().unwrap();
+    assert_eq!((st, body.as_str()), (200, "late"));
+}
