@@ -245,3 +245,172 @@ fn handlers_web_apps_domains_and_errors() {
     let (st, _, body) = waiting.join().unwrap().unwrap();
     assert_eq!((st, body.as_str()), (200, "late"));
 }
+
+/// The app's handler ports from the master's route table.
+fn handler_ports(c: &TestCluster, app: &str) -> (u64, u64) {
+    let (_, _, b) = http_request(
+        &c.master.api,
+        &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let a = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == app)
+        .cloned()
+        .unwrap();
+    (
+        a["handler"]["send_port"].as_u64().unwrap(),
+        a["handler"]["recv_port"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn websockets_and_uploads_reach_handlers_as_mongrel2_sends_them() {
+    use std::io::{Read, Write};
+    use zeroku_frontend::m2::Connection;
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("w1", 33200);
+    let fe = c.add_frontend("edge1");
+    // The app's handler is this test (zeroku_frontend::m2::Connection);
+    // the release only declares the process type, scaled to 0.
+    c.deploy("live", &[("Procfile", "handler: sleep 1000\n")]);
+    c.cli_ok(&["ps:scale", "-a", "live", "handler=0"]).unwrap();
+    let (send, recv) = eventually(Duration::from_secs(10), "handler route", || {
+        std::panic::catch_unwind(|| handler_ports(&c, "live"))
+            .map_err(|_| "no route yet".to_string())
+    });
+    eventually(Duration::from_secs(10), "frontend has the route", || {
+        let r = http_get(&fe, "live.localhost", "/")?;
+        if r.0 == 503 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen2 = seen.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handler = std::thread::spawn(move || {
+        let conn = Connection::new(
+            "test-handler",
+            &format!("tcp://127.0.0.1:{send}"),
+            &format!("tcp://127.0.0.1:{recv}"),
+        )
+        .unwrap();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some(req) = conn.recv_timeout(Duration::from_millis(100)).unwrap() else {
+                continue;
+            };
+            seen2.lock().unwrap().push(req.headers.clone());
+            match req.method() {
+                Some("WEBSOCKET_HANDSHAKE") => {
+                    let accept = String::from_utf8(req.body.clone()).unwrap();
+                    let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+                    conn.reply(&req, resp.as_bytes()).unwrap();
+                }
+                Some("WEBSOCKET") => {
+                    let mut echo = b"echo:".to_vec();
+                    echo.extend_from_slice(&req.body);
+                    conn.reply_websocket(&req, 1, &echo).unwrap();
+                }
+                Some("JSON") => {}
+                _ => {
+                    if let Some(done) = req.header("x-mongrel2-upload-done") {
+                        let size = std::fs::metadata(done).map(|m| m.len()).unwrap_or(0);
+                        conn.reply_http(
+                            &req,
+                            200,
+                            &[],
+                            format!(
+                                "uploaded {size} start={}",
+                                req.header("x-mongrel2-upload-start") == Some(done)
+                            )
+                            .as_bytes(),
+                        )
+                        .unwrap();
+                    } else if req.header("x-mongrel2-upload-start").is_none() {
+                        conn.reply_http(
+                            &req,
+                            200,
+                            &[],
+                            format!("plain {}", req.body.len()).as_bytes(),
+                        )
+                        .unwrap();
+                    }
+                }
+            }
+        }
+    });
+
+    // WebSocket: handshake, a masked text frame, the echo.
+    let mut s = std::net::TcpStream::connect(&fe).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: live.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    let mask = [7u8, 1, 2, 3];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).unwrap();
+    let mut reply = [0u8; 9];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"\x81\x07echo:hi");
+    drop(s);
+
+    // A body over the upload threshold arrives as a temp file, announced
+    // twice (start, done); the file is gone after the request.
+    let body = "x".repeat(30_000);
+    let (st, _, text) = http_request(
+        &fe,
+        &format!("POST /up HTTP/1.1\r\nHost: live.localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    )
+    .unwrap();
+    assert_eq!((st, text.as_str()), (200, "uploaded 30000 start=true"));
+    // A small body comes inline; a chunked one as an upload.
+    let (st, _, text) = http_request(&fe, "POST /small HTTP/1.1\r\nHost: live.localhost\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc").unwrap();
+    assert_eq!((st, text.as_str()), (200, "plain 3"));
+    let (st, _, text) = http_request(
+        &fe,
+        "POST /chunked HTTP/1.1\r\nHost: live.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nwiki\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((st, text.as_str()), (200, "uploaded 4 start=true"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handler.join().unwrap();
+
+    let seen = seen.lock().unwrap();
+    let methods: Vec<&str> = seen.iter().filter_map(|h| h["METHOD"].as_str()).collect();
+    assert!(
+        methods.contains(&"WEBSOCKET_HANDSHAKE") && methods.contains(&"WEBSOCKET"),
+        "{methods:?}"
+    );
+    let ws = seen.iter().find(|h| h["METHOD"] == "WEBSOCKET").unwrap();
+    assert_eq!(ws["FLAGS"], "0x81");
+    assert!(
+        seen.iter().any(|h| h["METHOD"] == "JSON"),
+        "a disconnect notice after the websocket closed"
+    );
+    let uploads: Vec<&str> = seen
+        .iter()
+        .filter_map(|h| h["x-mongrel2-upload-start"].as_str())
+        .collect();
+    assert!(!uploads.is_empty());
+    for u in uploads {
+        assert!(
+            !std::path::Path::new(u).exists(),
+            "upload file {u} left behind"
+        );
+    }
+}

@@ -210,6 +210,9 @@ pub struct FrontendConfig {
     pub max_body_bytes: u64,
     /// Largest request head (request line and headers), bytes (431 above).
     pub max_header_bytes: usize,
+    /// A request body larger than this (or chunked) reaches handlers as a
+    /// temp file (`x-mongrel2-upload-start`/`-done`), as in Mongrel2.
+    pub upload_threshold_bytes: u64,
 }
 
 impl Default for FrontendConfig {
@@ -225,6 +228,7 @@ impl Default for FrontendConfig {
             timeout_ms: 30_000,
             max_body_bytes: 100 << 20,
             max_header_bytes: 64 << 10,
+            upload_threshold_bytes: 20480,
         }
     }
 }

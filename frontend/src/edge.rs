@@ -46,6 +46,8 @@ pub struct Edge {
     pub hold: Duration,
     pub timeout: Duration,
     pub max_body: u64,
+    pub upload_threshold: u64,
+    pub uploads: Uploads,
     next_conn: AtomicU64,
     pub requests: AtomicU64,
 }
@@ -55,9 +57,12 @@ impl Edge {
         hubs: crate::handlers::Hubs,
         port: u16,
         cfg: &zeroku_conf::config::FrontendConfig,
+        uploads: Uploads,
     ) -> Edge {
         let timeout = Duration::from_millis(cfg.timeout_ms);
         Edge {
+            upload_threshold: cfg.upload_threshold_bytes,
+            uploads,
             routes: RwLock::new(Arc::new(Routes::default())),
             hubs,
             proxy: Proxy::new(timeout),
@@ -220,69 +225,268 @@ fn request_id(req: &Request<Incoming>) -> String {
 }
 
 /// Sends the request to the app's handlers and turns their raw HTTP reply
-/// into a response.
+/// into a response. WebSocket upgrades and large bodies (as temp files)
+/// take the paths Mongrel2 handlers expect.
 async fn to_handler(
     edge: &Edge,
     conn: &Conn,
     hub: Arc<Hub>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, edge.max_body as usize).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let too_big = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return if too_big {
-                error_page(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("request bodies are limited to {} bytes", edge.max_body),
-                )
-            } else {
-                error_page(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read the request body: {e}"),
-                )
-            };
-        }
-    };
+    let (mut parts, body) = req.into_parts();
     let head = request_head(&parts, conn.peer);
-    let msg = m2::codec::encode_request(
-        &edge.hubs.uuid,
-        conn.id,
-        &head,
-        &[],
-        &body,
-        m2::codec::Protocol::Json,
-    );
     {
         let mut hubs = conn.hubs.lock().unwrap_or_else(|e| e.into_inner());
         if !hubs.iter().any(|h| Arc::ptr_eq(h, &hub)) {
             hubs.push(hub.clone());
         }
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    hub.send(conn.id, msg, tx);
-    let guard = Forget {
+    let uuid = edge.hubs.uuid.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut guard = Forget {
         hub: hub.clone(),
         conn: conn.id,
         armed: true,
+        upload: None,
     };
-    read_reply(edge, rx, guard).await
+
+    if let Some(key) = websocket_key(&parts) {
+        let accept = crate::ws::accept_key(&key);
+        let extra = [("METHOD".to_string(), "WEBSOCKET_HANDSHAKE".to_string())];
+        let msg = m2::codec::encode_request(
+            &uuid,
+            conn.id,
+            &head,
+            &extra,
+            accept.as_bytes(),
+            m2::codec::Protocol::Json,
+        );
+        hub.send(conn.id, msg, tx.clone());
+        let (status, headers, rest) = match read_head(edge, &mut rx).await {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        if status != 101 {
+            return build_response(status, &headers, rest, rx, guard);
+        }
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "this connection cannot be upgraded",
+            );
+        };
+        let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        for (k, v) in &headers {
+            if let (Ok(n), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                hyper::header::HeaderValue::from_bytes(v),
+            ) {
+                resp.headers_mut().append(n, v);
+            }
+        }
+        let session = WsSession {
+            hub,
+            uuid,
+            conn_id: conn.id,
+            head,
+            tx,
+            max: edge.max_body,
+        };
+        tokio::spawn(session.run(on_upgrade, rest.freeze(), rx, guard));
+        return resp;
+    }
+
+    let length = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > edge.max_body) {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request bodies are limited to {} bytes", edge.max_body),
+        );
+    }
+    let chunked = length.is_none() && !hyper::body::Body::is_end_stream(&body);
+    if chunked || length.is_some_and(|n| n > edge.upload_threshold) {
+        // As Mongrel2: the body goes to a temp file; the handler hears of
+        // it when it starts and when it is complete.
+        let path = match edge.uploads.create() {
+            Ok(p) => p,
+            Err(e) => {
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("cannot store the upload: {e}"),
+                )
+            }
+        };
+        guard.upload = Some(path.clone());
+        let start = (
+            "x-mongrel2-upload-start".to_string(),
+            path.display().to_string(),
+        );
+        let msg = m2::codec::encode_request(
+            &uuid,
+            conn.id,
+            &head,
+            std::slice::from_ref(&start),
+            b"",
+            m2::codec::Protocol::Json,
+        );
+        hub.send(conn.id, msg, tx);
+        if let Err(resp) = write_upload(body, &path, edge.max_body).await {
+            return resp;
+        }
+        let done = (
+            "x-mongrel2-upload-done".to_string(),
+            path.display().to_string(),
+        );
+        let msg = m2::codec::encode_request(
+            &uuid,
+            conn.id,
+            &head,
+            &[start, done],
+            b"",
+            m2::codec::Protocol::Json,
+        );
+        hub.send_more(conn.id, msg);
+    } else {
+        let body = match Limited::new(body, edge.max_body as usize).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {e}"),
+                )
+            }
+        };
+        let msg =
+            m2::codec::encode_request(&uuid, conn.id, &head, &[], &body, m2::codec::Protocol::Json);
+        hub.send(conn.id, msg, tx);
+    }
+    match read_head(edge, &mut rx).await {
+        Ok((status, headers, rest)) => build_response(status, &headers, rest, rx, guard),
+        Err(resp) => resp,
+    }
 }
 
-/// Unregisters a request from its hub when it ends, however it ends.
+/// The `Sec-WebSocket-Key` of a WebSocket upgrade request.
+fn websocket_key(parts: &hyper::http::request::Parts) -> Option<String> {
+    let h = &parts.headers;
+    let has = |name: hyper::header::HeaderName, token: &str| {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if parts.method != hyper::Method::GET
+        || !has(hyper::header::UPGRADE, "websocket")
+        || !has(hyper::header::CONNECTION, "upgrade")
+    {
+        return None;
+    }
+    h.get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Streams a request body into `path`, at most `max` bytes.
+async fn write_upload(
+    mut body: Incoming,
+    path: &std::path::Path,
+    max: u64,
+) -> Result<(), Response<Body>> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path).await.map_err(|e| {
+        error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot store the upload: {e}"),
+        )
+    })?;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            n += data.len() as u64;
+            if n > max {
+                return Err(error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request bodies are limited to {max} bytes"),
+                ));
+            }
+            f.write_all(&data).await.map_err(|e| {
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("cannot store the upload: {e}"),
+                )
+            })?;
+        }
+    }
+    f.flush().await.map_err(|e| {
+        error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot store the upload: {e}"),
+        )
+    })
+}
+
+/// Temp files for uploads, readable by handlers (which may run as another
+/// user), deleted when their request ends.
+pub struct Uploads {
+    dir: std::path::PathBuf,
+    next: AtomicU64,
+}
+
+impl Uploads {
+    pub fn new(dir: std::path::PathBuf) -> std::io::Result<Uploads> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+        // Leftovers of a crash.
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        Ok(Uploads {
+            dir,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    fn create(&self) -> std::io::Result<std::path::PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("upload.{}.{n}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)?;
+        Ok(path)
+    }
+}
+
+/// Unregisters a request from its hub when it ends, however it ends, and
+/// deletes its upload file.
 struct Forget {
     hub: Arc<Hub>,
     conn: u64,
     armed: bool,
+    upload: Option<std::path::PathBuf>,
 }
 
 impl Drop for Forget {
     fn drop(&mut self) {
         if self.armed {
             self.hub.forget(self.conn);
+        }
+        if let Some(p) = &self.upload {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -309,44 +513,46 @@ fn request_head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> m2::co
     }
 }
 
-/// Reads the handler's reply: the response head, then the body as framed
-/// by the head (Content-Length, chunked, or until the handler closes).
-async fn read_reply(
-    edge: &Edge,
-    mut rx: UnboundedReceiver<Chunk>,
-    guard: Forget,
-) -> Response<Body> {
+type Head = (u16, Vec<(String, Vec<u8>)>, BytesMut);
+
+/// Reads the handler's response head (and what came after it).
+async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Head, Response<Body>> {
     let deadline = tokio::time::Instant::now() + edge.hold + edge.timeout;
     let mut buf = BytesMut::new();
-    let (status, headers, head_len) = loop {
+    loop {
         let chunk = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => {
-                return error_page(
+                return Err(error_page(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
                         "the app's handler did not answer within {} s",
                         edge.timeout.as_secs()
                     ),
-                )
+                ))
             }
-            Ok(None) => return error_page(StatusCode::BAD_GATEWAY, "the app's handler went away"),
+            Ok(None) => {
+                return Err(error_page(
+                    StatusCode::BAD_GATEWAY,
+                    "the app's handler went away",
+                ))
+            }
             Ok(Some(c)) => c,
         };
         match chunk {
             Chunk::NoHandler => {
-                return error_page(
+                return Err(error_page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!(
                         "no handler of this app connected within {} s",
                         edge.hold.as_secs()
                     ),
-                )
+                ))
             }
             Chunk::Close => {
-                return error_page(
+                return Err(error_page(
                     StatusCode::BAD_GATEWAY,
                     "the app's handler closed the connection without an answer",
-                )
+                ))
             }
             Chunk::Data(d) => buf.extend_from_slice(&d),
         }
@@ -355,33 +561,44 @@ async fn read_reply(
         match parsed.parse(&buf) {
             Ok(httparse::Status::Complete(n)) => {
                 let status = parsed.code.unwrap_or(502);
-                let headers: Vec<(String, Vec<u8>)> = parsed
+                let headers = parsed
                     .headers
                     .iter()
                     .map(|h| (h.name.to_string(), h.value.to_vec()))
                     .collect();
-                break (status, headers, n);
+                buf.advance(n);
+                return Ok((status, headers, buf));
             }
             Ok(httparse::Status::Partial) if buf.len() < 64 << 10 => continue,
             Ok(httparse::Status::Partial) => {
-                return error_page(
+                return Err(error_page(
                     StatusCode::BAD_GATEWAY,
                     "the app's handler sent a response head over 64 KiB",
-                )
+                ))
             }
             Err(e) => {
-                return error_page(
+                return Err(error_page(
                     StatusCode::BAD_GATEWAY,
                     &format!("the app's handler sent an invalid HTTP response: {e}"),
-                )
+                ))
             }
         }
-    };
-    buf.advance(head_len);
+    }
+}
+
+/// The response for a handler's head; the body follows as framed by the
+/// head (Content-Length, chunked, or until the handler closes).
+fn build_response(
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    rest: BytesMut,
+    rx: UnboundedReceiver<Chunk>,
+    guard: Forget,
+) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut framing = Framing::UntilClose;
-    for (k, v) in &headers {
+    for (k, v) in headers {
         let lk = k.to_ascii_lowercase();
         match lk.as_str() {
             "content-length" => {
@@ -418,7 +635,7 @@ async fn read_reply(
     let state = BodyState {
         rx,
         framing,
-        pending: buf.freeze(),
+        pending: rest.freeze(),
         done: false,
         _guard: guard,
     };
@@ -428,6 +645,77 @@ async fn read_reply(
     });
     *resp.body_mut() = BodyExt::boxed(StreamBody::new(stream));
     resp
+}
+
+/// A WebSocket after the handler's 101: client frames go to the handler
+/// as `METHOD=WEBSOCKET` messages (with `FLAGS`), the handler's replies
+/// are written to the client raw, an empty reply closes.
+struct WsSession {
+    hub: Arc<Hub>,
+    uuid: String,
+    conn_id: u64,
+    head: m2::codec::RequestHead,
+    tx: tokio::sync::mpsc::UnboundedSender<Chunk>,
+    max: u64,
+}
+
+impl WsSession {
+    async fn run(
+        self,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        early: Bytes,
+        mut rx: UnboundedReceiver<Chunk>,
+        guard: Forget,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        if !early.is_empty() && wr.write_all(&early).await.is_err() {
+            return;
+        }
+        let mut reader = crate::ws::FrameReader::new(self.max);
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            tokio::select! {
+                n = rd.read(&mut buf) => {
+                    let n = match n { Ok(0) | Err(_) => break, Ok(n) => n };
+                    reader.push(&buf[..n]);
+                    loop {
+                        match reader.next_message() {
+                            Ok(Some(m)) => {
+                                let extra = [
+                                    ("METHOD".to_string(), "WEBSOCKET".to_string()),
+                                    ("FLAGS".to_string(), format!("0x{:x}", m.first_byte)),
+                                ];
+                                let msg = m2::codec::encode_request(&self.uuid, self.conn_id, &self.head, &extra, &m.payload, m2::codec::Protocol::Json);
+                                self.hub.send(self.conn_id, msg, self.tx.clone());
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "closing websocket");
+                                let _ = wr.shutdown().await;
+                                self.hub.disconnect(&self.uuid, self.conn_id);
+                                return;
+                            }
+                        }
+                    }
+                }
+                c = rx.recv() => match c {
+                    Some(Chunk::Data(d)) => if wr.write_all(&d).await.is_err() { break },
+                    Some(Chunk::Close) | Some(Chunk::NoHandler) | None => break,
+                },
+            }
+        }
+        let _ = wr.shutdown().await;
+        self.hub.disconnect(&self.uuid, self.conn_id);
+        drop(guard);
+    }
 }
 
 enum Framing {

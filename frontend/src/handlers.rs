@@ -143,6 +143,11 @@ impl Hub {
         self.command(conn_id, HOLD, msg);
     }
 
+    /// Sends another message for a request already registered.
+    pub fn send_more(&self, conn_id: u64, msg: Vec<u8>) {
+        self.command(conn_id, HOLD, msg);
+    }
+
     /// Stops delivering replies for `conn_id` to its request.
     pub fn forget(&self, conn_id: u64) {
         lock(&self.waiters).remove(&conn_id);

@@ -11,12 +11,15 @@
 //! The frontend holds no state beyond in-flight requests: routes come from
 //! the master. It must not start processes or change the cluster.
 
+pub mod dir;
 pub mod edge;
 pub mod follow;
 pub mod handlers;
 pub mod m2;
+pub mod metrics;
 pub mod proxy;
 pub mod routing;
+pub mod ws;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,7 +127,8 @@ pub async fn run(
         cfg.handler_bind.clone(),
         std::time::Duration::from_millis(cfg.hold_ms),
     );
-    let edge = Arc::new(edge::Edge::new(hubs, addr.port(), &cfg));
+    let uploads = edge::Uploads::new(data.join("uploads")).map_err(data_err)?;
+    let edge = Arc::new(edge::Edge::new(hubs, addr.port(), &cfg, uploads));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
