@@ -186,12 +186,16 @@ fn handlers_web_apps_domains_and_errors() {
 
     // No handler connected: held for hold_ms, then 503.
     c.cli_ok(&["ps:scale", "-a", "chat", "handler=0"]).unwrap();
-    eventually(Duration::from_secs(20), "handlers stopped", || {
-        let ps = c.ps("chat");
-        if ps.is_empty() {
+    // Gone from ps at once; the processes themselves are gone when the
+    // worker reports nothing running.
+    eventually(Duration::from_secs(20), "handler processes stopped", || {
+        let n = c.json(&["nodes"]);
+        let running = n[0]["running"].as_u64().unwrap_or(99);
+        // the web app's one instance is still running
+        if c.ps("chat").is_empty() && running == 1 {
             Ok(())
         } else {
-            Err(format!("{ps:?}"))
+            Err(n.to_string())
         }
     });
     let t = std::time::Instant::now();
