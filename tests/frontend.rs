@@ -418,3 +418,81 @@ fn websockets_and_uploads_reach_handlers_as_mongrel2_sends_them() {
         );
     }
 }
+
+const WS_WEB_PY: &str = r#"
+import base64, hashlib, os, socket, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(os.environ["PORT"])))
+s.listen(16)
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d:
+            return
+        data += d
+    head, buf = data.split(b"\r\n\r\n", 1)
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+    acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+    while True:
+        while len(buf) < 2 or len(buf) < 6 + (buf[1] & 0x7f):
+            d = c.recv(4096)
+            if not d:
+                return
+            buf += d
+        n = buf[1] & 0x7f
+        mask = buf[2:6]
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(buf[6:6 + n]))
+        buf = buf[6 + n:]
+        out = b"proxied:" + payload
+        c.sendall(bytes([0x81, len(out)]) + out)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+#[test]
+fn websockets_are_carried_through_the_proxy() {
+    use std::io::{Read, Write};
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("w1", 33400);
+    let fe = c.add_frontend("edge1");
+    c.deploy(
+        "wsweb",
+        &[("Procfile", "web: python3 ws.py\n"), ("ws.py", WS_WEB_PY)],
+    );
+    c.wait_up("wsweb", 1, Duration::from_secs(30));
+    let mut s = eventually(
+        Duration::from_secs(15),
+        "the upgrade through the proxy",
+        || {
+            let mut s = std::net::TcpStream::connect(&fe).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            s.write_all(b"GET /ws HTTP/1.1\r\nHost: wsweb.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).map_err(|e| e.to_string())?;
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            if head.starts_with("HTTP/1.1 101") && head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+                Ok(s)
+            } else {
+                Err(head)
+            }
+        },
+    );
+    let mask = [9u8, 8, 7, 6];
+    let mut frame = vec![0x81, 0x80 | 3];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"abc".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).unwrap();
+    let mut reply = [0u8; 13];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"\x81\x0bproxied:abc");
+}

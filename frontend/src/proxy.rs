@@ -102,7 +102,34 @@ impl Proxy {
             );
         }
         let (mut parts, body) = req.into_parts();
+        // A WebSocket (or other) upgrade is carried through: the upstream's
+        // 101 joins the two connections byte for byte.
+        let upgrade = parts
+            .headers
+            .get(hyper::header::UPGRADE)
+            .cloned()
+            .filter(|_| {
+                parts
+                    .headers
+                    .get_all(hyper::header::CONNECTION)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| {
+                        v.split(',')
+                            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                    })
+            });
+        let mut client_upgrade = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(u) = &upgrade {
+            parts.headers.insert(hyper::header::UPGRADE, u.clone());
+            parts.headers.insert(
+                hyper::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
+        }
         forwarded.apply(&mut parts.headers);
         let shared = SharedBody {
             inner: Arc::new(Mutex::new(Some(body))),
@@ -138,7 +165,27 @@ impl Proxy {
                         ),
                     );
                 }
-                Ok(Ok(resp)) => {
+                Ok(Ok(mut resp)) => {
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(client) = client_upgrade.take() {
+                            let upstream = hyper::upgrade::on(&mut resp);
+                            let app = app.to_string();
+                            tokio::spawn(async move {
+                                match tokio::try_join!(client, upstream) {
+                                    Ok((c, u)) => {
+                                        let (mut c, mut u) = (
+                                            hyper_util::rt::TokioIo::new(c),
+                                            hyper_util::rt::TokioIo::new(u),
+                                        );
+                                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                                    }
+                                    Err(e) => tracing::debug!(app, error = %e, "upgrade failed"),
+                                }
+                            });
+                            let (rp, body) = resp.into_parts();
+                            return Response::from_parts(rp, body.map_err(Into::into).boxed());
+                        }
+                    }
                     let (mut rp, body) = resp.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
                     return Response::from_parts(rp, body.map_err(Into::into).boxed());
