@@ -254,6 +254,33 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// List an app's path routes.
+    Routes {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Send a path prefix to a backend: `handler`, `web` or `dir:<dir in the app>`.
+    #[command(name = "routes:add")]
+    RoutesAdd {
+        #[command(flatten)]
+        app: AppArg,
+        /// `/` or a prefix like `/static` (whole path segments match).
+        prefix: String,
+        backend: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Remove a path route.
+    #[command(name = "routes:remove")]
+    RoutesRemove {
+        #[command(flatten)]
+        app: AppArg,
+        prefix: String,
+        #[command(flatten)]
+        api: Api,
+    },
     /// List an app's custom domains.
     Domains {
         #[command(flatten)]

@@ -496,3 +496,77 @@ fn websockets_are_carried_through_the_proxy() {
     s.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"\x81\x0bproxied:abc");
 }
+
+#[test]
+fn path_routes_send_prefixes_to_static_dirs_and_web() {
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("w1", 33600);
+    let fe = c.add_frontend("edge1");
+    c.deploy(
+        "mix",
+        &[
+            ("Procfile", "web: python3 app.py\n"),
+            ("app.py", WEB_PY),
+            ("public/index.html", "<h1>static home</h1>\n"),
+            ("public/css/site.css", "body { color: red }\n"),
+        ],
+    );
+    c.wait_up("mix", 1, Duration::from_secs(30));
+    c.cli_ok(&["routes:add", "-a", "mix", "/static", "dir:public"])
+        .unwrap();
+    let e = String::from_utf8_lossy(
+        &c.cli(&["routes:add", "-a", "mix", "/x", "dir:../etc"])
+            .stderr,
+    )
+    .into_owned();
+    assert!(e.contains("not a backend"), "{e}");
+    let e = String::from_utf8_lossy(&c.cli(&["routes:add", "-a", "mix", "static", "web"]).stderr)
+        .into_owned();
+    assert!(e.contains("not a route prefix"), "{e}");
+    assert!(c
+        .cli_ok(&["routes", "-a", "mix"])
+        .unwrap()
+        .contains("dir:public"));
+
+    let (_, head, body) = eventually(Duration::from_secs(15), "the dir route", || {
+        let r = http_get(&fe, "mix.localhost", "/static/css/site.css")?;
+        if r.0 == 200 {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    assert_eq!(body, "body { color: red }\n");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/css"),
+        "{head}"
+    );
+    let (st, _, body) = http_get(&fe, "mix.localhost", "/static/").unwrap();
+    assert_eq!((st, body.as_str()), (200, "<h1>static home</h1>\n"));
+    for escape in [
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+    ] {
+        let (st, _, body) = http_get(&fe, "mix.localhost", escape).unwrap();
+        assert!(st == 404 || st == 400, "{escape}: {st} {body}");
+        assert!(
+            !body.contains("ThreadingHTTPServer"),
+            "{escape} leaked app.py"
+        );
+    }
+    // Other paths (and `/staticx`, which is not below `/static`) go to web.
+    let (st, _, body) = http_get(&fe, "mix.localhost", "/staticx").unwrap();
+    assert_eq!(st, 200);
+    assert!(body.starts_with("hello web from mix.web.1"), "{body}");
+    c.cli_ok(&["routes:remove", "-a", "mix", "/static"])
+        .unwrap();
+    eventually(Duration::from_secs(10), "the route removed", || {
+        let r = http_get(&fe, "mix.localhost", "/static/css/site.css")?;
+        if r.2.starts_with("hello web") {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+}

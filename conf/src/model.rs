@@ -164,6 +164,77 @@ pub struct AppRoute {
     pub handler: Option<HandlerRoute>,
     /// `host:port` of every `web` instance that is up.
     pub web: Vec<String>,
+    /// Path routes (`zeroku routes:add`), longest prefix first. Without
+    /// them, everything goes to the handlers if there is a `handler`
+    /// process type, else to the `web` instances.
+    #[serde(default)]
+    pub paths: Vec<PathRoute>,
+    /// The current release's slug, when a `dir` route serves files from it.
+    #[serde(default)]
+    pub slug: Option<SlugRef>,
+}
+
+/// Requests whose path is `prefix` or below it (whole segments) go to
+/// `backend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRoute {
+    pub prefix: String,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Backend {
+    /// The app's Mongrel2-protocol handlers.
+    Handler,
+    /// The app's `web` instances on `$PORT`.
+    Web,
+    /// Static files from a directory of the slug.
+    Dir { dir: String },
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Handler => f.write_str("handler"),
+            Backend::Web => f.write_str("web"),
+            Backend::Dir { dir } => write!(f, "dir:{dir}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    /// `handler`, `web` or `dir:<path in the slug>`.
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "handler" => Ok(Backend::Handler),
+            "web" => Ok(Backend::Web),
+            _ => match s.strip_prefix("dir:") {
+                Some(d) if !d.is_empty() && !d.starts_with('/') && !d.split('/').any(|p| p == "..") => {
+                    Ok(Backend::Dir { dir: d.trim_end_matches('/').to_string() })
+                }
+                _ => Err(format!(
+                    "{s:?} is not a backend: use handler, web, or dir:<directory in the app> (relative, no ..)"
+                )),
+            },
+        }
+    }
+}
+
+/// A route prefix: `/` or `/a/b` (no trailing slash, no `..`, no `//`).
+pub fn check_prefix(p: &str) -> Result<(), String> {
+    let ok = p == "/"
+        || (p.starts_with('/')
+            && !p.ends_with('/')
+            && p[1..]
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != ".." && seg != "."));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{p:?} is not a route prefix like / or /static"))
+    }
 }
 
 /// The Mongrel2-protocol socket pair every frontend binds for an app.

@@ -685,7 +685,10 @@ mod tests {
         assert_eq!(http_date(t(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(t(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(http_date(t(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(http_date(t(4_107_542_399)), "Fri, 31 Dec 2100 23:59:59 GMT");
+        // 2100 is not a leap year.
+        assert_eq!(http_date(t(4_107_542_399)), "Sun, 28 Feb 2100 23:59:59 GMT");
+        assert_eq!(http_date(t(4_107_542_400)), "Mon, 01 Mar 2100 00:00:00 GMT");
+        assert_eq!(http_date(t(4_133_980_799)), "Fri, 31 Dec 2100 23:59:59 GMT");
         assert_eq!(
             http_date(UNIX_EPOCH - Duration::from_secs(5)),
             "Thu, 01 Jan 1970 00:00:00 GMT"

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
+use zeroku_conf::Backend;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -47,6 +48,8 @@ pub struct Edge {
     pub timeout: Duration,
     pub max_body: u64,
     pub upload_threshold: u64,
+    /// Unpacked slugs for `dir` routes: sha256 → directory.
+    pub slugs: std::sync::Mutex<std::collections::HashMap<String, std::path::PathBuf>>,
     pub uploads: Uploads,
     next_conn: AtomicU64,
     pub requests: AtomicU64,
@@ -62,6 +65,7 @@ impl Edge {
         let timeout = Duration::from_millis(cfg.timeout_ms);
         Edge {
             upload_threshold: cfg.upload_threshold_bytes,
+            slugs: Default::default(),
             uploads,
             routes: RwLock::new(Arc::new(Routes::default())),
             hubs,
@@ -73,6 +77,15 @@ impl Edge {
             next_conn: AtomicU64::new(1),
             requests: AtomicU64::new(0),
         }
+    }
+
+    /// The unpacked slug `sha256`, once the frontend has it.
+    pub fn slug_dir(&self, sha256: &str) -> Option<std::path::PathBuf> {
+        self.slugs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha256)
+            .cloned()
     }
 
     pub fn routes(&self) -> Arc<Routes> {
@@ -177,24 +190,70 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         return resp;
     };
     let app = route.app.clone();
-    let resp = if let (Some(_), Some(hub)) = (&route.handler, edge.hubs.get(&app)) {
-        to_handler(edge, conn, hub, req).await
-    } else if route.handler.is_some() {
-        error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("the handler sockets of app {app} are not available on this frontend"),
-        )
-    } else {
-        let forwarded = Forwarded {
-            peer_ip: conn.peer.ip().to_string(),
-            proto: "http",
-            port: edge.port,
-            request_id: request_id(&req),
-        };
-        edge.proxy.forward(&app, &route.web, req, &forwarded).await
+    // A path route (longest prefix first), else the app's default backend.
+    let matched = route
+        .paths
+        .iter()
+        .find(|r| prefix_matches(&r.prefix, &path));
+    let backend = match matched {
+        Some(r) => r.backend.clone(),
+        None if route.handler.is_some() => Backend::Handler,
+        None => Backend::Web,
+    };
+    let resp = match backend {
+        Backend::Handler => match (&route.handler, edge.hubs.get(&app)) {
+            (Some(_), Some(hub)) => to_handler(edge, conn, hub, req).await,
+            (None, _) => error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("app {app} has no handler process type"),
+            ),
+            (Some(_), None) => error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the handler sockets of app {app} are not available on this frontend"),
+            ),
+        },
+        Backend::Web => {
+            let forwarded = Forwarded {
+                peer_ip: conn.peer.ip().to_string(),
+                proto: "http",
+                port: edge.port,
+                request_id: request_id(&req),
+            };
+            edge.proxy.forward(&app, &route.web, req, &forwarded).await
+        }
+        Backend::Dir { dir } => {
+            let prefix = matched.map_or("/", |r| r.prefix.as_str());
+            let rest = if prefix == "/" {
+                path.as_str()
+            } else {
+                &path[prefix.len()..]
+            };
+            let rest = if rest.is_empty() { "/" } else { rest };
+            match route.slug.as_ref().and_then(|s| edge.slug_dir(&s.sha256)) {
+                Some(root) => {
+                    crate::dir::serve(&root.join(&dir), &method, rest, req.headers()).await
+                }
+                None => error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "the files of app {app} are still being fetched; try again in a moment"
+                    ),
+                ),
+            }
+        }
     };
     log_access(&host, &method, &path, resp.status(), started);
     resp
+}
+
+/// Whether `path` is `prefix` or below it, by whole segments (`/api`
+/// matches `/api` and `/api/x`, not `/apix`).
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('/'))
 }
 
 fn log_access(

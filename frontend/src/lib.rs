@@ -141,19 +141,36 @@ pub async fn run(
     let Some(table) = follow::fetch(&client, &shutdown).await? else {
         return Ok(());
     };
-    apply(&edge, table, &cfg.base_domain);
+    let slugs = Arc::new(
+        zeroku_worker::slugcache::SlugCache::open(&data.join("slugs")).map_err(|e| {
+            FrontendError::Data {
+                path: data.join("slugs"),
+                source: std::io::Error::other(e),
+            }
+        })?,
+    );
+    let fetcher = SlugFetcher {
+        cache: slugs,
+        client: client.clone(),
+    };
+    apply(&edge, table, &cfg.base_domain, &fetcher);
     tracing::info!(http = %addr, uuid, base_domain = %cfg.base_domain, "frontend running");
     if let Some(tx) = started {
         let _ = tx.send(addr);
     }
     let follower = {
-        let (edge, base, shutdown) = (edge.clone(), cfg.base_domain.clone(), shutdown.clone());
+        let (edge, base, shutdown, fetcher) = (
+            edge.clone(),
+            cfg.base_domain.clone(),
+            shutdown.clone(),
+            fetcher.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     t = rx.recv() => match t {
-                        Some(t) => apply(&edge, t, &base),
+                        Some(t) => apply(&edge, t, &base, &fetcher),
                         None => break,
                     },
                 }
@@ -168,10 +185,46 @@ pub async fn run(
     Ok(())
 }
 
+/// Fetches the slugs `dir` routes serve from (like a worker does).
+#[derive(Clone)]
+struct SlugFetcher {
+    cache: Arc<zeroku_worker::slugcache::SlugCache>,
+    client: Client,
+}
+
 /// Installs a route table unless it is older than the current one.
-fn apply(edge: &edge::Edge, table: zeroku_conf::RouteTable, base_domain: &str) {
+fn apply(
+    edge: &Arc<edge::Edge>,
+    table: zeroku_conf::RouteTable,
+    base_domain: &str,
+    fetcher: &SlugFetcher,
+) {
     if table.generation < edge.routes().generation {
         return;
+    }
+    for sha in table
+        .apps
+        .iter()
+        .filter_map(|a| a.slug.as_ref())
+        .map(|s| s.sha256.clone())
+    {
+        if edge.slug_dir(&sha).is_some() {
+            continue;
+        }
+        let (edge, f) = (edge.clone(), fetcher.clone());
+        tokio::spawn(async move {
+            match f.cache.ensure(&f.client, &sha).await {
+                Ok(dir) => {
+                    edge.slugs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(sha, dir);
+                }
+                Err(e) => {
+                    tracing::warn!(slug = %sha, error = %e, "cannot fetch a slug for a dir route")
+                }
+            }
+        });
     }
     edge.hubs.sync(
         table

@@ -57,6 +57,8 @@ mod tests {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             handler: None,
             web: vec![],
+            paths: vec![],
+            slug: None,
         }
     }
 

@@ -423,6 +423,53 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             }
             ok(json!(c.route_table()))
         }
+        (&Method::GET, ["apps", app, "routes"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let mine: Vec<_> = c
+                .store()
+                .routes()?
+                .into_iter()
+                .filter(|(a, _)| a == app)
+                .map(|(_, r)| r)
+                .collect();
+            ok(json!(mine))
+        }
+        (&Method::POST, ["apps", app, "routes"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            #[derive(Deserialize)]
+            struct R {
+                prefix: String,
+                backend: String,
+            }
+            let r: R = body_json(req).await?;
+            zeroku_conf::check_prefix(&r.prefix).map_err(ApiError::invalid)?;
+            let backend: zeroku_conf::Backend = r.backend.parse().map_err(ApiError::invalid)?;
+            c.store().set_route(app, &r.prefix, &backend)?;
+            c.refresh_routes();
+            Ok(Reply::Json(
+                StatusCode::CREATED,
+                json!({"prefix": r.prefix, "backend": backend}),
+            ))
+        }
+        (&Method::DELETE, ["apps", app, "routes", rest @ ..]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let prefix = format!("/{}", rest.join("/"));
+            let prefix = if prefix == "/" {
+                prefix
+            } else {
+                prefix.trim_end_matches('/').to_string()
+            };
+            if !c.store().remove_route(app, &prefix)? {
+                return Err(ApiError::not_found(format!(
+                    "app {app} has no route {prefix}"
+                )));
+            }
+            c.refresh_routes();
+            ok(json!({"removed": prefix}))
+        }
         (&Method::GET, ["apps", app, "domains"]) => {
             caller.admin()?;
             app_exists(c, app)?;
@@ -490,7 +537,9 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             ok(json!({"node": node, "draining": draining}))
         }
         (&Method::GET, ["slugs", sha]) => {
-            caller.node_or_admin(None)?;
+            if caller.role != Role::Frontend {
+                caller.node_or_admin(None)?;
+            }
             let path = c
                 .slugs
                 .path(sha)

@@ -207,11 +207,13 @@ impl Cluster {
             }
             let (domains, placements, nodes) =
                 (store.domains()?, store.placements()?, store.nodes()?);
+            let paths = store.routes()?;
             let live = lock(&self.live);
             Ok(routes::build(&routes::Inputs {
                 apps: &apps,
                 releases: &releases,
                 domains: &domains,
+                paths: &paths,
                 placements: &placements,
                 nodes: &nodes,
                 live: &live,

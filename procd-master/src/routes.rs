@@ -7,7 +7,7 @@
 use crate::cluster::Live;
 use crate::store::{App, Frontend, Node, Placement, Release};
 use std::collections::{BTreeMap, HashMap};
-use zeroku_conf::{AppRoute, HandlerRoute, InstanceState};
+use zeroku_conf::{AppRoute, Backend, HandlerRoute, InstanceState, PathRoute, SlugRef};
 
 /// The process type routed to Mongrel2-protocol handlers.
 pub const HANDLER_TYPE: &str = "handler";
@@ -52,6 +52,7 @@ pub struct Inputs<'a> {
     pub apps: &'a [App],
     pub releases: &'a HashMap<String, Release>,
     pub domains: &'a [(String, String)],
+    pub paths: &'a [(String, PathRoute)],
     pub placements: &'a [Placement],
     pub nodes: &'a [Node],
     pub live: &'a HashMap<String, Live>,
@@ -91,6 +92,10 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
             }
         }
     }
+    let mut paths: HashMap<&str, Vec<PathRoute>> = HashMap::new();
+    for (app, r) in i.paths {
+        paths.entry(app.as_str()).or_default().push(r.clone());
+    }
     let mut domains: HashMap<&str, Vec<String>> = HashMap::new();
     for (d, app) in i.domains {
         domains.entry(app.as_str()).or_default().push(d.clone());
@@ -112,11 +117,28 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                 });
             let mut w = web.remove(a.name.as_str()).unwrap_or_default();
             w.sort();
+            let mut p = paths.remove(a.name.as_str()).unwrap_or_default();
+            // Longest prefix first: the first match wins.
+            p.sort_by(|x, y| {
+                y.prefix
+                    .len()
+                    .cmp(&x.prefix.len())
+                    .then(x.prefix.cmp(&y.prefix))
+            });
+            let slug = p
+                .iter()
+                .any(|r| matches!(r.backend, Backend::Dir { .. }))
+                .then(|| SlugRef {
+                    sha256: rel.slug_sha256.clone(),
+                    size: rel.slug_size,
+                });
             Some(AppRoute {
                 app: a.name.clone(),
                 domains: domains.remove(a.name.as_str()).unwrap_or_default(),
                 handler,
                 web: w,
+                paths: p,
+                slug,
             })
         })
         .collect();

@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS releases (app TEXT NOT NULL, version INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS formation (app TEXT NOT NULL, proc_type TEXT NOT NULL, quantity INTEGER NOT NULL, memory_mb INTEGER NOT NULL, PRIMARY KEY (app, proc_type));
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, capacity_mb INTEGER NOT NULL, state TEXT NOT NULL, draining INTEGER NOT NULL, joined_at INTEGER NOT NULL, host TEXT NOT NULL DEFAULT '127.0.0.1');
 CREATE TABLE IF NOT EXISTS domains (domain TEXT PRIMARY KEY, app TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS routes (app TEXT NOT NULL, prefix TEXT NOT NULL, backend TEXT NOT NULL, PRIMARY KEY (app, prefix));
 CREATE TABLE IF NOT EXISTS frontends (name TEXT PRIMARY KEY, handler_host TEXT NOT NULL, joined_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, proc_type TEXT NOT NULL, idx INTEGER NOT NULL, node TEXT, memory_mb INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, node TEXT, created_at INTEGER NOT NULL);
@@ -248,6 +249,7 @@ impl Store {
             "formation",
             "instances",
             "domains",
+            "routes",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
@@ -478,6 +480,48 @@ impl Store {
             "DELETE FROM domains WHERE domain = ?1 AND app = ?2",
             params![domain, app],
         )? > 0)
+    }
+
+    /// Sets the backend of a path prefix of an app.
+    pub fn set_route(&self, app: &str, prefix: &str, backend: &zeroku_conf::Backend) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO routes (app, prefix, backend) VALUES (?1, ?2, ?3)",
+            params![app, prefix, serde_json::to_string(backend)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_route(&self, app: &str, prefix: &str) -> Result<bool> {
+        Ok(self.db.execute(
+            "DELETE FROM routes WHERE app = ?1 AND prefix = ?2",
+            params![app, prefix],
+        )? > 0)
+    }
+
+    /// Every path route, as (app, route).
+    pub fn routes(&self) -> Result<Vec<(String, zeroku_conf::PathRoute)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT app, prefix, backend FROM routes ORDER BY app, prefix")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let raw: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
+        raw.into_iter()
+            .map(|(app, prefix, b)| {
+                Ok((
+                    app,
+                    zeroku_conf::PathRoute {
+                        prefix,
+                        backend: serde_json::from_str(&b)?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Every custom domain, as (domain, app).

@@ -3,11 +3,11 @@
 
 mod apps;
 mod daemons;
-mod domains;
 mod logs;
 mod nodes;
 mod ps;
 mod releases;
+mod routing;
 
 use crate::cli::{Api, Command};
 use anyhow::{anyhow, Context, Result};
@@ -85,9 +85,17 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             num,
             api,
         } => logs::show(&api, &app.app, tail, num).await,
-        Domains { app, api } => domains::list(&api, &app.app).await,
-        DomainsAdd { app, domain, api } => domains::add(&api, &app.app, &domain).await,
-        DomainsRemove { app, domain, api } => domains::remove(&api, &app.app, &domain).await,
+        Domains { app, api } => routing::domains(&api, &app.app).await,
+        DomainsAdd { app, domain, api } => routing::add_domain(&api, &app.app, &domain).await,
+        DomainsRemove { app, domain, api } => routing::remove_domain(&api, &app.app, &domain).await,
+        Routes { app, api } => routing::routes(&api, &app.app).await,
+        RoutesAdd {
+            app,
+            prefix,
+            backend,
+            api,
+        } => routing::add_route(&api, &app.app, &prefix, &backend).await,
+        RoutesRemove { app, prefix, api } => routing::remove_route(&api, &app.app, &prefix).await,
         Nodes { api } => nodes::list(&api).await,
         NodesJoinToken { api } => nodes::join_token(&api).await,
         NodesDrain { node, api } => nodes::drain(&api, &node, true).await,
