@@ -102,6 +102,8 @@ struct Conn {
     peer: SocketAddr,
     /// Hubs this connection has talked to: told when the client leaves.
     hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
+    /// Upgraded to a WebSocket: its session tells the handler when it ends.
+    upgraded: std::sync::atomic::AtomicBool,
 }
 
 /// The accept loop: a task per connection, at most `max_conns` at once; on
@@ -137,6 +139,7 @@ pub async fn serve(
                 id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
                 peer,
                 hubs: std::sync::Mutex::new(Vec::new()),
+                upgraded: std::sync::atomic::AtomicBool::new(false),
             });
             let (e2, c2) = (edge.clone(), conn.clone());
             let svc = hyper::service::service_fn(move |req| {
@@ -161,6 +164,9 @@ pub async fn serve(
                 }
             }
             // The client is gone: handlers that served it are told.
+            if conn.upgraded.load(Ordering::Relaxed) {
+                return;
+            }
             let hubs = std::mem::take(&mut *conn.hubs.lock().unwrap_or_else(|e| e.into_inner()));
             for h in hubs {
                 h.disconnect(&edge.hubs.uuid, conn.id);
@@ -352,6 +358,7 @@ async fn to_handler(
             tx,
             max: edge.max_body,
         };
+        conn.upgraded.store(true, Ordering::Relaxed);
         tokio::spawn(session.run(on_upgrade, rest.freeze(), rx, guard));
         return resp;
     }
