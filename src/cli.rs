@@ -72,6 +72,9 @@ pub enum Command {
         /// Public HTTP address of the embedded frontend (config: frontend.http).
         #[arg(long)]
         http: Option<String>,
+        /// Metrics address of the embedded frontend, "" = off (config: frontend.admin).
+        #[arg(long)]
+        admin: Option<String>,
         /// Check the config and exit.
         #[arg(short = 't', long = "check")]
         check: bool,
@@ -134,6 +137,9 @@ pub enum Command {
         /// Public HTTP address (config: frontend.http).
         #[arg(long)]
         http: Option<String>,
+        /// Metrics address, "" = off (config: frontend.admin).
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(short = 't', long = "check")]
         check: bool,
     },

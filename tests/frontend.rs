@@ -151,6 +151,18 @@ fn handlers_web_apps_domains_and_errors() {
         "{body}"
     );
 
+    // Prometheus metrics on the admin port.
+    let (st, _, metrics) = http_get(&c.frontend_admin, "x", "/metrics").unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        metrics.contains(r#"zeroku_frontend_requests_total{app="chat",code="200"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("zeroku_frontend_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
     // Garbage from a "handler" is dropped; the app keeps working.
     let routes: serde_json::Value = {
         let (_, _, b) = http_request(
@@ -569,4 +581,233 @@ fn path_routes_send_prefixes_to_static_dirs_and_web() {
             Err(format!("{r:?}"))
         }
     });
+}
+
+/// Sends GETs from `threads` clients until `stop`; returns (ok, failures).
+fn load(
+    fe: &str,
+    host: &'static str,
+    threads: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(u32, Vec<String>)>> {
+    (0..threads)
+        .map(|_| {
+            let (fe, stop) = (fe.to_string(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut bad) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match http_get(&fe, host, "/load") {
+                        Ok((200, _, _)) => ok += 1,
+                        other => bad.push(format!("{other:?}")),
+                    }
+                }
+                (ok, bad)
+            })
+        })
+        .collect()
+}
+
+fn finish(handles: Vec<std::thread::JoinHandle<(u32, Vec<String>)>>) -> (u32, Vec<String>) {
+    let mut ok = 0;
+    let mut bad = Vec::new();
+    for h in handles {
+        let (o, b) = h.join().unwrap();
+        ok += o;
+        bad.extend(b);
+    }
+    (ok, bad)
+}
+
+#[test]
+fn deploys_and_crashes_under_load_lose_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut c = TestCluster::start_with(&format!(
+        "{TEST_CONFIG}\n[frontend]\nhold_ms = 5000\ntimeout_ms = 10000\n"
+    ));
+    c.add_worker("w1", 34000);
+    let fe = c.add_frontend("edge1");
+
+    // Handlers replaced by a new release (config:set) under load.
+    c.deploy(
+        "busy",
+        &[
+            ("Procfile", "handler: python3 handler.py\n"),
+            ("handler.py", HANDLER_PY),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "busy", "handler=2"]).unwrap();
+    c.wait_up("busy", 2, Duration::from_secs(30));
+    eventually(Duration::from_secs(15), "handlers answering", || {
+        let r = http_get(&fe, "busy.localhost", "/")?;
+        if r.0 == 200 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&fe, "busy.localhost", 3, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    c.cli_ok(&["config:set", "-a", "busy", "GREETING=v2"])
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "v2 handlers up and the old ones gone",
+        || {
+            let ps = c.ps("busy");
+            let n = c.json(&["nodes"]);
+            let done = ps.len() == 2
+                && ps.iter().all(|p| p["release"] == 2 && p["state"] == "up")
+                && n[0]["running"] == 2;
+            if done {
+                Ok(())
+            } else {
+                Err(format!("{ps:?}"))
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = finish(clients);
+    assert!(ok > 20, "only {ok} requests during the deploy");
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed during a handler deploy: {:?}",
+        bad.len(),
+        ok as usize + bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+
+    // A web instance killed (kill -9) under load.
+    c.deploy(
+        "site",
+        &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
+    );
+    c.cli_ok(&["ps:scale", "-a", "site", "web=2"]).unwrap();
+    c.wait_up("site", 2, Duration::from_secs(30));
+    eventually(Duration::from_secs(15), "both web instances routed", || {
+        let (_, _, b) = http_request(
+            &c.master.api,
+            &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&b).map_err(|e| e.to_string())?;
+        let n = v["apps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["app"] == "site"))
+            .map_or(0, |a| a["web"].as_array().map_or(0, Vec::len));
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(b)
+        }
+    });
+    let victim = c.ps("site")[0]["pid"].as_u64().unwrap() as i32;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&fe, "site.localhost", 3, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe_free_kill(-victim, 9);
+    eventually(
+        Duration::from_secs(20),
+        "the killed instance restarted",
+        || {
+            let ps = c.ps("site");
+            let back = ps.len() == 2
+                && ps.iter().all(|p| p["state"] == "up")
+                && ps.iter().any(|p| p["restarts"].as_u64() == Some(1));
+            if back {
+                Ok(())
+            } else {
+                Err(format!("{ps:?}"))
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = finish(clients);
+    assert!(ok > 20, "only {ok} requests around the crash");
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed around a crash: {:?}",
+        bad.len(),
+        ok as usize + bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+#[test]
+fn the_edge_refuses_bad_requests_and_slow_clients_cleanly() {
+    use std::io::{Read, Write};
+    let mut c = TestCluster::start_with(&format!(
+        "{TEST_CONFIG}\n[frontend]\nheader_timeout_ms = 1000\nmax_header_bytes = 16384\nmax_body_bytes = 1000\n"
+    ));
+    c.add_worker("w1", 34200);
+    let fe = c.add_frontend("edge1");
+    c.deploy(
+        "site",
+        &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
+    );
+    c.wait_up("site", 1, Duration::from_secs(30));
+    eventually(Duration::from_secs(15), "the app", || {
+        let r = http_get(&fe, "site.localhost", "/")?;
+        if r.0 == 200 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    // A slowloris client holds a connection without finishing its head...
+    let mut slow = std::net::TcpStream::connect(&fe).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: site.localhost\r\nX-Slow: 1\r\n")
+        .unwrap();
+    // ...while others are served.
+    let (st, _, _) = http_get(&fe, "site.localhost", "/").unwrap();
+    assert_eq!(st, 200);
+    // Malformed request line: 400, connection closed.
+    let (st, _, _) = http_request(&fe, "THIS IS NOT HTTP\r\n\r\n").unwrap_or((
+        400,
+        String::new(),
+        String::new(),
+    ));
+    assert_eq!(st, 400);
+    // One header line over 8 KB: 431.
+    let big = "a".repeat(9000);
+    let (st, _, body) = http_request(
+        &fe,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: site.localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(st, 431, "{body}");
+    // Headers over the configured total: 431 too.
+    let many: String = (0..40)
+        .map(|i| format!("X-H{i}: {}\r\n", "b".repeat(500)))
+        .collect();
+    let (st, _, _) = http_request(
+        &fe,
+        &format!("GET / HTTP/1.1\r\nHost: site.localhost\r\n{many}Connection: close\r\n\r\n"),
+    )
+    .unwrap();
+    assert_eq!(st, 431);
+    // A body over the limit: 413.
+    let (st, _, _) = http_request(&fe, "POST / HTTP/1.1\r\nHost: site.localhost\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(st, 413);
+    // The slow client is cut off after the header timeout.
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let t = std::time::Instant::now();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "slow client kept for {:?}",
+        t.elapsed()
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // And the edge still serves.
+    assert_eq!(http_get(&fe, "site.localhost", "/").unwrap().0, 200);
 }

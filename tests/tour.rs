@@ -70,6 +70,8 @@ fn tour() {
             &format!("tcp://127.0.0.1:{p2}"),
             "--http",
             &format!("127.0.0.1:{}", free_port()),
+            "--admin",
+            "",
         ],
         tmp.path().join("up.log"),
     );

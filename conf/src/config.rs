@@ -195,6 +195,8 @@ pub struct FrontendConfig {
     pub master: String,
     /// Public HTTP address.
     pub http: String,
+    /// Admin address: Prometheus `/metrics` and `/healthz`. Empty = off.
+    pub admin: String,
     /// Apps answer at `<app>.<base_domain>`.
     pub base_domain: String,
     /// Address the per-app handler sockets are bound on.
@@ -210,6 +212,9 @@ pub struct FrontendConfig {
     pub max_body_bytes: u64,
     /// Largest request head (request line and headers), bytes (431 above).
     pub max_header_bytes: usize,
+    /// A client must send its whole request head within this time, ms;
+    /// slow clients (slowloris) are disconnected.
+    pub header_timeout_ms: u64,
     /// A request body larger than this (or chunked) reaches handlers as a
     /// temp file (`x-mongrel2-upload-start`/`-done`), as in Mongrel2.
     pub upload_threshold_bytes: u64,
@@ -221,6 +226,7 @@ impl Default for FrontendConfig {
             name: "edge".into(),
             master: "http://127.0.0.1:7070".into(),
             http: "127.0.0.1:8080".into(),
+            admin: "127.0.0.1:9180".into(),
             base_domain: "localhost".into(),
             handler_bind: "127.0.0.1".into(),
             handler_advertise: String::new(),
@@ -228,6 +234,7 @@ impl Default for FrontendConfig {
             timeout_ms: 30_000,
             max_body_bytes: 100 << 20,
             max_header_bytes: 64 << 10,
+            header_timeout_ms: 10_000,
             upload_threshold_bytes: 20480,
         }
     }

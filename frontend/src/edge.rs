@@ -53,6 +53,7 @@ pub struct Edge {
     pub uploads: Uploads,
     next_conn: AtomicU64,
     pub requests: AtomicU64,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Edge {
@@ -76,6 +77,7 @@ impl Edge {
             max_body: cfg.max_body_bytes,
             next_conn: AtomicU64::new(1),
             requests: AtomicU64::new(0),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 
@@ -112,6 +114,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     edge: Arc<Edge>,
     max_header_bytes: usize,
+    header_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(10_000));
@@ -149,7 +152,7 @@ pub async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(header_timeout)
                 .max_buf_size(max_header_bytes.max(8192))
                 .keep_alive(true);
             let c = builder
@@ -175,9 +178,25 @@ pub async fn serve(
     }
 }
 
+/// Longest request target and header line, as Mongrel2's 8 KB.
+const MAX_LINE: usize = 8 << 10;
+
 async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     edge.requests.fetch_add(1, Ordering::Relaxed);
+    if req.uri().to_string().len() > MAX_LINE {
+        return error_page(StatusCode::URI_TOO_LONG, "the request target is over 8 KB");
+    }
+    if let Some((k, _)) = req
+        .headers()
+        .iter()
+        .find(|(k, v)| k.as_str().len() + v.len() + 2 > MAX_LINE)
+    {
+        return error_page(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("the {k} header line is over 8 KB"),
+        );
+    }
     let host = req
         .headers()
         .get(hyper::header::HOST)
@@ -193,9 +212,25 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
             &format!("No app is served at {host:?} by this zeroku frontend. Apps answer at <app>.<base domain> or at their custom domains (zeroku domains:add)."),
         );
         log_access(&host, &method, &path, resp.status(), started);
+        edge.metrics
+            .observe("-", resp.status().as_u16(), started.elapsed());
         return resp;
     };
     let app = route.app.clone();
+    let too_big = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > edge.max_body);
+    if too_big {
+        let resp = error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request bodies are limited to {} bytes", edge.max_body),
+        );
+        edge.metrics.observe(&app, 413, started.elapsed());
+        return resp;
+    }
     // A path route (longest prefix first), else the app's default backend.
     let matched = route
         .paths
@@ -249,6 +284,8 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         }
     };
     log_access(&host, &method, &path, resp.status(), started);
+    edge.metrics
+        .observe(&app, resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -326,7 +363,7 @@ async fn to_handler(
             accept.as_bytes(),
             m2::codec::Protocol::Json,
         );
-        hub.send(conn.id, msg, tx.clone());
+        hub.send(conn.id, msg, tx.clone(), false);
         let (status, headers, rest) = match read_head(edge, &mut rx).await {
             Ok(h) => h,
             Err(resp) => return resp,
@@ -400,7 +437,7 @@ async fn to_handler(
             b"",
             m2::codec::Protocol::Json,
         );
-        hub.send(conn.id, msg, tx);
+        hub.send(conn.id, msg, tx, false);
         if let Err(resp) = write_upload(body, &path, edge.max_body).await {
             return resp;
         }
@@ -429,7 +466,16 @@ async fn to_handler(
         };
         let msg =
             m2::codec::encode_request(&uuid, conn.id, &head, &[], &body, m2::codec::Protocol::Json);
-        hub.send(conn.id, msg, tx);
+        // Safe to send again if a handler dies holding it.
+        let idempotent = matches!(
+            parts.method,
+            hyper::Method::GET
+                | hyper::Method::HEAD
+                | hyper::Method::OPTIONS
+                | hyper::Method::PUT
+                | hyper::Method::DELETE
+        );
+        hub.send(conn.id, msg, tx, idempotent);
     }
     match read_head(edge, &mut rx).await {
         Ok((status, headers, rest)) => build_response(status, &headers, rest, rx, guard),
@@ -760,7 +806,7 @@ impl WsSession {
                                     ("FLAGS".to_string(), format!("0x{:x}", m.first_byte)),
                                 ];
                                 let msg = m2::codec::encode_request(&self.uuid, self.conn_id, &self.head, &extra, &m.payload, m2::codec::Protocol::Json);
-                                self.hub.send(self.conn_id, msg, self.tx.clone());
+                                self.hub.send(self.conn_id, msg, self.tx.clone(), false);
                             }
                             Ok(None) => break,
                             Err(e) => {

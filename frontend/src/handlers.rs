@@ -6,8 +6,11 @@
 //! PUSH has `ZMQ_IMMEDIATE` set: while no handler is connected, a request
 //! stays in the hub's own queue, for at most the hold time, and is
 //! delivered as soon as a handler connects; after that the requester is
-//! told [`Chunk::NoHandler`] (503). Replies are parsed and handed to the
-//! request waiting on each connection id; garbage is logged and dropped.
+//! told [`Chunk::NoHandler`] (503). A monitor on PUSH sees handlers
+//! disconnect: an idempotent request one of them took and never answered
+//! (a restart, a crash) is sent again, so a deploy loses no request.
+//! Replies are parsed and handed to the request waiting on each
+//! connection id; garbage is logged and dropped.
 
 use crate::m2;
 use bytes::Bytes;
@@ -35,25 +38,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub struct Hub {
-    pub app: String,
-    pub route: HandlerRoute,
-    /// inproc PUSH to the hub thread: (conn id, message).
-    cmd: Mutex<zmq::Socket>,
-    waiters: Waiters,
-    stop: Arc<AtomicBool>,
-    /// Replies from handlers that did not parse.
-    pub garbage: Arc<AtomicU64>,
-    /// Requests waiting for a handler to connect.
-    pub queued: Arc<AtomicU64>,
-}
-
 static HUB_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A request: held until a handler connects (or the hold time ends).
 const HOLD: u8 = 0;
 /// A notice (disconnect): sent if a handler is connected, else dropped.
 const NOTICE: u8 = 1;
+/// A request held like [`HOLD`], and sent again if the handler that took
+/// it disconnects before answering.
+const RETRY: u8 = 2;
+/// Requests sent up to this long after a handler disconnected are suspect…
+const SUSPECT: Duration = Duration::from_millis(500);
+/// …and sent again if still unanswered after this long.
+const RESEND_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Hub {
+    pub app: String,
+    pub route: HandlerRoute,
+    /// inproc PUSH to the hub thread: (conn id, kind, message).
+    cmd: Mutex<zmq::Socket>,
+    waiters: Waiters,
+    stop: Arc<AtomicBool>,
+    /// Replies from handlers that did not parse.
+    pub garbage: Arc<AtomicU64>,
+    /// Requests waiting for a handler.
+    pub queued: Arc<AtomicU64>,
+}
 
 impl Hub {
     /// Binds the app's sockets and starts its thread.
@@ -103,6 +113,15 @@ impl Hub {
             .map_err(|e| err("create a command socket", e))?;
         cmd.connect(&inproc)
             .map_err(|e| err("connect the command socket", e))?;
+        let mon_ep = format!("{inproc}-monitor");
+        push.monitor(&mon_ep, zmq::SocketEvent::DISCONNECTED as i32)
+            .map_err(|e| err("monitor the PUSH socket", e))?;
+        let monitor = ctx
+            .socket(zmq::PAIR)
+            .map_err(|e| err("create a monitor socket", e))?;
+        monitor
+            .connect(&mon_ep)
+            .map_err(|e| err("connect the monitor socket", e))?;
 
         let waiters: Waiters = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -114,6 +133,9 @@ impl Hub {
             push,
             sub,
             cmd_in,
+            monitor,
+            taken: HashMap::new(),
+            last_disconnect: None,
             waiters: waiters.clone(),
             pending: VecDeque::new(),
             hold,
@@ -138,9 +160,17 @@ impl Hub {
     }
 
     /// Registers the request on `conn_id` for replies, then sends `msg`.
-    pub fn send(&self, conn_id: u64, msg: Vec<u8>, replies: UnboundedSender<Chunk>) {
+    /// A `retryable` (idempotent) request that a handler took but never
+    /// answered before disconnecting is sent again.
+    pub fn send(
+        &self,
+        conn_id: u64,
+        msg: Vec<u8>,
+        replies: UnboundedSender<Chunk>,
+        retryable: bool,
+    ) {
         lock(&self.waiters).insert(conn_id, replies);
-        self.command(conn_id, HOLD, msg);
+        self.command(conn_id, if retryable { RETRY } else { HOLD }, msg);
     }
 
     /// Sends another message for a request already registered.
@@ -174,15 +204,29 @@ impl Drop for Hub {
     }
 }
 
+/// A request waiting for a handler to take it.
+struct Pending {
+    give_up_at: Instant,
+    conn_id: u64,
+    msg: Vec<u8>,
+    retryable: bool,
+}
+
 struct HubThread {
     app: String,
     uuid: String,
     push: zmq::Socket,
     sub: zmq::Socket,
     cmd_in: zmq::Socket,
+    /// Disconnect events of `push`.
+    monitor: zmq::Socket,
+    /// Retryable requests a handler took and has not answered yet, with
+    /// when they were sent.
+    taken: HashMap<u64, (Vec<u8>, Instant)>,
+    /// When a handler last disconnected.
+    last_disconnect: Option<Instant>,
     waiters: Waiters,
-    /// Requests waiting for a handler: (give up at, conn id, message).
-    pending: VecDeque<(Instant, u64, Vec<u8>)>,
+    pending: VecDeque<Pending>,
     hold: Duration,
     garbage: Arc<AtomicU64>,
     queued: Arc<AtomicU64>,
@@ -192,33 +236,47 @@ impl HubThread {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let timeout = if self.pending.is_empty() { 200 } else { 5 };
-            let (cmd_ready, sub_ready) = {
+            let ready = {
                 let mut items = [
                     self.cmd_in.as_poll_item(zmq::POLLIN),
                     self.sub.as_poll_item(zmq::POLLIN),
+                    self.monitor.as_poll_item(zmq::POLLIN),
                 ];
                 if zmq::poll(&mut items, timeout).is_err() {
                     continue;
                 }
-                (items[0].is_readable(), items[1].is_readable())
+                [
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                ]
             };
-            if cmd_ready {
+            if ready[0] {
                 while let Ok(parts) = self.cmd_in.recv_multipart(zmq::DONTWAIT) {
-                    let [id, kind, msg] = &parts[..] else {
-                        continue;
-                    };
-                    let id = id.as_slice().try_into().map_or(0, u64::from_be_bytes);
-                    if kind.first() == Some(&NOTICE) {
-                        let _ = self.push.send(&msg[..], zmq::DONTWAIT);
-                    } else {
-                        self.pending
-                            .push_back((Instant::now() + self.hold, id, msg.clone()));
-                    }
+                    self.on_command(&parts);
                 }
             }
-            if sub_ready {
+            if ready[1] {
                 while let Ok(msg) = self.sub.recv_bytes(zmq::DONTWAIT) {
                     self.on_reply(&msg);
+                }
+            }
+            if ready[2] {
+                while self.monitor.recv_multipart(zmq::DONTWAIT).is_ok() {}
+                let now = Instant::now();
+                self.last_disconnect = Some(now);
+                self.resend_taken(|sent| sent <= now);
+            }
+            // A request sent just as a handler went away may have gone down
+            // with it (the event and the dying pipe race): if it is still
+            // unanswered a second later, it goes out again too.
+            if let Some(d) = self.last_disconnect {
+                let now = Instant::now();
+                self.resend_taken(|sent| {
+                    sent <= d + SUSPECT && now.duration_since(sent) > RESEND_AFTER
+                });
+                if now.duration_since(d) > SUSPECT + RESEND_AFTER {
+                    self.last_disconnect = None;
                 }
             }
             self.flush();
@@ -227,24 +285,40 @@ impl HubThread {
         }
     }
 
+    fn on_command(&mut self, parts: &[Vec<u8>]) {
+        let [id, kind, msg] = parts else { return };
+        let conn_id = id.as_slice().try_into().map_or(0, u64::from_be_bytes);
+        match kind.first() {
+            Some(&NOTICE) => {
+                let _ = self.push.send(&msg[..], zmq::DONTWAIT);
+            }
+            k => self.pending.push_back(Pending {
+                give_up_at: Instant::now() + self.hold,
+                conn_id,
+                msg: msg.clone(),
+                retryable: k == Some(&RETRY),
+            }),
+        }
+    }
+
     /// Sends queued requests while a handler takes them; answers 503 to
     /// those that waited too long.
     fn flush(&mut self) {
-        while let Some((deadline, id, msg)) = self.pending.pop_front() {
-            match self.push.send(&msg[..], zmq::DONTWAIT) {
-                Ok(()) => {}
+        while let Some(p) = self.pending.pop_front() {
+            match self.push.send(&p.msg[..], zmq::DONTWAIT) {
+                Ok(()) => {
+                    if p.retryable {
+                        self.taken.insert(p.conn_id, (p.msg, Instant::now()));
+                    }
+                }
                 Err(zmq::Error::EAGAIN) => {
-                    if Instant::now() < deadline {
-                        self.pending.push_front((deadline, id, msg));
+                    if Instant::now() < p.give_up_at {
+                        self.pending.push_front(p);
                         break;
                     }
-                    if let Some(tx) = lock(&self.waiters).remove(&id) {
-                        let _ = tx.send(Chunk::NoHandler);
-                    }
+                    self.no_handler(p.conn_id);
                 }
-                Err(e) => {
-                    tracing::warn!(app = %self.app, error = %e, "cannot send to handlers");
-                }
+                Err(e) => tracing::warn!(app = %self.app, error = %e, "cannot send to handlers"),
             }
         }
         // Requests behind the first that waited too long.
@@ -252,17 +326,57 @@ impl HubThread {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|p| p.0 <= now)
-            .map(|p| p.1)
+            .filter(|p| p.give_up_at <= now)
+            .map(|p| p.conn_id)
             .collect();
         if !expired.is_empty() {
-            self.pending.retain(|p| p.0 > now);
-            let mut w = lock(&self.waiters);
+            self.pending.retain(|p| p.give_up_at > now);
             for id in expired {
-                if let Some(tx) = w.remove(&id) {
-                    let _ = tx.send(Chunk::NoHandler);
-                }
+                self.no_handler(id);
             }
+        }
+        // Requests whose client left are not worth resending.
+        if self.taken.len() > 10_000 {
+            let w = lock(&self.waiters);
+            self.taken.retain(|id, _| w.contains_key(id));
+        }
+    }
+
+    fn no_handler(&self, conn_id: u64) {
+        if let Some(tx) = lock(&self.waiters).remove(&conn_id) {
+            let _ = tx.send(Chunk::NoHandler);
+        }
+    }
+
+    /// A handler disconnected: what was taken (and `pick`ed by when it was
+    /// sent) and not answered goes out again, first in line.
+    fn resend_taken(&mut self, pick: impl Fn(Instant) -> bool) {
+        let ids: Vec<u64> = self
+            .taken
+            .iter()
+            .filter(|(_, (_, sent))| pick(*sent))
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let waiting = lock(&self.waiters);
+        let again: Vec<(u64, Vec<u8>)> = ids
+            .into_iter()
+            .filter_map(|id| self.taken.remove(&id).map(|(msg, _)| (id, msg)))
+            .filter(|(id, _)| waiting.contains_key(id))
+            .collect();
+        drop(waiting);
+        if !again.is_empty() {
+            tracing::info!(app = %self.app, requests = again.len(), "a handler went away: sending its unanswered requests again");
+        }
+        for (conn_id, msg) in again {
+            self.pending.push_front(Pending {
+                give_up_at: Instant::now() + self.hold,
+                conn_id,
+                msg,
+                retryable: true,
+            });
         }
     }
 
@@ -286,6 +400,7 @@ impl HubThread {
         {
             let w = lock(&self.waiters);
             for id in ids {
+                self.taken.remove(&id);
                 let chunk = if body.is_empty() {
                     Chunk::Close
                 } else {
@@ -351,6 +466,14 @@ impl Hubs {
                 Err(e) => tracing::error!(error = %e, "handler route unavailable"),
             }
         }
+    }
+
+    /// (app, requests waiting for a handler) of every hub.
+    pub fn queue_depths(&self) -> Vec<(String, u64)> {
+        lock(&self.hubs)
+            .iter()
+            .map(|(app, h)| (app.clone(), h.queued.load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn get(&self, app: &str) -> Option<Arc<Hub>> {

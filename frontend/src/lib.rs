@@ -158,6 +158,20 @@ pub async fn run(
     if let Some(tx) = started {
         let _ = tx.send(addr);
     }
+    if !cfg.admin.is_empty() {
+        let admin = tokio::net::TcpListener::bind(&cfg.admin)
+            .await
+            .map_err(|source| FrontendError::Listen {
+                addr: cfg.admin.clone(),
+                source,
+            })?;
+        tracing::info!(admin = %admin.local_addr().map_err(data_err)?, "metrics at /metrics");
+        tokio::spawn(metrics::serve_admin(
+            admin,
+            edge.metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     let follower = {
         let (edge, base, shutdown, fetcher) = (
             edge.clone(),
@@ -166,9 +180,15 @@ pub async fn run(
             fetcher.clone(),
         );
         tokio::spawn(async move {
+            let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = gauges.tick() => {
+                        for (app, n) in edge.hubs.queue_depths() {
+                            edge.metrics.set_queue_depth(&app, n);
+                        }
+                    }
                     t = rx.recv() => match t {
                         Some(t) => apply(&edge, t, &base, &fetcher),
                         None => break,
@@ -177,7 +197,15 @@ pub async fn run(
             }
         })
     };
-    edge::serve(listener, edge, cfg.max_header_bytes, shutdown).await;
+    let header_timeout = std::time::Duration::from_millis(cfg.header_timeout_ms);
+    edge::serve(
+        listener,
+        edge,
+        cfg.max_header_bytes,
+        header_timeout,
+        shutdown,
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.await;
     let _ = tokio::task::spawn_blocking(move || sub.join()).await;

@@ -194,8 +194,18 @@ impl Proxy {
                     tracing::warn!(app, upstream = %addr, error = %e, "upstream failed");
                     last_error = format!("{addr}: {e}");
                     // Only a request whose body was never read can go to
-                    // another instance.
-                    if !e.is_connect() || shared.touched.load(Ordering::Relaxed) {
+                    // another instance: after a failed connect always; after
+                    // a connection that died before the answer (an instance
+                    // killed mid-request) only if repeating it is harmless.
+                    let idempotent = matches!(
+                        parts.method,
+                        hyper::Method::GET
+                            | hyper::Method::HEAD
+                            | hyper::Method::OPTIONS
+                            | hyper::Method::PUT
+                            | hyper::Method::DELETE
+                    );
+                    if shared.touched.load(Ordering::Relaxed) || !(e.is_connect() || idempotent) {
                         break;
                     }
                 }

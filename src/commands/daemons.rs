@@ -74,7 +74,7 @@ pub async fn up(
     config_path: Option<PathBuf>,
     flags: MasterFlags,
     node: Option<String>,
-    http: Option<String>,
+    (http, admin): (Option<String>, Option<String>),
     check_only: bool,
 ) -> Result<()> {
     let data = data.unwrap_or_else(default_data);
@@ -98,6 +98,9 @@ pub async fn up(
     }
     if let Some(h) = http {
         cfg.frontend.http = h;
+    }
+    if let Some(a) = admin {
+        cfg.frontend.admin = a;
     }
     cfg.worker.master = format!("http://{}", cfg.master.api);
     cfg.frontend.master = cfg.worker.master.clone();
@@ -204,6 +207,7 @@ pub struct FrontendFlags {
     pub name: Option<String>,
     pub master: Option<String>,
     pub http: Option<String>,
+    pub admin: Option<String>,
 }
 
 pub async fn frontend(
@@ -222,6 +226,9 @@ pub async fn frontend(
     }
     if let Some(v) = f.http {
         cfg.frontend.http = v;
+    }
+    if let Some(v) = f.admin {
+        cfg.frontend.admin = v;
     }
     check(&cfg, config_path.as_deref())?;
     if check_only {

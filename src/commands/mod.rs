@@ -22,8 +22,9 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             master,
             node,
             http,
+            admin,
             check,
-        } => daemons::up(data, config, master, node, http, check).await,
+        } => daemons::up(data, config, master, node, (http, admin), check).await,
         Frontend {
             data,
             config,
@@ -31,9 +32,15 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             master,
             token,
             http,
+            admin,
             check,
         } => {
-            let flags = daemons::FrontendFlags { name, master, http };
+            let flags = daemons::FrontendFlags {
+                name,
+                master,
+                http,
+                admin,
+            };
             daemons::frontend(data, config, flags, token, check).await
         }
         Master {

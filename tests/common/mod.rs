@@ -160,6 +160,8 @@ pub struct TestCluster {
     pub master: Master,
     pub workers: Vec<(String, Daemon, PathBuf)>,
     pub frontends: Vec<Daemon>,
+    /// The metrics address of the last frontend added.
+    pub frontend_admin: String,
 }
 
 impl Drop for TestCluster {
@@ -248,6 +250,7 @@ impl TestCluster {
             },
             workers: Vec::new(),
             frontends: Vec::new(),
+            frontend_admin: String::new(),
         };
         eventually(Duration::from_secs(20), "master API", || {
             c.cli_ok(&["apps"]).map(|_| ())
@@ -308,6 +311,8 @@ impl TestCluster {
         let data = self.dir.path().join(format!("frontend-{name}"));
         let join = self.cli_ok(&["nodes:join-token"]).expect("join token");
         let http = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        self.frontend_admin = admin.clone();
         let cfg = self.config_path();
         let d = Daemon::spawn(
             &[
@@ -324,6 +329,8 @@ impl TestCluster {
                 join.trim(),
                 "--http",
                 &http,
+                "--admin",
+                &admin,
             ],
             self.dir.path().join(format!("frontend-{name}.log")),
         );
