@@ -811,3 +811,65 @@ fn the_edge_refuses_bad_requests_and_slow_clients_cleanly() {
     // And the edge still serves.
     assert_eq!(http_get(&fe, "site.localhost", "/").unwrap().0, 200);
 }
+
+#[test]
+fn tls_is_terminated_at_the_edge() {
+    let dir = tempdir();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=site.localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success());
+    let https = format!("127.0.0.1:{}", free_port());
+    let mut c = TestCluster::start_with(&format!(
+        "{TEST_CONFIG}\n[frontend]\nhttps = \"{https}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    c.add_worker("w1", 34400);
+    let _fe = c.add_frontend("edge1");
+    c.deploy(
+        "site",
+        &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
+    );
+    c.wait_up("site", 1, Duration::from_secs(30));
+    let port = https.rsplit(':').next().unwrap();
+    let body = eventually(Duration::from_secs(15), "the app over HTTPS", || {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&cert)
+            .args([
+                "--resolve",
+                &format!("site.localhost:{port}:127.0.0.1"),
+                &format!("https://site.localhost:{port}/"),
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let b = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.success() && b.starts_with("hello web") {
+            Ok(b)
+        } else {
+            Err(format!("{b} {}", String::from_utf8_lossy(&o.stderr)))
+        }
+    });
+    assert!(body.contains("xfp=https"), "{body}");
+    // Plain HTTP spoken to the TLS port is refused without harm.
+    let r = http_request(&https, "GET / HTTP/1.1\r\nHost: site.localhost\r\n\r\n");
+    assert!(r.is_err() || r.as_ref().is_ok_and(|r| r.0 != 200), "{r:?}");
+}

@@ -197,6 +197,11 @@ pub struct FrontendConfig {
     pub http: String,
     /// Admin address: Prometheus `/metrics` and `/healthz`. Empty = off.
     pub admin: String,
+    /// HTTPS address (TLS terminated here with rustls). Empty = off.
+    pub https: String,
+    /// PEM certificate chain and private key for `https`.
+    pub tls_cert: String,
+    pub tls_key: String,
     /// Apps answer at `<app>.<base_domain>`.
     pub base_domain: String,
     /// Address the per-app handler sockets are bound on.
@@ -227,6 +232,9 @@ impl Default for FrontendConfig {
             master: "http://127.0.0.1:7070".into(),
             http: "127.0.0.1:8080".into(),
             admin: "127.0.0.1:9180".into(),
+            https: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             base_domain: "localhost".into(),
             handler_bind: "127.0.0.1".into(),
             handler_advertise: String::new(),
@@ -248,6 +256,12 @@ impl FrontendConfig {
                 "http = {:?} is not an address like 127.0.0.1:8080",
                 self.http
             ));
+        }
+        if !self.https.is_empty() && (self.tls_cert.is_empty() || self.tls_key.is_empty()) {
+            return Err(
+                "https is set: tls_cert and tls_key must name the PEM certificate chain and key"
+                    .into(),
+            );
         }
         if self.base_domain.is_empty() || self.base_domain.starts_with('.') {
             return Err(format!(

@@ -102,19 +102,29 @@ impl Edge {
 struct Conn {
     id: u64,
     peer: SocketAddr,
+    /// Came in over TLS.
+    https: bool,
     /// Hubs this connection has talked to: told when the client leaves.
     hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
     /// Upgraded to a WebSocket: its session tells the handler when it ends.
     upgraded: std::sync::atomic::AtomicBool,
 }
 
-/// The accept loop: a task per connection, at most `max_conns` at once; on
-/// shutdown, stops accepting and lets open requests finish (up to 10 s).
+/// Limits every connection shares.
+#[derive(Clone)]
+pub struct ConnLimits {
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+}
+
+/// The accept loop: a task per connection, at most 10,000 at once; with
+/// `tls`, each connection is a TLS handshake first (rustls). On shutdown,
+/// stops accepting and lets open requests finish (up to 10 s).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     edge: Arc<Edge>,
-    max_header_bytes: usize,
-    header_timeout: Duration,
+    limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(10_000));
@@ -135,46 +145,73 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (edge, shutdown) = (edge.clone(), shutdown.clone());
+        let (edge, shutdown, limits, tls) =
+            (edge.clone(), shutdown.clone(), limits.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = Arc::new(Conn {
-                id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
-                peer,
-                hubs: std::sync::Mutex::new(Vec::new()),
-                upgraded: std::sync::atomic::AtomicBool::new(false),
-            });
-            let (e2, c2) = (edge.clone(), conn.clone());
-            let svc = hyper::service::service_fn(move |req| {
-                let (edge, conn) = (e2.clone(), c2.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(&edge, &conn, req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(max_header_bytes.max(8192))
-                .keep_alive(true);
-            let c = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::pin!(c);
-            tokio::select! {
-                r = c.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection") },
-                _ = shutdown.cancelled() => {
-                    c.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+            match tls {
+                None => serve_conn(stream, peer, false, edge, limits, shutdown).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head.
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => serve_conn(s, peer, true, edge, limits, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
             }
-            // The client is gone: handlers that served it are told.
-            if conn.upgraded.load(Ordering::Relaxed) {
-                return;
-            }
-            let hubs = std::mem::take(&mut *conn.hubs.lock().unwrap_or_else(|e| e.into_inner()));
-            for h in hubs {
-                h.disconnect(&edge.hubs.uuid, conn.id);
-            }
         });
+    }
+}
+
+/// Serves one client connection (plain or TLS) until it closes.
+async fn serve_conn<I>(
+    io: I,
+    peer: SocketAddr,
+    https: bool,
+    edge: Arc<Edge>,
+    limits: ConnLimits,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(Conn {
+        id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
+        peer,
+        https,
+        hubs: std::sync::Mutex::new(Vec::new()),
+        upgraded: std::sync::atomic::AtomicBool::new(false),
+    });
+    let (e2, c2) = (edge.clone(), conn.clone());
+    let svc = hyper::service::service_fn(move |req| {
+        let (edge, conn) = (e2.clone(), c2.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle(&edge, &conn, req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let c = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(c);
+    tokio::select! {
+        r = c.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection") },
+        _ = shutdown.cancelled() => {
+            c.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+        }
+    }
+    // The client is gone: handlers that served it are told.
+    if conn.upgraded.load(Ordering::Relaxed) {
+        return;
+    }
+    let hubs = std::mem::take(&mut *conn.hubs.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in hubs {
+        h.disconnect(&edge.hubs.uuid, conn.id);
     }
 }
 
@@ -256,7 +293,7 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         Backend::Web => {
             let forwarded = Forwarded {
                 peer_ip: conn.peer.ip().to_string(),
-                proto: "http",
+                proto: if conn.https { "https" } else { "http" },
                 port: edge.port,
                 request_id: request_id(&req),
             };
@@ -336,7 +373,7 @@ async fn to_handler(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
-    let head = request_head(&parts, conn.peer);
+    let head = request_head(&parts, conn.peer, conn.https);
     {
         let mut hubs = conn.hubs.lock().unwrap_or_else(|e| e.into_inner());
         if !hubs.iter().any(|h| Arc::ptr_eq(h, &hub)) {
@@ -603,7 +640,11 @@ impl Drop for Forget {
     }
 }
 
-fn request_head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> m2::codec::RequestHead {
+fn request_head(
+    parts: &hyper::http::request::Parts,
+    peer: SocketAddr,
+    https: bool,
+) -> m2::codec::RequestHead {
     let uri = &parts.uri;
     m2::codec::RequestHead {
         method: parts.method.as_str().to_string(),
@@ -621,7 +662,7 @@ fn request_head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> m2::co
             .collect(),
         remote_addr: peer.ip().to_string(),
         pattern: "/".into(),
-        url_scheme: "http".into(),
+        url_scheme: if https { "https" } else { "http" }.into(),
     }
 }
 

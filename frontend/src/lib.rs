@@ -19,6 +19,7 @@ pub mod m2;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
+pub mod tls;
 pub mod ws;
 
 use std::path::Path;
@@ -53,6 +54,8 @@ pub enum FrontendError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("ZMQ: cannot follow routes at {endpoint}: {source}")]
     Zmq {
         endpoint: String,
@@ -197,15 +200,28 @@ pub async fn run(
             }
         })
     };
-    let header_timeout = std::time::Duration::from_millis(cfg.header_timeout_ms);
-    edge::serve(
-        listener,
-        edge,
-        cfg.max_header_bytes,
-        header_timeout,
-        shutdown,
-    )
-    .await;
+    let limits = edge::ConnLimits {
+        max_header_bytes: cfg.max_header_bytes,
+        header_timeout: std::time::Duration::from_millis(cfg.header_timeout_ms),
+    };
+    if !cfg.https.is_empty() {
+        let acceptor = tls::acceptor(&cfg.tls_cert, &cfg.tls_key).map_err(FrontendError::Tls)?;
+        let l = tokio::net::TcpListener::bind(&cfg.https)
+            .await
+            .map_err(|source| FrontendError::Listen {
+                addr: cfg.https.clone(),
+                source,
+            })?;
+        tracing::info!(https = %cfg.https, "TLS listener");
+        tokio::spawn(edge::serve(
+            l,
+            edge.clone(),
+            limits.clone(),
+            Some(acceptor),
+            shutdown.clone(),
+        ));
+    }
+    edge::serve(listener, edge, limits, None, shutdown).await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.await;
     let _ = tokio::task::spawn_blocking(move || sub.join()).await;
