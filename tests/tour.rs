@@ -55,6 +55,7 @@ fn tour() {
     std::fs::write(&cfg, TEST_CONFIG).unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     let (p1, p2) = (free_port(), free_port());
+    let http = format!("127.0.0.1:{}", free_port());
     let daemon = Daemon::spawn(
         &[
             "up",
@@ -69,7 +70,7 @@ fn tour() {
             "--pull",
             &format!("tcp://127.0.0.1:{p2}"),
             "--http",
-            &format!("127.0.0.1:{}", free_port()),
+            &http,
             "--admin",
             "",
         ],
@@ -210,6 +211,46 @@ fn tour() {
     let info = up.json(&["apps:info", "-a", "hello"]);
     assert_eq!(info["release"]["version"], 3);
     assert_eq!(info["instances"], 3);
+
+    // HTTP apps through the embedded frontend, from the shipped examples.
+    let ex = |name: &str| format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    up.ok(&["apps:create", "chat"]);
+    up.ok(&["releases:create", "-a", "chat", &ex("python-handler")]);
+    up.ok(&["ps:scale", "-a", "chat", "handler=2"]);
+    let body = eventually(Duration::from_secs(30), "the python handler", || {
+        let r = http_get(&http, "chat.localhost", "/hi")?;
+        if r.0 == 200 {
+            Ok(r.2)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    assert!(body.contains("chat.handler."), "{body}");
+    up.ok(&["apps:create", "site"]);
+    up.ok(&["releases:create", "-a", "site", &ex("python-web")]);
+    let body = eventually(Duration::from_secs(30), "the python web app", || {
+        let r = http_get(&http, "site.localhost", "/")?;
+        if r.0 == 200 {
+            Ok(r.2)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    assert!(body.contains("site.web.1"), "{body}");
+    up.ok(&["domains:add", "-a", "site", "www.example.test"]);
+    up.ok(&["routes:add", "-a", "site", "/static", "dir:public"]);
+    eventually(
+        Duration::from_secs(15),
+        "the custom domain and the static dir",
+        || {
+            let r = http_get(&http, "www.example.test", "/static/")?;
+            if r.0 == 200 && r.2.contains("Static files") {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        },
+    );
 
     // Errors a user can act on.
     let bad = Command::new(bin())
