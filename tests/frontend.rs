@@ -873,3 +873,42 @@ fn tls_is_terminated_at_the_edge() {
     let r = http_request(&https, "GET / HTTP/1.1\r\nHost: site.localhost\r\n\r\n");
     assert!(r.is_err() || r.as_ref().is_ok_and(|r| r.0 != 200), "{r:?}");
 }
+
+#[test]
+fn handlers_serve_every_frontend() {
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("w1", 34600);
+    let fe1 = c.add_frontend("edge1");
+    c.deploy(
+        "chat",
+        &[
+            ("Procfile", "handler: python3 handler.py\n"),
+            ("handler.py", HANDLER_PY),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "chat", "handler=1"]).unwrap();
+    c.wait_up("chat", 1, Duration::from_secs(30));
+    eventually(Duration::from_secs(15), "edge1", || {
+        let r = http_get(&fe1, "chat.localhost", "/one")?;
+        if r.0 == 200 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    // A second frontend joins later: the handler is restarted with both
+    // frontends' endpoints and answers through both.
+    // (on one machine, each frontend binds handler sockets on its own
+    // loopback address, as it would on its own node)
+    let fe2 = c.add_frontend_with("edge2", &[("ZEROKU_FRONTEND_HANDLER_BIND", "127.0.0.2")]);
+    for fe in [&fe2, &fe1] {
+        eventually(Duration::from_secs(20), "both frontends", || {
+            let r = http_get(fe, "chat.localhost", "/both")?;
+            if r.0 == 200 && r.2.contains("path=/both") {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        });
+    }
+}

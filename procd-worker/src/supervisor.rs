@@ -255,7 +255,17 @@ impl<R: Runtime> Supervisor<R> {
             wanted_ids.insert(spec.id.clone(), spec.clone());
             if let Some(slot) = self.slots.get_mut(&key) {
                 slot.desired = true;
+                // Same release, other environment or command (e.g. handler
+                // endpoints after a frontend joined): restart it.
+                let changed = slot.spec.env != spec.env || slot.spec.command != spec.command;
                 slot.spec = spec;
+                if changed {
+                    if let Some(p) = slot.proc.take() {
+                        tracing::info!(instance.id = %key.0, "environment changed: restarting");
+                        slot.next_start = now;
+                        self.stop(p, now);
+                    }
+                }
                 continue;
             }
             let claimed = self.claim_adopted(&key, Some(&spec.slug.sha256));

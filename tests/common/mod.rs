@@ -49,6 +49,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(args: &[&str], log: PathBuf) -> Daemon {
+        Self::spawn_with_env(args, log, &[])
+    }
+
+    pub fn spawn_with_env(args: &[&str], log: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -57,6 +61,7 @@ impl Daemon {
         let err = out.try_clone().expect("clone");
         let child = Command::new(bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("ZEROKU_LOG", "info,zeroku_master=debug")
             .stdin(Stdio::null())
             .stdout(out)
@@ -308,13 +313,19 @@ impl TestCluster {
 
     /// Starts a frontend; returns its HTTP address.
     pub fn add_frontend(&mut self, name: &str) -> String {
+        self.add_frontend_with(name, &[])
+    }
+
+    /// Starts a frontend with extra environment (e.g. config overrides like
+    /// `ZEROKU_FRONTEND_HANDLER_BIND`).
+    pub fn add_frontend_with(&mut self, name: &str, env: &[(&str, &str)]) -> String {
         let data = self.dir.path().join(format!("frontend-{name}"));
         let join = self.cli_ok(&["nodes:join-token"]).expect("join token");
         let http = format!("127.0.0.1:{}", free_port());
         let admin = format!("127.0.0.1:{}", free_port());
         self.frontend_admin = admin.clone();
         let cfg = self.config_path();
-        let d = Daemon::spawn(
+        let d = Daemon::spawn_with_env(
             &[
                 "frontend",
                 "--data",
@@ -333,6 +344,7 @@ impl TestCluster {
                 &admin,
             ],
             self.dir.path().join(format!("frontend-{name}.log")),
+            env,
         );
         self.frontends.push(d);
         eventually(Duration::from_secs(15), "frontend listening", || {

@@ -397,3 +397,21 @@ fn processes_that_exited_while_the_worker_was_away_are_reported_and_drained() {
     run(&mut s, &mut t, 200);
     assert_eq!(fake.alive(), 1);
 }
+
+#[test]
+fn a_changed_environment_restarts_the_instance() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.handler.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    let mut changed = spec("a.handler.1", 2);
+    changed
+        .env
+        .insert("M2_SEND_SPEC".into(), "tcp://a tcp://b".into());
+    s.apply(list(2, vec![changed]), t);
+    run(&mut s, &mut t, 1200);
+    assert_eq!(fake.started().len(), 2);
+    assert_eq!(fake.alive(), 1);
+    assert_eq!(state_of(&s, "a.handler.1", 2), Some(InstanceState::Up));
+}
