@@ -174,6 +174,17 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Show or change app settings: `m2_protocol=json|tnetstring` (how
+    /// handlers get request headers).
+    #[command(name = "apps:settings")]
+    AppsSettings {
+        #[command(flatten)]
+        app: AppArg,
+        /// KEY=VALUE pairs to set.
+        pairs: Vec<String>,
+        #[command(flatten)]
+        api: Api,
+    },
     /// List an app's releases.
     Releases {
         #[command(flatten)]

@@ -398,7 +398,7 @@ async fn to_handler(
             &head,
             &extra,
             accept.as_bytes(),
-            m2::codec::Protocol::Json,
+            hub_protocol(&hub),
         );
         hub.send(conn.id, msg, tx.clone(), false);
         let (status, headers, rest) = match read_head(edge, &mut rx).await {
@@ -472,7 +472,7 @@ async fn to_handler(
             &head,
             std::slice::from_ref(&start),
             b"",
-            m2::codec::Protocol::Json,
+            hub_protocol(&hub),
         );
         hub.send(conn.id, msg, tx, false);
         if let Err(resp) = write_upload(body, &path, edge.max_body).await {
@@ -488,7 +488,7 @@ async fn to_handler(
             &head,
             &[start, done],
             b"",
-            m2::codec::Protocol::Json,
+            hub_protocol(&hub),
         );
         hub.send_more(conn.id, msg);
     } else {
@@ -501,8 +501,7 @@ async fn to_handler(
                 )
             }
         };
-        let msg =
-            m2::codec::encode_request(&uuid, conn.id, &head, &[], &body, m2::codec::Protocol::Json);
+        let msg = m2::codec::encode_request(&uuid, conn.id, &head, &[], &body, hub_protocol(&hub));
         // Safe to send again if a handler dies holding it.
         let idempotent = matches!(
             parts.method,
@@ -617,6 +616,15 @@ impl Uploads {
             .mode(0o644)
             .open(&path)?;
         Ok(path)
+    }
+}
+
+/// The header encoding the app's handlers asked for.
+fn hub_protocol(hub: &Hub) -> m2::codec::Protocol {
+    if hub.tnetstring.load(Ordering::Relaxed) {
+        m2::codec::Protocol::Tnetstring
+    } else {
+        m2::codec::Protocol::Json
     }
 }
 
@@ -846,7 +854,7 @@ impl WsSession {
                                     ("METHOD".to_string(), "WEBSOCKET".to_string()),
                                     ("FLAGS".to_string(), format!("0x{:x}", m.first_byte)),
                                 ];
-                                let msg = m2::codec::encode_request(&self.uuid, self.conn_id, &self.head, &extra, &m.payload, m2::codec::Protocol::Json);
+                                let msg = m2::codec::encode_request(&self.uuid, self.conn_id, &self.head, &extra, &m.payload, hub_protocol(&self.hub));
                                 self.hub.send(self.conn_id, msg, self.tx.clone(), false);
                             }
                             Ok(None) => break,

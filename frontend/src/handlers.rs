@@ -55,6 +55,9 @@ const RESEND_AFTER: Duration = Duration::from_secs(1);
 pub struct Hub {
     pub app: String,
     pub route: HandlerRoute,
+    /// Headers as tnetstrings (the app's `m2_protocol` setting) instead
+    /// of JSON; changes without rebinding.
+    pub tnetstring: Arc<AtomicBool>,
     /// inproc PUSH to the hub thread: (conn id, kind, message).
     cmd: Mutex<zmq::Socket>,
     waiters: Waiters,
@@ -124,6 +127,7 @@ impl Hub {
             .map_err(|e| err("connect the monitor socket", e))?;
 
         let waiters: Waiters = Arc::default();
+        let tnetstring = Arc::new(AtomicBool::new(route.protocol == "tnetstring"));
         let stop = Arc::new(AtomicBool::new(false));
         let garbage = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicU64::new(0));
@@ -136,6 +140,7 @@ impl Hub {
             monitor,
             taken: HashMap::new(),
             last_disconnect: None,
+            tnetstring: tnetstring.clone(),
             waiters: waiters.clone(),
             pending: VecDeque::new(),
             hold,
@@ -151,6 +156,7 @@ impl Hub {
         Ok(Hub {
             app: app.to_string(),
             route: route.clone(),
+            tnetstring,
             cmd: Mutex::new(cmd),
             waiters,
             stop,
@@ -186,7 +192,16 @@ impl Hub {
     /// Tells the handlers the client on `conn_id` went away.
     pub fn disconnect(&self, uuid: &str, conn_id: u64) {
         self.forget(conn_id);
-        self.command(conn_id, NOTICE, m2::codec::encode_disconnect(uuid, conn_id));
+        let proto = if self.tnetstring.load(Ordering::Relaxed) {
+            m2::codec::Protocol::Tnetstring
+        } else {
+            m2::codec::Protocol::Json
+        };
+        self.command(
+            conn_id,
+            NOTICE,
+            m2::codec::encode_disconnect_as(uuid, conn_id, proto),
+        );
     }
 
     fn command(&self, conn_id: u64, kind: u8, msg: Vec<u8>) {
@@ -225,6 +240,7 @@ struct HubThread {
     taken: HashMap<u64, (Vec<u8>, Instant)>,
     /// When a handler last disconnected.
     last_disconnect: Option<Instant>,
+    tnetstring: Arc<AtomicBool>,
     waiters: Waiters,
     pending: VecDeque<Pending>,
     hold: Duration,
@@ -416,7 +432,12 @@ impl HubThread {
         // A reply for a connection that is gone: tell the handler, as
         // Mongrel2 does.
         for id in dead {
-            let msg = m2::codec::encode_disconnect(&self.uuid, id);
+            let proto = if self.tnetstring.load(Ordering::Relaxed) {
+                m2::codec::Protocol::Tnetstring
+            } else {
+                m2::codec::Protocol::Json
+            };
+            let msg = m2::codec::encode_disconnect_as(&self.uuid, id, proto);
             let _ = self.push.send(&msg[..], zmq::DONTWAIT);
         }
     }
@@ -447,7 +468,18 @@ impl Hubs {
     pub fn sync<'a>(&self, routes: impl Iterator<Item = (&'a str, &'a HandlerRoute)>) {
         let wanted: HashMap<&str, &HandlerRoute> = routes.collect();
         let mut hubs = lock(&self.hubs);
-        hubs.retain(|app, hub| wanted.get(app.as_str()).is_some_and(|r| **r == hub.route));
+        // A hub stays while its ports do; the header protocol changes in
+        // place (rebinding the same ports at once would fail).
+        hubs.retain(|app, hub| {
+            wanted.get(app.as_str()).is_some_and(|r| {
+                let same = r.send_port == hub.route.send_port && r.recv_port == hub.route.recv_port;
+                if same {
+                    hub.tnetstring
+                        .store(r.protocol == "tnetstring", Ordering::Relaxed);
+                }
+                same
+            })
+        });
         for (app, route) in wanted {
             if hubs.contains_key(app) {
                 continue;

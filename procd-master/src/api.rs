@@ -423,6 +423,43 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             }
             ok(json!(c.route_table()))
         }
+        (&Method::GET, ["apps", app, "settings"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let mine: BTreeMap<String, String> = c
+                .store()
+                .settings()?
+                .into_iter()
+                .filter(|(a, _, _)| a == app)
+                .map(|(_, k, v)| (k, v))
+                .collect();
+            ok(json!(mine))
+        }
+        (&Method::PATCH, ["apps", app, "settings"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let changes: BTreeMap<String, String> = body_json(req).await?;
+            for (k, v) in &changes {
+                match (k.as_str(), v.as_str()) {
+                    ("m2_protocol", "json" | "tnetstring") => {}
+                    ("m2_protocol", other) => {
+                        return Err(ApiError::invalid(format!(
+                            "m2_protocol must be json or tnetstring, not {other:?}"
+                        )))
+                    }
+                    (other, _) => {
+                        return Err(ApiError::invalid(format!(
+                            "unknown app setting {other:?} (known: m2_protocol)"
+                        )))
+                    }
+                }
+            }
+            for (k, v) in &changes {
+                c.store().set_setting(app, k, v)?;
+            }
+            c.refresh_routes();
+            ok(json!(changes))
+        }
         (&Method::GET, ["apps", app, "routes"]) => {
             caller.admin()?;
             app_exists(c, app)?;

@@ -208,12 +208,14 @@ impl Cluster {
             let (domains, placements, nodes) =
                 (store.domains()?, store.placements()?, store.nodes()?);
             let paths = store.routes()?;
+            let settings = store.settings()?;
             let live = lock(&self.live);
             Ok(routes::build(&routes::Inputs {
                 apps: &apps,
                 releases: &releases,
                 domains: &domains,
                 paths: &paths,
+                settings: &settings,
                 placements: &placements,
                 nodes: &nodes,
                 live: &live,

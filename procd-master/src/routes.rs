@@ -53,6 +53,8 @@ pub struct Inputs<'a> {
     pub releases: &'a HashMap<String, Release>,
     pub domains: &'a [(String, String)],
     pub paths: &'a [(String, PathRoute)],
+    /// App settings, as (app, key, value).
+    pub settings: &'a [(String, String, String)],
     pub placements: &'a [Placement],
     pub nodes: &'a [Node],
     pub live: &'a HashMap<String, Live>,
@@ -113,7 +115,11 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                 .map(|(send_port, recv_port)| HandlerRoute {
                     send_port,
                     recv_port,
-                    protocol: "json".into(),
+                    protocol: i
+                        .settings
+                        .iter()
+                        .find(|(app, k, _)| *app == a.name && k == "m2_protocol")
+                        .map_or_else(|| "json".to_string(), |(_, _, v)| v.clone()),
                 });
             let mut w = web.remove(a.name.as_str()).unwrap_or_default();
             w.sort();

@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS releases (app TEXT NOT NULL, version INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS formation (app TEXT NOT NULL, proc_type TEXT NOT NULL, quantity INTEGER NOT NULL, memory_mb INTEGER NOT NULL, PRIMARY KEY (app, proc_type));
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, capacity_mb INTEGER NOT NULL, state TEXT NOT NULL, draining INTEGER NOT NULL, joined_at INTEGER NOT NULL, host TEXT NOT NULL DEFAULT '127.0.0.1');
 CREATE TABLE IF NOT EXISTS domains (domain TEXT PRIMARY KEY, app TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS app_settings (app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (app, key));
 CREATE TABLE IF NOT EXISTS routes (app TEXT NOT NULL, prefix TEXT NOT NULL, backend TEXT NOT NULL, PRIMARY KEY (app, prefix));
 CREATE TABLE IF NOT EXISTS frontends (name TEXT PRIMARY KEY, handler_host TEXT NOT NULL, joined_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, proc_type TEXT NOT NULL, idx INTEGER NOT NULL, node TEXT, memory_mb INTEGER NOT NULL);
@@ -250,6 +251,7 @@ impl Store {
             "instances",
             "domains",
             "routes",
+            "app_settings",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
@@ -522,6 +524,23 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    pub fn set_setting(&self, app: &str, key: &str, value: &str) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO app_settings (app, key, value) VALUES (?1, ?2, ?3)",
+            params![app, key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Every app setting, as (app, key, value).
+    pub fn settings(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT app, key, value FROM app_settings ORDER BY app, key")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every custom domain, as (domain, app).

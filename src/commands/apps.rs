@@ -93,3 +93,30 @@ pub async fn destroy(api: &Api, app: &str, confirm: &str) -> Result<()> {
     }
     Ok(())
 }
+
+pub async fn settings(api: &Api, app: &str, pairs: &[String]) -> Result<()> {
+    let c = client(api)?;
+    let path = format!("/v1/apps/{}/settings", enc(app));
+    let v: Value = if pairs.is_empty() {
+        c.get(&path).await.map_err(explain)?
+    } else {
+        let mut changes = serde_json::Map::new();
+        for p in pairs {
+            let Some((k, v)) = p.split_once('=') else {
+                bail!("{p:?} is not KEY=VALUE");
+            };
+            changes.insert(k.to_string(), json!(v));
+        }
+        c.send(Method::PATCH, &path, &Value::Object(changes))
+            .await
+            .map_err(explain)?
+    };
+    if api.json {
+        json(&v);
+    } else if let Some(m) = v.as_object() {
+        for (k, v) in m {
+            println!("{k}={}", cell(v));
+        }
+    }
+    Ok(())
+}

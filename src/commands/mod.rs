@@ -73,6 +73,7 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         AppsCreate { name, api } => apps::create(&api, &name).await,
         AppsInfo { app, api } => apps::info(&api, &app.app).await,
         AppsDestroy { app, confirm, api } => apps::destroy(&api, &app.app, &confirm).await,
+        AppsSettings { app, pairs, api } => apps::settings(&api, &app.app, &pairs).await,
         Releases { app, api } => releases::list(&api, &app.app).await,
         ReleasesCreate {
             app,

@@ -390,11 +390,20 @@ fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// The notice sent when a client goes away or a reply targets a dead id:
-/// `UUID CONN_ID @* 17:{"METHOD":"JSON"},21:{"type":"disconnect"},`
-/// (the same bytes whichever header protocol the route uses).
+/// `UUID CONN_ID @* 17:{"METHOD":"JSON"},21:{"type":"disconnect"},`.
 pub fn encode_disconnect(sender_uuid: &str, conn_id: u64) -> Vec<u8> {
-    format!("{sender_uuid} {conn_id} @* 17:{{\"METHOD\":\"JSON\"}},21:{{\"type\":\"disconnect\"}},")
-        .into_bytes()
+    encode_disconnect_as(sender_uuid, conn_id, Protocol::Json)
+}
+
+/// The disconnect notice in a route's header protocol: with tnetstring
+/// headers Mongrel2 sends `16:6:METHOD,4:JSON,}` as the header block (the
+/// body stays the JSON netstring), as the differential test observed.
+pub fn encode_disconnect_as(sender_uuid: &str, conn_id: u64, proto: Protocol) -> Vec<u8> {
+    let headers = match proto {
+        Protocol::Json => "17:{\"METHOD\":\"JSON\"},",
+        Protocol::Tnetstring => "16:6:METHOD,4:JSON,}",
+    };
+    format!("{sender_uuid} {conn_id} @* {headers}21:{{\"type\":\"disconnect\"}},").into_bytes()
 }
 
 /// Parses a request message (what a handler receives).
