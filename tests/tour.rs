@@ -52,7 +52,14 @@ fn tour() {
     let tmp = tempdir();
     let data = tmp.path().join("zk");
     let cfg = tmp.path().join("zeroku.toml");
-    std::fs::write(&cfg, TEST_CONFIG).unwrap();
+    std::fs::write(
+        &cfg,
+        TEST_CONFIG.replace(
+            "[master]\n",
+            &format!("[master]\nhandler_port_min = {}\n", free_port()),
+        ),
+    )
+    .unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     let (p1, p2) = (free_port(), free_port());
     let http = format!("127.0.0.1:{}", free_port());
