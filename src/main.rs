@@ -37,8 +37,12 @@ fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("ZEROKU_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    // Colour only on a terminal: escape codes in log files cost time (the
+    // access log writes a line per request) and clutter the files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("ZEROKU_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
