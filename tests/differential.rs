@@ -223,12 +223,15 @@ fn differential(protocol: &str) {
             let all = h.records();
             let senders: std::collections::BTreeSet<String> =
                 all.iter().map(|r| format!("{}", r["sender"])).collect();
-            let stderr = format!("{} records, senders {senders:?}, m2 {m2_uuid}", all.len());
+            let summary = format!(
+                "{} records, senders {senders:?}, mongrel2 is {m2_uuid}",
+                all.len()
+            );
             Err(format!(
-                "\n m2: {}\n zk: {}\n handler stderr: {}",
+                "\n m2: {}\n zk: {}\n capture: {}",
                 show(&a),
                 show(&b),
-                &stderr[stderr.len().saturating_sub(2000)..]
+                summary
             ))
         }
     });
