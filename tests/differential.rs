@@ -125,16 +125,12 @@ fn differential(protocol: &str) {
     ])
     .unwrap();
     let routes: Value = eventually(Duration::from_secs(10), "the handler route", || {
-        let (_, _, b) = http_request(
-            &c.master.api,
-            &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
-        )?;
-        let v: Value = serde_json::from_str(&b).map_err(|e| e.to_string())?;
-        let app = v["apps"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["app"] == "diff").cloned());
-        app.filter(|a| a["handler"]["protocol"] == protocol)
-            .ok_or_else(|| b.clone())
+        let app = c.app_route("diff")?;
+        if app["handler"]["protocol"] == protocol {
+            Ok(app)
+        } else {
+            Err(app.to_string())
+        }
     });
     let zk_send = format!("tcp://127.0.0.1:{}", routes["handler"]["send_port"]);
     let zk_recv = format!("tcp://127.0.0.1:{}", routes["handler"]["recv_port"]);

@@ -164,21 +164,7 @@ fn handlers_web_apps_domains_and_errors() {
     );
 
     // Garbage from a "handler" is dropped; the app keeps working.
-    let routes: serde_json::Value = {
-        let (_, _, b) = http_request(
-            &c.master.api,
-            &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
-        )
-        .unwrap();
-        serde_json::from_str(&b).unwrap()
-    };
-    let chat = routes["apps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["app"] == "chat")
-        .unwrap()
-        .clone();
+    let chat = c.app_route("chat").unwrap();
     let recv_port = chat["handler"]["recv_port"].as_u64().unwrap();
     let ctx = zmq::Context::new();
     let evil = ctx.socket(zmq::PUB).unwrap();
@@ -264,19 +250,7 @@ fn handlers_web_apps_domains_and_errors() {
 
 /// The app's handler ports from the master's route table.
 fn handler_ports(c: &TestCluster, app: &str) -> (u64, u64) {
-    let (_, _, b) = http_request(
-        &c.master.api,
-        &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
-    )
-    .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-    let a = v["apps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["app"] == app)
-        .cloned()
-        .unwrap();
+    let a = c.app_route(app).unwrap();
     (
         a["handler"]["send_port"].as_u64().unwrap(),
         a["handler"]["recv_port"].as_u64().unwrap(),
@@ -687,19 +661,11 @@ fn deploys_and_crashes_under_load_lose_no_request() {
     c.cli_ok(&["ps:scale", "-a", "site", "web=2"]).unwrap();
     c.wait_up("site", 2, Duration::from_secs(30));
     eventually(Duration::from_secs(15), "both web instances routed", || {
-        let (_, _, b) = http_request(
-            &c.master.api,
-            &format!("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", c.master.token),
-        )?;
-        let v: serde_json::Value = serde_json::from_str(&b).map_err(|e| e.to_string())?;
-        let n = v["apps"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["app"] == "site"))
-            .map_or(0, |a| a["web"].as_array().map_or(0, Vec::len));
-        if n == 2 {
+        let r = c.app_route("site")?;
+        if r["web"].as_array().map_or(0, Vec::len) == 2 {
             Ok(())
         } else {
-            Err(b)
+            Err(r.to_string())
         }
     });
     let victim = c.ps("site")[0]["pid"].as_u64().unwrap() as i32;

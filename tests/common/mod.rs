@@ -393,6 +393,22 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("zeroku {args:?} --json printed no JSON ({e}): {out}"))
     }
 
+    /// The app's entry in the master's route table (what frontends follow).
+    pub fn app_route(&self, app: &str) -> Result<Value, String> {
+        let (_, _, b) = http_request(
+            &self.master.api,
+            &format!(
+                "GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                self.master.token
+            ),
+        )?;
+        let v: Value = serde_json::from_str(&b).map_err(|e| format!("{e}: {b}"))?;
+        v["apps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["app"] == app).cloned())
+            .ok_or_else(|| format!("no route for {app} in {b}"))
+    }
+
     pub fn ps(&self, app: &str) -> Vec<Value> {
         self.json(&["ps", "-a", app])
             .as_array()
