@@ -33,6 +33,9 @@ pub enum Chunk {
 }
 
 type Waiters = Arc<Mutex<HashMap<u64, UnboundedSender<Chunk>>>>;
+/// Retryable requests a handler took and has not answered yet, with when
+/// they were sent.
+type Taken = Arc<Mutex<HashMap<u64, (Vec<u8>, Instant)>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -58,8 +61,14 @@ pub struct Hub {
     /// Headers as tnetstrings (the app's `m2_protocol` setting) instead
     /// of JSON; changes without rebinding.
     pub tnetstring: Arc<AtomicBool>,
-    /// inproc PUSH to the hub thread: (conn id, kind, message).
+    /// inproc PUSH to the hub thread: (conn id, kind, message), for what
+    /// must wait for a handler.
     cmd: Mutex<zmq::Socket>,
+    /// The app's request socket, shared with the hub thread: a request is
+    /// sent straight from the connection's task while handlers are
+    /// connected and nothing waits (one thread hop less).
+    push: Arc<Mutex<zmq::Socket>>,
+    taken: Taken,
     waiters: Waiters,
     stop: Arc<AtomicBool>,
     /// Replies from handlers that did not parse.
@@ -126,6 +135,8 @@ impl Hub {
             .connect(&mon_ep)
             .map_err(|e| err("connect the monitor socket", e))?;
 
+        let push = Arc::new(Mutex::new(push));
+        let taken: Taken = Arc::default();
         let waiters: Waiters = Arc::default();
         let tnetstring = Arc::new(AtomicBool::new(route.protocol == "tnetstring"));
         let stop = Arc::new(AtomicBool::new(false));
@@ -134,11 +145,11 @@ impl Hub {
         let mut t = HubThread {
             app: app.to_string(),
             uuid: uuid.to_string(),
-            push,
+            push: push.clone(),
             sub,
             cmd_in,
             monitor,
-            taken: HashMap::new(),
+            taken: taken.clone(),
             last_disconnect: None,
             tnetstring: tnetstring.clone(),
             waiters: waiters.clone(),
@@ -158,6 +169,8 @@ impl Hub {
             route: route.clone(),
             tnetstring,
             cmd: Mutex::new(cmd),
+            push,
+            taken,
             waiters,
             stop,
             garbage,
@@ -176,6 +189,20 @@ impl Hub {
         retryable: bool,
     ) {
         lock(&self.waiters).insert(conn_id, replies);
+        // Straight to a handler when one is connected and nobody queues
+        // ahead; else to the hub thread, which holds it.
+        if self.queued.load(Ordering::Relaxed) == 0 {
+            match lock(&self.push).send(&msg[..], zmq::DONTWAIT) {
+                Ok(()) => {
+                    if retryable {
+                        lock(&self.taken).insert(conn_id, (msg, Instant::now()));
+                    }
+                    return;
+                }
+                Err(zmq::Error::EAGAIN) => {}
+                Err(e) => tracing::warn!(app = %self.app, error = %e, "cannot send to handlers"),
+            }
+        }
         self.command(conn_id, if retryable { RETRY } else { HOLD }, msg);
     }
 
@@ -230,14 +257,12 @@ struct Pending {
 struct HubThread {
     app: String,
     uuid: String,
-    push: zmq::Socket,
+    push: Arc<Mutex<zmq::Socket>>,
     sub: zmq::Socket,
     cmd_in: zmq::Socket,
     /// Disconnect events of `push`.
     monitor: zmq::Socket,
-    /// Retryable requests a handler took and has not answered yet, with
-    /// when they were sent.
-    taken: HashMap<u64, (Vec<u8>, Instant)>,
+    taken: Taken,
     /// When a handler last disconnected.
     last_disconnect: Option<Instant>,
     tnetstring: Arc<AtomicBool>,
@@ -306,7 +331,7 @@ impl HubThread {
         let conn_id = id.as_slice().try_into().map_or(0, u64::from_be_bytes);
         match kind.first() {
             Some(&NOTICE) => {
-                let _ = self.push.send(&msg[..], zmq::DONTWAIT);
+                let _ = lock(&self.push).send(&msg[..], zmq::DONTWAIT);
             }
             k => self.pending.push_back(Pending {
                 give_up_at: Instant::now() + self.hold,
@@ -321,10 +346,10 @@ impl HubThread {
     /// those that waited too long.
     fn flush(&mut self) {
         while let Some(p) = self.pending.pop_front() {
-            match self.push.send(&p.msg[..], zmq::DONTWAIT) {
+            match lock(&self.push).send(&p.msg[..], zmq::DONTWAIT) {
                 Ok(()) => {
                     if p.retryable {
-                        self.taken.insert(p.conn_id, (p.msg, Instant::now()));
+                        lock(&self.taken).insert(p.conn_id, (p.msg, Instant::now()));
                     }
                 }
                 Err(zmq::Error::EAGAIN) => {
@@ -352,9 +377,9 @@ impl HubThread {
             }
         }
         // Requests whose client left are not worth resending.
-        if self.taken.len() > 10_000 {
+        if lock(&self.taken).len() > 10_000 {
             let w = lock(&self.waiters);
-            self.taken.retain(|id, _| w.contains_key(id));
+            lock(&self.taken).retain(|id, _| w.contains_key(id));
         }
     }
 
@@ -367,8 +392,8 @@ impl HubThread {
     /// A handler disconnected: what was taken (and `pick`ed by when it was
     /// sent) and not answered goes out again, first in line.
     fn resend_taken(&mut self, pick: impl Fn(Instant) -> bool) {
-        let ids: Vec<u64> = self
-            .taken
+        let mut taken = lock(&self.taken);
+        let ids: Vec<u64> = taken
             .iter()
             .filter(|(_, (_, sent))| pick(*sent))
             .map(|(id, _)| *id)
@@ -379,10 +404,11 @@ impl HubThread {
         let waiting = lock(&self.waiters);
         let again: Vec<(u64, Vec<u8>)> = ids
             .into_iter()
-            .filter_map(|id| self.taken.remove(&id).map(|(msg, _)| (id, msg)))
+            .filter_map(|id| taken.remove(&id).map(|(msg, _)| (id, msg)))
             .filter(|(id, _)| waiting.contains_key(id))
             .collect();
         drop(waiting);
+        drop(taken);
         if !again.is_empty() {
             tracing::info!(app = %self.app, requests = again.len(), "a handler went away: sending its unanswered requests again");
         }
@@ -416,7 +442,7 @@ impl HubThread {
         {
             let w = lock(&self.waiters);
             for id in ids {
-                self.taken.remove(&id);
+                lock(&self.taken).remove(&id);
                 let chunk = if body.is_empty() {
                     Chunk::Close
                 } else {
@@ -438,7 +464,7 @@ impl HubThread {
                 m2::codec::Protocol::Json
             };
             let msg = m2::codec::encode_disconnect_as(&self.uuid, id, proto);
-            let _ = self.push.send(&msg[..], zmq::DONTWAIT);
+            let _ = lock(&self.push).send(&msg[..], zmq::DONTWAIT);
         }
     }
 }
