@@ -22,7 +22,10 @@ fn pids(ps: &[Value]) -> HashSet<u64> {
 }
 
 /// Processes whose environment says they are instance `id`.
-fn processes_of(id: &str) -> Vec<u32> {
+/// Processes of this test's cluster (their working directory, the slug, is
+/// under `root`) whose environment says they are instance `id`; other runs
+/// on the machine may use the same instance names.
+fn processes_of(root: &std::path::Path, id: &str) -> Vec<u32> {
     let needle = format!("ZEROKU_INSTANCE={id}\0");
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -38,7 +41,8 @@ fn processes_of(id: &str) -> Vec<u32> {
             .rsplit_once(')')
             .and_then(|(_, r)| r.split_whitespace().nth(3).map(|s| s == pid.to_string()))
             .unwrap_or(false);
-        if session_leader && String::from_utf8_lossy(&env).contains(&needle) && alive(pid) {
+        let ours = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(root));
+        if ours && session_leader && String::from_utf8_lossy(&env).contains(&needle) && alive(pid) {
             out.push(pid);
         }
     }
@@ -118,10 +122,10 @@ fn two_nodes_spread_readopt_fail_over_and_return() {
     for p in &ps {
         let id = p["id"].as_str().unwrap();
         assert_eq!(
-            processes_of(id).len(),
+            processes_of(c.dir.path(), id).len(),
             1,
             "{id} runs {:?}",
-            processes_of(id)
+            processes_of(c.dir.path(), id)
         );
     }
     let restart_log = c.worker("n2").1.log_text();
@@ -189,10 +193,10 @@ fn two_nodes_spread_readopt_fail_over_and_return() {
     for p in &ps {
         let id = p["id"].as_str().unwrap();
         assert_eq!(
-            processes_of(id).len(),
+            processes_of(c.dir.path(), id).len(),
             1,
             "{id} runs {:?}",
-            processes_of(id)
+            processes_of(c.dir.path(), id)
         );
     }
 
@@ -211,7 +215,7 @@ fn two_nodes_spread_readopt_fail_over_and_return() {
     for p in &ps {
         let id = p["id"].as_str().unwrap();
         eventually(Duration::from_secs(10), "old copies stopped", || {
-            let n = processes_of(id).len();
+            let n = processes_of(c.dir.path(), id).len();
             if n == 1 {
                 Ok(())
             } else {
