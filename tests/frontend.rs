@@ -70,14 +70,12 @@ fn handlers_web_apps_domains_and_errors() {
     );
     c.cli_ok(&["ps:scale", "-a", "chat", "handler=2"]).unwrap();
     c.wait_up("chat", 2, Duration::from_secs(30));
-    let (st, _, body) = eventually(Duration::from_secs(15), "the handler to answer", || {
-        let r = http_get(&fe, "chat.localhost", "/hello/world?x=1")?;
-        if r.0 == 200 {
-            Ok(r)
-        } else {
-            Err(format!("{r:?}"))
-        }
-    });
+    let (st, _, body) = wait_http_ok(
+        &fe,
+        "chat.localhost",
+        "/hello/world?x=1",
+        Duration::from_secs(15),
+    );
     assert_eq!(st, 200);
     assert!(
         body.starts_with("hello from chat.handler.")
@@ -514,14 +512,12 @@ fn path_routes_send_prefixes_to_static_dirs_and_web() {
         .unwrap()
         .contains("dir:public"));
 
-    let (_, head, body) = eventually(Duration::from_secs(15), "the dir route", || {
-        let r = http_get(&fe, "mix.localhost", "/static/css/site.css")?;
-        if r.0 == 200 {
-            Ok(r)
-        } else {
-            Err(format!("{r:?}"))
-        }
-    });
+    let (_, head, body) = wait_http_ok(
+        &fe,
+        "mix.localhost",
+        "/static/css/site.css",
+        Duration::from_secs(15),
+    );
     assert_eq!(body, "body { color: red }\n");
     assert!(
         head.to_ascii_lowercase().contains("content-type: text/css"),
@@ -612,14 +608,7 @@ fn deploys_and_crashes_under_load_lose_no_request() {
     );
     c.cli_ok(&["ps:scale", "-a", "busy", "handler=2"]).unwrap();
     c.wait_up("busy", 2, Duration::from_secs(30));
-    eventually(Duration::from_secs(15), "handlers answering", || {
-        let r = http_get(&fe, "busy.localhost", "/")?;
-        if r.0 == 200 {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    });
+    wait_http_ok(&fe, "busy.localhost", "/", Duration::from_secs(15));
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(&fe, "busy.localhost", 3, stop.clone());
     std::thread::sleep(Duration::from_millis(500));
@@ -714,14 +703,7 @@ fn the_edge_refuses_bad_requests_and_slow_clients_cleanly() {
         &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
     );
     c.wait_up("site", 1, Duration::from_secs(30));
-    eventually(Duration::from_secs(15), "the app", || {
-        let r = http_get(&fe, "site.localhost", "/")?;
-        if r.0 == 200 {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    });
+    wait_http_ok(&fe, "site.localhost", "/", Duration::from_secs(15));
     // A slowloris client holds a connection without finishing its head...
     let mut slow = std::net::TcpStream::connect(&fe).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: site.localhost\r\nX-Slow: 1\r\n")
@@ -854,14 +836,7 @@ fn handlers_serve_every_frontend() {
     );
     c.cli_ok(&["ps:scale", "-a", "chat", "handler=1"]).unwrap();
     c.wait_up("chat", 1, Duration::from_secs(30));
-    eventually(Duration::from_secs(15), "edge1", || {
-        let r = http_get(&fe1, "chat.localhost", "/one")?;
-        if r.0 == 200 {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    });
+    wait_http_ok(&fe1, "chat.localhost", "/one", Duration::from_secs(15));
     // A second frontend joins later: the handler is restarted with both
     // frontends' endpoints and answers through both.
     // (on one machine, each frontend binds handler sockets on its own

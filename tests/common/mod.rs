@@ -467,6 +467,24 @@ pub fn http_get(addr: &str, host: &str, path: &str) -> Result<(u16, String, Stri
     )
 }
 
+/// Retries a GET until it answers 200 (or `timeout` passes); returns
+/// (status, head, body) of the 200.
+pub fn wait_http_ok(
+    addr: &str,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> (u16, String, String) {
+    eventually(timeout, &format!("200 from {host}{path}"), || {
+        let r = http_get(addr, host, path)?;
+        if r.0 == 200 {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+}
+
 pub fn http_request(addr: &str, raw: &str) -> Result<(u16, String, String), String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
