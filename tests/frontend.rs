@@ -752,10 +752,17 @@ fn the_edge_refuses_bad_requests_and_slow_clients_cleanly() {
         t.elapsed()
     );
     let text = String::from_utf8_lossy(&buf);
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 408"),
-        "{text}"
-    );
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text}");
+    // A keep-alive connection that sent nothing more is closed without a word.
+    let mut idle = std::net::TcpStream::connect(&fe).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: site.localhost\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("408"), "{text}");
     // And the edge still serves.
     assert_eq!(http_get(&fe, "site.localhost", "/").unwrap().0, 200);
 }

@@ -174,8 +174,14 @@ async fn serve_conn<I>(
     limits: ConnLimits,
     shutdown: CancellationToken,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + crate::head_timeout::LastWords
+        + Unpin
+        + Send
+        + 'static,
 {
+    let (io, timed_out) = crate::head_timeout::Watched::new(io);
     let conn = Arc::new(Conn {
         id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -199,7 +205,13 @@ async fn serve_conn<I>(
         .with_upgrades();
     tokio::pin!(c);
     tokio::select! {
-        r = c.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection") },
+        r = c.as_mut() => if let Err(e) = r {
+            if e.is_timeout() {
+                // Dropping the connection answers 408 if a head was begun.
+                timed_out.store(true, Ordering::Relaxed);
+            }
+            tracing::debug!(%peer, error = %e, "connection");
+        },
         _ = shutdown.cancelled() => {
             c.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(10), c).await;

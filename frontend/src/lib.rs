@@ -15,6 +15,7 @@ pub mod dir;
 pub mod edge;
 pub mod follow;
 pub mod handlers;
+pub mod head_timeout;
 pub mod m2;
 pub mod metrics;
 pub mod proxy;
