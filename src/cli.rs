@@ -205,6 +205,65 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Build a directory or a .tar/.tar.gz archive with buildpacks and release it (as a git push does).
+    Deploy {
+        #[command(flatten)]
+        app: AppArg,
+        /// The app's source: a directory (its .git is left out) or an archive.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Show the output of the app's last build.
+    #[command(name = "builds:output")]
+    BuildsOutput {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// SSH keys that may git push (listed).
+    Keys {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Allow an SSH public key to git push; prints its authorized_keys line.
+    #[command(name = "keys:add")]
+    KeysAdd {
+        /// The public key file (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+        file: Option<PathBuf>,
+        /// A name for the key (default: the user part of its comment).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Remove an SSH key.
+    #[command(name = "keys:remove")]
+    KeysRemove {
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// The command sshd runs for zeroku's keys (not for users).
+    #[command(name = "git-ssh", hide = true)]
+    GitSsh {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        key: String,
+    },
+    /// Run by the master's git repositories (not for users).
+    #[command(hide = true)]
+    Hook {
+        /// The hook: pre-receive.
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
     /// Go back to an earlier release (creates a new release with its slug and config).
     Rollback {
         #[command(flatten)]

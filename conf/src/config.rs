@@ -62,6 +62,23 @@ pub struct MasterConfig {
     /// bound by every frontend: `handler_port_min + 2 * (n - 1)` (PUSH) and
     /// the next (SUB), `n` being the app's number.
     pub handler_port_min: u16,
+    /// The address users see for an app, `{app}` replaced by its name
+    /// (printed after a deploy and in `apps:info`).
+    pub app_url: String,
+    /// Builds at once across all apps (pushes to one app always queue).
+    pub builds_at_once: usize,
+    /// A build is killed after this long, seconds.
+    pub build_timeout_secs: u64,
+    /// Memory (data segment) each build process may use, MiB; 0 = no limit.
+    pub build_memory_mb: u64,
+    /// Largest source a push or deploy may unpack to, MiB.
+    pub build_max_source_mb: u64,
+    /// When the master runs as root, app N builds as uid/gid
+    /// `build_uid_base + N` (the same uid the worker runs it under).
+    pub build_uid_base: u32,
+    /// A deploy waits this long for the new release's instances to be up;
+    /// if they are not, it is rolled back (seconds).
+    pub deploy_timeout_secs: u64,
 }
 
 impl Default for MasterConfig {
@@ -80,6 +97,13 @@ impl Default for MasterConfig {
             log_lines_per_app: 1000,
             default_memory_mb: 512,
             handler_port_min: 40000,
+            app_url: "http://{app}.localhost:8080".into(),
+            builds_at_once: 2,
+            build_timeout_secs: 900,
+            build_memory_mb: 2048,
+            build_max_source_mb: 512,
+            build_uid_base: 100_000,
+            deploy_timeout_secs: 60,
         }
     }
 }
@@ -127,9 +151,16 @@ pub struct WorkerConfig {
     pub port_max: u16,
     /// SIGTERM, then SIGKILL after this long.
     pub stop_grace_ms: u64,
-    /// A new process counts as up once it has run this long; only then is
+    /// A new process counts as up once it has run this long (a `web`
+    /// process: once it also accepts connections on `$PORT`); only then is
     /// the instance it replaces stopped.
     pub ready_after_ms: u64,
+    /// A `web` process that does not accept on `$PORT` within this long is
+    /// killed and restarted (Heroku's R10 boot timeout), ms.
+    pub boot_timeout_ms: u64,
+    /// After its replacement is up, an old process keeps serving this long
+    /// before SIGTERM, so frontends route to the new one first, ms.
+    pub drain_ms: u64,
     /// First restart delay after a crash; doubles on each crash.
     pub backoff_initial_ms: u64,
     /// The restart delay never grows beyond this.
@@ -158,6 +189,8 @@ impl Default for WorkerConfig {
             port_max: 29999,
             stop_grace_ms: 30_000,
             ready_after_ms: 1000,
+            boot_timeout_ms: 60_000,
+            drain_ms: 2000,
             backoff_initial_ms: 250,
             backoff_max_ms: 30_000,
             backoff_reset_ms: 30_000,

@@ -218,7 +218,14 @@ fn populate(store: &mut Store, p: &Params) -> Result<(), StoreError> {
             .collect();
         store.set_config(&app, &changes, "bench config")?;
         let sha = format!("{:064x}", (a as u128) * 0x1234_5678_9abc_def1);
-        store.create_release(&app, &sha, 48 << 20, &types, "Deploy", 512)?;
+        let new = zeroku_master::store::NewRelease {
+            slug_sha256: &sha,
+            slug_size: 48 << 20,
+            process_types: &types,
+            description: "Deploy",
+            build: &Default::default(),
+        };
+        store.create_release(&app, new, 512)?;
         store.set_formation(&[
             Formation {
                 app: app.clone(),

@@ -43,6 +43,9 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 }
 
 pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path().starts_with("/git/") {
+        return crate::git::handle(cluster, req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     match route(&cluster, req).await {
@@ -190,13 +193,138 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
         }
         (&Method::GET, ["apps", app]) => {
             caller.admin()?;
-            crate::views::app_info(c, &app_exists(c, app)?).map(ok)?
+            let mut v = crate::views::app_info(c, &app_exists(c, app)?)?;
+            // The git remote, on the address the caller reached us at.
+            let host = req
+                .headers()
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+                .or_else(|| c.builds().map(|b| b.api_addr.to_string()))
+                .unwrap_or_default();
+            v["git_url"] = json!(format!("http://{host}/git/{app}.git"));
+            v["web_url"] = json!(c.cfg.app_url.replace("{app}", app));
+            ok(v)
+        }
+        (&Method::POST, ["apps", app, "builds"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let builds = c
+                .builds()
+                .ok_or_else(|| ApiError::internal("builds are not set up"))?;
+            let commit = query(&req)
+                .get("commit")
+                .filter(|v| {
+                    v.len() >= 7 && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .cloned();
+            let src = builds.incoming();
+            let mut body = req.into_body();
+            let limit = c.cfg.build_max_source_mb << 20;
+            receive_file(&mut body, &src, limit, "source").await?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let origin = crate::builds::Origin { commit };
+            tokio::spawn(builds.run(cluster.clone(), app.to_string(), src, origin, tx));
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|l| (Ok::<_, std::io::Error>(Frame::data(Bytes::from(l))), rx))
+            });
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(Reply::Raw(r))
+        }
+        (&Method::POST, ["apps", app, "repo"]) => {
+            // The app's git repository, created if needed (git over ssh).
+            caller.admin()?;
+            app_exists(c, app)?;
+            let b = c
+                .builds()
+                .ok_or_else(|| ApiError::internal("builds are not set up"))?;
+            let dir = crate::git::repo_dir(&b.data, app);
+            crate::git::ensure_repo(&dir, c.cfg.build_max_source_mb << 20)
+                .await
+                .map_err(ApiError::internal)?;
+            ok(json!({"path": dir}))
+        }
+        (&Method::GET, ["keys"]) => {
+            caller.admin()?;
+            let keys: Vec<Value> = c
+                .store()
+                .keys()?
+                .into_iter()
+                .map(|(name, _, fp)| json!({"name": name, "fingerprint": fp}))
+                .collect();
+            ok(json!(keys))
+        }
+        (&Method::POST, ["keys"]) => {
+            caller.admin()?;
+            #[derive(Deserialize)]
+            struct K {
+                name: String,
+                key: String,
+            }
+            let k: K = body_json(req).await?;
+            names::node(&k.name).map_err(|e| ApiError::invalid(format!("key name: {e}")))?;
+            let (key, fp) = crate::keys::parse(&k.key).map_err(ApiError::invalid)?;
+            if !c.store().add_key(&k.name, &key, &fp)? {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("a key named {:?} or with fingerprint {fp} is already there (see `zeroku keys`)", k.name),
+                ));
+            }
+            let b = c
+                .builds()
+                .ok_or_else(|| ApiError::internal("builds are not set up"))?;
+            let api = b.api_addr.to_string();
+            let keys = c.store().keys()?;
+            let file = crate::keys::write(&b.data, &api, &keys).map_err(ApiError::internal)?;
+            let exe = crate::zeroku_exe().map_err(ApiError::internal)?;
+            Ok(Reply::Json(
+                StatusCode::CREATED,
+                json!({
+                    "name": k.name,
+                    "fingerprint": fp,
+                    "authorized_keys_file": file,
+                    "authorized_keys_line": crate::keys::line(&exe, &api, &b.data, &k.name, &key),
+                }),
+            ))
+        }
+        (&Method::DELETE, ["keys", name]) => {
+            caller.admin()?;
+            if !c.store().remove_key(name)? {
+                return Err(ApiError::not_found(format!("no key named {name:?}")));
+            }
+            if let Some(b) = c.builds() {
+                let keys = c.store().keys()?;
+                crate::keys::write(&b.data, &b.api_addr.to_string(), &keys)
+                    .map_err(ApiError::internal)?;
+            }
+            ok(json!({"removed": name}))
+        }
+        (&Method::GET, ["apps", app, "builds", "output"]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let out = c.builds().and_then(|b| b.last_output(app)).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "app {app} has not been built yet (git push, or zeroku deploy)"
+                ))
+            })?;
+            ok(json!({"output": out}))
         }
         (&Method::DELETE, ["apps", app]) => {
             caller.admin()?;
             app_exists(c, app)?;
             change(c, |s| s.delete_app(app))?;
             c.logs.forget(app);
+            if let Some(b) = c.builds() {
+                b.forget(app);
+                let _ = std::fs::remove_dir_all(crate::git::repo_dir(&b.data, app));
+            }
             spawn_gc(cluster);
             ok(json!({"deleted": app}))
         }
@@ -257,7 +385,14 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             let desc = n.description.unwrap_or_else(|| "Deploy".into());
             let mem = c.cfg.default_memory_mb;
             let rel = change(c, |s| {
-                s.create_release(app, &n.slug_sha256, size, &n.process_types, &desc, mem)
+                let new = crate::store::NewRelease {
+                    slug_sha256: &n.slug_sha256,
+                    slug_size: size,
+                    process_types: &n.process_types,
+                    description: &desc,
+                    build: &Default::default(),
+                };
+                s.create_release(app, new, mem)
             })?;
             spawn_gc(cluster);
             Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
@@ -764,6 +899,47 @@ pub fn upload_path(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(format!(".upload.tmp-{}-{nanos}", std::process::id()))
 }
 
+/// Streams a request body into `path`, at most `limit` bytes; on any error
+/// the partial file is removed.
+async fn receive_file(
+    body: &mut Incoming,
+    path: &std::path::Path,
+    limit: u64,
+    what: &str,
+) -> Result<u64, ApiError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let res: Result<u64, ApiError> = async {
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ApiError::bad_request(format!("{what} interrupted: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                n += data.len() as u64;
+                if n > limit {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!(
+                            "the {what} is over the limit of {} MB (remove large files from the app, or raise [master] build_max_source_mb)",
+                            limit >> 20
+                        ),
+                    ));
+                }
+                file.write_all(&data).await.map_err(ApiError::internal)?;
+            }
+        }
+        file.flush().await.map_err(ApiError::internal)?;
+        Ok(n)
+    }
+    .await;
+    if res.is_err() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    res
+}
+
 /// Streams an uploaded slug to a temp file, then verifies and stores it.
 async fn receive_slug(
     c: &Cluster,
@@ -774,25 +950,7 @@ async fn receive_slug(
         .path(sha)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let tmp = upload_path(c.slugs.dir());
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(ApiError::internal)?;
-    let res: Result<(), ApiError> = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| ApiError::bad_request(format!("slug upload interrupted: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                file.write_all(&data).await.map_err(ApiError::internal)?;
-            }
-        }
-        file.flush().await.map_err(ApiError::internal)?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    receive_file(&mut body, &tmp, u64::MAX, "slug upload").await?;
     let (store, sha, tmp2) = (c.slugs.clone(), sha.to_string(), tmp.clone());
     let out = tokio::task::spawn_blocking(move || {
         zeroku_builder::slug::verify(&tmp2, &sha)?;

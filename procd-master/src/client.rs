@@ -179,21 +179,77 @@ impl Client {
         Self::decode(s, &b)
     }
 
+    /// POSTs a file's bytes and hands each line of the (streamed) answer to
+    /// `on_line` as it arrives.
+    pub async fn post_file_lines(
+        &self,
+        path: &str,
+        file: &Path,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let bytes = tokio::fs::read(file)
+            .await
+            .map_err(|source| ClientError::Io {
+                context: format!("cannot read {}", file.display()),
+                source,
+            })?;
+        let mut body = self
+            .streamed(Method::POST, path, bytes.into(), "application/octet-stream")
+            .await?;
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                why: format!("the answer was cut off: {e}"),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    on_line(String::from_utf8_lossy(&line[..i]).as_ref());
+                }
+            }
+        }
+        if !buf.is_empty() {
+            on_line(String::from_utf8_lossy(&buf).as_ref());
+        }
+        Ok(())
+    }
+
+    /// The body of a successful answer, to read as it arrives; an error
+    /// answer becomes the API's error.
+    async fn streamed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        ctype: &str,
+    ) -> Result<hyper::body::Incoming, ClientError> {
+        let resp = self.raw(method, path, body, ctype).await?;
+        let status = resp.status();
+        let body = resp.into_body();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        Err(match Self::decode::<serde_json::Value>(status, &bytes) {
+            Err(e) => e,
+            Ok(_) => ClientError::Protocol {
+                status: status.as_u16(),
+                body: String::new(),
+            },
+        })
+    }
+
     /// GETs `path` into `dest`, streaming; returns the bytes written.
     pub async fn download(&self, path: &str, dest: &Path) -> Result<u64, ClientError> {
-        let resp = self
-            .raw(Method::GET, path, Bytes::new(), "application/json")
+        let mut body = self
+            .streamed(Method::GET, path, Bytes::new(), "application/json")
             .await?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        if !status.is_success() {
-            let bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            return Self::decode::<serde_json::Value>(status, &bytes).map(|_| 0);
-        }
         let io = |source| ClientError::Io {
             context: format!("cannot write {}", dest.display()),
             source,

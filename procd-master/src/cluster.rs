@@ -40,6 +40,8 @@ pub struct Cluster {
     known_apps: Mutex<std::collections::HashSet<String>>,
     publisher: SyncSender<Outgoing>,
     started: Instant,
+    /// The build service, once `run` has set it up.
+    builds: std::sync::OnceLock<std::sync::Arc<crate::builds::Builds>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,10 +68,20 @@ impl Cluster {
             routes: Mutex::new(RouteTable::default()),
             publisher,
             started: Instant::now(),
+            builds: std::sync::OnceLock::new(),
         }
     }
 
     /// The store, for reads and writes that need no re-placement.
+    /// The build service (`None` until the master has set it up).
+    pub fn builds(&self) -> Option<std::sync::Arc<crate::builds::Builds>> {
+        self.builds.get().cloned()
+    }
+
+    pub fn set_builds(&self, b: std::sync::Arc<crate::builds::Builds>) {
+        let _ = self.builds.set(b);
+    }
+
     pub fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
     }

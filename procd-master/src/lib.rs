@@ -14,10 +14,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod builds;
 pub mod bus;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod git;
+pub mod keys;
 pub mod logbook;
 pub mod routes;
 pub mod scheduler;
@@ -106,6 +109,9 @@ pub async fn run(
 
     let cluster = Arc::new(Cluster::new(cfg.clone(), store, slugs, pub_tx));
     let new_admin_token = ensure_admin(&cluster, data, api_addr).map_err(data_err)?;
+    let builds = builds::Builds::open(data, cfg.builds_at_once, api_addr).map_err(data_err)?;
+    cluster.set_builds(Arc::new(builds));
+    keys::setup(&cluster, data, &api_addr.to_string()).map_err(data_err)?;
     let c2 = cluster.clone();
     let pull_thread = bus::start_pull(
         &ctx,
@@ -187,6 +193,18 @@ fn ensure_admin(
 }
 
 /// Writes a file only its owner can read, from the first byte on.
+/// This program's path, for hooks and forced commands to run. When the
+/// binary was replaced while running (an upgrade), Linux reports the old
+/// one as `<path> (deleted)`: the new file at `<path>` is the one wanted.
+pub fn zeroku_exe() -> std::io::Result<PathBuf> {
+    let p = std::env::current_exe()?;
+    let s = p.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(live) => PathBuf::from(live),
+        None => p,
+    })
+}
+
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

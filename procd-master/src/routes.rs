@@ -80,12 +80,14 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
         ) else {
             continue;
         };
-        // Every process of the instance that is up: during a deploy both
-        // the old and the new release serve until the old one stops.
-        for st in hb
+        // The newest release of the instance that is up: during a deploy
+        // the old process serves until the new one is up, then drains
+        // (still running, no longer routed to) before it is stopped.
+        if let Some(st) = hb
             .instances
             .iter()
             .filter(|s| s.id == p.id && s.state == InstanceState::Up)
+            .max_by_key(|s| s.release)
         {
             if let Some(port) = st.port {
                 web.entry(p.app.as_str())

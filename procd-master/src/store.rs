@@ -39,6 +39,31 @@ pub struct Release {
     pub env: BTreeMap<String, String>,
     pub description: String,
     pub created_at: u64,
+    /// How the slug was built (empty for uploaded slugs).
+    #[serde(default)]
+    pub build: BuildMeta,
+}
+
+/// What makes a release, besides the app's config.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRelease<'a> {
+    pub slug_sha256: &'a str,
+    pub slug_size: u64,
+    pub process_types: &'a BTreeMap<String, String>,
+    pub description: &'a str,
+    pub build: &'a BuildMeta,
+}
+
+/// What a build recorded about the release it made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BuildMeta {
+    /// The git commit pushed, if it came by git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buildpacks: Vec<String>,
+    #[serde(default)]
+    pub build_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -118,6 +143,7 @@ CREATE TABLE IF NOT EXISTS routes (app TEXT NOT NULL, prefix TEXT NOT NULL, back
 CREATE TABLE IF NOT EXISTS frontends (name TEXT PRIMARY KEY, handler_host TEXT NOT NULL, joined_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, proc_type TEXT NOT NULL, idx INTEGER NOT NULL, node TEXT, memory_mb INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, node TEXT, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ssh_keys (name TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);
 ";
 
 pub struct Store {
@@ -142,6 +168,13 @@ impl Store {
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.execute_batch(SCHEMA)?;
+        // Columns added after the first schema.
+        let has_build: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('releases') WHERE name = 'build'")?
+            .exists([])?;
+        if !has_build {
+            db.execute_batch("ALTER TABLE releases ADD COLUMN build TEXT NOT NULL DEFAULT '{}'")?;
+        }
         Ok(Store { db })
     }
 
@@ -260,6 +293,33 @@ impl Store {
         Ok(n > 0)
     }
 
+    // ---- ssh keys (git push over ssh)
+
+    /// Adds a public key; false if the name or the key is already there.
+    pub fn add_key(&self, name: &str, key: &str, fingerprint: &str) -> Result<bool> {
+        let n = self.db.execute(
+            "INSERT OR IGNORE INTO ssh_keys (name, key, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, key, fingerprint, now()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// (name, key, fingerprint), by name.
+    pub fn keys(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT name, key, fingerprint FROM ssh_keys ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn remove_key(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .execute("DELETE FROM ssh_keys WHERE name = ?1", [name])?
+            > 0)
+    }
+
     // ---- config vars
 
     pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
@@ -335,16 +395,20 @@ impl Store {
 
     /// Creates the next release of `app` from a slug and process types, with
     /// the app's current config vars. New process types get a formation row
-    /// (`web` starts at 1, others at 0, as on Heroku).
+    /// (`web` and `handler` start at 1, others at 0).
     pub fn create_release(
         &mut self,
         app: &str,
-        slug_sha256: &str,
-        slug_size: u64,
-        process_types: &BTreeMap<String, String>,
-        description: &str,
+        new: NewRelease<'_>,
         default_memory_mb: u64,
     ) -> Result<Release> {
+        let NewRelease {
+            slug_sha256,
+            slug_size,
+            process_types,
+            description,
+            build,
+        } = new;
         let tx = self.db.transaction()?;
         let version = current_release(&tx, app)?.map_or(1, |r| r.version + 1);
         let env = config_of(&tx, app)?;
@@ -357,12 +421,14 @@ impl Store {
             env,
             description: description.to_string(),
             created_at: now(),
+            build: build.clone(),
         };
         insert_release(&tx, &rel)?;
         for t in process_types.keys() {
             tx.execute(
                 "INSERT OR IGNORE INTO formation (app, proc_type, quantity, memory_mb) VALUES (?1, ?2, ?3, ?4)",
-                params![app, t, u32::from(t == "web"), default_memory_mb],
+                // What serves requests starts with one instance, as on Heroku.
+                params![app, t, u32::from(t == "web" || t == "handler"), default_memory_mb],
             )?;
         }
         tx.commit()?;
@@ -673,9 +739,19 @@ fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
 }
 
 const RELEASE_SELECT: &str =
-    "SELECT app, version, slug_sha256, slug_size, process_types, env, description, created_at FROM releases";
+    "SELECT app, version, slug_sha256, slug_size, process_types, env, description, created_at, build FROM releases";
 
-type RawRelease = (String, u32, String, u64, String, String, String, u64);
+type RawRelease = (
+    String,
+    u32,
+    String,
+    u64,
+    String,
+    String,
+    String,
+    u64,
+    String,
+);
 
 fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRelease> {
     Ok((
@@ -687,11 +763,12 @@ fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRelease> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 fn decode_release(raw: RawRelease) -> Result<Release> {
-    let (app, version, slug_sha256, slug_size, pt, env, description, created_at) = raw;
+    let (app, version, slug_sha256, slug_size, pt, env, description, created_at, build) = raw;
     Ok(Release {
         app,
         version,
@@ -701,6 +778,7 @@ fn decode_release(raw: RawRelease) -> Result<Release> {
         env: serde_json::from_str(&env)?,
         description,
         created_at,
+        build: serde_json::from_str(&build).unwrap_or_default(),
     })
 }
 
@@ -717,8 +795,8 @@ fn current_release(db: &Connection, app: &str) -> Result<Option<Release>> {
 
 fn insert_release(db: &Connection, r: &Release) -> Result<()> {
     db.execute(
-        "INSERT INTO releases (app, version, slug_sha256, slug_size, process_types, env, description, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO releases (app, version, slug_sha256, slug_size, process_types, env, description, created_at, build)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             r.app,
             r.version,
@@ -727,7 +805,8 @@ fn insert_release(db: &Connection, r: &Release) -> Result<()> {
             serde_json::to_string(&r.process_types)?,
             serde_json::to_string(&r.env)?,
             r.description,
-            r.created_at
+            r.created_at,
+            serde_json::to_string(&r.build)?
         ],
     )?;
     Ok(())
@@ -753,7 +832,17 @@ mod tests {
         assert!(s.create_app("hello").unwrap().is_none(), "duplicate app");
         let pt: BTreeMap<_, _> = [("web".to_string(), "run".to_string())].into();
         let v1 = s
-            .create_release("hello", "aa", 1, &pt, "first", 256)
+            .create_release(
+                "hello",
+                NewRelease {
+                    slug_sha256: "aa",
+                    slug_size: 1,
+                    process_types: &pt,
+                    description: "first",
+                    build: &BuildMeta::default(),
+                },
+                256,
+            )
             .unwrap();
         assert_eq!(v1.version, 1);
         assert_eq!(s.formation("hello").unwrap()[0].quantity, 1);

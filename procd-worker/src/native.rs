@@ -618,6 +618,11 @@ impl Runtime for NativeRuntime {
     fn limits_unavailable(&self) -> Option<String> {
         self.cgroups.as_ref().err().cloned()
     }
+
+    fn accepting(&self, rec: &ProcRecord) -> bool {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rec.port));
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok()
+    }
 }
 
 /// `<instance>.v<release>`: names the log file, tmp dir and cgroup.

@@ -120,4 +120,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn forget(&self, rec: &ProcRecord);
     /// `None` when memory/cpu/pids limits are enforced, else why not.
     fn limits_unavailable(&self) -> Option<String>;
+    /// Whether the process accepts TCP connections on its `$PORT` now (a
+    /// quick local connect). Never blocks for long.
+    fn accepting(&self, rec: &ProcRecord) -> bool;
 }

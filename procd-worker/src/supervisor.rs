@@ -19,6 +19,9 @@ use zeroku_conf::{InstanceSpec, InstanceState, InstanceStatus, NodeList};
 
 type Key = (String, u32);
 
+/// The process type that serves HTTP on `$PORT`.
+const WEB: &str = "web";
+
 /// A process this worker started (or adopted).
 #[derive(Debug)]
 struct Proc {
@@ -28,6 +31,8 @@ struct Proc {
     slug: Option<String>,
     since: Instant,
     up: bool,
+    /// When it came up: the release it replaces drains from then on.
+    up_at: Option<Instant>,
     /// When SIGTERM was sent.
     term_at: Option<Instant>,
     killed: bool,
@@ -160,6 +165,7 @@ impl<R: Runtime> Supervisor<R> {
                     slug: None,
                     since: now,
                     up: true,
+                    up_at: Some(now),
                     term_at: None,
                     killed: false,
                 }
@@ -364,11 +370,20 @@ impl<R: Runtime> Supervisor<R> {
         for key in &keys {
             self.watch_slot(key, now);
         }
-        // Retire slots no longer desired once their replacement is up.
+        // Retire slots no longer desired once their replacement has been up
+        // for the drain time (frontends learn the new one meanwhile). A
+        // replacement that never comes up leaves the old one serving.
+        let drain = Duration::from_millis(self.cfg.drain_ms);
         let up_ids: HashSet<String> = self
             .slots
             .values()
-            .filter(|s| s.desired && (s.proc.as_ref().is_some_and(|p| p.up) || s.crashed))
+            .filter(|s| {
+                s.desired
+                    && s.proc
+                        .as_ref()
+                        .and_then(|p| p.up_at)
+                        .is_some_and(|at| now.duration_since(at) >= drain)
+            })
             .map(|s| s.spec.id.clone())
             .collect();
         let wanted_ids: HashSet<String> = self
@@ -439,9 +454,38 @@ impl<R: Runtime> Supervisor<R> {
         if let Some(p) = &mut slot.proc {
             let Some(exit) = self.rt.poll(&p.rec) else {
                 let ran = now.duration_since(p.since);
-                if !p.up && ran >= Duration::from_millis(cfg.ready_after_ms) {
+                // A web process is up once it accepts on $PORT; others
+                // once they have run a while.
+                let web = slot.spec.proc_type == WEB && p.rec.port != 0;
+                let ready = if web {
+                    !p.killed && self.rt.accepting(&p.rec)
+                } else {
+                    ran >= Duration::from_millis(cfg.ready_after_ms)
+                };
+                if !p.up && ready {
                     p.up = true;
+                    p.up_at = Some(now);
                     self.changed = true;
+                } else if !p.up
+                    && web
+                    && !p.killed
+                    && ran >= Duration::from_millis(cfg.boot_timeout_ms)
+                {
+                    // Heroku's R10: killed, then restarted with back-off.
+                    p.killed = true;
+                    let _ = self.rt.signal(&p.rec, StopSignal::Kill);
+                    let line = format!(
+                        "Error R10 (Boot timeout): web process failed to bind to $PORT ({}) within {} s; killing it",
+                        p.rec.port,
+                        cfg.boot_timeout_ms / 1000
+                    );
+                    let (app, id, rel) = (
+                        slot.spec.app.clone(),
+                        slot.spec.id.clone(),
+                        slot.spec.release,
+                    );
+                    self.system(&app, &id, rel, line);
+                    return;
                 }
                 let initial = Duration::from_millis(cfg.backoff_initial_ms);
                 if (slot.crashed || slot.backoff > initial)
@@ -550,6 +594,7 @@ impl<R: Runtime> Supervisor<R> {
                     slug: Some(sha),
                     since: now,
                     up: false,
+                    up_at: None,
                     term_at: None,
                     killed: false,
                 });

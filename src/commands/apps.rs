@@ -26,16 +26,34 @@ pub async fn create(api: &Api, name: &str) -> Result<()> {
     if api.json {
         json(&app);
     } else {
-        println!("Created app {name}. Next: zeroku releases:create -a {name} <dir-with-Procfile>");
+        let info: Value = client(api)?
+            .get(&format!("/v1/apps/{}", enc(name)))
+            .await
+            .map_err(explain)?;
+        println!("Created app {name}");
+        println!("Git remote: {}", git_remote(api, &info));
+        println!("Next: git remote add zeroku <that URL> && git push zeroku main");
+        println!("      (or without git: zeroku deploy -a {name} <dir>)");
     }
     Ok(())
 }
 
+/// The app's git URL with the caller's token as the password, so that
+/// `git push` works without a credential prompt.
+fn git_remote(api: &Api, info: &Value) -> String {
+    let url = info["git_url"].as_str().unwrap_or_default();
+    match (url.strip_prefix("http://"), api.token.as_deref()) {
+        (Some(rest), Some(token)) => format!("http://zeroku:{}@{rest}", enc(token.trim())),
+        _ => url.to_string(),
+    }
+}
+
 pub async fn info(api: &Api, app: &str) -> Result<()> {
-    let v: Value = client(api)?
+    let mut v: Value = client(api)?
         .get(&format!("/v1/apps/{}", enc(app)))
         .await
         .map_err(explain)?;
+    v["git_url"] = json!(git_remote(api, &v));
     if api.json {
         json(&v);
         return Ok(());
@@ -71,6 +89,8 @@ pub async fn info(api: &Api, app: &str) -> Result<()> {
         cell(&v["instances_up"])
     );
     println!("Config vars: {}", cell(&v["config_vars"]));
+    println!("Web URL:     {}", cell(&v["web_url"]));
+    println!("Git URL:     {}", cell(&v["git_url"]));
     Ok(())
 }
 

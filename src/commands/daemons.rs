@@ -104,6 +104,16 @@ pub async fn up(
     }
     cfg.worker.master = format!("http://{}", cfg.master.api);
     cfg.frontend.master = cfg.worker.master.clone();
+    // Deploys print the address of the embedded frontend.
+    if cfg.master.app_url == config::MasterConfig::default().app_url {
+        let port = cfg.frontend.http.rsplit(':').next().unwrap_or("8080");
+        let port = if port == "80" {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        cfg.master.app_url = format!("http://{{app}}.{}{port}", cfg.frontend.base_domain);
+    }
     check(&cfg, Some(&config_path))?;
     if check_only {
         println!("config {} is valid", config_path.display());

@@ -2,7 +2,9 @@
 //! to them.
 
 mod apps;
+mod builds;
 mod daemons;
+mod keys;
 mod logs;
 mod nodes;
 mod ps;
@@ -81,6 +83,20 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             message,
             api,
         } => releases::create(&api, &app.app, &dir, message).await,
+        Deploy { app, path, api } => builds::deploy(&api, &app.app, &path).await,
+        BuildsOutput { app, api } => builds::output(&api, &app.app).await,
+        Hook { name, api } => match name.as_str() {
+            "pre-receive" => builds::pre_receive(&api).await,
+            other => Err(anyhow!("no hook named {other:?}")),
+        },
+        Keys { api } => keys::list(&api).await,
+        KeysAdd { file, name, api } => keys::add(&api, file, name).await,
+        KeysRemove { name, api } => keys::remove(&api, &name).await,
+        GitSsh {
+            url,
+            token_file,
+            key,
+        } => keys::git_ssh(&url, &token_file, &key).await,
         Rollback { app, version, api } => releases::rollback(&api, &app.app, &version).await,
         Config { app, api } => releases::config(&api, &app.app).await,
         ConfigSet { app, pairs, api } => releases::config_set(&api, &app.app, &pairs).await,

@@ -20,15 +20,42 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
         return Ok(());
     }
     let mut rows: Vec<Vec<String>> = each(&v, |r| {
+        let b = &r["build"];
+        let build_ms = b["build_ms"].as_u64().unwrap_or(0);
+        let buildpacks: Vec<String> = each(&b["buildpacks"], cell);
         vec![
             format!("v{}", cell(&r["version"])),
             cell(&r["description"]),
-            cell(&r["slug_sha256"]).chars().take(12).collect(),
+            b["commit"]
+                .as_str()
+                .map_or("-".into(), |c| c.chars().take(7).collect()),
+            if buildpacks.is_empty() {
+                "-".into()
+            } else {
+                buildpacks.join("+")
+            },
+            zeroku_builder::build::human(r["slug_size"].as_u64().unwrap_or(0)),
+            if build_ms == 0 {
+                "-".into()
+            } else {
+                format!("{:.1}s", build_ms as f64 / 1000.0)
+            },
             timestamp(r["created_at"].as_u64().unwrap_or(0) * 1000),
         ]
     });
     rows.reverse();
-    table(&["version", "description", "slug", "created"], &rows);
+    table(
+        &[
+            "version",
+            "description",
+            "commit",
+            "buildpack",
+            "slug",
+            "build",
+            "created",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

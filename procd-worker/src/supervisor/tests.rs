@@ -14,6 +14,9 @@ struct FakeState {
     signals: Vec<(u32, StopSignal)>,
     persisted: Vec<ProcRecord>,
     started: Vec<(String, u32)>,
+    /// `accepting` answers false until `poll` was called this many times.
+    bind_after: Option<u32>,
+    polls: u32,
 }
 
 #[derive(Clone, Default)]
@@ -42,10 +45,9 @@ impl Runtime for Fake {
         Ok(rec)
     }
     fn poll(&self, rec: &ProcRecord) -> Option<Exit> {
-        self.0
-            .lock()
-            .unwrap()
-            .running
+        let mut s = self.0.lock().unwrap();
+        s.polls += 1;
+        s.running
             .get(&rec.pid)
             .cloned()
             .unwrap_or(Some(Exit::Unknown))
@@ -83,6 +85,13 @@ impl Runtime for Fake {
     fn limits_unavailable(&self) -> Option<String> {
         Some("test double".into())
     }
+    fn accepting(&self, rec: &ProcRecord) -> bool {
+        // Processes of release 7 never bind their port.
+        rec.release != 7 && {
+            let s = self.0.lock().unwrap();
+            s.bind_after.is_none_or(|n| s.polls >= n)
+        }
+    }
 }
 
 impl Fake {
@@ -110,6 +119,8 @@ fn cfg() -> WorkerConfig {
         backoff_reset_ms: 10_000,
         port_min: 41000,
         port_max: 41999,
+        drain_ms: 0,
+        boot_timeout_ms: 3000,
         ..WorkerConfig::default()
     }
 }
@@ -119,7 +130,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         id: id.into(),
         app: "a".into(),
         app_seq: 1,
-        proc_type: "web".into(),
+        proc_type: "worker".into(),
         index: 1,
         release,
         command: "run".into(),
@@ -141,16 +152,20 @@ fn list(generation: u64, specs: Vec<InstanceSpec>) -> NodeList {
 }
 
 /// Ticks every 50 ms for `ms`, providing slugs when asked.
-fn run(s: &mut Supervisor<Fake>, t: &mut Instant, ms: u64) {
+/// Returns the other events.
+fn run(s: &mut Supervisor<Fake>, t: &mut Instant, ms: u64) -> Vec<Event> {
+    let mut other = Vec::new();
     for _ in 0..ms / 50 {
         *t += Duration::from_millis(50);
         s.tick(*t);
         for e in s.take_events() {
-            if let Event::NeedSlug(sha) = e {
-                s.slug_ready(&sha, std::env::temp_dir());
+            match e {
+                Event::NeedSlug(sha) => s.slug_ready(&sha, std::env::temp_dir()),
+                e => other.push(e),
             }
         }
     }
+    other
 }
 
 fn state_of(s: &Supervisor<Fake>, id: &str, release: u32) -> Option<InstanceState> {
@@ -414,4 +429,84 @@ fn a_changed_environment_restarts_the_instance() {
     assert_eq!(fake.started().len(), 2);
     assert_eq!(fake.alive(), 1);
     assert_eq!(state_of(&s, "a.handler.1", 2), Some(InstanceState::Up));
+}
+
+fn web(id: &str, release: u32) -> InstanceSpec {
+    InstanceSpec {
+        proc_type: "web".into(),
+        ..spec(id, release)
+    }
+}
+
+#[test]
+fn a_web_process_is_up_once_it_accepts_on_its_port() {
+    let fake = Fake::default();
+    fake.0.lock().unwrap().bind_after = Some(8);
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![web("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 100);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Starting));
+    // Accepting after a few polls: up well before ready_after_ms (1 s).
+    run(&mut s, &mut t, 400);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+}
+
+#[test]
+fn a_web_process_that_never_binds_is_killed_at_the_boot_timeout_and_the_old_one_keeps_serving() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![web("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 200);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+    // Release 7 never binds $PORT.
+    s.apply(list(2, vec![web("a.web.1", 7)]), t);
+    run(&mut s, &mut t, 2000);
+    assert_eq!(state_of(&s, "a.web.1", 7), Some(InstanceState::Starting));
+    let events = run(&mut s, &mut t, 1500);
+    let kills = fake
+        .0
+        .lock()
+        .unwrap()
+        .signals
+        .iter()
+        .filter(|x| x.1 == StopSignal::Kill)
+        .count();
+    assert_eq!(kills, 1, "boot timeout kills the process once");
+    let logged = events
+        .into_iter()
+        .any(|e| matches!(e, Event::System { line, .. } if line.contains("R10")));
+    assert!(logged, "the R10 error is logged");
+    run(&mut s, &mut t, 5000);
+    assert!(
+        fake.started().iter().filter(|x| x.1 == 7).count() >= 2,
+        "restarted after the kill"
+    );
+    // The old release was never stopped: it still serves.
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+    assert!(!fake.0.lock().unwrap().signals.iter().any(|x| x.0 == 1001));
+}
+
+#[test]
+fn the_old_release_drains_after_its_replacement_is_up() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let cfg = WorkerConfig {
+        drain_ms: 1000,
+        ..cfg()
+    };
+    let mut s = Supervisor::new(fake.clone(), cfg, t);
+    s.apply(list(1, vec![web("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 200);
+    s.apply(list(2, vec![web("a.web.1", 4)]), t);
+    run(&mut s, &mut t, 200);
+    assert_eq!(state_of(&s, "a.web.1", 4), Some(InstanceState::Up));
+    // Both serve during the drain...
+    run(&mut s, &mut t, 600);
+    assert_eq!(fake.alive(), 2);
+    // ...then the old one is stopped.
+    run(&mut s, &mut t, 600);
+    assert_eq!(fake.alive(), 1);
+    assert_eq!(state_of(&s, "a.web.1", 2), None);
 }
