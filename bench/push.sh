@@ -11,11 +11,12 @@
 # build cache) is not counted. Also: the slug's size against `tar czf` of the same built tree
 # (sqfs2tar | gzip -6, from squashfs-tools-ng).
 #
-# Usage: bench/push.sh [PUSHES=10]
+# Usage: bench/push.sh [PUSHES=10]     Env: APPS="static procfile python" (which to measure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 N="${1:-10}"
+APPS="${APPS:-static procfile python}"
 say() { echo "[bench/push] $*" >&2; }
 
 bash scripts/deps.sh >&2
@@ -32,7 +33,7 @@ UP_PID=""
 cleanup() {
   set +e
   if [ -n "$UP_PID" ]; then
-    for app in static procfile python; do zk ps:scale -a "$app" web=0 >/dev/null 2>&1; done
+    for app in $APPS; do zk ps:scale -a "$app" web=0 >/dev/null 2>&1; done
     sleep 1
     kill -TERM "$UP_PID" 2>/dev/null
     wait "$UP_PID" 2>/dev/null
@@ -92,7 +93,7 @@ mark() {
 
 now_ms() { date +%s%3N; }
 declare -A RESULTS BUILD SLUG TGZ
-for app in static procfile python; do
+for app in $APPS; do
   case "$app" in static) ex=static-site ;; procfile) ex=python-web ;; python) ex=python-app ;; esac
   setup "$app" "$ex"
   times=()
@@ -125,10 +126,10 @@ print("%d %d %d %d" % (p(0.5), p(0.9), v[0], v[-1]))')"
 done
 
 printf '\nPush-to-live over %d pushes per app (ms from `git push` to the new version answering)\n\n' "$N"
-printf '| app | p50 | p90 | min | max | build+release p50 (s, from the push output) | slug | tar czf of the same tree |\n'
+printf '| app | p50 | p90 | min | max | build+release p50 (s, from the push output) | slug (bytes) | tar czf of the same tree (bytes) |\n'
 printf '|---|---|---|---|---|---|---|---|\n'
-for app in static procfile python; do
+for app in $APPS; do
   read -r p50 p90 mn mx <<<"${RESULTS[$app]}"
-  printf '| %s | %d | %d | %d | %d | %s | %d KB | %d KB |\n' "$app" "$p50" "$p90" "$mn" "$mx" \
-    "${BUILD[$app]}" $(( SLUG[$app] / 1024 )) $(( TGZ[$app] / 1024 ))
+  printf '| %s | %d | %d | %d | %d | %s | %d | %d |\n' "$app" "$p50" "$p90" "$mn" "$mx" \
+    "${BUILD[$app]}" "${SLUG[$app]}" "${TGZ[$app]}"
 done

@@ -3,7 +3,7 @@
 # Sourced by scripts/up.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
-need=(pkg-config libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux)
+need=(pkg-config libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,11 +16,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if ! command -v cargo >/dev/null 2>&1; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-  else
-    echo "zeroku: cargo not found. Install Rust (https://rustup.rs), then run this again." >&2
-    exit 1
-  fi
+# zeroku needs Rust 1.80 or newer (rustup's). Debian's own cargo (installed above for the rust
+# buildpack: it is what app builds use) is older, so rustup's goes first on PATH.
+if [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v rustup >/dev/null 2>&1 && ! cargo --version 2>/dev/null | grep -qE '^cargo 1\.(8[0-9]|9[0-9]|[1-9][0-9][0-9])'; then
+  echo "zeroku: needs Rust 1.80 or newer to build (found: $(cargo --version 2>/dev/null || echo none)). Install it with https://rustup.rs, then run this again." >&2
+  exit 1
 fi

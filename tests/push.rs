@@ -24,9 +24,14 @@ fn buildpack(name: &str) -> String {
 }
 
 /// A cluster with one worker and one frontend; returns it and the frontend.
-fn cluster(extra: &str, port_min: u16) -> (TestCluster, String) {
-    let config = format!("{TEST_CONFIG}{extra}");
-    let config = config.replace("[master]\n", "[master]\ndeploy_timeout_secs = 30\n");
+/// `master_keys` go into the config's [master] section.
+fn cluster(master_keys: &str, port_min: u16) -> (TestCluster, String) {
+    let keys = if master_keys.contains("deploy_timeout_secs") {
+        master_keys.to_string()
+    } else {
+        format!("deploy_timeout_secs = 30\n{master_keys}")
+    };
+    let config = TEST_CONFIG.replace("[master]\n", &format!("[master]\n{keys}"));
     let mut c = TestCluster::start_with(&config);
     c.add_worker("n1", port_min);
     let fe = c.add_frontend("edge");
@@ -148,6 +153,17 @@ fn git_push_of_each_kind_of_app_goes_live() {
             Err(logs)
         }
     });
+    // A Rust app: cargo build --release; no Procfile, bin/release declares web.
+    let url = create(&c, "rs");
+    let repo = Repo::from_dir(&example("rust-web"), &dir.path().join("rs"));
+    let out = push_ok(&repo, &url);
+    assert!(out.contains("remote: -----> Rust app detected"), "{out}");
+    assert!(body(&fe, "rs", "/").contains("Hello from Rust (version 1)"));
+    repo.write("VERSION", "2\n");
+    repo.commit("v2");
+    push_ok(&repo, &url);
+    assert!(body(&fe, "rs", "/").contains("Hello from Rust (version 2)"));
+
     // The output of the last build is kept.
     let last = c.cli_ok(&["builds:output", "-a", "jobs"]).unwrap();
     assert!(last.contains("Procfile app detected"), "{last}");
@@ -493,6 +509,57 @@ fn deploy_without_git_and_the_release_phase() {
     assert!(out.contains("leaves the source directory"), "{out}");
 }
 
+#[test]
+fn two_deploys_of_one_app_queue() {
+    let (c, fe) = cluster("", 37800);
+    let dir = tempdir();
+    c.cli_ok(&["apps:create", "q"]).unwrap();
+    let srcs: Vec<PathBuf> = (1..=2)
+        .map(|i| {
+            let src = dir.path().join(format!("q{i}"));
+            write_tree(
+                &src,
+                &[
+                    // The first build takes a while, so the second arrives during it.
+                    (
+                        "Procfile",
+                        "web: python3 -m http.server $PORT\nrelease: sleep 2\n",
+                    ),
+                    ("index.html", &format!("deploy {i}\n")),
+                ],
+            );
+            src
+        })
+        .collect();
+    let (url, token) = (c.master.url.clone(), c.master.token.clone());
+    let run = |src: PathBuf| {
+        let (url, token) = (url.clone(), token.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(bin())
+                .args(["deploy", "-a", "q", src.to_str().unwrap()])
+                .env("ZEROKU_URL", url)
+                .env("ZEROKU_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    let first = run(srcs[0].clone());
+    std::thread::sleep(Duration::from_millis(700));
+    let second = run(srcs[1].clone());
+    let (a, b) = (first.join().unwrap(), second.join().unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let out = String::from_utf8_lossy(&b.stdout);
+    assert!(
+        out.contains("Another build of this app is running; waiting for it"),
+        "{out}"
+    );
+    assert!(out.contains("Released v2"), "{out}");
+    let rels = releases(&c, "q");
+    assert_eq!(rels.len(), 2);
+    assert!(body(&fe, "q", "/").contains("deploy 2"));
+}
+
 /// Sends requests one after another until `stop`; returns (ok, failures).
 fn load(
     fe: String,
@@ -680,4 +747,48 @@ fn git_push_over_ssh_runs_only_the_forced_command() {
     c.cli_ok(&["keys:remove", "tester"]).unwrap();
     let o = repo.git_with(&["ls-remote", &url], &[("GIT_SSH_COMMAND", &ssh("id"))]);
     assert!(!o.status.success());
+}
+
+#[test]
+fn a_health_check_path_gates_the_switch() {
+    let (c, fe) = cluster("deploy_timeout_secs = 6\n", 37600);
+    let dir = tempdir();
+    let app = r#"
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+VERSION = open("VERSION").read().strip()
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        healthy = VERSION != "sick"
+        status = 200 if self.path != "/health" or healthy else 503
+        body = ("version %s\n" % VERSION).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+"#;
+    let url = create(&c, "checked");
+    c.cli_ok(&["config:set", "-a", "checked", "HEALTHCHECK_PATH=/health"])
+        .unwrap();
+    let repo = Repo::init(&dir.path().join("checked"));
+    repo.write("Procfile", "web: python3 app.py\n");
+    repo.write("app.py", app);
+    repo.write("VERSION", "1\n");
+    repo.commit("v1");
+    push_ok(&repo, &url);
+    assert!(body(&fe, "checked", "/").contains("version 1"));
+    // This version accepts connections but fails its health check: it
+    // never takes traffic, and the deploy is rolled back.
+    repo.write("VERSION", "sick\n");
+    repo.commit("sick");
+    let (ok, out) = repo.push(&url, "main");
+    assert!(!ok, "{out}");
+    assert!(out.contains("were not up after 6 s"), "{out}");
+    assert!(out.contains("rolled back"), "{out}");
+    for _ in 0..10 {
+        assert!(body(&fe, "checked", "/").contains("version 1"));
+    }
 }

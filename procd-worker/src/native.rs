@@ -619,9 +619,49 @@ impl Runtime for NativeRuntime {
         self.cgroups.as_ref().err().cloned()
     }
 
-    fn accepting(&self, rec: &ProcRecord) -> bool {
+    fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool> {
+        let peers = procfs::established_peers(&procfs::group_members(rec.pid))?;
+        Some(endpoints.iter().all(|ep| {
+            let Some((host, port)) = ep
+                .strip_prefix("tcp://")
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            else {
+                return true; // not TCP (ipc://): nothing to look for
+            };
+            let want = host
+                .parse::<std::net::Ipv4Addr>()
+                .ok()
+                .map(procfs::ipv4_hex);
+            peers.iter().any(|(a, p)| {
+                *p == port
+                    && want
+                        .as_ref()
+                        .is_none_or(|w| w == a || a.ends_with(w.as_str()))
+            })
+        }))
+    }
+
+    fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool {
+        use std::io::{Read, Write};
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rec.port));
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok()
+        let t = std::time::Duration::from_millis(300);
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, t) else {
+            return false;
+        };
+        let Some(path) = health_path else {
+            return true;
+        };
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: zeroku-healthcheck\r\n\r\n"
+        );
+        let mut head = [0u8; 12];
+        s.set_read_timeout(Some(t)).is_ok()
+            && s.set_write_timeout(Some(t)).is_ok()
+            && s.write_all(req.as_bytes()).is_ok()
+            && s.read_exact(&mut head).is_ok()
+            && head.starts_with(b"HTTP/1.")
+            && matches!(head[9], b'2' | b'3')
     }
 }
 

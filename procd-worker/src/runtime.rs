@@ -121,6 +121,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// `None` when memory/cpu/pids limits are enforced, else why not.
     fn limits_unavailable(&self) -> Option<String>;
     /// Whether the process accepts TCP connections on its `$PORT` now (a
-    /// quick local connect). Never blocks for long.
-    fn accepting(&self, rec: &ProcRecord) -> bool;
+    /// quick local connect) and, given a health-check path, answers a GET
+    /// of it with 2xx or 3xx. Never blocks for long.
+    fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool;
+    /// Whether the process (or one in its group) holds an established TCP
+    /// connection to every `tcp://host:port` endpoint; `None` when this
+    /// cannot be seen (then readiness falls back to running time).
+    fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool>;
 }

@@ -22,6 +22,13 @@ type Key = (String, u32);
 /// The process type that serves HTTP on `$PORT`.
 const WEB: &str = "web";
 
+/// Where a handler process takes requests from (one endpoint per frontend).
+const HANDLER_ENDPOINTS_VAR: &str = "M2_SEND_SPEC";
+
+/// Config var naming a path a new `web` process must answer with 2xx/3xx
+/// before it counts as up (like Dokku's checks).
+pub const HEALTHCHECK_VAR: &str = "HEALTHCHECK_PATH";
+
 /// A process this worker started (or adopted).
 #[derive(Debug)]
 struct Proc {
@@ -458,7 +465,20 @@ impl<R: Runtime> Supervisor<R> {
                 // once they have run a while.
                 let web = slot.spec.proc_type == WEB && p.rec.port != 0;
                 let ready = if web {
-                    !p.killed && self.rt.accepting(&p.rec)
+                    let check = slot
+                        .spec
+                        .env
+                        .get(HEALTHCHECK_VAR)
+                        .map(String::as_str)
+                        .filter(|p| p.starts_with('/') && !p.contains(char::is_whitespace));
+                    !p.killed && self.rt.accepting(&p.rec, check)
+                } else if let Some(specs) = slot.spec.env.get(HANDLER_ENDPOINTS_VAR) {
+                    // A handler: up once connected to every frontend.
+                    let eps: Vec<&str> = specs.split_whitespace().collect();
+                    match self.rt.connected(&p.rec, &eps) {
+                        Some(c) => c,
+                        None => ran >= Duration::from_millis(cfg.ready_after_ms),
+                    }
                 } else {
                     ran >= Duration::from_millis(cfg.ready_after_ms)
                 };

@@ -620,3 +620,29 @@ fn tailer_reads_a_real_process_log() {
     rt.forget(&rec);
     assert!(!rec.log_path.exists());
 }
+
+#[test]
+fn connected_sees_the_tcp_connections_of_the_process_group() {
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let other_port = other.local_addr().expect("addr").port();
+    // A child of sh holds the connection (as a handler under a wrapper would).
+    let cmd = format!(
+        "python3 -c 'import socket, time; s = socket.create_connection((\"127.0.0.1\", {port})); time.sleep(30)'; true"
+    );
+    let rec = fx.start(&rt, &spec("app.handler.1", 1, &cmd));
+    let _guard = KillOnDrop(rec.pid);
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let not = format!("tcp://127.0.0.1:{other_port}");
+    wait_for("the connection", || {
+        (rt.connected(&rec, &[&ep]) == Some(true)).then_some(())
+    });
+    assert_eq!(rt.connected(&rec, &[&ep, &not]), Some(false));
+    assert_eq!(rt.connected(&rec, &[]), Some(true));
+    rt.signal(&rec, StopSignal::Kill).expect("kill");
+    wait_exit(&rt, &rec);
+    rt.forget(&rec);
+}

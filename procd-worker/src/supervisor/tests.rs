@@ -85,7 +85,10 @@ impl Runtime for Fake {
     fn limits_unavailable(&self) -> Option<String> {
         Some("test double".into())
     }
-    fn accepting(&self, rec: &ProcRecord) -> bool {
+    fn connected(&self, _rec: &ProcRecord, _endpoints: &[&str]) -> Option<bool> {
+        None
+    }
+    fn accepting(&self, rec: &ProcRecord, _health_path: Option<&str>) -> bool {
         // Processes of release 7 never bind their port.
         rec.release != 7 && {
             let s = self.0.lock().unwrap();
