@@ -792,3 +792,31 @@ HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
         assert!(body(&fe, "checked", "/").contains("version 1"));
     }
 }
+
+#[test]
+fn a_push_with_a_1_gb_file_is_refused_and_changes_nothing() {
+    let (c, fe) = cluster("", 38000);
+    let dir = tempdir();
+    let url = create(&c, "huge");
+    let repo = Repo::from_dir(&example("static-site"), &dir.path().join("huge"));
+    push_ok(&repo, &url);
+    // A 1 GB file (sparse: zeros, which git compresses to almost nothing,
+    // so only the unpacked source is over the 512 MB default limit).
+    let f = std::fs::File::create(repo.dir.join("disk.img")).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    repo.write("index.html", "<h1>with a huge file</h1>\n");
+    repo.commit("1 GB");
+    let (ok, out) = repo.push(&url, "main");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the source is over the limit of 512 MB"),
+        "{out}"
+    );
+    assert_eq!(releases(&c, "huge").len(), 1);
+    assert!(body(&fe, "huge", "/").contains("A static site on zeroku"));
+    // Nothing of it is left in the master's data directory.
+    let incoming = c.master.data.join("builds/incoming");
+    let left: Vec<_> = std::fs::read_dir(&incoming).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -2,7 +2,9 @@
 //! Errors carry the API's stable code and human message unchanged.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures_util::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 pub use hyper::Method;
 use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as Hyper};
@@ -48,7 +50,30 @@ impl ClientError {
 pub struct Client {
     base: String,
     token: String,
-    http: Hyper<HttpConnector, Full<Bytes>>,
+    http: Hyper<HttpConnector, Body>,
+}
+
+/// A request body: bytes in memory, or a stream (a file, a pipe).
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A body streamed from `r` as it is read.
+pub fn reader_body(r: impl tokio::io::AsyncRead + Send + Sync + 'static) -> Body {
+    BodyExt::boxed(StreamBody::new(
+        tokio_util::io::ReaderStream::new(r).map_ok(Frame::data),
+    ))
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|e| match e {}).boxed()
+}
+
+async fn open(file: &Path) -> Result<tokio::fs::File, ClientError> {
+    tokio::fs::File::open(file)
+        .await
+        .map_err(|source| ClientError::Io {
+            context: format!("cannot read {}", file.display()),
+            source,
+        })
 }
 
 impl Client {
@@ -76,7 +101,7 @@ impl Client {
         body: Bytes,
         ctype: &str,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let resp = self.raw(method, path, body, ctype).await?;
+        let resp = self.raw(method, path, full(body), ctype).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -94,7 +119,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Bytes,
+        body: Body,
         ctype: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let url = format!("{}{}", self.base, path);
@@ -103,7 +128,7 @@ impl Client {
             .uri(&url)
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", ctype)
-            .body(Full::new(body))
+            .body(body)
             .map_err(|_| ClientError::Url(self.base.clone()))?;
         let resp = self
             .http
@@ -161,40 +186,51 @@ impl Client {
         Self::decode(s, &b)
     }
 
-    /// PUTs a file's bytes.
+    /// PUTs a file's bytes, streamed.
     pub async fn put_file<T: DeserializeOwned>(
         &self,
         path: &str,
         file: &Path,
     ) -> Result<T, ClientError> {
-        let bytes = tokio::fs::read(file)
-            .await
-            .map_err(|source| ClientError::Io {
-                context: format!("cannot read {}", file.display()),
-                source,
-            })?;
-        let (s, b) = self
-            .call(Method::PUT, path, bytes.into(), "application/octet-stream")
+        let body = reader_body(open(file).await?);
+        let resp = self
+            .raw(Method::PUT, path, body, "application/octet-stream")
             .await?;
-        Self::decode(s, &b)
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                why: e.to_string(),
+            })?
+            .to_bytes();
+        Self::decode(status, &bytes)
     }
 
-    /// POSTs a file's bytes and hands each line of the (streamed) answer to
-    /// `on_line` as it arrives.
+    /// POSTs a file's bytes, streamed, and hands each line of the
+    /// (streamed) answer to `on_line` as it arrives.
     pub async fn post_file_lines(
         &self,
         path: &str,
         file: &Path,
+        on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let body = reader_body(open(file).await?);
+        self.post_lines(path, body, on_line).await
+    }
+
+    /// POSTs `body` and hands each line of the answer to `on_line` as it
+    /// arrives.
+    pub async fn post_lines(
+        &self,
+        path: &str,
+        body: Body,
         mut on_line: impl FnMut(&str),
     ) -> Result<(), ClientError> {
-        let bytes = tokio::fs::read(file)
-            .await
-            .map_err(|source| ClientError::Io {
-                context: format!("cannot read {}", file.display()),
-                source,
-            })?;
         let mut body = self
-            .streamed(Method::POST, path, bytes.into(), "application/octet-stream")
+            .streamed(Method::POST, path, body, "application/octet-stream")
             .await?;
         let mut buf: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -222,7 +258,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Bytes,
+        body: Body,
         ctype: &str,
     ) -> Result<hyper::body::Incoming, ClientError> {
         let resp = self.raw(method, path, body, ctype).await?;
@@ -248,7 +284,7 @@ impl Client {
     /// GETs `path` into `dest`, streaming; returns the bytes written.
     pub async fn download(&self, path: &str, dest: &Path) -> Result<u64, ClientError> {
         let mut body = self
-            .streamed(Method::GET, path, Bytes::new(), "application/json")
+            .streamed(Method::GET, path, full(Bytes::new()), "application/json")
             .await?;
         let io = |source| ClientError::Io {
             context: format!("cannot write {}", dest.display()),

@@ -9,9 +9,14 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use zeroku_master::builds::RESULT_PREFIX;
 
-/// Sends a source archive to the build and prints its output as it comes;
-/// `prefix` goes before each line. Fails when the build or release failed.
-async fn build(api: &Api, app: &str, archive: &Path, commit: Option<&str>) -> Result<u32> {
+/// Sends a source archive (a tar, streamed) to the build and prints its
+/// output as it comes. Fails when the build or release failed.
+async fn build(
+    api: &Api,
+    app: &str,
+    archive: zeroku_master::client::Body,
+    commit: Option<&str>,
+) -> Result<u32> {
     let mut path = format!("/v1/apps/{}/builds", enc(app));
     if let Some(c) = commit {
         path.push_str(&format!("?commit={}", enc(c)));
@@ -19,7 +24,7 @@ async fn build(api: &Api, app: &str, archive: &Path, commit: Option<&str>) -> Re
     let mut result: Option<Value> = None;
     let mut stdout = std::io::stdout();
     client(api)?
-        .post_file_lines(&path, archive, |line| {
+        .post_lines(&path, archive, |line| {
             if let Some(r) = line.strip_prefix(RESULT_PREFIX) {
                 result = serde_json::from_str(r).ok();
             } else {
@@ -52,7 +57,10 @@ pub async fn deploy(api: &Api, app: &str, path: &Path) -> Result<()> {
     } else {
         (path.to_path_buf(), false)
     };
-    let r = build(api, app, &archive, None).await;
+    let file = tokio::fs::File::open(&archive)
+        .await
+        .with_context(|| format!("cannot read {}", archive.display()))?;
+    let r = build(api, app, zeroku_master::client::reader_body(file), None).await;
     if temp {
         let _ = std::fs::remove_file(&archive);
     }
@@ -138,19 +146,26 @@ pub async fn pre_receive(api: &Api) -> Result<()> {
         "-----> Building {app} from {branch} ({})",
         &commit[..commit.len().min(7)]
     );
-    let tmp = std::env::temp_dir().join(format!("zeroku-push-{}.tar", std::process::id()));
-    let st = tokio::process::Command::new("git")
-        .args(["archive", "--format=tar", "-o"])
-        .arg(&tmp)
+    // The tree goes to the build as `git archive` writes it: nothing on
+    // disk, nothing whole in memory, whatever its size.
+    let mut git = tokio::process::Command::new("git")
+        .args(["archive", "--format=tar"])
         .arg(&commit)
-        .status()
-        .await
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .context("cannot run git archive")?;
-    if !st.success() {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("git archive of {commit} failed");
-    }
-    let r = build(api, &app, &tmp, Some(&commit)).await;
-    let _ = std::fs::remove_file(&tmp);
+    let out = git
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("git archive has no output"))?;
+    let r = build(
+        api,
+        &app,
+        zeroku_master::client::reader_body(out),
+        Some(&commit),
+    )
+    .await;
+    let _ = git.kill().await;
     r.map(|_| ())
 }
