@@ -98,10 +98,10 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Bytes,
+        body: Body,
         ctype: &str,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let resp = self.raw(method, path, full(body), ctype).await?;
+        let resp = self.raw(method, path, body, ctype).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -165,7 +165,7 @@ impl Client {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (s, b) = self
-            .call(Method::GET, path, Bytes::new(), "application/json")
+            .call(Method::GET, path, full(Bytes::new()), "application/json")
             .await?;
         Self::decode(s, &b)
     }
@@ -181,7 +181,7 @@ impl Client {
             source: std::io::Error::other(e),
         })?;
         let (s, b) = self
-            .call(method, path, body.into(), "application/json")
+            .call(method, path, full(body.into()), "application/json")
             .await?;
         Self::decode(s, &b)
     }
@@ -193,20 +193,10 @@ impl Client {
         file: &Path,
     ) -> Result<T, ClientError> {
         let body = reader_body(open(file).await?);
-        let resp = self
-            .raw(Method::PUT, path, body, "application/octet-stream")
+        let (s, b) = self
+            .call(Method::PUT, path, body, "application/octet-stream")
             .await?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: self.base.clone(),
-                why: e.to_string(),
-            })?
-            .to_bytes();
-        Self::decode(status, &bytes)
+        Self::decode(s, &b)
     }
 
     /// POSTs a file's bytes, streamed, and hands each line of the
