@@ -223,6 +223,21 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Stacks (root file systems for docker apps) and the nodes that have them.
+    Stacks {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Make a root file system tarball a stack (stacks/busybox-rootfs.sh builds a tiny one).
+    #[command(name = "stacks:import")]
+    StacksImport {
+        /// The stack's name, e.g. zk-bookworm.
+        name: String,
+        /// A tar of the root file system.
+        tarball: PathBuf,
+        #[command(flatten)]
+        api: Api,
+    },
     /// SSH keys that may git push (listed).
     Keys {
         #[command(flatten)]

@@ -53,6 +53,10 @@ pub struct InstanceSpec {
     pub env: BTreeMap<String, String>,
     pub slug: SlugRef,
     pub limits: Limits,
+    /// The image a `docker` app runs in (its stack); `None` runs the
+    /// instance as a native process.
+    #[serde(default)]
+    pub stack: Option<String>,
 }
 
 /// The full desired process list of one node. Lists are idempotent: a worker
@@ -121,6 +125,13 @@ pub struct Heartbeat {
     /// `None` when cgroup limits are enforced, else why they are not.
     pub cgroups_unavailable: Option<String>,
     pub instances: Vec<InstanceStatus>,
+    /// What can run here: `native`, and `docker <version>` when the node
+    /// has a Docker Engine.
+    #[serde(default)]
+    pub runtimes: Vec<String>,
+    /// Stacks (images) the node's engine has.
+    #[serde(default)]
+    pub stacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

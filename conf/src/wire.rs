@@ -87,6 +87,7 @@ mod tests {
                     size: 4096,
                 },
                 limits: Limits::default(),
+                stack: None,
             }],
         })
     }

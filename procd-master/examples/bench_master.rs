@@ -705,6 +705,8 @@ fn run(p: &Params) {
                 generation: l.generation,
                 capacity_mb: p.node_mb,
                 cgroups_unavailable: None,
+                runtimes: vec!["native".into()],
+                stacks: Vec::new(),
                 instances: l
                     .instances
                     .iter()

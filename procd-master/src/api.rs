@@ -577,6 +577,13 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             for (k, v) in &changes {
                 match (k.as_str(), v.as_str()) {
                     ("m2_protocol", "json" | "tnetstring") => {}
+                    ("runtime", "native" | "docker") => {}
+                    ("runtime", other) => {
+                        return Err(ApiError::invalid(format!(
+                            "runtime must be native or docker, not {other:?}"
+                        )))
+                    }
+                    ("stack", s) => check_stack(s)?,
                     ("m2_protocol", other) => {
                         return Err(ApiError::invalid(format!(
                             "m2_protocol must be json or tnetstring, not {other:?}"
@@ -584,13 +591,29 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     }
                     (other, _) => {
                         return Err(ApiError::invalid(format!(
-                            "unknown app setting {other:?} (known: m2_protocol)"
+                            "unknown app setting {other:?} (known: m2_protocol, runtime, stack)"
                         )))
                     }
                 }
             }
+            let docker = changes.get("runtime").map(String::as_str) == Some("docker");
+            let has_stack = changes.contains_key("stack")
+                || c.store()
+                    .settings()?
+                    .iter()
+                    .any(|(a, k, _)| a == app && k == "stack");
+            if docker && !has_stack {
+                return Err(ApiError::invalid(
+                    "runtime=docker needs a stack too: stack=<name> (see `zeroku stacks`)",
+                ));
+            }
             for (k, v) in &changes {
                 c.store().set_setting(app, k, v)?;
+            }
+            if changes.contains_key("runtime") || changes.contains_key("stack") {
+                // Same release, other specs: every list is rebuilt.
+                c.invalidate_lists();
+                change(c, |_| Ok(()))?;
             }
             c.refresh_routes();
             ok(json!(changes))
@@ -716,20 +739,59 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 .slugs
                 .path(sha)
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
-            let file = match tokio::fs::File::open(&path).await {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(ApiError::not_found(format!("no slug {sha}")))
-                }
-                Err(e) => return Err(ApiError::internal(e)),
-            };
-            let stream = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
-            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/octet-stream"),
-            );
-            Ok(Reply::Raw(r))
+            file_reply(&path, &format!("no slug {sha}")).await
+        }
+        (&Method::GET, ["stacks"]) => {
+            caller.admin()?;
+            let dir = stacks_dir(c)?;
+            // Which nodes have each stack, from their heartbeats.
+            let on: Vec<(String, Vec<String>)> = c
+                .live()
+                .iter()
+                .filter_map(|(n, l)| l.heartbeat.as_ref().map(|h| (n.clone(), h.stacks.clone())))
+                .collect();
+            let mut rows = Vec::new();
+            for e in std::fs::read_dir(&dir)
+                .map_err(ApiError::internal)?
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(stack) = name.strip_suffix(".tar") else {
+                    continue;
+                };
+                let nodes: Vec<&String> = on
+                    .iter()
+                    .filter(|(_, s)| s.iter().any(|x| x == stack))
+                    .map(|(n, _)| n)
+                    .collect();
+                let size = e.metadata().map_or(0, |m| m.len());
+                rows.push(json!({"name": stack, "size": size, "nodes": nodes}));
+            }
+            rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            ok(json!(rows))
+        }
+        (&Method::GET, ["stacks", name]) => {
+            caller.node_or_admin(None)?;
+            check_stack(name)?;
+            let path = stacks_dir(c)?.join(format!("{name}.tar"));
+            file_reply(&path, &format!("no stack {name:?} (zeroku stacks:import)")).await
+        }
+        (&Method::PUT, ["stacks", name]) => {
+            caller.admin()?;
+            check_stack(name)?;
+            let dir = stacks_dir(c)?;
+            let tmp = upload_path(&dir);
+            let mut body = req.into_body();
+            let n = receive_file(&mut body, &tmp, 4 << 30, "stack").await?;
+            let path = dir.join(format!("{name}.tar"));
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(stack = %name, bytes = n, "stack imported");
+            Ok(Reply::Json(
+                StatusCode::CREATED,
+                json!({"name": name, "size": n}),
+            ))
         }
         (&Method::PUT, ["slugs", sha]) => {
             caller.admin()?;
@@ -763,6 +825,50 @@ fn loopback() -> String {
 }
 
 /// A host name or address other machines can use: no scheme, port or path.
+/// `<data>/stacks`: root file system tarballs, one per stack.
+fn stacks_dir(c: &Cluster) -> Result<std::path::PathBuf, ApiError> {
+    let b = c
+        .builds()
+        .ok_or_else(|| ApiError::internal("the master is not set up"))?;
+    let d = b.data.join("stacks");
+    std::fs::create_dir_all(&d).map_err(ApiError::internal)?;
+    Ok(d)
+}
+
+/// A file as the answer, streamed.
+async fn file_reply(path: &std::path::Path, missing: &str) -> Result<Reply, ApiError> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(missing.to_string()))
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let stream = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(Reply::Raw(r))
+}
+
+/// A stack name: an image name without a registry (`zk-bookworm`).
+fn check_stack(s: &str) -> Result<(), ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{s:?} is not a stack name (lowercase letters, digits, -, _ and .)"
+        )))
+    }
+}
+
 fn check_host(h: &str) -> Result<(), ApiError> {
     let ok = !h.is_empty()
         && h.len() <= 253

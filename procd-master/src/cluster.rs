@@ -73,6 +73,12 @@ impl Cluster {
     }
 
     /// The store, for reads and writes that need no re-placement.
+    /// Forgets the published lists, so the next re-plan rebuilds them all
+    /// (an app's runtime changed: same release, other specs).
+    pub fn invalidate_lists(&self) {
+        lock(&self.lists).clear();
+    }
+
     /// The build service (`None` until the master has set it up).
     pub fn builds(&self) -> Option<std::sync::Arc<crate::builds::Builds>> {
         self.builds.get().cloned()
@@ -109,6 +115,18 @@ impl Cluster {
         }
         *lock(&self.known_apps) = apps.iter().map(|a| a.name.clone()).collect();
         let seqs: HashMap<String, u32> = apps.into_iter().map(|a| (a.name, a.seq)).collect();
+        // Apps that run in containers, and their stack.
+        let settings = store.settings()?;
+        let stacks: HashMap<&str, &str> = settings
+            .iter()
+            .filter(|(a, k, v)| k == "runtime" && v == "docker" && !a.is_empty())
+            .filter_map(|(a, _, _)| {
+                settings
+                    .iter()
+                    .find(|(b, k, _)| b == a && k == "stack")
+                    .map(|(_, _, s)| (a.as_str(), s.as_str()))
+            })
+            .collect();
         // Only process types the current release declares can run.
         let formation: Vec<_> = store
             .all_formation()?
@@ -172,6 +190,7 @@ impl Cluster {
                     .map(|p| {
                         let seq = seqs.get(&p.app).copied().unwrap_or(0);
                         let mut s = spec(p, &releases[&p.app], seq);
+                        s.stack = stacks.get(p.app.as_str()).map(|s| s.to_string());
                         if p.proc_type == routes::HANDLER_TYPE {
                             s.env.extend(routes::handler_env(
                                 self.cfg.handler_port_min,
@@ -448,5 +467,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
             memory_mb: p.memory_mb,
             ..Limits::default()
         },
+        stack: None,
     }
 }

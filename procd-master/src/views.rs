@@ -74,7 +74,7 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
     }
     // A short look at the live view: heartbeats wait while it is held.
     // (applied generation, processes running, limits)
-    type Seen = (u64, usize, String);
+    type Seen = (u64, usize, String, Vec<String>);
     let seen: HashMap<String, (u64, Option<Seen>)> = c
         .live()
         .iter()
@@ -84,7 +84,7 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
                     None => "enforced (cgroup v2)".to_string(),
                     Some(why) => format!("not enforced: {why}"),
                 };
-                (h.generation, h.instances.len(), limits)
+                (h.generation, h.instances.len(), limits, h.runtimes.clone())
             });
             (name.clone(), (l.last_seen.elapsed().as_millis() as u64, hb))
         })
@@ -107,6 +107,7 @@ pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {
                 "applied_generation": hb.map(|h| h.0),
                 "last_seen_ms": live.map(|l| l.0),
                 "limits": hb.map(|h| h.2.clone()),
+                "runtimes": hb.map(|h| h.3.clone()),
             })
         })
         .collect();

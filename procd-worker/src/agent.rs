@@ -1,8 +1,10 @@
 //! The worker's main loop: join, follow the list, supervise, report.
 
 use crate::bus;
+use crate::docker::DockerRuntime;
 use crate::logs::LogTailer;
 use crate::native::NativeRuntime;
+use crate::runtimes::Runtimes;
 use crate::slugcache::SlugCache;
 use crate::supervisor::{Event, Supervisor};
 use serde::{Deserialize, Serialize};
@@ -182,9 +184,24 @@ pub async fn run(
         return Ok(());
     };
     let client = Client::new(&cfg.master, &joined.node_token)?;
-    let rt = NativeRuntime::new(data, cfg.app_uid_base)
+    let native = NativeRuntime::new(data, cfg.app_uid_base)
         .map_err(|e| WorkerError::Runtime(e.to_string()))?;
-    let limits = rt_limits(&rt);
+    let docker = {
+        let (node, d, base) = (cfg.node.clone(), data.to_path_buf(), cfg.app_uid_base);
+        tokio::task::spawn_blocking(move || DockerRuntime::connect(&node, &d, base))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    match &docker {
+        Ok(d) => tracing::info!(engine = %d.version, "docker runtime available"),
+        Err(why) => tracing::info!(%why, "no docker runtime: native processes only"),
+    }
+    let rt = Runtimes {
+        native,
+        docker,
+        master: (cfg.master.clone(), joined.node_token.clone()),
+    };
+    let (runtimes, limits) = (rt.names(), rt_limits(&rt));
     let cache = Arc::new(SlugCache::open(data).map_err(WorkerError::Runtime)?);
     let mut tailer = LogTailer::new(&data.join("logs"));
     let mut sup = Supervisor::new(rt, cfg.clone(), Instant::now());
@@ -318,6 +335,8 @@ pub async fn run(
                         capacity_mb,
                         cgroups_unavailable: limits.clone(),
                         instances: sup.statuses(),
+                        runtimes: runtimes.clone(),
+                        stacks: sup.runtime().stacks(),
                     }));
                 }
                 if last_gc.elapsed() >= Duration::from_secs(30) {
@@ -342,7 +361,7 @@ pub async fn run(
     Ok(())
 }
 
-fn rt_limits(rt: &NativeRuntime) -> Option<String> {
+fn rt_limits(rt: &Runtimes) -> Option<String> {
     use crate::runtime::Runtime;
     rt.limits_unavailable()
 }

@@ -19,9 +19,11 @@
 
 pub mod agent;
 pub mod bus;
+pub mod docker;
 pub mod logs;
 pub mod native;
 pub mod runtime;
+pub mod runtimes;
 pub mod slugcache;
 pub mod supervisor;
 

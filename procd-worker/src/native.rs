@@ -366,6 +366,7 @@ impl Runtime for NativeRuntime {
             started_at: unix_now(),
             log_path: log_path.clone(),
             start_id: start_id.clone(),
+            container: None,
         };
         let pending_path = self.pending_path(&pending);
         self.write_json(&pending, &pending_path)?;
@@ -433,6 +434,7 @@ impl Runtime for NativeRuntime {
             started_at: unix_now(),
             log_path,
             start_id,
+            container: None,
         };
         if let Err(e) = self.write_record(&rec) {
             // Unrecorded, it could never be re-adopted: do not leave it running.
@@ -643,25 +645,7 @@ impl Runtime for NativeRuntime {
     }
 
     fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool {
-        use std::io::{Read, Write};
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rec.port));
-        let t = std::time::Duration::from_millis(300);
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, t) else {
-            return false;
-        };
-        let Some(path) = health_path else {
-            return true;
-        };
-        let req = format!(
-            "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: zeroku-healthcheck\r\n\r\n"
-        );
-        let mut head = [0u8; 12];
-        s.set_read_timeout(Some(t)).is_ok()
-            && s.set_write_timeout(Some(t)).is_ok()
-            && s.write_all(req.as_bytes()).is_ok()
-            && s.read_exact(&mut head).is_ok()
-            && head.starts_with(b"HTTP/1.")
-            && matches!(head[9], b'2' | b'3')
+        crate::runtime::port_accepts(rec.port, health_path)
     }
 }
 

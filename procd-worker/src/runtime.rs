@@ -46,6 +46,9 @@ pub struct ProcRecord {
     /// when the worker died can still be found and adopted.
     #[serde(default)]
     pub start_id: String,
+    /// The container, when the Docker runtime runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// What [`Runtime::adopt`] found from an earlier run of the worker.
@@ -99,6 +102,29 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port` now and,
+/// given a health-check path, answers a GET of it with 2xx or 3xx.
+pub fn port_accepts(port: u16, health_path: Option<&str>) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let t = std::time::Duration::from_millis(300);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, t) else {
+        return false;
+    };
+    let Some(path) = health_path else {
+        return true;
+    };
+    let req =
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: zeroku-healthcheck\r\n\r\n");
+    let mut head = [0u8; 12];
+    s.set_read_timeout(Some(t)).is_ok()
+        && s.set_write_timeout(Some(t)).is_ok()
+        && s.write_all(req.as_bytes()).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.")
+        && matches!(head[9], b'2' | b'3')
 }
 
 pub trait Runtime: Send + Sync + 'static {

@@ -218,6 +218,11 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Slugs a slot or a stopping process still needs on disk.
+    /// The runtime the supervisor drives.
+    pub fn runtime(&self) -> &R {
+        &self.rt
+    }
+
     pub fn slugs_in_use(&self) -> HashSet<String> {
         self.slots
             .values()
@@ -270,7 +275,9 @@ impl<R: Runtime> Supervisor<R> {
                 slot.desired = true;
                 // Same release, other environment or command (e.g. handler
                 // endpoints after a frontend joined): restart it.
-                let changed = slot.spec.env != spec.env || slot.spec.command != spec.command;
+                let changed = slot.spec.env != spec.env
+                    || slot.spec.command != spec.command
+                    || slot.spec.stack != spec.stack;
                 slot.spec = spec;
                 if changed {
                     if let Some(p) = slot.proc.take() {

@@ -31,6 +31,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
             size: 0,
         },
         limits: Limits::default(),
+        stack: None,
     }
 }
 
@@ -252,6 +253,7 @@ fn a_start_interrupted_before_its_record_is_found_by_its_start_id() {
     // A pending record whose process never ran is simply dropped.
     let never = ProcRecord {
         start_id: "never-ran".into(),
+        container: None,
         ..pending
     };
     let path = fx
@@ -516,6 +518,7 @@ fn log_rec(dir: &Path) -> ProcRecord {
         started_at: 0,
         log_path: dir.join("app.web.1.v1.log"),
         start_id: String::new(),
+        container: None,
     }
 }
 

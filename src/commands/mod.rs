@@ -89,6 +89,8 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             "pre-receive" => builds::pre_receive(&api).await,
             other => Err(anyhow!("no hook named {other:?}")),
         },
+        Stacks { api } => nodes::stacks(&api).await,
+        StacksImport { name, tarball, api } => nodes::stacks_import(&api, &name, &tarball).await,
         Keys { api } => keys::list(&api).await,
         KeysAdd { file, name, api } => keys::add(&api, file, name).await,
         KeysRemove { name, api } => keys::remove(&api, &name).await,

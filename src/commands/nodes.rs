@@ -27,6 +27,7 @@ pub async fn list(api: &Api) -> Result<()> {
             n["last_seen_ms"]
                 .as_u64()
                 .map_or("-".into(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0)),
+            each(&n["runtimes"], cell).join(", "),
             cell(&n["limits"]),
         ]
     });
@@ -37,6 +38,7 @@ pub async fn list(api: &Api) -> Result<()> {
             "instances",
             "memory",
             "heartbeat",
+            "runtimes",
             "limits",
         ],
         &rows,
@@ -73,6 +75,51 @@ pub async fn drain(api: &Api, node: &str, draining: bool) -> Result<()> {
         println!("Draining {node}: its instances are moving to other nodes.");
     } else {
         println!("{node} takes new instances again.");
+    }
+    Ok(())
+}
+
+/// `zeroku stacks`: the stacks the master holds, and the nodes that have them.
+pub async fn stacks(api: &Api) -> Result<()> {
+    let v: Value = client(api)?.get("/v1/stacks").await.map_err(explain)?;
+    if api.json {
+        json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = each(&v, |s| {
+        let nodes = each(&s["nodes"], cell);
+        vec![
+            cell(&s["name"]),
+            format!(
+                "{:.1} MB",
+                s["size"].as_u64().unwrap_or(0) as f64 / 1048576.0
+            ),
+            if nodes.is_empty() {
+                "- (fetched by a node when it first needs it)".into()
+            } else {
+                nodes.join(", ")
+            },
+        ]
+    });
+    table(&["stack", "size", "on nodes"], &rows);
+    Ok(())
+}
+
+/// `zeroku stacks:import NAME ROOTFS.tar`: a root file system tarball
+/// becomes a stack; nodes import it into their Docker Engine when an app
+/// needs it (there is no registry to pull from).
+pub async fn stacks_import(api: &Api, name: &str, tarball: &std::path::Path) -> Result<()> {
+    let v: Value = client(api)?
+        .put_file(&format!("/v1/stacks/{}", enc(name)), tarball)
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else {
+        println!(
+            "Imported stack {name} ({:.1} MB). Use it: zeroku apps:settings -a APP runtime=docker stack={name}",
+            v["size"].as_u64().unwrap_or(0) as f64 / 1048576.0
+        );
     }
     Ok(())
 }

@@ -40,6 +40,7 @@ impl Runtime for Fake {
             started_at: 0,
             log_path: PathBuf::from("/dev/null"),
             start_id: String::new(),
+            container: None,
         };
         s.persisted.push(rec.clone());
         Ok(rec)
@@ -143,6 +144,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
             size: 1,
         },
         limits: Limits::default(),
+        stack: None,
     }
 }
 

@@ -1,0 +1,629 @@
+//! The Docker runtime: an instance as a container of the machine's Docker
+//! Engine (through bollard), from the app's stack image, with the slug
+//! mounted read-only at `/app`.
+//!
+//! Each container runs as the app's uid with its memory and pids limits,
+//! no new privileges, every capability dropped, a read-only root file
+//! system and a private `/tmp`, on the app's own network (`zeroku-<app>`);
+//! a `web` container publishes `$PORT` on the node. Containers carry labels
+//! (`zeroku.node`, `.app`, `.instance`, `.release`, `.start-id`), so a
+//! restarted worker adopts its own by listing them and never touches
+//! containers it did not create. Output is copied from the Docker API into
+//! the instance's log file, where the agent tails it like a native one.
+//!
+//! The supervisor is synchronous; bollard is async. One thread owns a small
+//! tokio runtime and the connection: calls go to it over a channel, and a
+//! task there refreshes every container's state twice a second, so `poll`
+//! never waits for the engine.
+
+use crate::runtime::{Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the engine last said about a container.
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Running,
+    Exited(Exit),
+}
+
+type States = Arc<Mutex<HashMap<String, State>>>;
+type Job = Box<
+    dyn FnOnce(Docker) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct DockerRuntime {
+    node: String,
+    data: PathBuf,
+    /// Image names the engine has (refreshed with the states).
+    images: Arc<Mutex<Vec<String>>>,
+    /// Stacks being fetched from the master.
+    fetching: Arc<Mutex<std::collections::HashSet<String>>>,
+    logs: PathBuf,
+    uid_base: u32,
+    as_root: bool,
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    states: States,
+    /// `Docker Engine <version>`, for `zeroku nodes`.
+    pub version: String,
+}
+
+const LABEL_NODE: &str = "zeroku.node";
+
+impl DockerRuntime {
+    /// Connects to the local engine (`DOCKER_HOST` or the default socket);
+    /// `Err` says why there is none.
+    pub fn connect(node: &str, data: &Path, uid_base: u32) -> Result<DockerRuntime, String> {
+        let logs = data.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(Docker, String), String>>();
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let states: States = Arc::default();
+        let images: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (st, node_s, im) = (states.clone(), node.to_string(), images.clone());
+        std::thread::Builder::new()
+            .name("docker".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let docker = match connect().await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let version = docker
+                        .version()
+                        .await
+                        .ok()
+                        .and_then(|v| v.version)
+                        .unwrap_or_default();
+                    let _ = ready_tx.send(Ok((docker.clone(), version)));
+                    tokio::spawn(refresh(docker.clone(), node_s, st, im));
+                    while let Some(job) = rx.recv().await {
+                        tokio::spawn(job(docker.clone()));
+                    }
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        let (_, version) = ready_rx
+            .recv()
+            .map_err(|_| "the docker thread stopped".to_string())??;
+        Ok(DockerRuntime {
+            node: node.to_string(),
+            data: data.to_path_buf(),
+            images,
+            fetching: Arc::default(),
+            logs,
+            uid_base,
+            as_root: is_root(),
+            jobs,
+            states,
+            version: format!("Docker Engine {version}"),
+        })
+    }
+
+    /// Runs `f` on the docker thread and waits for its answer.
+    fn call<T: Send + 'static, F>(
+        &self,
+        f: impl FnOnce(Docker) -> F + Send + 'static,
+    ) -> Result<T, String>
+    where
+        F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job: Job = Box::new(move |d| {
+            Box::pin(async move {
+                let _ = tx.send(f(d).await);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| "the docker thread stopped".to_string())?;
+        rx.recv_timeout(Duration::from_secs(60))
+            .map_err(|_| "the Docker Engine did not answer within 60 s".to_string())?
+    }
+
+    /// The stacks (image names) the engine has, as last seen.
+    pub fn stacks(&self) -> Vec<String> {
+        lock(&self.images).clone()
+    }
+
+    /// Starts fetching `stack` from the master and importing it, unless
+    /// that is under way; returns at once.
+    pub fn fetch_stack(&self, master: &str, token: &str, stack: &str) {
+        if !lock(&self.fetching).insert(stack.to_string()) {
+            return;
+        }
+        let (master, token, stack) = (master.to_string(), token.to_string(), stack.to_string());
+        let (fetching, images, dir) = (
+            self.fetching.clone(),
+            self.images.clone(),
+            self.data.join("stacks"),
+        );
+        let _ = self.jobs.send(Box::new(move |d| {
+            Box::pin(async move {
+                let r = fetch_and_import(&d, &master, &token, &stack, &dir).await;
+                match r {
+                    Ok(()) => {
+                        tracing::info!(stack = %stack, "stack imported");
+                        lock(&images).push(stack.clone());
+                    }
+                    Err(e) => tracing::warn!(stack = %stack, error = %e, "cannot fetch the stack"),
+                }
+                lock(&fetching).remove(&stack);
+            })
+        }));
+    }
+
+    /// Whether the engine has the image `stack`.
+    pub fn has_stack(&self, stack: &str) -> bool {
+        let s = stack.to_string();
+        self.call(move |d| async move { Ok(d.inspect_image(&s).await.is_ok()) })
+            .unwrap_or(false)
+    }
+
+    /// Imports a root file system tarball as the image `stack` (what
+    /// `docker import` does; the engine has no registry to pull from).
+    pub fn import_stack(&self, stack: &str, tarball: &Path) -> Result<(), String> {
+        let bytes = std::fs::read(tarball).map_err(|e| format!("{}: {e}", tarball.display()))?;
+        let s = stack.to_string();
+        self.call(move |d| async move {
+            let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+                .from_src("-")
+                .repo(&s)
+                .tag("latest")
+                .build();
+            let mut st = d.create_image(Some(opts), Some(bollard::body_full(bytes.into())), None);
+            while let Some(r) = st.next().await {
+                r.map_err(|e| format!("importing stack {s}: {e}"))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn fetch_and_import(
+    d: &Docker,
+    master: &str,
+    token: &str,
+    stack: &str,
+    dir: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!("{stack}.tar.part"));
+    let client = zeroku_master::client::Client::new(master, token).map_err(|e| e.to_string())?;
+    client
+        .download(&format!("/v1/stacks/{stack}"), &tmp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let file = tokio::fs::File::open(&tmp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = tokio_util::io::ReaderStream::new(file).filter_map(|r| async move { r.ok() });
+    let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(stack)
+        .tag("latest")
+        .build();
+    let mut st = d.create_image(Some(opts), Some(bollard::body_stream(body)), None);
+    let mut result = Ok(());
+    while let Some(r) = st.next().await {
+        if let Err(e) = r {
+            result = Err(format!("importing stack {stack}: {e}"));
+        }
+    }
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+async fn connect() -> Result<Docker, String> {
+    let d = Docker::connect_with_local_defaults().map_err(|e| format!("no Docker Engine: {e}"))?;
+    let d = d
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("no Docker Engine answers: {e}"))?;
+    d.ping()
+        .await
+        .map_err(|e| format!("the Docker Engine does not answer: {e}"))?;
+    Ok(d)
+}
+
+fn node_filter(node: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node}")])])
+}
+
+/// Keeps `states` in step with the engine (every container of this node),
+/// and `images` (the image names it has).
+async fn refresh(docker: Docker, node: String, states: States, images: Arc<Mutex<Vec<String>>>) {
+    let mut n = 0u32;
+    loop {
+        if n.is_multiple_of(20) {
+            if let Ok(list) = docker
+                .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+                .await
+            {
+                let names: Vec<String> = list
+                    .iter()
+                    .flat_map(|i| i.repo_tags.iter())
+                    .filter_map(|t| t.strip_suffix(":latest").map(String::from))
+                    .collect();
+                *lock(&images) = names;
+            }
+        }
+        n = n.wrapping_add(1);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(node_filter(&node)),
+            ..Default::default()
+        };
+        if let Ok(list) = docker.list_containers(Some(opts)).await {
+            for c in list {
+                let Some(id) = c.id else { continue };
+                // Only a container that has run and stopped is exited; one
+                // being created or started counts as running.
+                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                let ended = matches!(state.as_str(), "exited" | "dead");
+                let known = lock(&states).get(&id).cloned();
+                if !ended {
+                    lock(&states).insert(id, State::Running);
+                } else if !matches!(known, Some(State::Exited(_))) {
+                    let exit = exit_of(&docker, &id).await;
+                    lock(&states).insert(id, State::Exited(exit));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn exit_of(docker: &Docker, id: &str) -> Exit {
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(i) => {
+            let st = i.state.unwrap_or_default();
+            if st.oom_killed == Some(true) {
+                return Exit::Signal(9);
+            }
+            match st.exit_code {
+                Some(c) if c > 128 => Exit::Signal((c - 128) as i32),
+                Some(c) => Exit::Code(c as i32),
+                None => Exit::Unknown,
+            }
+        }
+        Err(_) => Exit::Unknown,
+    }
+}
+
+/// Copies a container's output into its log file from `since` (unix s).
+async fn follow_logs(docker: Docker, id: String, path: PathBuf, since: i32) {
+    let opts = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        since,
+        ..Default::default()
+    };
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    else {
+        return;
+    };
+    let mut st = docker.logs(&id, Some(opts));
+    while let Some(Ok(chunk)) = st.next().await {
+        let _ = file.write_all(&chunk.into_bytes());
+    }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Runtime for DockerRuntime {
+    fn start(&self, req: &StartRequest<'_>) -> Result<ProcRecord, RuntimeError> {
+        let spec = req.spec;
+        let err = |why: String| RuntimeError::Start {
+            instance: spec.id.clone(),
+            why,
+        };
+        let stack = spec
+            .stack
+            .clone()
+            .ok_or_else(|| err("the instance names no stack".into()))?;
+        let start_id = format!("{:x}{:x}", now(), rand_u32());
+        let name = format!("zk-{}-v{}-{}", spec.id, spec.release, &start_id);
+        let log_path = self.logs.join(format!("{}.v{}.log", spec.id, spec.release));
+        let uid = self.uid_base + spec.app_seq;
+        let mut env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (k, v) in [("HOME", "/app"), ("TMPDIR", "/tmp")] {
+            if !req.env.contains_key(k) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env.push(format!("ZEROKU_START_ID={start_id}"));
+        let labels = HashMap::from([
+            (LABEL_NODE.to_string(), self.node.clone()),
+            ("zeroku.app".to_string(), spec.app.clone()),
+            ("zeroku.instance".to_string(), spec.id.clone()),
+            ("zeroku.release".to_string(), spec.release.to_string()),
+            ("zeroku.port".to_string(), req.port.to_string()),
+            ("zeroku.start-id".to_string(), start_id.clone()),
+        ]);
+        let port_key = format!("{}/tcp", req.port);
+        let web = spec.proc_type == "web";
+        let network = format!("zeroku-{}", spec.app);
+        let mem = (spec.limits.memory_mb > 0).then_some((spec.limits.memory_mb as i64) << 20);
+        let host = HostConfig {
+            binds: Some(vec![format!("{}:/app:ro", req.slug_dir.display())]),
+            memory: mem,
+            memory_swap: mem,
+            pids_limit: Some(if spec.limits.pids > 0 {
+                i64::from(spec.limits.pids)
+            } else {
+                512
+            }),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,nosuid,size=256m".to_string(),
+            )])),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            network_mode: Some(network.clone()),
+            init: Some(true),
+            port_bindings: web.then(|| {
+                HashMap::from([(
+                    port_key.clone(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("0.0.0.0".into()),
+                        host_port: Some(req.port.to_string()),
+                    }]),
+                )])
+            }),
+            ..Default::default()
+        };
+        let script = format!(
+            "for f in /app/.profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done; exec {}",
+            spec.command
+        );
+        let body = ContainerCreateBody {
+            image: Some(stack.clone()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+            env: Some(env),
+            working_dir: Some("/app".into()),
+            user: self.as_root.then(|| format!("{uid}:{uid}")),
+            labels: Some(labels),
+            exposed_ports: web.then(|| HashMap::from([(port_key.clone(), HashMap::new())])),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let (node, app) = (self.node.clone(), spec.app.clone());
+        let cname = name.clone();
+        let id = self
+            .call(move |d| async move {
+                if d.inspect_image(&stack).await.is_err() {
+                    return Err(format!(
+                        "stack {stack:?} is not on this node (zeroku stacks:import)"
+                    ));
+                }
+                let req = NetworkCreateRequest {
+                    name: network.clone(),
+                    labels: Some(HashMap::from([
+                        (LABEL_NODE.to_string(), node),
+                        ("zeroku.app".to_string(), app),
+                    ])),
+                    ..Default::default()
+                };
+                if d.inspect_network(
+                    &network,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .is_err()
+                {
+                    let _ = d.create_network(req).await;
+                }
+                let opts = CreateContainerOptions {
+                    name: Some(cname),
+                    ..Default::default()
+                };
+                let c = d
+                    .create_container(Some(opts), body)
+                    .await
+                    .map_err(|e| format!("creating the container: {e}"))?;
+                d.start_container(&c.id, None::<StartContainerOptions>)
+                    .await
+                    .map_err(|e| format!("starting the container: {e}"))?;
+                Ok(c.id)
+            })
+            .map_err(err)?;
+        lock(&self.states).insert(id.clone(), State::Running);
+        let (lp, cid) = (log_path.clone(), id.clone());
+        let since = now() as i32;
+        let _ = self
+            .jobs
+            .send(Box::new(move |d| Box::pin(follow_logs(d, cid, lp, since))));
+        Ok(ProcRecord {
+            instance: spec.id.clone(),
+            app: spec.app.clone(),
+            release: spec.release,
+            pid: 0,
+            start_ticks: 0,
+            port: req.port,
+            started_at: now(),
+            log_path,
+            start_id,
+            container: Some(id),
+        })
+    }
+
+    fn poll(&self, rec: &ProcRecord) -> Option<Exit> {
+        let id = rec.container.as_deref()?;
+        match lock(&self.states).get(id) {
+            Some(State::Exited(e)) => Some(e.clone()),
+            Some(State::Running) => None,
+            None => Some(Exit::Unknown),
+        }
+    }
+
+    fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError> {
+        let Some(id) = rec.container.clone() else {
+            return Ok(());
+        };
+        let signal = match sig {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Kill => "SIGKILL",
+        };
+        let _ = self.jobs.send(Box::new(move |d| {
+            Box::pin(async move {
+                let _ = d
+                    .kill_container(
+                        &id,
+                        Some(KillContainerOptions {
+                            signal: signal.into(),
+                        }),
+                    )
+                    .await;
+            })
+        }));
+        Ok(())
+    }
+
+    fn kill_leftovers(&self, _rec: &ProcRecord) {}
+
+    fn adopt(&self) -> Adopted {
+        let node = self.node.clone();
+        let found = self
+            .call(move |d| async move {
+                let opts = ListContainersOptions {
+                    all: true,
+                    filters: Some(node_filter(&node)),
+                    ..Default::default()
+                };
+                let list = d
+                    .list_containers(Some(opts))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                for c in list {
+                    let (Some(id), Some(l)) = (c.id, c.labels) else {
+                        continue;
+                    };
+                    let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                    let running = !matches!(state.as_str(), "exited" | "dead");
+                    out.push((id, l, running));
+                }
+                Ok(out)
+            })
+            .unwrap_or_default();
+        let mut adopted = Adopted::default();
+        for (id, l, running) in found {
+            let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+            let (instance, release) = (
+                get("zeroku.instance"),
+                get("zeroku.release").parse().unwrap_or(0),
+            );
+            let rec = ProcRecord {
+                log_path: self.logs.join(format!("{instance}.v{release}.log")),
+                instance,
+                app: get("zeroku.app"),
+                release,
+                pid: 0,
+                start_ticks: 0,
+                port: get("zeroku.port").parse().unwrap_or(0),
+                started_at: 0,
+                start_id: get("zeroku.start-id"),
+                container: Some(id.clone()),
+            };
+            if running {
+                lock(&self.states).insert(id.clone(), State::Running);
+                let since = std::fs::metadata(&rec.log_path)
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i32 + 1);
+                let (lp, cid) = (rec.log_path.clone(), id);
+                let _ = self
+                    .jobs
+                    .send(Box::new(move |d| Box::pin(follow_logs(d, cid, lp, since))));
+                adopted.running.push(rec);
+            } else {
+                adopted.exited.push(rec);
+            }
+        }
+        adopted
+    }
+
+    fn forget(&self, rec: &ProcRecord) {
+        let Some(id) = rec.container.clone() else {
+            return;
+        };
+        lock(&self.states).remove(&id);
+        let _ = self.call(move |d| async move {
+            let opts = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            d.remove_container(&id, Some(opts))
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    fn limits_unavailable(&self) -> Option<String> {
+        None
+    }
+
+    fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool {
+        crate::runtime::port_accepts(rec.port, health_path)
+    }
+
+    fn connected(&self, _rec: &ProcRecord, _endpoints: &[&str]) -> Option<bool> {
+        None
+    }
+}
+
+/// A little randomness for start ids, from the kernel.
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u32::from_ne_bytes(b)
+}
