@@ -85,6 +85,19 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     assert!(c.cli_ok(&["stacks"]).unwrap().contains("zk-busybox-e2e"));
 
     c.cli_ok(&["apps:create", "box"]).unwrap();
+    // First natively: the host's static busybox serves the same slug.
+    let src = dir.path().join("box");
+    write_tree(
+        &src,
+        &[
+            ("Procfile", "web: busybox httpd -f -p $PORT -h public\n"),
+            ("public/index.html", "hello from busybox\n"),
+        ],
+    );
+    c.cli_ok(&["deploy", "-a", "box", src.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let native = wait_http_ok(&fe, "box.localhost", "/", Duration::from_secs(30));
+    assert!(running(&node, "box").is_empty(), "native: no container");
     // runtime=docker alone is refused: it needs a stack.
     let o = c.cli(&["apps:settings", "-a", "box", "runtime=docker"]);
     assert!(!o.status.success());
@@ -100,23 +113,51 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     ])
     .unwrap();
 
-    // The same slug as a native app; the worker runs it in a container.
-    let src = dir.path().join("box");
-    write_tree(
-        &src,
-        &[
-            ("Procfile", "web: httpd -f -p $PORT -h /app/public\n"),
-            ("public/index.html", "hello from busybox in docker\n"),
-        ],
+    // The same release now runs in a container, and answers the same.
+    eventually(Duration::from_secs(30), "the container", || {
+        let ids = running(&node, "box");
+        if ids.len() == 1 {
+            Ok(ids)
+        } else {
+            Err(format!("{ids:?}"))
+        }
+    });
+    c.wait_up("box", 1, Duration::from_secs(30));
+    let in_docker = eventually(Duration::from_secs(15), "served from docker", || {
+        let r = http_get(&fe, "box.localhost", "/")?;
+        // The old native process drains first; then only the container answers.
+        if r.0 == 200 && running(&node, "box").len() == 1 && c.ps("box")[0]["release"] == 1 {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    assert_eq!((in_docker.0, &in_docker.2), (native.0, &native.2));
+    assert!(
+        in_docker.2.contains("hello from busybox"),
+        "{}",
+        in_docker.2
     );
+    // A new release of a docker app runs in docker too.
+    std::fs::write(
+        src.join("public/index.html"),
+        "hello from busybox in docker\n",
+    )
+    .unwrap();
     let out = c
         .cli_ok(&["deploy", "-a", "box", src.to_str().unwrap()])
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(out.contains("web=1 running"), "{out}");
     let (_, _, body) = wait_http_ok(&fe, "box.localhost", "/", Duration::from_secs(30));
     assert!(body.contains("hello from busybox in docker"), "{body}");
-    let ids = running(&node, "box");
-    assert_eq!(ids.len(), 1, "{ids:?}");
+    let ids = eventually(Duration::from_secs(15), "one container", || {
+        let ids = running(&node, "box");
+        if ids.len() == 1 {
+            Ok(ids)
+        } else {
+            Err(format!("{ids:?}"))
+        }
+    });
     // The node now has the stack.
     let stacks: Value = c.json(&["stacks"]);
     assert!(stacks.to_string().contains(&node), "{stacks}");

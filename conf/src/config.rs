@@ -96,7 +96,9 @@ impl Default for MasterConfig {
             slug_gc_grace_secs: 3600,
             log_lines_per_app: 1000,
             default_memory_mb: 512,
-            handler_port_min: 40000,
+            // Below Linux's ephemeral range (32768-60999): an outgoing
+            // connection never holds a handler port the frontends must bind.
+            handler_port_min: 10000,
             app_url: "http://{app}.localhost:8080".into(),
             builds_at_once: 2,
             build_timeout_secs: 900,
