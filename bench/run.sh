@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
-for b in slug master worker frontend push; do
+for b in slug master worker frontend push docker; do
   echo
   echo "================ bench/$b.sh ================"
   bash "bench/$b.sh" || { echo "bench/$b.sh FAILED" >&2; status=1; }
