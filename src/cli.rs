@@ -223,6 +223,19 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Run a one-off command in a new instance of the current release (`-- CMD ARGS...`).
+    Run {
+        #[command(flatten)]
+        app: AppArg,
+        /// Start it and return; its output goes to `zeroku logs`.
+        #[arg(long)]
+        detach: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        api: Api,
+    },
     /// Stacks (root file systems for docker apps) and the nodes that have them.
     Stacks {
         #[command(flatten)]

@@ -82,6 +82,8 @@ pub enum InstanceState {
     Crashed,
     /// Being stopped (SIGTERM sent, waiting for exit or the grace period).
     Stopping,
+    /// A one-off (`zeroku run`) that has exited; `last_exit` says how.
+    Done,
 }
 
 impl std::fmt::Display for InstanceState {
@@ -92,9 +94,14 @@ impl std::fmt::Display for InstanceState {
             InstanceState::Restarting => "restarting",
             InstanceState::Crashed => "crashed",
             InstanceState::Stopping => "stopping",
+            InstanceState::Done => "done",
         })
     }
 }
+
+/// The process type of one-off instances (`zeroku run`): started once,
+/// never restarted, never routed to.
+pub const RUN_TYPE: &str = "run";
 
 /// What a worker knows about one of its processes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -237,6 +237,68 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             );
             Ok(Reply::Raw(r))
         }
+        (&Method::POST, ["apps", app, "runs"]) => {
+            // A one-off instance of the current release (zeroku run).
+            caller.admin()?;
+            app_exists(c, app)?;
+            #[derive(Deserialize)]
+            struct Run {
+                command: String,
+            }
+            let r: Run = body_json(req).await?;
+            if r.command.trim().is_empty() || r.command.contains('\n') {
+                return Err(ApiError::invalid("give one command line to run"));
+            }
+            if c.store().current_release(app)?.is_none() {
+                return Err(ApiError::invalid(format!(
+                    "app {app} has no release to run from: deploy it first"
+                )));
+            }
+            // The up node with the least memory placed on it.
+            let node = {
+                let s = c.store();
+                let mut used: std::collections::HashMap<String, u64> = Default::default();
+                for p in s.placements()? {
+                    if let Some(n) = p.node {
+                        *used.entry(n).or_default() += p.memory_mb;
+                    }
+                }
+                s.nodes()?
+                    .into_iter()
+                    .filter(|n| n.state == "up" && !n.draining)
+                    .min_by_key(|n| used.get(&n.name).copied().unwrap_or(0))
+                    .map(|n| n.name)
+            }
+            .ok_or_else(|| ApiError::invalid("no node is up to run it on (see `zeroku nodes`)"))?;
+            let o = change(c, |s| s.create_oneoff(app, r.command.trim(), &node))?;
+            Ok(Reply::Json(StatusCode::CREATED, json!(o)))
+        }
+        (&Method::GET, ["apps", app, "runs", n]) => {
+            caller.admin()?;
+            app_exists(c, app)?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| ApiError::invalid(format!("{n:?} is not a run number")))?;
+            let o = c.store().oneoff(app, n)?.ok_or_else(|| {
+                ApiError::not_found(format!("app {app} has no one-off number {n}"))
+            })?;
+            let live = c
+                .live()
+                .get(&o.node)
+                .and_then(|l| l.heartbeat.as_ref())
+                .and_then(|h| h.instances.iter().find(|i| i.id == o.id).cloned());
+            let state = match (&o.exit, &live) {
+                (Some(_), _) => "done".to_string(),
+                (None, Some(s)) if s.state == zeroku_conf::InstanceState::Up => "running".into(),
+                (None, Some(s)) => s.state.to_string(),
+                (None, None) => "starting".into(),
+            };
+            let exit = o.exit.clone().or_else(|| live.and_then(|s| s.last_exit));
+            ok(json!({
+                "id": o.id, "node": o.node, "command": o.command, "state": state,
+                "exit": exit, "exit_code": o.exit.as_deref().map(exit_code),
+            }))
+        }
         (&Method::POST, ["apps", app, "repo"]) => {
             // The app's git repository, created if needed (git over ssh).
             caller.admin()?;
@@ -825,6 +887,17 @@ fn loopback() -> String {
 }
 
 /// A host name or address other machines can use: no scheme, port or path.
+/// A shell-style exit code from a worker's exit description.
+fn exit_code(exit: &str) -> i32 {
+    if let Some(c) = exit.strip_prefix("exited with status ") {
+        return c.trim().parse().unwrap_or(1);
+    }
+    if let Some(s) = exit.strip_prefix("killed by signal ") {
+        return 128 + s.trim().parse::<i32>().unwrap_or(0);
+    }
+    1
+}
+
 /// `<data>/stacks`: root file system tarballs, one per stack.
 fn stacks_dir(c: &Cluster) -> Result<std::path::PathBuf, ApiError> {
     let b = c

@@ -146,10 +146,26 @@ impl Cluster {
             })
             .collect();
         let current = store.placements()?;
-        let placed = scheduler::place(&slots, &formation, &current);
+        let mut placed = scheduler::place(&slots, &formation, &current);
         if placed != current {
             store.update_placements(&current, &placed)?;
         }
+        // One-offs (zeroku run) ride along on their node's list until they end.
+        let oneoffs: HashMap<String, String> = store
+            .active_oneoffs()?
+            .into_iter()
+            .map(|o| {
+                placed.push(Placement {
+                    id: o.id.clone(),
+                    app: o.app.clone(),
+                    proc_type: zeroku_conf::RUN_TYPE.to_string(),
+                    index: o.n,
+                    node: Some(o.node.clone()),
+                    memory_mb: self.cfg.default_memory_mb,
+                });
+                (o.id, o.command)
+            })
+            .collect();
         // What each node should run. A list only changes when an instance
         // is added or removed, or changes release or memory (releases are
         // immutable), so specs are built only for nodes whose list changed.
@@ -191,6 +207,9 @@ impl Cluster {
                         let seq = seqs.get(&p.app).copied().unwrap_or(0);
                         let mut s = spec(p, &releases[&p.app], seq);
                         s.stack = stacks.get(p.app.as_str()).map(|s| s.to_string());
+                        if let Some(cmd) = oneoffs.get(&p.id) {
+                            s.command = cmd.clone();
+                        }
                         if p.proc_type == routes::HANDLER_TYPE {
                             s.env.extend(routes::handler_env(
                                 self.cfg.handler_port_min,
@@ -349,6 +368,22 @@ impl Cluster {
             return;
         };
         let name = hb.node.clone();
+        // One-offs that ended: recorded, and dropped from the node's list.
+        let done: Vec<(String, String)> = hb
+            .instances
+            .iter()
+            .filter(|i| i.state == zeroku_conf::InstanceState::Done)
+            .map(|i| (i.id.clone(), i.last_exit.clone().unwrap_or_default()))
+            .collect();
+        let mut ended = false;
+        for (id, exit) in &done {
+            ended |= store.finish_oneoff(id, exit).unwrap_or(false);
+        }
+        if ended {
+            if let Err(e) = self.replan(&mut store) {
+                tracing::error!(error = %e, "dropping ended one-offs");
+            }
+        }
         lock(&self.live).insert(
             name.clone(),
             Live {

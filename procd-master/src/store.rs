@@ -44,6 +44,29 @@ pub struct Release {
     pub build: BuildMeta,
 }
 
+/// A one-off instance (`zeroku run`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OneOff {
+    pub id: String,
+    pub app: String,
+    pub n: u32,
+    pub command: String,
+    pub node: String,
+    /// How it ended, once it has.
+    pub exit: Option<String>,
+}
+
+fn oneoff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OneOff> {
+    Ok(OneOff {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        n: r.get(2)?,
+        command: r.get(3)?,
+        node: r.get(4)?,
+        exit: r.get(5)?,
+    })
+}
+
 /// What makes a release, besides the app's config.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRelease<'a> {
@@ -143,6 +166,8 @@ CREATE TABLE IF NOT EXISTS routes (app TEXT NOT NULL, prefix TEXT NOT NULL, back
 CREATE TABLE IF NOT EXISTS frontends (name TEXT PRIMARY KEY, handler_host TEXT NOT NULL, joined_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, proc_type TEXT NOT NULL, idx INTEGER NOT NULL, node TEXT, memory_mb INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, node TEXT, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS oneoffs (id TEXT PRIMARY KEY, app TEXT NOT NULL, n INTEGER NOT NULL, command TEXT NOT NULL, node TEXT NOT NULL,
+  created_at INTEGER NOT NULL, exit TEXT);
 CREATE TABLE IF NOT EXISTS ssh_keys (name TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);
 ";
 
@@ -285,12 +310,67 @@ impl Store {
             "domains",
             "routes",
             "app_settings",
+            "oneoffs",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
         let n = tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(n > 0)
+    }
+
+    // ---- one-off instances (zeroku run)
+
+    /// Records a one-off `<app>.run.<n>` on `node`; returns it.
+    pub fn create_oneoff(&mut self, app: &str, command: &str, node: &str) -> Result<OneOff> {
+        let tx = self.db.transaction()?;
+        let n: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(n), 0) + 1 FROM oneoffs WHERE app = ?1",
+            [app],
+            |r| r.get(0),
+        )?;
+        let o = OneOff {
+            id: format!("{app}.run.{n}"),
+            app: app.to_string(),
+            n,
+            command: command.to_string(),
+            node: node.to_string(),
+            exit: None,
+        };
+        tx.execute(
+            "INSERT INTO oneoffs (id, app, n, command, node, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![o.id, o.app, o.n, o.command, o.node, now()],
+        )?;
+        tx.commit()?;
+        Ok(o)
+    }
+
+    /// One-offs still running (no exit recorded).
+    pub fn active_oneoffs(&self) -> Result<Vec<OneOff>> {
+        let mut st = self.db.prepare(
+            "SELECT id, app, n, command, node, exit FROM oneoffs WHERE exit IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([], oneoff_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn oneoff(&self, app: &str, n: u32) -> Result<Option<OneOff>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT id, app, n, command, node, exit FROM oneoffs WHERE app = ?1 AND n = ?2",
+                params![app, n],
+                oneoff_row,
+            )
+            .optional()?)
+    }
+
+    /// Records how a one-off ended; false if it had already ended.
+    pub fn finish_oneoff(&self, id: &str, exit: &str) -> Result<bool> {
+        Ok(self.db.execute(
+            "UPDATE oneoffs SET exit = ?2 WHERE id = ?1 AND exit IS NULL",
+            params![id, exit],
+        )? > 0)
     }
 
     // ---- ssh keys (git push over ssh)

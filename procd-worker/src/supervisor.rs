@@ -59,6 +59,8 @@ struct Slot {
     next_start: Instant,
     last_exit: Option<String>,
     crashed: bool,
+    /// A one-off that has exited: it is not started again.
+    done: bool,
 }
 
 impl Slot {
@@ -80,6 +82,7 @@ impl Slot {
             next_start: now,
             last_exit: None,
             crashed: false,
+            done: false,
         }
     }
 
@@ -526,6 +529,19 @@ impl<R: Runtime> Supervisor<R> {
                 return;
             };
             let Some(p) = slot.proc.take() else { return };
+            if slot.spec.proc_type == zeroku_conf::RUN_TYPE {
+                // A one-off ends once: reported as done, never restarted.
+                slot.done = true;
+                slot.last_exit = Some(exit.to_string());
+                let (app, id, rel) = (
+                    slot.spec.app.clone(),
+                    slot.spec.id.clone(),
+                    slot.spec.release,
+                );
+                self.system(&app, &id, rel, format!("Process {exit}"));
+                self.gone(p.rec);
+                return;
+            }
             let delay = slot.failed(exit.to_string(), now, &cfg);
             let (app, id, rel, desired) = (
                 slot.spec.app.clone(),
@@ -547,7 +563,7 @@ impl<R: Runtime> Supervisor<R> {
 
     fn start_if_due(&mut self, key: &Key, now: Instant) {
         let port = match self.slots.get(key) {
-            Some(s) if s.desired && s.proc.is_none() && now >= s.next_start => s.port,
+            Some(s) if s.desired && !s.done && s.proc.is_none() && now >= s.next_start => s.port,
             _ => return,
         };
         let Some(slot) = self.slots.get(key) else {
@@ -645,6 +661,7 @@ impl<R: Runtime> Supervisor<R> {
             .values()
             .map(|s| {
                 let state = match &s.proc {
+                    _ if s.done => InstanceState::Done,
                     Some(p) if p.up => InstanceState::Up,
                     _ if s.crashed => InstanceState::Crashed,
                     Some(_) => InstanceState::Starting,

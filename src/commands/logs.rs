@@ -58,3 +58,77 @@ pub async fn show(api: &Api, app: &str, tail: bool, num: usize) -> Result<()> {
         }
     }
 }
+
+/// `zeroku run -a APP [--detach] -- CMD...`: a one-off instance of the
+/// current release. Without `--detach`, its output (stdout and stderr
+/// together, as the logs keep it) is printed as it comes and the exit code
+/// of the command becomes this program's. No terminal is attached: the
+/// command's stdin is empty.
+pub async fn run(api: &Api, app: &str, command: &[String], detach: bool) -> Result<()> {
+    let c = client(api)?;
+    let line = command.join(" ");
+    let o: Value = c
+        .send(
+            zeroku_master::client::Method::POST,
+            &format!("/v1/apps/{}/runs", enc(app)),
+            &serde_json::json!({ "command": line }),
+        )
+        .await
+        .map_err(explain)?;
+    let id = o["id"].as_str().unwrap_or("?").to_string();
+    let n = o["n"].as_u64().unwrap_or(0);
+    if detach {
+        if api.json {
+            crate::output::json(&o);
+        } else {
+            println!(
+                "Running `{line}` as {id} on node {}: its output is in `zeroku logs -a {app}`",
+                o["node"].as_str().unwrap_or("?")
+            );
+        }
+        return Ok(());
+    }
+    let mut after = 0u64;
+    let mut done_at: Option<std::time::Instant> = None;
+    loop {
+        let v: Value = c
+            .get(&format!(
+                "/v1/apps/{}/logs?after={after}&lines=1000",
+                enc(app)
+            ))
+            .await
+            .map_err(explain)?;
+        for l in v["lines"].as_array().into_iter().flatten() {
+            if l["instance"].as_str() != Some(id.as_str()) {
+                continue;
+            }
+            let text = l["line"].as_str().unwrap_or("");
+            match l["stream"].as_str() {
+                Some("out") => println!("{text}"),
+                Some("err") => eprintln!("{text}"),
+                _ => {}
+            }
+        }
+        let _ = std::io::stdout().flush();
+        after = v["next"].as_u64().unwrap_or(after);
+        let st: Value = c
+            .get(&format!("/v1/apps/{}/runs/{n}", enc(app)))
+            .await
+            .map_err(explain)?;
+        if st["state"] == "done" {
+            // Lines shipped just before the exit may still be on the way.
+            let at = *done_at.get_or_insert_with(std::time::Instant::now);
+            if at.elapsed() >= Duration::from_millis(1500) {
+                let code = st["exit_code"].as_i64().unwrap_or(1) as i32;
+                std::process::exit(code);
+            }
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("zeroku: detached from {id}; it keeps running (zeroku logs -a {app})");
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}

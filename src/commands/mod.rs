@@ -89,6 +89,12 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             "pre-receive" => builds::pre_receive(&api).await,
             other => Err(anyhow!("no hook named {other:?}")),
         },
+        Run {
+            app,
+            detach,
+            command,
+            api,
+        } => logs::run(&api, &app.app, &command, detach).await,
         Stacks { api } => nodes::stacks(&api).await,
         StacksImport { name, tarball, api } => nodes::stacks_import(&api, &name, &tarball).await,
         Keys { api } => keys::list(&api).await,

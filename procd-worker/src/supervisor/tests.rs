@@ -515,3 +515,25 @@ fn the_old_release_drains_after_its_replacement_is_up() {
     assert_eq!(fake.alive(), 1);
     assert_eq!(state_of(&s, "a.web.1", 2), None);
 }
+
+#[test]
+fn a_one_off_runs_once_and_is_reported_done() {
+    let fake = Fake::default();
+    fake.0.lock().unwrap().crash_release.insert(5);
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    let one_off = InstanceSpec {
+        proc_type: zeroku_conf::RUN_TYPE.into(),
+        ..spec("a.run.1", 5)
+    };
+    s.apply(list(1, vec![one_off]), t);
+    run(&mut s, &mut t, 3000);
+    assert_eq!(fake.started().len(), 1, "never restarted");
+    let st = s.statuses();
+    assert_eq!(st[0].state, InstanceState::Done);
+    assert_eq!(st[0].last_exit.as_deref(), Some("exited with status 1"));
+    // The master drops it from the list: it is forgotten.
+    s.apply(list(2, vec![]), t);
+    run(&mut s, &mut t, 200);
+    assert!(s.statuses().is_empty());
+}
