@@ -70,6 +70,28 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
         }
     });
     assert!(nodes[0]["runtimes"][0] == "native", "{nodes}");
+    // A second node whose engine cannot be reached: native only.
+    let nodk = format!("nd{}", std::process::id());
+    let nodk_data = c.dir.path().join("worker-nodk");
+    let d = c.spawn_worker_with_env(
+        &nodk,
+        &nodk_data,
+        38300,
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    c.workers.push((nodk.clone(), d, nodk_data));
+    eventually(Duration::from_secs(15), "the native-only node", || {
+        let v = c.json(&["nodes"]);
+        let n = v
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == nodk.as_str()).cloned())
+            .ok_or("not joined")?;
+        if n["runtimes"] == serde_json::json!(["native"]) {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
 
     // A stack from a root file system tarball.
     let tar = dir.path().join("rootfs.tar");
@@ -150,6 +172,12 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     assert!(out.contains("web=1 running"), "{out}");
     let (_, _, body) = wait_http_ok(&fe, "box.localhost", "/", Duration::from_secs(30));
     assert!(body.contains("hello from busybox in docker"), "{body}");
+    // Scaled out, docker instances only go to the node with docker.
+    c.cli_ok(&["ps:scale", "-a", "box", "web=3"]).unwrap();
+    let ps = c.wait_up("box", 3, Duration::from_secs(30));
+    assert!(ps.iter().all(|p| p["node"] == node.as_str()), "{ps:?}");
+    c.cli_ok(&["ps:scale", "-a", "box", "web=1"]).unwrap();
+    c.wait_up("box", 1, Duration::from_secs(30));
     let ids = eventually(Duration::from_secs(15), "one container", || {
         let ids = running(&node, "box");
         if ids.len() == 1 {

@@ -254,7 +254,14 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     "app {app} has no release to run from: deploy it first"
                 )));
             }
-            // The up node with the least memory placed on it.
+            // The up node with the least memory placed on it (for a
+            // docker app, one with docker).
+            let docker_app = c
+                .store()
+                .settings()?
+                .iter()
+                .any(|(a, k, v)| a == app && k == "runtime" && v == "docker");
+            let docker_nodes = c.docker_nodes();
             let node = {
                 let s = c.store();
                 let mut used: std::collections::HashMap<String, u64> = Default::default();
@@ -266,6 +273,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 s.nodes()?
                     .into_iter()
                     .filter(|n| n.state == "up" && !n.draining)
+                    .filter(|n| !docker_app || docker_nodes.contains(&n.name))
                     .min_by_key(|n| used.get(&n.name).copied().unwrap_or(0))
                     .map(|n| n.name)
             }

@@ -40,6 +40,8 @@ pub struct Cluster {
     known_apps: Mutex<std::collections::HashSet<String>>,
     publisher: SyncSender<Outgoing>,
     started: Instant,
+    /// Nodes whose last heartbeat offered the docker runtime.
+    docker_nodes: Mutex<std::collections::HashSet<String>>,
     /// The build service, once `run` has set it up.
     builds: std::sync::OnceLock<std::sync::Arc<crate::builds::Builds>>,
 }
@@ -69,6 +71,7 @@ impl Cluster {
             publisher,
             started: Instant::now(),
             builds: std::sync::OnceLock::new(),
+            docker_nodes: Mutex::default(),
         }
     }
 
@@ -77,6 +80,11 @@ impl Cluster {
     /// (an app's runtime changed: same release, other specs).
     pub fn invalidate_lists(&self) {
         lock(&self.lists).clear();
+    }
+
+    /// Nodes whose last heartbeat offered the docker runtime.
+    pub fn docker_nodes(&self) -> std::collections::HashSet<String> {
+        lock(&self.docker_nodes).clone()
     }
 
     /// The build service (`None` until the master has set it up).
@@ -115,18 +123,7 @@ impl Cluster {
         }
         *lock(&self.known_apps) = apps.iter().map(|a| a.name.clone()).collect();
         let seqs: HashMap<String, u32> = apps.into_iter().map(|a| (a.name, a.seq)).collect();
-        // Apps that run in containers, and their stack.
-        let settings = store.settings()?;
-        let stacks: HashMap<&str, &str> = settings
-            .iter()
-            .filter(|(a, k, v)| k == "runtime" && v == "docker" && !a.is_empty())
-            .filter_map(|(a, _, _)| {
-                settings
-                    .iter()
-                    .find(|(b, k, _)| b == a && k == "stack")
-                    .map(|(_, _, s)| (a.as_str(), s.as_str()))
-            })
-            .collect();
+
         // Only process types the current release declares can run.
         let formation: Vec<_> = store
             .all_formation()?
@@ -145,8 +142,25 @@ impl Cluster {
                 schedulable: n.state == "up" && !n.draining,
             })
             .collect();
+        // Apps that run in containers, and their stack.
+        let settings = store.settings()?;
+        let stacks: HashMap<&str, &str> = settings
+            .iter()
+            .filter(|(a, k, v)| k == "runtime" && v == "docker" && !a.is_empty())
+            .filter_map(|(a, _, _)| {
+                settings
+                    .iter()
+                    .find(|(b, k, _)| b == a && k == "stack")
+                    .map(|(_, _, s)| (a.as_str(), s.as_str()))
+            })
+            .collect();
+        // Docker apps only go to nodes whose heartbeat offers docker.
+        let containers = scheduler::Containers {
+            apps: stacks.keys().map(|a| a.to_string()).collect(),
+            nodes: lock(&self.docker_nodes).clone(),
+        };
         let current = store.placements()?;
-        let mut placed = scheduler::place(&slots, &formation, &current);
+        let mut placed = scheduler::place_with(&slots, &formation, &current, &containers);
         if placed != current {
             store.update_placements(&current, &placed)?;
         }
@@ -368,6 +382,16 @@ impl Cluster {
             return;
         };
         let name = hb.node.clone();
+        // A node that gained or lost docker changes where docker apps go.
+        let docker = hb.runtimes.iter().any(|r| r.starts_with("docker"));
+        let docker_changed = {
+            let mut d = lock(&self.docker_nodes);
+            if docker {
+                d.insert(name.clone())
+            } else {
+                d.remove(&name)
+            }
+        };
         // One-offs that ended: recorded, and dropped from the node's list.
         let done: Vec<(String, String)> = hb
             .instances
@@ -379,7 +403,7 @@ impl Cluster {
         for (id, exit) in &done {
             ended |= store.finish_oneoff(id, exit).unwrap_or(false);
         }
-        if ended {
+        if ended || docker_changed {
             if let Err(e) = self.replan(&mut store) {
                 tracing::error!(error = %e, "dropping ended one-offs");
             }

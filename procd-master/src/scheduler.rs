@@ -10,7 +10,7 @@
 
 use crate::store::{Formation, Placement};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use zeroku_conf::names::instance_id;
 
 /// A node as the scheduler sees it.
@@ -27,6 +27,31 @@ pub struct NodeSlot {
 type Candidate<'a> = Reverse<(u32, u64, &'a str)>;
 
 pub fn place(nodes: &[NodeSlot], formation: &[Formation], current: &[Placement]) -> Vec<Placement> {
+    place_with(nodes, formation, current, &Containers::default())
+}
+
+/// Which apps run in containers, and which nodes can run them.
+#[derive(Debug, Default)]
+pub struct Containers {
+    pub apps: HashSet<String>,
+    pub nodes: HashSet<String>,
+}
+
+impl Containers {
+    /// Whether `app`'s instances may be on `node`.
+    fn allows(&self, app: &str, node: &str) -> bool {
+        !self.apps.contains(app) || self.nodes.contains(node)
+    }
+}
+
+/// [`place`], keeping the instances of docker apps on nodes that have a
+/// Docker Engine (those on other nodes are moved; with none, they wait).
+pub fn place_with(
+    nodes: &[NodeSlot],
+    formation: &[Formation],
+    current: &[Placement],
+    containers: &Containers,
+) -> Vec<Placement> {
     let schedulable: HashMap<&str, &NodeSlot> = nodes
         .iter()
         .filter(|n| n.schedulable)
@@ -51,6 +76,7 @@ pub fn place(nodes: &[NodeSlot], formation: &[Formation], current: &[Placement])
             .node
             .as_deref()
             .and_then(|n| schedulable.get(n))
+            .filter(|n| containers.allows(&p.app, &n.name))
             .map(|n| n.name.as_str());
         if let Some(n) = node {
             *used.entry(n).or_default() += f.memory_mb;
@@ -90,6 +116,7 @@ pub fn place(nodes: &[NodeSlot], formation: &[Formation], current: &[Placement])
             let heap = heap.get_or_insert_with(|| {
                 schedulable
                     .values()
+                    .filter(|n| containers.allows(&f.app, &n.name))
                     .map(|n| {
                         let name = n.name.as_str();
                         Reverse((
@@ -140,6 +167,51 @@ pub fn place(nodes: &[NodeSlot], formation: &[Formation], current: &[Placement])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_apps_stay_on_nodes_with_docker() {
+        let nodes: Vec<NodeSlot> = ["a", "b", "c"]
+            .iter()
+            .map(|n| NodeSlot {
+                name: n.to_string(),
+                capacity_mb: 4096,
+                schedulable: true,
+            })
+            .collect();
+        let f = |app: &str| Formation {
+            app: app.into(),
+            proc_type: "web".into(),
+            quantity: 4,
+            memory_mb: 256,
+        };
+        let c = Containers {
+            apps: ["box".to_string()].into(),
+            nodes: ["b".to_string()].into(),
+        };
+        let placed = place_with(&nodes, &[f("box"), f("plain")], &[], &c);
+        for p in &placed {
+            if p.app == "box" {
+                assert_eq!(p.node.as_deref(), Some("b"), "{p:?}");
+            }
+        }
+        assert!(placed
+            .iter()
+            .any(|p| p.app == "plain" && p.node.as_deref() == Some("a")));
+        // Placed elsewhere before (the app just switched): moved.
+        let moved = place_with(&nodes, &[f("box")], &place(&nodes, &[f("box")], &[]), &c);
+        assert!(
+            moved.iter().all(|p| p.node.as_deref() == Some("b")),
+            "{moved:?}"
+        );
+        // No node with docker: they wait.
+        let none = Containers {
+            apps: c.apps.clone(),
+            nodes: Default::default(),
+        };
+        assert!(place_with(&nodes, &[f("box")], &[], &none)
+            .iter()
+            .all(|p| p.node.is_none()));
+    }
 
     fn nodes(spec: &[(&str, u64, bool)]) -> Vec<NodeSlot> {
         spec.iter()

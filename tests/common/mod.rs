@@ -286,10 +286,21 @@ impl TestCluster {
     }
 
     pub fn spawn_worker(&self, name: &str, data: &Path, port_min: u16) -> Daemon {
+        self.spawn_worker_with_env(name, data, port_min, &[])
+    }
+
+    /// A worker with extra environment (e.g. `DOCKER_HOST`).
+    pub fn spawn_worker_with_env(
+        &self,
+        name: &str,
+        data: &Path,
+        port_min: u16,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let join = self.cli_ok(&["nodes:join-token"]).expect("join token");
         let cfg = self.config_path();
         let (pmin, pmax) = (port_min.to_string(), (port_min + 99).to_string());
-        Daemon::spawn(
+        Daemon::spawn_with_env(
             &[
                 "worker",
                 "--data",
@@ -308,6 +319,7 @@ impl TestCluster {
                 &pmax,
             ],
             self.dir.path().join(format!("worker-{name}.log")),
+            env,
         )
     }
 
