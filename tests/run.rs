@@ -43,6 +43,21 @@ fn one_off_commands_run_once_with_their_output_and_exit_code() {
     let o = c.cli(&["run", "-a", "jobs", "--", "echo", "fine", "-n"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("fine -n"));
+    // Arguments arrive as given, quotes and all; one argument is a command line.
+    let o = c.cli(&[
+        "run",
+        "-a",
+        "jobs",
+        "--",
+        "sh",
+        "-c",
+        "echo \"it's $((6 * 7))\"; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("it's 42"));
+    let o = c.cli(&["run", "-a", "jobs", "--", "echo one && echo two"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("one") && out.contains("two"), "{out}");
     // One-offs are not restarted and do not stay in ps.
     assert!(c.ps("jobs").iter().all(|p| p["type"] != "run"));
     let runs = c.json(&["ps", "-a", "jobs"]);
@@ -61,10 +76,10 @@ fn one_off_commands_run_once_with_their_output_and_exit_code() {
             "sleep 1; echo detached-done",
         ])
         .unwrap();
-    assert!(out.contains("as jobs.run.3"), "{out}");
+    assert!(out.contains("as jobs.run.5"), "{out}");
     eventually(Duration::from_secs(20), "the detached output", || {
         let logs = c.cli_ok(&["logs", "-a", "jobs", "-n", "200"])?;
-        if logs.contains("app[jobs.run.3]") && logs.contains("detached-done") {
+        if logs.contains("app[jobs.run.5]") && logs.contains("detached-done") {
             Ok(())
         } else {
             Err(logs)

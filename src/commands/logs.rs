@@ -59,6 +59,28 @@ pub async fn show(api: &Api, app: &str, tail: bool, num: usize) -> Result<()> {
     }
 }
 
+/// The shell command line for `run`: one argument is taken as a command
+/// line already (`zeroku run -- "make && make test"`); several are quoted
+/// for `sh` one by one, so they arrive as given.
+fn command_line(args: &[String]) -> String {
+    if let [one] = args {
+        return one.clone();
+    }
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `zeroku run -a APP [--detach] -- CMD...`: a one-off instance of the
 /// current release. Without `--detach`, its output (stdout and stderr
 /// together, as the logs keep it) is printed as it comes and the exit code
@@ -66,7 +88,7 @@ pub async fn show(api: &Api, app: &str, tail: bool, num: usize) -> Result<()> {
 /// command's stdin is empty.
 pub async fn run(api: &Api, app: &str, command: &[String], detach: bool) -> Result<()> {
     let c = client(api)?;
-    let line = command.join(" ");
+    let line = command_line(command);
     let o: Value = c
         .send(
             zeroku_master::client::Method::POST,
