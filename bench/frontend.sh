@@ -98,7 +98,7 @@ free_range() {
 import random, socket, sys
 n = int(sys.argv[1])
 for _ in range(200):
-    p = random.randrange(41000, 59000, 2)
+    p = random.randrange(10000, 18000, 2)
     socks = []
     try:
         for q in range(p, p + n):

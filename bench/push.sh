@@ -49,7 +49,7 @@ trap cleanup EXIT
 
 cat > "$WORK/zeroku.toml" <<EOF
 [master]
-handler_port_min = $(( (RANDOM % 500) * 2 + 50000 ))
+handler_port_min = $(( (RANDOM % 400) * 20 + 10000 ))
 [worker]
 port_min = 46000
 port_max = 46999

@@ -56,7 +56,7 @@ fn tour() {
         &cfg,
         TEST_CONFIG.replace(
             "[master]\n",
-            &format!("[master]\nhandler_port_min = {}\n", free_port()),
+            &format!("[master]\nhandler_port_min = {}\n", handler_port_base()),
         ),
     )
     .unwrap();

@@ -21,6 +21,25 @@ pub fn tempdir() -> tempfile::TempDir {
     d
 }
 
+/// A `handler_port_min` for one test cluster: 40 ports (20 handler apps)
+/// that are free now, below the ephemeral range (an outgoing connection
+/// can take any ephemeral port as its source port, and bind(0) hands out
+/// one parity while connect uses the other: `free_port() + 1` is exactly
+/// the kind of port a connection grabs). Distinct for every cluster of this
+/// test process; spread over 10000-17999 by process id.
+pub fn handler_port_base() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id() % 200;
+    loop {
+        let slot = (start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 200;
+        let base = 10_000 + (slot as u16) * 40;
+        let free = (base..base + 40).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -207,7 +226,7 @@ impl TestCluster {
         } else {
             config.replace(
                 "[master]\n",
-                &format!("[master]\nhandler_port_min = {}\n", free_port()),
+                &format!("[master]\nhandler_port_min = {}\n", handler_port_base()),
             )
         };
         std::fs::write(&cfg, config).expect("write config");
