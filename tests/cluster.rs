@@ -109,6 +109,20 @@ fn two_nodes_spread_readopt_fail_over_and_return() {
     let data = c.worker("n2").2.clone();
     let d = c.spawn_worker("n2", &data, 31200);
     c.worker("n2").1 = d;
+    // The new worker says so once it has adopted them (before that, ps
+    // still shows the old worker's last heartbeat).
+    eventually(
+        Duration::from_secs(20),
+        "the restarted worker adopts",
+        || {
+            let log = c.worker("n2").1.log_text();
+            if log.matches("re-adopted").count() >= 2 {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    );
     let ps = eventually(Duration::from_secs(20), "n2 re-adopted", || {
         let ps = c.ps("multi");
         let n2 = by_node(&ps).remove("n2").unwrap_or_default();
