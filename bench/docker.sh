@@ -5,7 +5,9 @@
 #     200 from the new instance, p50/p90 over N rounds, for the same slug run natively and in
 #     a container (stack: stacks/busybox-rootfs.sh, the app: `busybox httpd` on $PORT);
 #   - memory per instance: MemAvailable before and after scaling each app to 10 instances,
-#     divided by 10 (so a container's share of containerd-shim and the engine is counted).
+#     divided by 10 (so a container's share of containerd-shim and the engine is counted);
+#   - `zeroku run -a APP sh` on a pseudo-terminal: from starting the CLI until the remote
+#     shell's prompt shows (bench/first_prompt.py), p50/p90 over N runs.
 #
 # Usage: bench/docker.sh [ROUNDS=20]     Needs the machine's Docker Engine.
 set -euo pipefail
@@ -120,7 +122,12 @@ print(v[len(v) // 2], v[min(len(v) - 1, int(0.9 * len(v)))])')"
   sleep 3
 done
 
+declare -A R50 R90
+for app in nat dock; do
+  read -r R50[$app] R90[$app] <<<"$(python3 bench/first_prompt.py "$BIN" "$app" "$N")"
+done
+
 printf '\nNative process vs Docker container, same slug (busybox httpd), %d rounds\n\n' "$N"
-printf '| runtime | scale-to-serving p50 ms | p90 ms | memory per instance (MemAvailable drop / 10) |\n|---|---|---|---|\n'
-printf '| native | %d | %d | %d KB |\n' "${P50[nat]}" "${P90[nat]}" "${MEM[nat]}"
-printf '| docker | %d | %d | %d KB |\n' "${P50[dock]}" "${P90[dock]}" "${MEM[dock]}"
+printf '| runtime | scale-to-serving p50 ms | p90 ms | memory per instance (MemAvailable drop / 10) | `zeroku run sh` to first prompt p50 ms | p90 ms |\n|---|---|---|---|---|---|\n'
+printf '| native | %d | %d | %d KB | %d | %d |\n' "${P50[nat]}" "${P90[nat]}" "${MEM[nat]}" "${R50[nat]}" "${R90[nat]}"
+printf '| docker | %d | %d | %d KB | %d | %d |\n' "${P50[dock]}" "${P90[dock]}" "${MEM[dock]}" "${R50[dock]}" "${R90[dock]}"

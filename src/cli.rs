@@ -152,6 +152,12 @@ pub enum Command {
     #[command(name = "apps:create")]
     AppsCreate {
         name: String,
+        /// native (processes from the slug, the default) or docker (containers).
+        #[arg(long)]
+        runtime: Option<String>,
+        /// The stack (root file system) a docker app runs in; see `zeroku stacks`.
+        #[arg(long)]
+        stack: Option<String>,
         #[command(flatten)]
         api: Api,
     },
@@ -223,13 +229,17 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
-    /// Run a one-off command in a new instance of the current release (`-- CMD ARGS...`).
+    /// Run a one-off command in a new instance of the current release (`-- CMD ARGS...`);
+    /// from a terminal, on a remote terminal (raw mode, resize, Ctrl-C reach it).
     Run {
         #[command(flatten)]
         app: AppArg,
         /// Start it and return; its output goes to `zeroku logs`.
         #[arg(long)]
         detach: bool,
+        /// No terminal even when run from one (output via the logs, stdin empty).
+        #[arg(long)]
+        no_tty: bool,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,

@@ -5,13 +5,15 @@
 
 mod cli;
 mod commands;
+mod logwriter;
 mod output;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    init_tracing(args.command.is_daemon());
+    // Held until exit: dropping it flushes the daemons' log.
+    let _log = init_tracing(args.command.is_daemon());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if matches!(args.command, cli::Command::Frontend { .. })
         && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
@@ -42,7 +44,7 @@ fn main() -> std::process::ExitCode {
 
 /// `ZEROKU_LOG` is the filter (default `info` for daemons, `warn` for the
 /// CLI); `ZEROKU_LOG_FORMAT=json` switches to JSON lines.
-fn init_tracing(daemon: bool) {
+fn init_tracing(daemon: bool) -> Option<logwriter::Flush> {
     use tracing_subscriber::EnvFilter;
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("ZEROKU_LOG").unwrap_or_else(|_| EnvFilter::new(default));
@@ -51,11 +53,24 @@ fn init_tracing(daemon: bool) {
     // access log writes a line per request) and clutter the files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if std::env::var("ZEROKU_LOG_FORMAT").as_deref() == Ok("json") {
+        .with_ansi(std::io::stderr().is_terminal());
+    let json = std::env::var("ZEROKU_LOG_FORMAT").as_deref() == Ok("json");
+    if !daemon {
+        // The CLI may exit without unwinding: straight to stderr.
+        let builder = builder.with_writer(std::io::stderr);
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+        return None;
+    }
+    let (out, flush) = logwriter::Buffered::start();
+    let builder = builder.with_writer(move || out.clone());
+    if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    Some(flush)
 }

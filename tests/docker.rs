@@ -8,29 +8,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Removes what the test's node left in the engine, whatever happens.
-struct Containers(String);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let out = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=zeroku.node={}", self.0),
-            ])
-            .output();
-        if let Ok(o) = out {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = std::process::Command::new("docker")
-                    .args(["rm", "-f", id])
-                    .output();
-            }
-        }
-    }
-}
-
 fn running(node: &str, app: &str) -> Vec<String> {
     let o = std::process::Command::new("docker")
         .args([
@@ -54,7 +31,7 @@ fn running(node: &str, app: &str) -> Vec<String> {
 fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     let mut c = TestCluster::start();
     let node = format!("dk{}", std::process::id());
-    let _cleanup = Containers(node.clone());
+    let _cleanup = DockerCleanup(node.clone());
     c.add_worker(&node, 38200);
     let fe = c.add_frontend("edge");
     let dir = tempdir();
@@ -94,16 +71,7 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     });
 
     // A stack from a root file system tarball.
-    let tar = dir.path().join("rootfs.tar");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/busybox-rootfs.sh");
-    let st = std::process::Command::new("bash")
-        .arg(script)
-        .arg(&tar)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    c.cli_ok(&["stacks:import", "zk-busybox-e2e", tar.to_str().unwrap()])
-        .unwrap();
+    import_busybox_stack(&c, "zk-busybox-e2e");
     assert!(c.cli_ok(&["stacks"]).unwrap().contains("zk-busybox-e2e"));
 
     c.cli_ok(&["apps:create", "box"]).unwrap();
@@ -220,4 +188,300 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
             Err(format!("{left:?}"))
         }
     });
+}
+
+#[test]
+fn docker_apps_are_limited_restarted_walled_off_and_rescheduled() {
+    let mut c = TestCluster::start();
+    let pid = std::process::id();
+    let (n1, n2) = (format!("da{pid}"), format!("db{pid}"));
+    let (_c1, _c2) = (DockerCleanup(n1.clone()), DockerCleanup(n2.clone()));
+    c.add_worker(&n1, 39000);
+    import_busybox_stack(&c, "zk-busybox-iso");
+
+    // A docker app from the start; without a stack it is refused, and
+    // nothing is created.
+    let o = c.cli(&["apps:create", "nostack", "--runtime", "docker"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs a stack"));
+    assert!(!c.cli_ok(&["apps"]).unwrap().contains("nostack"));
+    let out = c
+        .cli_ok(&[
+            "apps:create",
+            "hog",
+            "--runtime",
+            "docker",
+            "--stack",
+            "zk-busybox-iso",
+        ])
+        .unwrap();
+    assert!(out.contains("docker, stack zk-busybox-iso"), "{out}");
+    let o = c.cli(&["apps:settings", "-a", "hog", "cpu=lots"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cpu is in cores"));
+    c.cli_ok(&["apps:settings", "-a", "hog", "cpu=0.5"])
+        .unwrap();
+    // busybox tail keeps a line in memory until its newline: /dev/zero has none.
+    c.deploy(
+        "hog",
+        &[("Procfile", "worker: echo hungry; exec tail /dev/zero\n")],
+    );
+    c.cli_ok(&["ps:scale", "-a", "hog", "worker=1:64"]).unwrap();
+    // Over 64 MB it is OOM-killed and restarted, as ps shows.
+    // (Caught while a restarted container runs.)
+    let p = eventually(Duration::from_secs(60), "an OOM kill and a restart", || {
+        let ps = c.ps("hog");
+        match ps.first() {
+            Some(p)
+                if p["restarts"].as_u64() >= Some(1)
+                    && p["last_exit"].as_str() == Some("killed by signal 9")
+                    && p["container"].is_string() =>
+            {
+                Ok(p.clone())
+            }
+            _ => Err(format!("{ps:?}")),
+        }
+    });
+    // ps names the container; it has the app's CPU limit.
+    let short = p["container"].as_str().unwrap_or_else(|| panic!("{p}"));
+    assert_eq!(short.len(), 12, "{p}");
+    let text = c.cli_ok(&["ps", "-a", "hog"]).unwrap();
+    assert!(text.contains("container "), "{text}");
+    // (Each restart is a new container: ask about whichever runs now.)
+    eventually(Duration::from_secs(30), "the CPU limit", || {
+        let ids = running(&n1, "hog");
+        let id = ids.first().ok_or("no container right now")?;
+        let nano = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.HostConfig.NanoCpus}}", id])
+            .output()
+            .map_err(|e| e.to_string())?;
+        match String::from_utf8_lossy(&nano.stdout).trim() {
+            "500000000" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    });
+    c.cli_ok(&["ps:scale", "-a", "hog", "worker=0"]).unwrap();
+
+    // Another app's slug is not there to read: each container has only its own.
+    c.deploy(
+        "vault",
+        &[
+            ("Procfile", "worker: sleep 1000\n"),
+            ("secret.txt", "TOPSECRET\n"),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "vault", "worker=1"]).unwrap();
+    c.wait_up("vault", 1, Duration::from_secs(30));
+    let data = c.worker(&n1).2.clone();
+    let secret = find_file(&data, "secret.txt").expect("vault's slug on the node");
+    c.cli_ok(&[
+        "apps:create",
+        "snoop",
+        "--runtime",
+        "docker",
+        "--stack",
+        "zk-busybox-iso",
+    ])
+    .unwrap();
+    c.deploy("snoop", &[("Procfile", "worker: sleep 1000\n")]);
+    let o = c.cli(&[
+        "run",
+        "-a",
+        "snoop",
+        "--no-tty",
+        "--",
+        &format!("ls /app; cat {} /app/secret.txt", secret.display()),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Procfile"), "{out}");
+    assert!(!out.contains("TOPSECRET"), "{out}");
+    assert_ne!(o.status.code(), Some(0), "{out}");
+
+    // The node is lost: its instances move to another node with docker;
+    // when it comes back, what no longer belongs there is removed.
+    c.cli_ok(&["ps:scale", "-a", "vault", "worker=0"]).unwrap();
+    c.deploy("svc", &[("Procfile", "worker: sleep 1000\n")]);
+    c.cli_ok(&[
+        "apps:settings",
+        "-a",
+        "svc",
+        "runtime=docker",
+        "stack=zk-busybox-iso",
+    ])
+    .unwrap();
+    c.cli_ok(&["ps:scale", "-a", "svc", "worker=1"]).unwrap();
+    c.wait_up("svc", 1, Duration::from_secs(30));
+    assert_eq!(running(&n1, "svc").len(), 1);
+    c.add_worker(&n2, 39200);
+    c.worker(&n1).1.kill9();
+    eventually(
+        Duration::from_secs(60),
+        "svc rescheduled on the other node",
+        || {
+            let ps = c.ps("svc");
+            let moved = ps.len() == 1 && ps[0]["node"] == n2.as_str() && ps[0]["state"] == "up";
+            if moved && running(&n2, "svc").len() == 1 {
+                Ok(())
+            } else {
+                Err(format!("{ps:?}"))
+            }
+        },
+    );
+    let d = c.spawn_worker(&n1, &data, 39000);
+    c.worker(&n1).1 = d;
+    eventually(
+        Duration::from_secs(60),
+        "the stale container removed",
+        || {
+            let left = running(&n1, "svc");
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
+    assert_eq!(running(&n2, "svc").len(), 1);
+}
+
+/// The first file named `name` under `dir`.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+/// The Rust handler example: as `cargo test --workspace --all-targets`
+/// left it (`examples/rust_handler-<hash>`), or built here.
+fn rust_handler() -> std::path::PathBuf {
+    let dir = std::path::Path::new(bin())
+        .parent()
+        .expect("target dir")
+        .join("examples");
+    let built = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("rust_handler-")
+                .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        // The newest, if older builds are still there.
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+    if let Some(e) = built {
+        return e.path();
+    }
+    let p = dir.join("rust_handler");
+    if !p.exists() {
+        let st = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "zeroku-frontend",
+                "--example",
+                "rust_handler",
+            ])
+            .status()
+            .expect("cargo build");
+        assert!(st.success());
+    }
+    p
+}
+
+/// The busybox stack plus `binary` as /usr/local/bin/`as_name` and the
+/// libraries it links (from `ldd`), imported as `name`.
+fn import_stack_with(c: &TestCluster, name: &str, binary: &std::path::Path, as_name: &str) {
+    let tar = c.dir.path().join(format!("{name}.tar"));
+    let st = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/stacks/busybox-rootfs.sh"
+        ))
+        .arg(&tar)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // One tree, tarred again: the engine refuses duplicate paths.
+    let stage = c.dir.path().join(format!("{name}-root"));
+    std::fs::create_dir_all(&stage).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&stage)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bin_dir = stage.join("usr/local/bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(binary, bin_dir.join(as_name)).unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let to = stage.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &to).unwrap_or_else(|e| panic!("{lib}: {e}"));
+    }
+    let st = std::process::Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&stage)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.cli_ok(&["stacks:import", name, tar.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_handler_app_runs_in_a_container() {
+    let mut c = TestCluster::start();
+    let node = format!("dh{}", std::process::id());
+    let _cleanup = DockerCleanup(node.clone());
+    c.add_worker(&node, 39400);
+    // Containers reach the frontend's handler sockets through their
+    // network's gateway, so they are bound beyond loopback here.
+    let fe = c.add_frontend_with(
+        "edge",
+        &[
+            ("ZEROKU_FRONTEND_HANDLER_BIND", "0.0.0.0"),
+            ("ZEROKU_FRONTEND_HANDLER_ADVERTISE", "127.0.0.1"),
+        ],
+    );
+    import_stack_with(&c, "zk-handler", &rust_handler(), "rust_handler");
+    c.cli_ok(&[
+        "apps:create",
+        "hello",
+        "--runtime",
+        "docker",
+        "--stack",
+        "zk-handler",
+    ])
+    .unwrap();
+    c.deploy("hello", &[("Procfile", "handler: rust_handler\n")]);
+    c.wait_up("hello", 1, Duration::from_secs(30));
+    let (_, _, body) = wait_http_ok(&fe, "hello.localhost", "/in/a/box", Duration::from_secs(30));
+    assert!(
+        body.contains("Hello from Rust, you asked for /in/a/box"),
+        "{body}"
+    );
+    assert_eq!(running(&node, "hello").len(), 1);
+    let ps = c.ps("hello");
+    assert!(ps[0]["container"].is_string(), "{ps:?}");
 }

@@ -256,6 +256,61 @@ fn handler_ports(c: &TestCluster, app: &str) -> (u64, u64) {
 }
 
 #[test]
+fn the_access_log_has_each_requests_real_status_and_duration() {
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("al", 33100);
+    let log = c.dir.path().join("access.log");
+    let fe = c.add_frontend_with(
+        "edge-al",
+        &[("ZEROKU_FRONTEND_ACCESS_LOG", log.to_str().unwrap())],
+    );
+    c.deploy(
+        "chat",
+        &[
+            ("Procfile", "handler: python3 handler.py\n"),
+            ("handler.py", HANDLER_PY),
+        ],
+    );
+    c.wait_up("chat", 1, Duration::from_secs(30));
+    wait_http_ok(
+        &fe,
+        "chat.localhost",
+        "/logged?q=1",
+        Duration::from_secs(15),
+    );
+    let (st, _, _) = http_get(&fe, "nobody.localhost", "/missing").unwrap();
+    assert_eq!(st, 404);
+    let text = eventually(Duration::from_secs(5), "both requests logged", || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        if t.contains("path=\"/missing\"") && t.contains("path=\"/logged\"") {
+            Ok(t)
+        } else {
+            Err(t)
+        }
+    });
+    let line = |path: &str| {
+        text.lines()
+            .rev()
+            .find(|l| l.contains(path))
+            .unwrap()
+            .to_string()
+    };
+    let ok = line("/logged");
+    assert!(
+        ok.contains(" access app=chat host=\"chat.localhost\" method=GET ")
+            && ok.contains(" status=200 ms="),
+        "{ok}"
+    );
+    let missing = line("/missing");
+    assert!(
+        missing.contains("app=- host=\"nobody.localhost\"") && missing.contains(" status=404 "),
+        "{missing}"
+    );
+    let ms: f64 = ok.rsplit("ms=").next().unwrap().trim().parse().unwrap();
+    assert!(ms > 0.0, "{ok}");
+}
+
+#[test]
 fn websockets_and_uploads_reach_handlers_as_mongrel2_sends_them() {
     use std::io::{Read, Write};
     use zeroku_frontend::m2::Connection;

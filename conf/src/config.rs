@@ -258,6 +258,9 @@ pub struct FrontendConfig {
     /// A request body larger than this (or chunked) reaches handlers as a
     /// temp file (`x-mongrel2-upload-start`/`-done`), as in Mongrel2.
     pub upload_threshold_bytes: u64,
+    /// Where the access log goes: `""` (with the daemon's log on stderr),
+    /// `"off"`, or a file path (appended to).
+    pub access_log: String,
 }
 
 impl Default for FrontendConfig {
@@ -279,6 +282,7 @@ impl Default for FrontendConfig {
             max_header_bytes: 64 << 10,
             header_timeout_ms: 10_000,
             upload_threshold_bytes: 20480,
+            access_log: String::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod model;
 pub mod names;
 pub mod procfile;
+pub mod time;
 pub mod wire;
 
 pub use model::*;

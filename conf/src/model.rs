@@ -57,6 +57,18 @@ pub struct InstanceSpec {
     /// instance as a native process.
     #[serde(default)]
     pub stack: Option<String>,
+    /// For an interactive one-off (`zeroku run` from a terminal): the
+    /// terminal it runs on, which the worker relays to the master.
+    #[serde(default)]
+    pub tty: Option<Tty>,
+}
+
+/// A terminal for an interactive one-off: its size and `$TERM`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tty {
+    pub cols: u16,
+    pub rows: u16,
+    pub term: String,
 }
 
 /// The full desired process list of one node. Lists are idempotent: a worker
@@ -118,6 +130,9 @@ pub struct InstanceStatus {
     pub started_at: u64,
     /// The last exit (`exited with status 1`, `killed by signal 9`), if any.
     pub last_exit: Option<String>,
+    /// The container's id (12 hex digits) when the Docker runtime runs it.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 /// Sent by every worker each interval (and at once after a change): the whole

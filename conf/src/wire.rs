@@ -88,6 +88,7 @@ mod tests {
                 },
                 limits: Limits::default(),
                 stack: None,
+                tty: None,
             }],
         })
     }

@@ -54,6 +54,7 @@ pub struct Edge {
     next_conn: AtomicU64,
     pub requests: AtomicU64,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub access: Arc<crate::access_log::AccessLog>,
 }
 
 impl Edge {
@@ -62,6 +63,7 @@ impl Edge {
         port: u16,
         cfg: &zeroku_conf::config::FrontendConfig,
         uploads: Uploads,
+        access: Arc<crate::access_log::AccessLog>,
     ) -> Edge {
         let timeout = Duration::from_millis(cfg.timeout_ms);
         Edge {
@@ -78,6 +80,7 @@ impl Edge {
             next_conn: AtomicU64::new(1),
             requests: AtomicU64::new(0),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            access,
         }
     }
 
@@ -260,7 +263,8 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
             StatusCode::NOT_FOUND,
             &format!("No app is served at {host:?} by this zeroku frontend. Apps answer at <app>.<base domain> or at their custom domains (zeroku domains:add)."),
         );
-        log_access(&host, &method, &path, resp.status(), started);
+        edge.access
+            .log("", &host, &method, &path, resp.status().as_u16(), started);
         edge.metrics
             .observe("-", resp.status().as_u16(), started.elapsed());
         return resp;
@@ -332,7 +336,8 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
             }
         }
     };
-    log_access(&host, &method, &path, resp.status(), started);
+    edge.access
+        .log(&app, &host, &method, &path, resp.status().as_u16(), started);
     edge.metrics
         .observe(&app, resp.status().as_u16(), started.elapsed());
     resp
@@ -346,16 +351,6 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
         || path
             .strip_prefix(prefix)
             .is_some_and(|r| r.starts_with('/'))
-}
-
-fn log_access(
-    host: &str,
-    method: &hyper::Method,
-    path: &str,
-    status: StatusCode,
-    started: Instant,
-) {
-    tracing::info!(target: "access", host, %method, path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0);
 }
 
 fn request_id(req: &Request<Incoming>) -> String {

@@ -1,7 +1,9 @@
-//! The handler backend: one [`Hub`] per app, a thread that owns the app's
+//! The handler backend: one [`Hub`] per app, owning the app's
 //! Mongrel2-protocol sockets — PUSH (requests out, bound on the app's send
 //! port) and SUB (replies in, bound on its recv port, subscribed to this
-//! frontend's UUID) — so no app can see another's requests.
+//! frontend's UUID) — so no app can see another's requests. Replies are read
+//! by a tokio task woken through the SUB socket's `ZMQ_FD`; a thread per hub
+//! holds requests while no handler is connected and watches handlers leave.
 //!
 //! PUSH has `ZMQ_IMMEDIATE` set: while no handler is connected, a request
 //! stays in the hub's own queue, for at most the hold time, and is
@@ -71,6 +73,8 @@ pub struct Hub {
     taken: Taken,
     waiters: Waiters,
     stop: Arc<AtomicBool>,
+    /// Ends the task reading replies.
+    stop_replies: Arc<tokio::sync::Notify>,
     /// Replies from handlers that did not parse.
     pub garbage: Arc<AtomicU64>,
     /// Requests waiting for a handler.
@@ -142,20 +146,29 @@ impl Hub {
         let stop = Arc::new(AtomicBool::new(false));
         let garbage = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicU64::new(0));
-        let mut t = HubThread {
+        let replies = Replies {
             app: app.to_string(),
             uuid: uuid.to_string(),
             push: push.clone(),
-            sub,
+            taken: taken.clone(),
+            tnetstring: tnetstring.clone(),
+            waiters: waiters.clone(),
+            garbage: garbage.clone(),
+        };
+        let reader = crate::zmq_fd::watch(&sub)
+            .map_err(|e| format!("app {app}: cannot watch the SUB socket: {e}"))?;
+        let stop_replies = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(read_replies(sub, reader, replies, stop_replies.clone()));
+        let mut t = HubThread {
+            app: app.to_string(),
+            push: push.clone(),
             cmd_in,
             monitor,
             taken: taken.clone(),
             last_disconnect: None,
-            tnetstring: tnetstring.clone(),
             waiters: waiters.clone(),
             pending: VecDeque::new(),
             hold,
-            garbage: garbage.clone(),
             queued: queued.clone(),
         };
         let s = stop.clone();
@@ -173,6 +186,7 @@ impl Hub {
             taken,
             waiters,
             stop,
+            stop_replies,
             garbage,
             queued,
         })
@@ -243,7 +257,54 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.stop_replies.notify_one();
     }
+}
+
+/// Reads replies on a tokio task: the SUB socket's `ZMQ_FD` wakes it, and
+/// each reply goes straight to the request waiting on its connection (no
+/// thread hop in between).
+async fn read_replies(
+    sub: zmq::Socket,
+    ready: tokio::io::unix::AsyncFd<crate::zmq_fd::ZmqFd>,
+    r: Replies,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        // ZMQ_FD signals changes, not data: read while ZMQ_EVENTS says
+        // there is some, then wait for the next signal.
+        loop {
+            match sub.get_events() {
+                Ok(ev) if ev.contains(zmq::POLLIN) => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(app = %r.app, error = %e, "the handler reply socket failed");
+                    return;
+                }
+            }
+            while let Ok(msg) = sub.recv_bytes(zmq::DONTWAIT) {
+                r.on_reply(&msg);
+            }
+        }
+        tokio::select! {
+            g = ready.readable() => match g {
+                Ok(mut g) => g.clear_ready(),
+                Err(_) => return,
+            },
+            _ = stop.notified() => return,
+        }
+    }
+}
+
+/// What a reply needs to find its request.
+struct Replies {
+    app: String,
+    uuid: String,
+    push: Arc<Mutex<zmq::Socket>>,
+    taken: Taken,
+    tnetstring: Arc<AtomicBool>,
+    waiters: Waiters,
+    garbage: Arc<AtomicU64>,
 }
 
 /// A request waiting for a handler to take it.
@@ -256,20 +317,16 @@ struct Pending {
 
 struct HubThread {
     app: String,
-    uuid: String,
     push: Arc<Mutex<zmq::Socket>>,
-    sub: zmq::Socket,
     cmd_in: zmq::Socket,
     /// Disconnect events of `push`.
     monitor: zmq::Socket,
     taken: Taken,
     /// When a handler last disconnected.
     last_disconnect: Option<Instant>,
-    tnetstring: Arc<AtomicBool>,
     waiters: Waiters,
     pending: VecDeque<Pending>,
     hold: Duration,
-    garbage: Arc<AtomicU64>,
     queued: Arc<AtomicU64>,
 }
 
@@ -280,17 +337,12 @@ impl HubThread {
             let ready = {
                 let mut items = [
                     self.cmd_in.as_poll_item(zmq::POLLIN),
-                    self.sub.as_poll_item(zmq::POLLIN),
                     self.monitor.as_poll_item(zmq::POLLIN),
                 ];
                 if zmq::poll(&mut items, timeout).is_err() {
                     continue;
                 }
-                [
-                    items[0].is_readable(),
-                    items[1].is_readable(),
-                    items[2].is_readable(),
-                ]
+                [items[0].is_readable(), items[1].is_readable()]
             };
             if ready[0] {
                 while let Ok(parts) = self.cmd_in.recv_multipart(zmq::DONTWAIT) {
@@ -298,11 +350,6 @@ impl HubThread {
                 }
             }
             if ready[1] {
-                while let Ok(msg) = self.sub.recv_bytes(zmq::DONTWAIT) {
-                    self.on_reply(&msg);
-                }
-            }
-            if ready[2] {
                 while self.monitor.recv_multipart(zmq::DONTWAIT).is_ok() {}
                 let now = Instant::now();
                 self.last_disconnect = Some(now);
@@ -421,8 +468,10 @@ impl HubThread {
             });
         }
     }
+}
 
-    fn on_reply(&mut self, msg: &[u8]) {
+impl Replies {
+    fn on_reply(&self, msg: &[u8]) {
         let reply = match m2::codec::parse_handler_message(msg) {
             Ok(r) => r,
             Err(e) => {

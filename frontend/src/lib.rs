@@ -11,6 +11,7 @@
 //! The frontend holds no state beyond in-flight requests: routes come from
 //! the master. It must not start processes or change the cluster.
 
+pub mod access_log;
 pub mod dir;
 pub mod edge;
 pub mod follow;
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod routing;
 pub mod tls;
 pub mod ws;
+mod zmq_fd;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,7 +134,20 @@ pub async fn run(
         std::time::Duration::from_millis(cfg.hold_ms),
     );
     let uploads = edge::Uploads::new(data.join("uploads")).map_err(data_err)?;
-    let edge = Arc::new(edge::Edge::new(hubs, addr.port(), &cfg, uploads));
+    let access =
+        access_log::AccessLog::open(&cfg.access_log).map_err(|source| FrontendError::Data {
+            path: cfg.access_log.clone().into(),
+            source,
+        })?;
+    let access = Arc::new(access);
+    access.spawn_flusher();
+    let edge = Arc::new(edge::Edge::new(
+        hubs,
+        addr.port(),
+        &cfg,
+        uploads,
+        access.clone(),
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
@@ -226,6 +241,7 @@ pub async fn run(
     stop.store(true, Ordering::Relaxed);
     let _ = follower.await;
     let _ = tokio::task::spawn_blocking(move || sub.join()).await;
+    access.flush();
     tracing::info!("frontend stopped");
     Ok(())
 }

@@ -720,6 +720,7 @@ fn run(p: &Params) {
                         restarts: 0,
                         started_at: 1_700_000_000,
                         last_exit: None,
+                        container: None,
                     })
                     .collect(),
             }

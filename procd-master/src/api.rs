@@ -8,6 +8,7 @@
 use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::store::{Formation, Role};
+use crate::terminal;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
@@ -18,6 +19,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use zeroku_conf::names;
 
@@ -179,10 +181,22 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             #[derive(Deserialize)]
             struct New {
                 name: String,
+                /// App settings from the start (`runtime`, `stack`, ...).
+                #[serde(default)]
+                settings: BTreeMap<String, String>,
             }
             let n: New = body_json(req).await?;
             names::app(&n.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-            match change(c, |s| s.create_app(&n.name))? {
+            check_settings(c, None, &n.settings)?;
+            match change(c, |s| {
+                let app = s.create_app(&n.name)?;
+                if app.is_some() {
+                    for (k, v) in &n.settings {
+                        s.set_setting(&n.name, k, v)?;
+                    }
+                }
+                Ok(app)
+            })? {
                 Some(app) => Ok(Reply::Json(StatusCode::CREATED, json!(app))),
                 None => Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -244,8 +258,19 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             #[derive(Deserialize)]
             struct Run {
                 command: String,
+                /// Run on a terminal (the CLI attaches to
+                /// `runs/<n>/terminal`).
+                #[serde(default)]
+                tty: Option<zeroku_conf::Tty>,
             }
             let r: Run = body_json(req).await?;
+            if let Some(t) = &r.tty {
+                if t.cols == 0 || t.rows == 0 || !t.term.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(ApiError::invalid(
+                        "a terminal needs a size of at least 1x1 and a plain $TERM name",
+                    ));
+                }
+            }
             if r.command.trim().is_empty() || r.command.contains('\n') {
                 return Err(ApiError::invalid("give one command line to run"));
             }
@@ -278,7 +303,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     .map(|n| n.name)
             }
             .ok_or_else(|| ApiError::invalid("no node is up to run it on (see `zeroku nodes`)"))?;
-            let o = change(c, |s| s.create_oneoff(app, r.command.trim(), &node))?;
+            let o = change(c, |s| s.create_oneoff(app, r.command.trim(), &node, r.tty))?;
             Ok(Reply::Json(StatusCode::CREATED, json!(o)))
         }
         (&Method::GET, ["apps", app, "runs", n]) => {
@@ -306,6 +331,29 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 "id": o.id, "node": o.node, "command": o.command, "state": state,
                 "exit": exit, "exit_code": o.exit.as_deref().map(exit_code),
             }))
+        }
+        (&Method::GET, ["apps", app, "runs", n, "terminal"]) => {
+            // The CLI's end of an interactive one-off's terminal.
+            caller.admin()?;
+            app_exists(c, app)?;
+            let o = c
+                .store()
+                .oneoff(app, n.parse().unwrap_or(0))?
+                .ok_or_else(|| ApiError::not_found(format!("app {app} has no one-off {n:?}")))?;
+            terminal_upgrade(cluster, req, o, terminal::Side::Client)
+        }
+        (&Method::GET, ["nodes", node, "runs", id, "terminal"]) => {
+            // The worker's end: only the node the one-off runs on.
+            caller.node_or_admin(Some(node))?;
+            let o = id
+                .rsplit_once(".run.")
+                .and_then(|(app, n)| c.store().oneoff(app, n.parse().ok()?).transpose())
+                .transpose()?
+                .filter(|o| o.node == *node)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("node {node} runs no one-off {id:?}"))
+                })?;
+            terminal_upgrade(cluster, req, o, terminal::Side::Node)
         }
         (&Method::POST, ["apps", app, "repo"]) => {
             // The app's git repository, created if needed (git over ssh).
@@ -549,13 +597,11 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             }
             // A second worker under the name of a live node would run all
             // of its instances twice: only that node's own token may
-            // re-register it while it is alive.
+            // re-register it while it is alive. A node that has registered
+            // but not yet sent its first heartbeat counts as alive too, or
+            // two workers starting together could both take the name.
             if !same_node {
-                let seen = c
-                    .live()
-                    .get(&r.name)
-                    .filter(|l| l.heartbeat.is_some())
-                    .map(|l| l.last_seen.elapsed());
+                let seen = c.live().get(&r.name).map(|l| l.last_seen.elapsed());
                 let up = c.store().node(&r.name)?.is_some_and(|n| n.state == "up");
                 if let Some(ago) =
                     seen.filter(|a| up && a.as_millis() < u128::from(c.cfg.dead_after_ms))
@@ -564,7 +610,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                         StatusCode::CONFLICT,
                         "conflict",
                         format!(
-                            "node {:?} is already up (last heartbeat {} ms ago): pick another --node name, or stop that worker first",
+                            "node {:?} is already up (last heard from {} ms ago): pick another --node name, or stop that worker first",
                             r.name,
                             ago.as_millis()
                         ),
@@ -644,43 +690,14 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             caller.admin()?;
             app_exists(c, app)?;
             let changes: BTreeMap<String, String> = body_json(req).await?;
-            for (k, v) in &changes {
-                match (k.as_str(), v.as_str()) {
-                    ("m2_protocol", "json" | "tnetstring") => {}
-                    ("runtime", "native" | "docker") => {}
-                    ("runtime", other) => {
-                        return Err(ApiError::invalid(format!(
-                            "runtime must be native or docker, not {other:?}"
-                        )))
-                    }
-                    ("stack", s) => check_stack(s)?,
-                    ("m2_protocol", other) => {
-                        return Err(ApiError::invalid(format!(
-                            "m2_protocol must be json or tnetstring, not {other:?}"
-                        )))
-                    }
-                    (other, _) => {
-                        return Err(ApiError::invalid(format!(
-                            "unknown app setting {other:?} (known: m2_protocol, runtime, stack)"
-                        )))
-                    }
-                }
-            }
-            let docker = changes.get("runtime").map(String::as_str) == Some("docker");
-            let has_stack = changes.contains_key("stack")
-                || c.store()
-                    .settings()?
-                    .iter()
-                    .any(|(a, k, _)| a == app && k == "stack");
-            if docker && !has_stack {
-                return Err(ApiError::invalid(
-                    "runtime=docker needs a stack too: stack=<name> (see `zeroku stacks`)",
-                ));
-            }
+            check_settings(c, Some(app), &changes)?;
             for (k, v) in &changes {
                 c.store().set_setting(app, k, v)?;
             }
-            if changes.contains_key("runtime") || changes.contains_key("stack") {
+            if ["runtime", "stack", "cpu"]
+                .iter()
+                .any(|k| changes.contains_key(*k))
+            {
                 // Same release, other specs: every list is rebuilt.
                 c.invalidate_lists();
                 change(c, |_| Ok(()))?;
@@ -890,6 +907,88 @@ struct Scale {
     memory_mb: Option<u64>,
 }
 
+/// Upgrades `req` to a WebSocket that becomes `side` of one-off `o`'s
+/// terminal. A client waits up to two minutes for the node (a slug may be
+/// downloading); a node waits 30 s for its client.
+fn terminal_upgrade(
+    cluster: &Arc<Cluster>,
+    mut req: Request<Incoming>,
+    o: crate::store::OneOff,
+    side: terminal::Side,
+) -> Result<Reply, ApiError> {
+    use hyper::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+    let h = req.headers();
+    let upgrade = h
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = match (upgrade, h.get(SEC_WEBSOCKET_KEY)) {
+        (true, Some(k)) => k.as_bytes().to_vec(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "this is a WebSocket endpoint: send a WebSocket upgrade (zeroku run does)",
+            ))
+        }
+    };
+    if o.tty.is_none() {
+        return Err(ApiError::invalid(format!(
+            "{} was not started with a terminal (zeroku run from a terminal, without --no-tty)",
+            o.id
+        )));
+    }
+    if let Some(exit) = &o.exit {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ended",
+            format!("{} has ended ({exit})", o.id),
+        ));
+    }
+    if cluster.terminals.busy(&o.id, side) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            terminal::busy_reason(side),
+        ));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let c = cluster.clone();
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(up) => hyper_util::rt::TokioIo::new(up),
+            Err(e) => {
+                tracing::debug!(instance = %o.id, error = %e, "terminal upgrade failed");
+                return;
+            }
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            io,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let patience = match side {
+            terminal::Side::Client => Duration::from_secs(120),
+            terminal::Side::Node => Duration::from_secs(30),
+        };
+        let (app, n) = (o.app.clone(), o.n);
+        let store_of = c.clone();
+        let gone = move || {
+            let ended = store_of.store().oneoff(&app, n).ok().flatten()?.exit?;
+            Some(format!("the one-off ended ({ended})"))
+        };
+        c.terminals.attach(&o.id, side, ws, patience, gone).await;
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    let r = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "Upgrade")
+        .header(SEC_WEBSOCKET_ACCEPT, accept)
+        .body(full(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Vec::new()).into_body())
+        .map_err(ApiError::internal)?;
+    Ok(Reply::Raw(r))
+}
+
 fn loopback() -> String {
     "127.0.0.1".into()
 }
@@ -935,6 +1034,70 @@ async fn file_reply(path: &std::path::Path, missing: &str) -> Result<Reply, ApiE
 }
 
 /// A stack name: an image name without a registry (`zk-bookworm`).
+/// Validates app settings; `app` is `None` for an app being created.
+fn check_settings(
+    c: &Cluster,
+    app: Option<&str>,
+    changes: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    for (k, v) in changes {
+        match (k.as_str(), v.as_str()) {
+            ("m2_protocol", "json" | "tnetstring") => {}
+            ("runtime", "native" | "docker") => {}
+            ("runtime", other) => {
+                return Err(ApiError::invalid(format!(
+                    "runtime must be native or docker, not {other:?}"
+                )))
+            }
+            ("stack", s) => check_stack(s)?,
+            ("cpu", v) => {
+                cpu_millis(v).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "cpu is in cores, from 0.01 to 256 (e.g. cpu=0.5), or 0 for no limit; not {v:?}"
+                    ))
+                })?;
+            }
+            ("m2_protocol", other) => {
+                return Err(ApiError::invalid(format!(
+                    "m2_protocol must be json or tnetstring, not {other:?}"
+                )))
+            }
+            (other, _) => {
+                return Err(ApiError::invalid(format!(
+                    "unknown app setting {other:?} (known: m2_protocol, runtime, stack, cpu)"
+                )))
+            }
+        }
+    }
+    let docker = changes.get("runtime").map(String::as_str) == Some("docker");
+    let has_stack = changes.contains_key("stack")
+        || app.is_some_and(|app| {
+            c.store()
+                .settings()
+                .unwrap_or_default()
+                .iter()
+                .any(|(a, k, _)| a == app && k == "stack")
+        });
+    if docker && !has_stack {
+        return Err(ApiError::invalid(
+            "runtime=docker needs a stack too: stack=<name> (see `zeroku stacks`)",
+        ));
+    }
+    Ok(())
+}
+
+/// A `cpu` setting (cores, e.g. `0.5`) in thousandths of a core; 0 is no
+/// limit.
+pub fn cpu_millis(v: &str) -> Option<u32> {
+    let cores: f64 = v.trim().parse().ok()?;
+    if cores == 0.0 {
+        return Some(0);
+    }
+    (0.01..=256.0)
+        .contains(&cores)
+        .then(|| (cores * 1000.0).round() as u32)
+}
+
 fn check_stack(s: &str) -> Result<(), ApiError> {
     let ok = !s.is_empty()
         && s.len() <= 128
@@ -1105,6 +1268,7 @@ async fn receive_file(
             if let Ok(data) = frame.into_data() {
                 n += data.len() as u64;
                 if n > limit {
+                    drain(body, limit.min(64 << 20)).await;
                     return Err(ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "too_large",
@@ -1125,6 +1289,22 @@ async fn receive_file(
         let _ = tokio::fs::remove_file(path).await;
     }
     res
+}
+
+/// Reads and drops up to `most` more bytes of a refused body (for at most
+/// 5 s), so a client still sending reads the refusal instead of a broken
+/// pipe; a larger rest is cut off.
+async fn drain(body: &mut Incoming, most: u64) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut n = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            n += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if n > most {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Streams an uploaded slug to a temp file, then verifies and stores it.

@@ -53,6 +53,9 @@ pub struct Client {
     http: Hyper<HttpConnector, Body>,
 }
 
+/// A WebSocket to the master (a one-off's terminal).
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
 /// A request body: bytes in memory, or a stream (a file, a pipe).
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -184,6 +187,41 @@ impl Client {
             .call(method, path, full(body.into()), "application/json")
             .await?;
         Self::decode(s, &b)
+    }
+
+    /// Opens a WebSocket to `path` (an upgrade authenticated like every
+    /// other call). A refusal is the API's error, as for [`get`](Self::get).
+    pub async fn websocket(&self, path: &str) -> Result<Socket, ClientError> {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error as WsError};
+        let authority = &self.base["http://".len()..];
+        let mut req = format!("ws://{authority}{path}")
+            .into_client_request()
+            .map_err(|_| ClientError::Url(self.base.clone()))?;
+        let bearer = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| ClientError::Url(self.base.clone()))?;
+        req.headers_mut().insert("authorization", bearer);
+        let connect_err = |why: String| ClientError::Connect {
+            url: self.base.clone(),
+            why,
+        };
+        let tcp = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        match tokio_tungstenite::client_async(req, tcp).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(WsError::Http(resp)) => {
+                let body = resp.body().clone().unwrap_or_default();
+                Err(Self::decode::<serde_json::Value>(resp.status(), &body)
+                    .err()
+                    .unwrap_or(ClientError::Protocol {
+                        status: resp.status().as_u16(),
+                        body: "a WebSocket upgrade answered without switching protocols".into(),
+                    }))
+            }
+            Err(e) => Err(connect_err(e.to_string())),
+        }
     }
 
     /// PUTs a file's bytes, streamed.

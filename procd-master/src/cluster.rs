@@ -44,6 +44,8 @@ pub struct Cluster {
     docker_nodes: Mutex<std::collections::HashSet<String>>,
     /// The build service, once `run` has set it up.
     builds: std::sync::OnceLock<std::sync::Arc<crate::builds::Builds>>,
+    /// Terminals of interactive one-offs being connected or in use.
+    pub terminals: crate::terminal::Terminals,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -71,6 +73,7 @@ impl Cluster {
             publisher,
             started: Instant::now(),
             builds: std::sync::OnceLock::new(),
+            terminals: Default::default(),
             docker_nodes: Mutex::default(),
         }
     }
@@ -154,6 +157,12 @@ impl Cluster {
                     .map(|(_, _, s)| (a.as_str(), s.as_str()))
             })
             .collect();
+        // CPU limits (the `cpu` setting).
+        let cpus: HashMap<&str, u32> = settings
+            .iter()
+            .filter(|(_, k, _)| k == "cpu")
+            .filter_map(|(a, _, v)| Some((a.as_str(), crate::api::cpu_millis(v)?)))
+            .collect();
         // Docker apps only go to nodes whose heartbeat offers docker.
         let containers = scheduler::Containers {
             apps: stacks.keys().map(|a| a.to_string()).collect(),
@@ -165,7 +174,7 @@ impl Cluster {
             store.update_placements(&current, &placed)?;
         }
         // One-offs (zeroku run) ride along on their node's list until they end.
-        let oneoffs: HashMap<String, String> = store
+        let oneoffs: HashMap<String, (String, Option<zeroku_conf::Tty>)> = store
             .active_oneoffs()?
             .into_iter()
             .map(|o| {
@@ -177,7 +186,7 @@ impl Cluster {
                     node: Some(o.node.clone()),
                     memory_mb: self.cfg.default_memory_mb,
                 });
-                (o.id, o.command)
+                (o.id, (o.command, o.tty))
             })
             .collect();
         // What each node should run. A list only changes when an instance
@@ -221,8 +230,10 @@ impl Cluster {
                         let seq = seqs.get(&p.app).copied().unwrap_or(0);
                         let mut s = spec(p, &releases[&p.app], seq);
                         s.stack = stacks.get(p.app.as_str()).map(|s| s.to_string());
-                        if let Some(cmd) = oneoffs.get(&p.id) {
+                        s.limits.cpu_millis = cpus.get(p.app.as_str()).copied().unwrap_or(0);
+                        if let Some((cmd, tty)) = oneoffs.get(&p.id) {
                             s.command = cmd.clone();
+                            s.tty = tty.clone();
                         }
                         if p.proc_type == routes::HANDLER_TYPE {
                             s.env.extend(routes::handler_env(
@@ -527,5 +538,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
             ..Limits::default()
         },
         stack: None,
+        tty: None,
     }
 }

@@ -25,6 +25,7 @@ pub mod logbook;
 pub mod routes;
 pub mod scheduler;
 pub mod store;
+pub mod terminal;
 pub mod views;
 
 use cluster::Cluster;
@@ -250,7 +251,8 @@ async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(api::handle(c, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "api connection") },

@@ -54,6 +54,8 @@ pub struct OneOff {
     pub node: String,
     /// How it ended, once it has.
     pub exit: Option<String>,
+    /// The terminal of an interactive one-off.
+    pub tty: Option<zeroku_conf::Tty>,
 }
 
 fn oneoff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OneOff> {
@@ -64,6 +66,10 @@ fn oneoff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OneOff> {
         command: r.get(3)?,
         node: r.get(4)?,
         exit: r.get(5)?,
+        tty: match (r.get(6)?, r.get(7)?, r.get(8)?) {
+            (Some(cols), Some(rows), Some(term)) => Some(zeroku_conf::Tty { cols, rows, term }),
+            _ => None,
+        },
     })
 }
 
@@ -168,6 +174,7 @@ CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, pr
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, node TEXT, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS oneoffs (id TEXT PRIMARY KEY, app TEXT NOT NULL, n INTEGER NOT NULL, command TEXT NOT NULL, node TEXT NOT NULL,
   created_at INTEGER NOT NULL, exit TEXT);
+CREATE TABLE IF NOT EXISTS oneoff_ttys (id TEXT PRIMARY KEY, cols INTEGER NOT NULL, rows INTEGER NOT NULL, term TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ssh_keys (name TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);
 ";
 
@@ -302,6 +309,10 @@ impl Store {
 
     pub fn delete_app(&mut self, name: &str) -> Result<bool> {
         let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM oneoff_ttys WHERE id IN (SELECT id FROM oneoffs WHERE app = ?1)",
+            [name],
+        )?;
         for table in [
             "config_vars",
             "releases",
@@ -322,7 +333,13 @@ impl Store {
     // ---- one-off instances (zeroku run)
 
     /// Records a one-off `<app>.run.<n>` on `node`; returns it.
-    pub fn create_oneoff(&mut self, app: &str, command: &str, node: &str) -> Result<OneOff> {
+    pub fn create_oneoff(
+        &mut self,
+        app: &str,
+        command: &str,
+        node: &str,
+        tty: Option<zeroku_conf::Tty>,
+    ) -> Result<OneOff> {
         let tx = self.db.transaction()?;
         let n: u32 = tx.query_row(
             "SELECT COALESCE(MAX(n), 0) + 1 FROM oneoffs WHERE app = ?1",
@@ -336,11 +353,18 @@ impl Store {
             command: command.to_string(),
             node: node.to_string(),
             exit: None,
+            tty,
         };
         tx.execute(
             "INSERT INTO oneoffs (id, app, n, command, node, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![o.id, o.app, o.n, o.command, o.node, now()],
         )?;
+        if let Some(t) = &o.tty {
+            tx.execute(
+                "INSERT OR REPLACE INTO oneoff_ttys (id, cols, rows, term) VALUES (?1, ?2, ?3, ?4)",
+                params![o.id, t.cols, t.rows, t.term],
+            )?;
+        }
         tx.commit()?;
         Ok(o)
     }
@@ -348,7 +372,7 @@ impl Store {
     /// One-offs still running (no exit recorded).
     pub fn active_oneoffs(&self) -> Result<Vec<OneOff>> {
         let mut st = self.db.prepare(
-            "SELECT id, app, n, command, node, exit FROM oneoffs WHERE exit IS NULL ORDER BY id",
+            "SELECT o.id, app, n, command, node, exit, t.cols, t.rows, t.term FROM oneoffs o LEFT JOIN oneoff_ttys t ON t.id = o.id WHERE exit IS NULL ORDER BY o.id",
         )?;
         let rows = st.query_map([], oneoff_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -358,7 +382,7 @@ impl Store {
         Ok(self
             .db
             .query_row(
-                "SELECT id, app, n, command, node, exit FROM oneoffs WHERE app = ?1 AND n = ?2",
+                "SELECT o.id, app, n, command, node, exit, t.cols, t.rows, t.term FROM oneoffs o LEFT JOIN oneoff_ttys t ON t.id = o.id WHERE app = ?1 AND n = ?2",
                 params![app, n],
                 oneoff_row,
             )

@@ -46,6 +46,7 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 "node": p.node,
                 "state": state,
                 "pid": status.and_then(|s| s.pid),
+                "container": status.and_then(|s| s.container.clone()),
                 "port": status.and_then(|s| s.port),
                 "restarts": status.map_or(0, |s| s.restarts),
                 "uptime_secs": status.filter(|s| s.pid.is_some()).map(|s| t.saturating_sub(s.started_at)),

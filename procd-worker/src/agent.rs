@@ -4,9 +4,11 @@ use crate::bus;
 use crate::docker::DockerRuntime;
 use crate::logs::LogTailer;
 use crate::native::NativeRuntime;
+use crate::runtime::{Runtime, Terminal};
 use crate::runtimes::Runtimes;
 use crate::slugcache::SlugCache;
 use crate::supervisor::{Event, Supervisor};
+use crate::terminal;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -316,6 +318,19 @@ pub async fn run(
                                 pending_logs.extend(log_lines(&rec, last));
                             }
                             tailer.remove(&rec);
+                        }
+                    }
+                }
+                for (rec, t) in sup.runtime().take_terminals() {
+                    let (client, node) = (client.clone(), cfg.node.clone());
+                    match t {
+                        Terminal::Pty(fd) => {
+                            tokio::spawn(terminal::relay_pty(client, node, rec.instance, fd));
+                        }
+                        Terminal::Container { id, cols, rows } => {
+                            if let Ok(d) = &sup.runtime().docker {
+                                d.relay_terminal(client, node, rec.instance, id, (cols, rows));
+                            }
                         }
                     }
                 }

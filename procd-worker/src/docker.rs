@@ -16,7 +16,9 @@
 //! task there refreshes every container's state twice a second, so `poll`
 //! never waits for the engine.
 
-use crate::runtime::{Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
+use crate::runtime::{
+    Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal, Terminal,
+};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
@@ -58,6 +60,8 @@ pub struct DockerRuntime {
     as_root: bool,
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     states: States,
+    /// TTY containers started since the agent last took them.
+    terminals: Mutex<Vec<(ProcRecord, Terminal)>>,
     /// `Docker Engine <version>`, for `zeroku nodes`.
     pub version: String,
 }
@@ -123,6 +127,7 @@ impl DockerRuntime {
             as_root: is_root(),
             jobs,
             states,
+            terminals: Mutex::default(),
             version: format!("Docker Engine {version}"),
         })
     }
@@ -321,6 +326,117 @@ async fn exit_of(docker: &Docker, id: &str) -> Exit {
     }
 }
 
+/// `M2_SEND_SPEC=...`/`M2_RECV_SPEC=...` with endpoints on this host's
+/// loopback (or any address) pointed at `gateway` instead, for a
+/// container; any other variable unchanged.
+fn host_endpoints(var: &str, gateway: &str) -> String {
+    let Some((name, value)) = var.split_once('=') else {
+        return var.to_string();
+    };
+    if !matches!(name, "M2_SEND_SPEC" | "M2_RECV_SPEC") || gateway.is_empty() {
+        return var.to_string();
+    }
+    let endpoints: Vec<String> = value
+        .split_whitespace()
+        .map(|ep| {
+            let local = ["127.0.0.1", "localhost", "0.0.0.0"]
+                .iter()
+                .find_map(|h| ep.strip_prefix(&format!("tcp://{h}:")));
+            match local {
+                Some(port) => format!("tcp://{gateway}:{port}"),
+                None => ep.to_string(),
+            }
+        })
+        .collect();
+    format!("{name}={}", endpoints.join(" "))
+}
+
+/// Removes a terminal's container that could not be started or used; it
+/// ends as far as the supervisor is concerned.
+async fn remove(d: &Docker, id: &str, states: &States) {
+    let opts = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    let _ = d.remove_container(id, Some(opts)).await;
+    lock(states).insert(id.to_string(), State::Exited(Exit::Unknown));
+}
+
+async fn resize(d: &Docker, id: &str, cols: u16, rows: u16) {
+    let opts = bollard::query_parameters::ResizeContainerTTYOptions {
+        w: i32::from(cols),
+        h: i32::from(rows),
+    };
+    if let Err(e) = d.resize_container_tty(id, opts).await {
+        tracing::debug!(container = id, error = %e, "cannot resize the terminal");
+    }
+}
+
+impl DockerRuntime {
+    /// Relays a TTY container's terminal to the master, on the docker
+    /// thread: attaches (with what it printed so far), then moves bytes
+    /// until it ends or the client hangs up (which closes its stdin).
+    pub fn relay_terminal(
+        &self,
+        client: zeroku_master::client::Client,
+        node: String,
+        instance: String,
+        id: String,
+        (cols, rows): (u16, u16),
+    ) {
+        let states = self.states.clone();
+        let _ = self.jobs.send(Box::new(move |d| {
+            Box::pin(async move {
+                let Some(ws) = crate::terminal::connect(&client, &node, &instance).await else {
+                    // Nobody to run it for: it never starts.
+                    remove(&d, &id, &states).await;
+                    return;
+                };
+                let opts = bollard::query_parameters::AttachContainerOptions {
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    stream: true,
+                    logs: true,
+                    ..Default::default()
+                };
+                let attached = match d.attach_container(&id, Some(opts)).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(instance, error = %e, "cannot attach to the container");
+                        remove(&d, &id, &states).await;
+                        return;
+                    }
+                };
+                if let Err(e) = d.start_container(&id, None::<StartContainerOptions>).await {
+                    tracing::warn!(instance, error = %e, "cannot start the container");
+                    remove(&d, &id, &states).await;
+                    return;
+                }
+                let output = attached
+                    .output
+                    .take_while(|r| std::future::ready(r.is_ok()))
+                    .filter_map(|r| std::future::ready(r.ok().map(|o| o.into_bytes())));
+                // The terminal gets its size once started, as with `docker
+                // run -it`: the change from 0x0 makes a shell draw its prompt.
+                resize(&d, &id, cols, rows).await;
+                let dr = d.clone();
+                crate::terminal::relay(
+                    &instance,
+                    ws,
+                    Box::pin(output),
+                    attached.input,
+                    move |c, r| {
+                        let (dr, id) = (dr.clone(), id.clone());
+                        async move { resize(&dr, &id, c, r).await }
+                    },
+                )
+                .await;
+            })
+        }));
+    }
+}
+
 /// Copies a container's output into its log file from `since` (unix s).
 async fn follow_logs(docker: Docker, id: String, path: PathBuf, since: i32) {
     let opts = LogsOptions {
@@ -376,6 +492,22 @@ impl Runtime for DockerRuntime {
             }
         }
         env.push(format!("ZEROKU_START_ID={start_id}"));
+        if req
+            .env
+            .get("M2_SEND_SPEC")
+            .is_some_and(|v| v.contains("tcp://127.0.0.1:") || v.contains("tcp://localhost:"))
+        {
+            tracing::warn!(
+                app = %spec.app,
+                instance = %spec.id,
+                "a handler in a container reaches a frontend on this node through the \
+                 network's gateway: its handler_bind must not be loopback only (e.g. 0.0.0.0)"
+            );
+        }
+        let tty = spec.tty.clone();
+        if let Some(t) = &tty {
+            env.push(format!("TERM={}", t.term));
+        }
         let labels = HashMap::from([
             (LABEL_NODE.to_string(), self.node.clone()),
             ("zeroku.app".to_string(), spec.app.clone()),
@@ -392,6 +524,8 @@ impl Runtime for DockerRuntime {
             binds: Some(vec![format!("{}:/app:ro", req.slug_dir.display())]),
             memory: mem,
             memory_swap: mem,
+            nano_cpus: (spec.limits.cpu_millis > 0)
+                .then(|| i64::from(spec.limits.cpu_millis) * 1_000_000),
             pids_limit: Some(if spec.limits.pids > 0 {
                 i64::from(spec.limits.pids)
             } else {
@@ -417,10 +551,7 @@ impl Runtime for DockerRuntime {
             }),
             ..Default::default()
         };
-        let script = format!(
-            "for f in /app/.profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done; exec {}",
-            spec.command
-        );
+        let script = crate::native::script(&spec.command);
         let body = ContainerCreateBody {
             image: Some(stack.clone()),
             cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
@@ -430,10 +561,19 @@ impl Runtime for DockerRuntime {
             labels: Some(labels),
             exposed_ports: web.then(|| HashMap::from([(port_key.clone(), HashMap::new())])),
             host_config: Some(host),
+            // An interactive one-off: a terminal, and stdin until the
+            // relay detaches.
+            tty: Some(tty.is_some()),
+            open_stdin: Some(tty.is_some()),
+            stdin_once: Some(tty.is_some()),
+            attach_stdin: Some(tty.is_some()),
+            attach_stdout: Some(tty.is_some()),
+            attach_stderr: Some(tty.is_some()),
             ..Default::default()
         };
         let (node, app) = (self.node.clone(), spec.app.clone());
         let cname = name.clone();
+        let interactive = tty.is_some();
         let id = self
             .call(move |d| async move {
                 if d.inspect_image(&stack).await.is_err() {
@@ -449,14 +589,29 @@ impl Runtime for DockerRuntime {
                     ])),
                     ..Default::default()
                 };
-                if d.inspect_network(
-                    &network,
-                    None::<bollard::query_parameters::InspectNetworkOptions>,
-                )
-                .await
-                .is_err()
-                {
-                    let _ = d.create_network(req).await;
+                let inspect = || {
+                    d.inspect_network(
+                        &network,
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
+                };
+                let net = match inspect().await {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        let _ = d.create_network(req).await;
+                        inspect().await.ok()
+                    }
+                };
+                // Frontends on this host's loopback are reached through the
+                // app network's gateway (the host, seen from the container).
+                let gateway = net
+                    .and_then(|n| n.ipam?.config?.into_iter().find_map(|c| c.gateway))
+                    .unwrap_or_default();
+                let mut body = body;
+                if let Some(env) = body.env.as_mut() {
+                    for e in env.iter_mut() {
+                        *e = host_endpoints(e, &gateway);
+                    }
                 }
                 let opts = CreateContainerOptions {
                     name: Some(cname),
@@ -466,19 +621,26 @@ impl Runtime for DockerRuntime {
                     .create_container(Some(opts), body)
                     .await
                     .map_err(|e| format!("creating the container: {e}"))?;
-                d.start_container(&c.id, None::<StartContainerOptions>)
-                    .await
-                    .map_err(|e| format!("starting the container: {e}"))?;
+                // A terminal's container starts once its relay is attached
+                // (like `docker run -it`), so no output is missed.
+                if !interactive {
+                    d.start_container(&c.id, None::<StartContainerOptions>)
+                        .await
+                        .map_err(|e| format!("starting the container: {e}"))?;
+                }
                 Ok(c.id)
             })
             .map_err(err)?;
         lock(&self.states).insert(id.clone(), State::Running);
-        let (lp, cid) = (log_path.clone(), id.clone());
-        let since = now() as i32;
-        let _ = self
-            .jobs
-            .send(Box::new(move |d| Box::pin(follow_logs(d, cid, lp, since))));
-        Ok(ProcRecord {
+        if tty.is_none() {
+            // (A terminal's output goes to the terminal, not the log.)
+            let (lp, cid) = (log_path.clone(), id.clone());
+            let since = now() as i32;
+            let _ = self
+                .jobs
+                .send(Box::new(move |d| Box::pin(follow_logs(d, cid, lp, since))));
+        }
+        let rec = ProcRecord {
             instance: spec.id.clone(),
             app: spec.app.clone(),
             release: spec.release,
@@ -488,8 +650,17 @@ impl Runtime for DockerRuntime {
             started_at: now(),
             log_path,
             start_id,
-            container: Some(id),
-        })
+            container: Some(id.clone()),
+        };
+        if let Some(t) = &tty {
+            let (cols, rows) = (t.cols, t.rows);
+            lock(&self.terminals).push((rec.clone(), Terminal::Container { id, cols, rows }));
+        }
+        Ok(rec)
+    }
+
+    fn take_terminals(&self) -> Vec<(ProcRecord, Terminal)> {
+        std::mem::take(&mut *lock(&self.terminals))
     }
 
     fn poll(&self, rec: &ProcRecord) -> Option<Exit> {
@@ -626,4 +797,25 @@ fn rand_u32() -> u32 {
         let _ = f.read_exact(&mut b);
     }
     u32::from_ne_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_endpoints;
+
+    #[test]
+    fn handler_endpoints_on_the_host_go_through_the_gateway() {
+        assert_eq!(
+            host_endpoints(
+                "M2_SEND_SPEC=tcp://127.0.0.1:10000 tcp://10.1.2.3:10000 tcp://0.0.0.0:10002",
+                "172.18.0.1"
+            ),
+            "M2_SEND_SPEC=tcp://172.18.0.1:10000 tcp://10.1.2.3:10000 tcp://172.18.0.1:10002"
+        );
+        assert_eq!(host_endpoints("PORT=5000", "172.18.0.1"), "PORT=5000");
+        assert_eq!(
+            host_endpoints("M2_RECV_SPEC=tcp://127.0.0.1:1", ""),
+            "M2_RECV_SPEC=tcp://127.0.0.1:1"
+        );
+    }
 }

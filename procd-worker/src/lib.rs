@@ -26,5 +26,6 @@ pub mod runtime;
 pub mod runtimes;
 pub mod slugcache;
 pub mod supervisor;
+pub mod terminal;
 
 pub use agent::{run, WorkerError};

@@ -18,7 +18,9 @@ mod sys;
 
 pub use procfs::{parse_proc_stat, read_proc_stat, ProcStat};
 
-use crate::runtime::{Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
+use crate::runtime::{
+    Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal, Terminal,
+};
 use cgroup::Cgroups;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -57,6 +59,8 @@ pub struct NativeRuntime {
     cgroups: Result<Cgroups, String>,
     /// Processes this worker started: pid → (child, start ticks).
     children: Mutex<HashMap<u32, (Child, u64)>>,
+    /// Terminals of one-offs started on one, until the agent takes them.
+    terminals: Mutex<Vec<(ProcRecord, Terminal)>>,
 }
 
 impl NativeRuntime {
@@ -100,6 +104,7 @@ impl NativeRuntime {
             as_root,
             cgroups,
             children: Mutex::new(HashMap::new()),
+            terminals: Mutex::default(),
         })
     }
 
@@ -371,15 +376,43 @@ impl Runtime for NativeRuntime {
         let pending_path = self.pending_path(&pending);
         self.write_json(&pending, &pending_path)?;
 
+        // An interactive one-off runs on a terminal instead of the log.
+        let pty = match &spec.tty {
+            Some(t) => {
+                let (master, slave) = sys::openpty(t.cols, t.rows)
+                    .map_err(|e| start_err(format!("cannot open a terminal: {e}")))?;
+                if let Some(uid) = uid {
+                    std::os::unix::fs::fchown(&slave, Some(uid), None)
+                        .map_err(|e| start_err(format!("cannot hand the terminal over: {e}")))?;
+                }
+                Some((master, slave))
+            }
+            None => None,
+        };
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(script(&spec.command))
             .current_dir(&slug_dir)
             .env_clear()
-            .envs(&req.env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .envs(&req.env);
+        match &pty {
+            Some((_, slave)) => {
+                let io = |fd: &std::os::fd::OwnedFd| {
+                    fd.try_clone()
+                        .map(Stdio::from)
+                        .map_err(|e| start_err(format!("cannot duplicate the terminal: {e}")))
+                };
+                cmd.stdin(io(slave)?).stdout(io(slave)?).stderr(io(slave)?);
+                if let Some(t) = &spec.tty {
+                    cmd.env("TERM", &t.term);
+                }
+            }
+            None => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::from(log))
+                    .stderr(Stdio::from(log_err));
+            }
+        }
         if !req.env.contains_key("PORT") {
             cmd.env("PORT", req.port.to_string());
         }
@@ -398,8 +431,16 @@ impl Runtime for NativeRuntime {
             cmd.uid(uid).gid(uid);
         }
         sys::new_session_on_spawn(&mut cmd);
+        if pty.is_some() {
+            sys::controlling_tty_on_spawn(&mut cmd);
+        }
 
-        let mut child = match cmd.spawn() {
+        let spawned = cmd.spawn();
+        // The child has its copies of the terminal: ours would keep it
+        // open after the child is gone.
+        drop(cmd);
+        let pty = pty.map(|(master, _slave)| master);
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 remove_logged(&pending_path);
@@ -444,6 +485,12 @@ impl Runtime for NativeRuntime {
         }
         remove_logged(&pending_path);
         self.children().insert(pid, (child, stat.start_ticks));
+        if let Some(master) = pty {
+            self.terminals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((rec.clone(), Terminal::Pty(master)));
+        }
         tracing::debug!(instance, pid, "started");
         Ok(rec)
     }
@@ -644,12 +691,30 @@ impl Runtime for NativeRuntime {
         }))
     }
 
+    fn take_terminals(&self) -> Vec<(ProcRecord, Terminal)> {
+        std::mem::take(&mut *self.terminals.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool {
         crate::runtime::port_accepts(rec.port, health_path)
     }
 }
 
 /// `<instance>.v<release>`: names the log file, tmp dir and cgroup.
+/// Sets the window size of a terminal (for [`crate::terminal`]).
+pub fn set_winsize(fd: &impl std::os::fd::AsRawFd, cols: u16, rows: u16) -> io::Result<()> {
+    sys::set_winsize(fd, cols, rows)
+}
+
+/// A terminal's master side, non-blocking and registered with tokio (for
+/// [`crate::terminal`]).
+pub fn async_terminal(
+    master: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    sys::set_nonblocking(&master)?;
+    sys::async_fd(std::fs::File::from(master))
+}
+
 fn key(instance: &str, release: u32) -> String {
     format!("{instance}.v{release}")
 }
@@ -667,8 +732,9 @@ fn valid_instance(id: &str) -> bool {
 /// The `sh -c` script: source the slug's `.profile.d/*.sh` (sorted by the
 /// shell's globbing, skipping unreadable ones, as Heroku does), then run the
 /// Procfile command — through `exec` when that cannot change its meaning, so
-/// the recorded pid is the app itself.
-fn script(command: &str) -> String {
+/// the recorded pid is the app itself. The Docker runtime runs the same
+/// script in `/app`.
+pub(crate) fn script(command: &str) -> String {
     let run = if exec_safe(command) {
         format!("exec {}", command.trim_start())
     } else {

@@ -51,6 +51,17 @@ pub struct ProcRecord {
     pub container: Option<String>,
 }
 
+/// The terminal of an interactive one-off, for the agent to relay to the
+/// master ([`crate::terminal`]).
+#[derive(Debug)]
+pub enum Terminal {
+    /// The master side of the pseudo-terminal the process runs on.
+    Pty(std::os::fd::OwnedFd),
+    /// A container started with a TTY and an open stdin, to attach to,
+    /// and the terminal's size.
+    Container { id: String, cols: u16, rows: u16 },
+}
+
 /// What [`Runtime::adopt`] found from an earlier run of the worker.
 #[derive(Debug, Default)]
 pub struct Adopted {
@@ -154,4 +165,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// connection to every `tcp://host:port` endpoint; `None` when this
     /// cannot be seen (then readiness falls back to running time).
     fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool>;
+    /// Terminals of interactive one-offs started since the last call.
+    fn take_terminals(&self) -> Vec<(ProcRecord, Terminal)> {
+        Vec::new()
+    }
 }

@@ -5,7 +5,9 @@
 
 use crate::docker::DockerRuntime;
 use crate::native::NativeRuntime;
-use crate::runtime::{Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal};
+use crate::runtime::{
+    Adopted, Exit, ProcRecord, Runtime, RuntimeError, StartRequest, StopSignal, Terminal,
+};
 
 pub struct Runtimes {
     pub native: NativeRuntime,
@@ -95,6 +97,14 @@ impl Runtime for Runtimes {
 
     fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool {
         self.of(rec).accepting(rec, health_path)
+    }
+
+    fn take_terminals(&self) -> Vec<(ProcRecord, Terminal)> {
+        let mut v = self.native.take_terminals();
+        if let Ok(d) = &self.docker {
+            v.extend(d.take_terminals());
+        }
+        v
     }
 
     fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool> {

@@ -672,11 +672,12 @@ impl<R: Runtime> Supervisor<R> {
                     id: s.spec.id.clone(),
                     release: s.spec.release,
                     state,
-                    pid: s.proc.as_ref().map(|p| p.rec.pid),
+                    pid: s.proc.as_ref().and_then(|p| pid_of(&p.rec)),
                     port: (s.port != 0).then_some(s.port),
                     restarts: s.restarts,
                     started_at: s.proc.as_ref().map_or(0, |p| p.rec.started_at),
                     last_exit: s.last_exit.clone(),
+                    container: s.proc.as_ref().and_then(|p| container_of(&p.rec)),
                 }
             })
             .collect();
@@ -684,15 +685,28 @@ impl<R: Runtime> Supervisor<R> {
             id: p.rec.instance.clone(),
             release: p.rec.release,
             state: InstanceState::Stopping,
-            pid: Some(p.rec.pid),
+            pid: pid_of(&p.rec),
             port: Some(p.rec.port),
             restarts: 0,
             started_at: p.rec.started_at,
             last_exit: None,
+            container: container_of(&p.rec),
         }));
         out.sort_by(|a, b| (&a.id, a.release).cmp(&(&b.id, b.release)));
         out
     }
+}
+
+/// The process id, for a native process.
+fn pid_of(rec: &ProcRecord) -> Option<u32> {
+    (rec.container.is_none() && rec.pid != 0).then_some(rec.pid)
+}
+
+/// The container's short id (as `docker ps` shows it).
+fn container_of(rec: &ProcRecord) -> Option<String> {
+    rec.container
+        .as_deref()
+        .map(|c| c.chars().take(12).collect())
 }
 
 #[cfg(test)]

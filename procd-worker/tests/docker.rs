@@ -48,6 +48,7 @@ fn spec(id: &str, proc_type: &str, command: &str) -> InstanceSpec {
             ..Limits::default()
         },
         stack: Some(STACK.into()),
+        tty: None,
     }
 }
 

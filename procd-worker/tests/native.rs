@@ -32,6 +32,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
         },
         limits: Limits::default(),
         stack: None,
+        tty: None,
     }
 }
 

@@ -18,9 +18,25 @@ pub async fn list(api: &Api) -> Result<()> {
     Ok(())
 }
 
-pub async fn create(api: &Api, name: &str) -> Result<()> {
+pub async fn create(
+    api: &Api,
+    name: &str,
+    runtime: Option<&str>,
+    stack: Option<&str>,
+) -> Result<()> {
+    let mut settings = serde_json::Map::new();
+    if let Some(r) = runtime {
+        settings.insert("runtime".into(), json!(r));
+    }
+    if let Some(s) = stack {
+        settings.insert("stack".into(), json!(s));
+    }
     let app: Value = client(api)?
-        .send(Method::POST, "/v1/apps", &json!({ "name": name }))
+        .send(
+            Method::POST,
+            "/v1/apps",
+            &json!({ "name": name, "settings": settings }),
+        )
         .await
         .map_err(explain)?;
     if api.json {
@@ -30,7 +46,10 @@ pub async fn create(api: &Api, name: &str) -> Result<()> {
             .get(&format!("/v1/apps/{}", enc(name)))
             .await
             .map_err(explain)?;
-        println!("Created app {name}");
+        match (runtime, stack) {
+            (Some("docker"), Some(s)) => println!("Created app {name} (docker, stack {s})"),
+            _ => println!("Created app {name}"),
+        }
         println!("Git remote: {}", git_remote(api, &info));
         println!("Next: git remote add zeroku <that URL> && git push zeroku main");
         println!("      (or without git: zeroku deploy -a {name} <dir>)");

@@ -86,19 +86,38 @@ fn command_line(args: &[String]) -> String {
 /// together, as the logs keep it) is printed as it comes and the exit code
 /// of the command becomes this program's. No terminal is attached: the
 /// command's stdin is empty.
-pub async fn run(api: &Api, app: &str, command: &[String], detach: bool) -> Result<()> {
+pub async fn run(
+    api: &Api,
+    app: &str,
+    command: &[String],
+    detach: bool,
+    no_tty: bool,
+) -> Result<()> {
     let c = client(api)?;
     let line = command_line(command);
+    // Like `heroku run`: a terminal when ours is one.
+    let tty = (!detach && !no_tty && !api.json && super::terminal::interactive()).then(|| {
+        let (cols, rows) = super::terminal::size();
+        let term = std::env::var("TERM")
+            .ok()
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic()))
+            .unwrap_or_else(|| "xterm".into());
+        serde_json::json!({ "cols": cols, "rows": rows, "term": term })
+    });
     let o: Value = c
         .send(
             zeroku_master::client::Method::POST,
             &format!("/v1/apps/{}/runs", enc(app)),
-            &serde_json::json!({ "command": line }),
+            &serde_json::json!({ "command": line, "tty": tty }),
         )
         .await
         .map_err(explain)?;
     let id = o["id"].as_str().unwrap_or("?").to_string();
     let n = o["n"].as_u64().unwrap_or(0);
+    if tty.is_some() {
+        let code = super::terminal::attach(&c, app, n, &id).await?;
+        std::process::exit(code);
+    }
     if detach {
         if api.json {
             crate::output::json(&o);

@@ -10,6 +10,7 @@ mod nodes;
 mod ps;
 mod releases;
 mod routing;
+mod terminal;
 
 use crate::cli::{Api, Command};
 use anyhow::{anyhow, Context, Result};
@@ -72,7 +73,12 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             daemons::worker(data, config, flags, token, check).await
         }
         Apps { api } => apps::list(&api).await,
-        AppsCreate { name, api } => apps::create(&api, &name).await,
+        AppsCreate {
+            name,
+            runtime,
+            stack,
+            api,
+        } => apps::create(&api, &name, runtime.as_deref(), stack.as_deref()).await,
         AppsInfo { app, api } => apps::info(&api, &app.app).await,
         AppsDestroy { app, confirm, api } => apps::destroy(&api, &app.app, &confirm).await,
         AppsSettings { app, pairs, api } => apps::settings(&api, &app.app, &pairs).await,
@@ -92,9 +98,10 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         Run {
             app,
             detach,
+            no_tty,
             command,
             api,
-        } => logs::run(&api, &app.app, &command, detach).await,
+        } => logs::run(&api, &app.app, &command, detach, no_tty).await,
         Stacks { api } => nodes::stacks(&api).await,
         StacksImport { name, tarball, api } => nodes::stacks_import(&api, &name, &tarball).await,
         Keys { api } => keys::list(&api).await,

@@ -21,7 +21,10 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
             cell(&p["id"]),
             cell(&p["node"]),
             cell(&p["state"]),
-            cell(&p["pid"]),
+            match p["container"].as_str() {
+                Some(c) => format!("container {c}"),
+                None => cell(&p["pid"]),
+            },
             cell(&p["restarts"]),
             p["uptime_secs"].as_u64().map_or("-".into(), duration),
             p["release"]
@@ -39,7 +42,7 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
             "instance",
             "node",
             "state",
-            "pid",
+            "pid / container",
             "restarts",
             "uptime",
             "release",

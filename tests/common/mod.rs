@@ -535,3 +535,40 @@ pub fn http_request(addr: &str, raw: &str) -> Result<(u16, String, String), Stri
         .ok_or_else(|| format!("no status in {head:?}"))?;
     Ok((status, head.to_string(), body.to_string()))
 }
+
+/// Removes the containers of test node `.0` from the engine when dropped,
+/// whatever happened.
+pub struct DockerCleanup(pub String);
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=zeroku.node={}", self.0),
+            ])
+            .output();
+        if let Ok(o) = out {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+/// Builds the busybox stack (stacks/busybox-rootfs.sh) and imports it as
+/// `name` through the CLI.
+pub fn import_busybox_stack(c: &TestCluster, name: &str) {
+    let tar = c.dir.path().join(format!("{name}.tar"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/busybox-rootfs.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg(&tar)
+        .status()
+        .expect("run stacks/busybox-rootfs.sh");
+    assert!(st.success(), "stacks/busybox-rootfs.sh failed");
+    c.cli_ok(&["stacks:import", name, tar.to_str().expect("utf8")])
+        .unwrap_or_else(|e| panic!("{e}"));
+}

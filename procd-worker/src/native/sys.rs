@@ -1,12 +1,14 @@
 //! The only `unsafe` of the native runtime: thin, safe wrappers around the
 //! few libc calls std does not offer (euid, process-group kill, non-blocking
-//! waitpid, and the `pre_exec` hook that starts a new session).
+//! waitpid, the `pre_exec` hooks that start a new session and take a
+//! controlling terminal, and pseudo-terminals).
 //!
 //! Must not hold any policy: callers decide *whom* to signal or reap.
 #![allow(unsafe_code)]
 
 use crate::runtime::Exit;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -89,4 +91,99 @@ pub fn new_session_on_spawn(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// A new pseudo-terminal of `cols` x `rows`: (master, slave), both
+/// close-on-exec (the child gets the slave as its stdio, which `dup2`
+/// clears the flag on).
+pub fn openpty(cols: u16, rows: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: the out-pointers are valid c_ints for the call; name and
+    // termios are null (allowed), `size` is a valid winsize read only.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openpty succeeded, so both are open descriptors we now own.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: fcntl on a descriptor we own, with integer arguments.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok((master, slave))
+}
+
+/// Sets the window size of the terminal `fd` (the kernel sends SIGWINCH
+/// to its foreground process group).
+pub fn set_winsize(fd: &impl AsRawFd, cols: u16, rows: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer given.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes the child's stdin (a terminal) its controlling terminal. Must be
+/// registered after [`new_session_on_spawn`] (a session leader may take
+/// one).
+pub fn controlling_tty_on_spawn(cmd: &mut Command) {
+    // SAFETY: runs in the forked child before exec and calls only the
+    // async-signal-safe ioctl system call on descriptor 0.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl with integer arguments on a descriptor the caller owns.
+    let rc = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK)
+        }
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Registers `file` (non-blocking) with tokio's reactor.
+pub fn async_fd(file: std::fs::File) -> io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    // SAFETY: the File owns its descriptor, which stays open and the same
+    // until the File is dropped with the AsyncFd that owns it.
+    unsafe { tokio::io::unix::AsyncFd::register(file).map_err(io::Error::from) }
 }

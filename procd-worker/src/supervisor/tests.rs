@@ -145,6 +145,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         },
         limits: Limits::default(),
         stack: None,
+        tty: None,
     }
 }
 
