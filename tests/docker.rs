@@ -178,6 +178,45 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
             .contains("busybox")
     );
 
+    // The stack re-imported under the same name (here with one more file)
+    // reaches the node: the app moves to the new image.
+    let v1 = c.json(&["stacks"])[0]["version"].clone();
+    let tar = c.dir.path().join("zk-busybox-e2e.tar");
+    let extra = tempdir();
+    write_tree(extra.path(), &[("etc/zk-stack", "second\n")]);
+    let st = std::process::Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-rf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(extra.path())
+        .arg("./etc/zk-stack")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.cli_ok(&["stacks:import", "zk-busybox-e2e", tar.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stacks = c.json(&["stacks"]);
+    assert!(stacks[0]["version"].is_string(), "{stacks}");
+    assert_ne!(stacks[0]["version"], v1, "{stacks}");
+    eventually(
+        Duration::from_secs(40),
+        "a container of the new stack",
+        || {
+            let now = running(&node, "box");
+            if now.len() == 1 && now != ids {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    );
+    let out = c
+        .cli_ok(&["run", "-a", "box", "--", "cat", "/etc/zk-stack"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.trim(), "second");
+    let stacks = c.json(&["stacks"]);
+    assert!(stacks.to_string().contains(&node), "{stacks}");
+
     // Scaled to zero, the container is stopped and removed.
     c.cli_ok(&["ps:scale", "-a", "box", "web=0"]).unwrap();
     eventually(Duration::from_secs(40), "container removed", || {
@@ -362,38 +401,28 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
 /// The Rust handler example: as `cargo test --workspace --all-targets`
 /// left it (`examples/rust_handler-<hash>`), or built here.
 fn rust_handler() -> std::path::PathBuf {
+    // `examples/rust_handler` is the program; `rust_handler-<hash>` may be
+    // the example built as a test harness (`cargo test --all-targets`),
+    // which runs no handler at all. Cargo is run every time: a no-op when
+    // the program is up to date, and it never runs a stale one.
     let dir = std::path::Path::new(bin())
         .parent()
         .expect("target dir")
         .join("examples");
-    let built = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("rust_handler-")
-                .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
-        })
-        // The newest, if older builds are still there.
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
-    if let Some(e) = built {
-        return e.path();
-    }
+    let st = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "zeroku-frontend",
+            "--example",
+            "rust_handler",
+        ])
+        .status()
+        .expect("cargo build");
+    assert!(st.success(), "cargo build --example rust_handler failed");
     let p = dir.join("rust_handler");
-    if !p.exists() {
-        let st = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "zeroku-frontend",
-                "--example",
-                "rust_handler",
-            ])
-            .status()
-            .expect("cargo build");
-        assert!(st.success());
-    }
+    assert!(p.exists(), "{} was not built", p.display());
     p
 }
 

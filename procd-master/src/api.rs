@@ -846,13 +846,16 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 let Some(stack) = name.strip_suffix(".tar") else {
                     continue;
                 };
+                // Nodes with its current version.
+                let image = crate::stacks::image(&dir, stack);
                 let nodes: Vec<&String> = on
                     .iter()
-                    .filter(|(_, s)| s.iter().any(|x| x == stack))
+                    .filter(|(_, s)| s.contains(&image))
                     .map(|(n, _)| n)
                     .collect();
                 let size = e.metadata().map_or(0, |m| m.len());
-                rows.push(json!({"name": stack, "size": size, "nodes": nodes}));
+                let version = image.split_once(':').map(|(_, v)| v);
+                rows.push(json!({"name": stack, "size": size, "version": version, "nodes": nodes}));
             }
             rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             ok(json!(rows))
@@ -874,10 +877,20 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             tokio::fs::rename(&tmp, &path)
                 .await
                 .map_err(ApiError::internal)?;
-            tracing::info!(stack = %name, bytes = n, "stack imported");
+            let (d, s) = (dir.clone(), name.to_string());
+            let version = tokio::task::spawn_blocking(move || crate::stacks::record(&d, &s))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            // Docker apps on this stack move to the new version: every
+            // list is rebuilt (a node whose specs are unchanged keeps its
+            // generation's contents and restarts nothing).
+            c.invalidate_lists();
+            change(c, |_| Ok(()))?;
+            tracing::info!(stack = %name, bytes = n, %version, "stack imported");
             Ok(Reply::Json(
                 StatusCode::CREATED,
-                json!({"name": name, "size": n}),
+                json!({"name": name, "size": n, "version": version}),
             ))
         }
         (&Method::PUT, ["slugs", sha]) => {

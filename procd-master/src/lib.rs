@@ -24,6 +24,7 @@ pub mod keys;
 pub mod logbook;
 pub mod routes;
 pub mod scheduler;
+pub mod stacks;
 pub mod store;
 pub mod terminal;
 pub mod views;

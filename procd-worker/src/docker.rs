@@ -219,6 +219,10 @@ async fn fetch_and_import(
     stack: &str,
     dir: &Path,
 ) -> Result<(), String> {
+    // `<name>:<version>` (the master's current version when it placed the
+    // instance) or a bare `<name>`: the tarball is the stack's, the tag the
+    // version asked for.
+    let (stack, tag) = stack.split_once(':').unwrap_or((stack, "latest"));
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = dir.join(format!("{stack}.tar.part"));
     let client = zeroku_master::client::Client::new(master, token).map_err(|e| e.to_string())?;
@@ -233,7 +237,7 @@ async fn fetch_and_import(
     let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
         .from_src("-")
         .repo(stack)
-        .tag("latest")
+        .tag(tag)
         .build();
     let mut st = d.create_image(Some(opts), Some(bollard::body_stream(body)), None);
     let mut result = Ok(());
@@ -272,10 +276,13 @@ async fn refresh(docker: Docker, node: String, states: States, images: Arc<Mutex
                 .list_images(None::<bollard::query_parameters::ListImagesOptions>)
                 .await
             {
+                // As instances name them: `<stack>:<version>`, and a bare
+                // `<stack>` for `latest`.
                 let names: Vec<String> = list
                     .iter()
                     .flat_map(|i| i.repo_tags.iter())
-                    .filter_map(|t| t.strip_suffix(":latest").map(String::from))
+                    .filter(|t| t.as_str() != "<none>:<none>")
+                    .map(|t| t.strip_suffix(":latest").unwrap_or(t).to_string())
                     .collect();
                 *lock(&images) = names;
             }

@@ -90,6 +90,7 @@ pub async fn stacks(api: &Api) -> Result<()> {
         let nodes = each(&s["nodes"], cell);
         vec![
             cell(&s["name"]),
+            cell(&s["version"]),
             format!(
                 "{:.1} MB",
                 s["size"].as_u64().unwrap_or(0) as f64 / 1048576.0
@@ -101,7 +102,10 @@ pub async fn stacks(api: &Api) -> Result<()> {
             },
         ]
     });
-    table(&["stack", "size", "on nodes"], &rows);
+    table(
+        &["stack", "version", "size", "on nodes (this version)"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -117,7 +121,8 @@ pub async fn stacks_import(api: &Api, name: &str, tarball: &std::path::Path) -> 
         json(&v);
     } else {
         println!(
-            "Imported stack {name} ({:.1} MB). Use it: zeroku apps:settings -a APP runtime=docker stack={name}",
+            "Imported stack {name} version {} ({:.1} MB); apps on it move to this version. Use it: zeroku apps:settings -a APP runtime=docker stack={name}",
+            v["version"].as_str().unwrap_or("?"),
             v["size"].as_u64().unwrap_or(0) as f64 / 1048576.0
         );
     }
