@@ -166,6 +166,9 @@ run_wrk() { # timeout-seconds output-file wrk-args...
   WRK=""
 }
 
+# perf counts the servers' system calls when it can (kernel.perf_event_paranoid, root).
+PERF=""
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then PERF=1; fi
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
 # measure NAME GROUP(handler|proxy) PORT HOST SERVER_PIDS BACKEND_PIDS  (pid lists space-separated)
@@ -178,17 +181,31 @@ measure() {
   [ "$server" = "$FRONTEND" ] && thread_ticks "$FRONTEND" > "$WORK/threads-$tag.0"
   # shellcheck disable=SC2086
   read -r su0 ss0 <<< "$(cpu_ticks $server)"; read -r bu0 bs0 <<< "$(cpu_ticks $backend)"
+  # System calls of the server (and its children) during the measured run, when perf can
+  # count them: steadier than CPU time from run to run, and where the kernel share comes from.
+  local perf_pid="" sc=0 p q pids=""
+  if [ -n "$PERF" ]; then
+    for p in $server; do for q in $p $(ps -o pid= --ppid "$p" 2>/dev/null); do pids="$pids${pids:+,}$q"; done; done
+    perf stat -x, -e raw_syscalls:sys_enter -p "$pids" -o "$WORK/perf-$tag.txt" 2>/dev/null &
+    perf_pid=$!
+  fi
   run_wrk $((DURATION + 30)) "$WORK/wrk.out" -d"${DURATION}s" --latency \
     -s "$ROOT/bench/frontend/wrk-report.lua" -H "Host: $host" "http://127.0.0.1:$port/"
   out="$(cat "$WORK/wrk.out")"
   # shellcheck disable=SC2086
   read -r su1 ss1 <<< "$(cpu_ticks $server)"; read -r bu1 bs1 <<< "$(cpu_ticks $backend)"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    sc="$(awk -F, '/raw_syscalls:sys_enter/ {print $1}' "$WORK/perf-$tag.txt" 2>/dev/null | head -1)"
+    case "$sc" in '' | *[!0-9]*) sc=0 ;; esac
+  fi
   [ "$server" = "$FRONTEND" ] && thread_ticks "$FRONTEND" > "$WORK/threads-$tag.1"
   printf '%s\n' "$out" > "$WORK/wrk-$tag.txt"
   local r
   r="$(printf '%s\n' "$out" | grep '^RESULT ')" || die "$name: no RESULT line from wrk:\n$out"
-  printf '%s\t%s\t%s server_user=%s server_sys=%s backend_ticks=%s\n' "$name" "$group" "$r" \
-    $((su1 - su0)) $((ss1 - ss0)) $((bu1 + bs1 - bu0 - bs0)) >> "$RESULTS"
+  printf '%s\t%s\t%s server_user=%s server_sys=%s backend_ticks=%s syscalls=%s\n' "$name" "$group" "$r" \
+    $((su1 - su0)) $((ss1 - ss0)) $((bu1 + bs1 - bu0 - bs0)) "$sc" >> "$RESULTS"
   say "$name: $(printf '%s\n' "$out" | grep -E 'Requests/sec|Non-2xx|Socket errors' | tr -s ' ' | paste -sd';')"
 }
 
@@ -329,6 +346,7 @@ for line in open(path):
         sys_share=ss / (su + ss) if su + ss else 0,
         bcpu=int(kv["backend_ticks"]) / ticks / n * 1000 if n else float("nan"),
         errors=int(kv["socket_errors"]) + int(kv["status_errors"]),
+        sc=int(kv["syscalls"]) / n if n and int(kv["syscalls"]) else float("nan"),
     ))
 ref = {"handler": next((r for r in rows if r["name"].startswith("Mongrel2")), None),
        "proxy": next((r for r in rows if r["name"].startswith("nginx")), None)}
@@ -342,11 +360,12 @@ def ratio(r, k):
 print()
 print(f"### frontend: wrk -t{threads} -c{conns} -d{duration}s, GET / (ratios: handler rows to Mongrel2, proxy rows to nginx)")
 print()
-print("| setup | req/s | × | p50 ms | × | p99 ms | × | server CPU s / 1k req | × | backend CPU s / 1k req | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| setup | req/s | × | p50 ms | × | p99 ms | × | server CPU s / 1k req | × | server syscalls / req | × | backend CPU s / 1k req | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     print(f"| {r['name']} | {r['rps']:,.0f} | {ratio(r, 'rps')} | {r['p50']:.2f} | {ratio(r, 'p50')} | "
-          f"{r['p99']:.2f} | {ratio(r, 'p99')} | {r['cpu']:.3f} | {ratio(r, 'cpu')} | {r['bcpu']:.3f} | {r['errors']} |")
+          f"{r['p99']:.2f} | {ratio(r, 'p99')} | {r['cpu']:.3f} | {ratio(r, 'cpu')} | "
+          f"{r['sc']:.2f} | {ratio(r, 'sc')} | {r['bcpu']:.3f} | {r['errors']} |")
 
 # Where each server's CPU went: user vs kernel, and for zeroku by thread. libzmq's I/O threads
 # inherit the name of the thread that created the context (a tokio worker, here).
