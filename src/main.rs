@@ -10,6 +10,12 @@ mod output;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: the frontend allocates per request
+/// (hyper's heads, header maps, handler messages), and glibc's malloc and
+/// free were 7% of its CPU behind the proxy (bench/frontend.sh under perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     // Held until exit: dropping it flushes the daemons' log.
@@ -24,7 +30,13 @@ fn main() -> std::process::ExitCode {
         // nginx's throughput (fewer cross-thread wake-ups).
         // TOKIO_WORKER_THREADS overrides.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        builder.worker_threads((cores / 2).max(1));
+        if cores / 2 <= 1 {
+            // One thread: tokio's current-thread scheduler, which skips the
+            // multi-thread one's work-stealing queues and wake-up atomics.
+            builder = tokio::runtime::Builder::new_current_thread();
+        } else {
+            builder.worker_threads(cores / 2);
+        }
     }
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,

@@ -800,6 +800,18 @@ fn build_response(
             hyper::header::HeaderValue::from_static("close"),
         );
     }
+    if let Framing::Length(n) = framing {
+        if rest.len() as u64 >= n {
+            // The usual case: the whole body came with the head. hyper then
+            // writes head and body together, and the request is done with
+            // its handler now (`guard` forgets it). Bytes past the length
+            // are dropped, as the streaming path does.
+            let body = rest.freeze().slice(..n as usize);
+            drop(guard);
+            *resp.body_mut() = Full::new(body).map_err(|e| match e {}).boxed();
+            return resp;
+        }
+    }
     let state = BodyState {
         rx,
         framing,
