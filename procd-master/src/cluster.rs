@@ -157,15 +157,16 @@ impl Cluster {
                     .map(|(_, _, s)| (a.as_str(), s.as_str()))
             })
             .collect();
-        // The image each of them runs in: the stack's current version.
+        // The image each stack's apps run in: its current version (one
+        // small file read per stack in use).
         let stacks_dir = self.builds().map(|b| b.data.join("stacks"));
         let images: HashMap<&str, String> = stacks
-            .iter()
-            .map(|(a, s)| {
+            .values()
+            .map(|s| {
                 let image = stacks_dir
                     .as_deref()
                     .map_or_else(|| s.to_string(), |d| crate::stacks::image(d, s));
-                (*a, image)
+                (*s, image)
             })
             .collect();
         // CPU limits (the `cpu` setting).
@@ -240,7 +241,10 @@ impl Cluster {
                     .map(|p| {
                         let seq = seqs.get(&p.app).copied().unwrap_or(0);
                         let mut s = spec(p, &releases[&p.app], seq);
-                        s.stack = images.get(p.app.as_str()).cloned();
+                        s.stack = stacks
+                            .get(p.app.as_str())
+                            .and_then(|st| images.get(st))
+                            .cloned();
                         s.limits.cpu_millis = cpus.get(p.app.as_str()).copied().unwrap_or(0);
                         if let Some((cmd, tty)) = oneoffs.get(&p.id) {
                             s.command = cmd.clone();
