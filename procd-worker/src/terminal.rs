@@ -22,7 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use zeroku_master::client::{Client, ClientError, Socket};
 
 /// Opens this node's side of `instance`'s terminal, retrying for a few
@@ -58,36 +58,31 @@ fn parse_resize(text: &str) -> Option<(u16, u16)> {
 
 /// Moves bytes between `ws` and a terminal until either ends: `output` is
 /// what the terminal shows, `input` takes the keys, `resize` sets its size.
-pub async fn relay<O, I, R, F>(
-    instance: &str,
-    ws: Socket,
-    mut output: O,
-    mut input: I,
-    mut resize: R,
-) where
+/// The two directions run side by side, so a paste the program is slow
+/// to read never holds up what it prints (or the reverse).
+pub async fn relay<W, O, I, R, F>(instance: &str, ws: W, mut output: O, mut input: I, mut resize: R)
+where
+    W: Stream<Item = Result<Message, WsError>> + futures_util::Sink<Message> + Unpin,
     O: Stream<Item = Bytes> + Unpin,
     I: AsyncWrite + Unpin,
     R: FnMut(u16, u16) -> F,
     F: Future<Output = ()>,
 {
     let (mut tx, mut rx) = ws.split();
-    loop {
-        tokio::select! {
-            out = output.next() => match out {
-                Some(b) => {
-                    if tx.send(Message::Binary(b)).await.is_err() {
-                        break;
-                    }
-                }
-                None => {
-                    tracing::info!(instance, "terminal ended");
-                    break;
-                }
-            },
-            m = rx.next() => match m {
+    let shown = async {
+        while let Some(b) = output.next().await {
+            if tx.send(Message::Binary(b)).await.is_err() {
+                return;
+            }
+        }
+        tracing::info!(instance, "terminal ended");
+    };
+    let typed = async {
+        loop {
+            match rx.next().await {
                 Some(Ok(Message::Binary(b))) => {
                     if input.write_all(&b).await.is_err() {
-                        break;
+                        return;
                     }
                 }
                 Some(Ok(Message::Text(t))) => {
@@ -97,11 +92,15 @@ pub async fn relay<O, I, R, F>(
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     tracing::info!(instance, "terminal hung up by the client");
-                    break;
+                    return;
                 }
                 Some(Ok(_)) => {}
-            },
+            }
         }
+    };
+    tokio::select! {
+        _ = shown => {}
+        _ = typed => {}
     }
     let _ = tx.close().await;
 }
@@ -197,7 +196,66 @@ pub async fn relay_pty(client: Client, node: String, instance: String, master: O
 
 #[cfg(test)]
 mod tests {
-    use super::parse_resize;
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+
+    /// A program that never reads its terminal's input.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn output_keeps_flowing_while_a_paste_waits_for_the_program() {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let node = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let mut cli = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        const CHUNKS: usize = 2000;
+        let output = futures_util::stream::iter((0..CHUNKS).map(|_| Bytes::from(vec![b'x'; 1024])));
+        let relay = tokio::spawn(async move {
+            relay(
+                "t.run.1",
+                node,
+                output,
+                Stuck,
+                |_, _| std::future::ready(()),
+            )
+            .await;
+        });
+        // A 1 MiB paste the program will never take, then read what it shows.
+        let mut shown = 0;
+        let read = async {
+            cli.send(Message::Binary(Bytes::from(vec![b'p'; 1 << 20])))
+                .await
+                .unwrap();
+            while let Some(Ok(m)) = cli.next().await {
+                match m {
+                    Message::Binary(b) => shown += b.len(),
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the output stalled behind the paste");
+        assert_eq!(shown, CHUNKS * 1024);
+        relay.await.unwrap();
+    }
 
     #[test]
     fn resize_messages() {

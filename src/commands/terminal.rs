@@ -75,43 +75,56 @@ pub async fn attach(c: &Client, app: &str, n: u64, id: &str) -> Result<i32> {
         .map_err(explain)?;
     let (mut tx, mut rx) = ws.split();
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let mut stdin = tokio::io::stdin();
-    let mut buf = vec![0u8; 4096];
-    let mut stdin_open = true;
     let mut stdout = std::io::stdout();
     let raw = RawMode::enter()?;
-    let mut ended: Option<String> = None;
-    loop {
-        tokio::select! {
-            r = stdin.read(&mut buf), if stdin_open => match r {
-                Ok(0) | Err(_) => stdin_open = false,
-                Ok(k) => {
-                    if tx.send(Message::Binary(buf[..k].to_vec().into())).await.is_err() {
-                        break;
+    // Keys and resizes go up while output comes down, side by side: a
+    // paste the remote program is slow to take never holds up its output.
+    let up = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 4096];
+        let mut stdin_open = true;
+        loop {
+            let m = tokio::select! {
+                r = stdin.read(&mut buf), if stdin_open => match r {
+                    Ok(0) | Err(_) => {
+                        stdin_open = false;
+                        continue;
                     }
+                    Ok(k) => Message::Binary(buf[..k].to_vec().into()),
+                },
+                _ = winch.recv() => {
+                    let (cols, rows) = size();
+                    let m = serde_json::json!({"resize": {"cols": cols, "rows": rows}});
+                    Message::Text(m.to_string().into())
                 }
-            },
-            _ = winch.recv() => {
-                let (cols, rows) = size();
-                let m = serde_json::json!({"resize": {"cols": cols, "rows": rows}});
-                let _ = tx.send(Message::Text(m.to_string().into())).await;
+            };
+            if tx.send(m).await.is_err() {
+                return;
             }
-            m = rx.next() => match m {
-                Some(Ok(Message::Binary(b))) => {
+        }
+    };
+    let down = async {
+        while let Some(m) = rx.next().await {
+            match m {
+                Ok(Message::Binary(b)) => {
                     let _ = stdout.write_all(&b);
                     let _ = stdout.flush();
                 }
-                Some(Ok(Message::Close(f))) => {
-                    if let Some(f) = f.filter(|f| f.code != CloseCode::Normal && !f.reason.is_empty()) {
-                        ended = Some(f.reason.to_string());
-                    }
-                    break;
+                Ok(Message::Close(f)) => {
+                    return f
+                        .filter(|f| f.code != CloseCode::Normal && !f.reason.is_empty())
+                        .map(|f| f.reason.to_string());
                 }
-                Some(Ok(_)) => {}
-                None | Some(Err(_)) => break,
-            },
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
-    }
+        None
+    };
+    let ended: Option<String> = tokio::select! {
+        _ = up => None,
+        why = down => why,
+    };
     drop(raw);
     if let Some(why) = &ended {
         eprintln!("\r\nzeroku: {why}");
