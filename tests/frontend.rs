@@ -39,8 +39,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        out = ("hello web from %s xfp=%s rid=%s" % (os.environ.get("ZEROKU_INSTANCE"),
-            self.headers.get("X-Forwarded-Proto"), bool(self.headers.get("X-Request-Id")))).encode()
+        out = ("hello web from %s xfp=%s rid=%s xff=%s xfport=%s" % (os.environ.get("ZEROKU_INSTANCE"),
+            self.headers.get("X-Forwarded-Proto"), bool(self.headers.get("X-Request-Id")),
+            self.headers.get("X-Forwarded-For"), self.headers.get("X-Forwarded-Port"))).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
@@ -115,9 +116,15 @@ fn handlers_web_apps_domains_and_errors() {
         },
     );
     assert!(
-        body.starts_with("hello web from site.web.1 xfp=http rid=True"),
+        body.starts_with("hello web from site.web.1 xfp=http rid=True xff=127.0.0.1 xfport="),
         "{body}"
     );
+    let port = fe.rsplit(':').next().unwrap_or_default();
+    assert!(body.ends_with(&format!("xfport={port}")), "{body}");
+    // A client's own X-Forwarded-For is kept, with its address after it.
+    let raw = "GET / HTTP/1.1\r\nHost: site.localhost\r\nX-Forwarded-For: 10.1.2.3\r\nConnection: close\r\n\r\n";
+    let (_, _, body) = http_request(&fe, raw).unwrap();
+    assert!(body.contains("xff=10.1.2.3, 127.0.0.1 "), "{body}");
 
     // A custom domain.
     c.cli_ok(&["domains:add", "-a", "site", "www.example.test"])

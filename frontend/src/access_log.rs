@@ -26,8 +26,18 @@ enum Sink {
 }
 
 pub struct AccessLog {
-    buf: Mutex<Vec<u8>>,
+    buf: Mutex<Pending>,
+    /// Set once at open: `off` skips the formatting altogether.
+    off: bool,
     sink: Mutex<Sink>,
+}
+
+/// Lines not yet written, and the last timestamp formatted (requests
+/// under load share their millisecond).
+struct Pending {
+    bytes: Vec<u8>,
+    stamp_ms: u64,
+    stamp: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,7 +59,12 @@ impl AccessLog {
             ),
         };
         Ok(AccessLog {
-            buf: Mutex::new(Vec::with_capacity(FLUSH_AT)),
+            buf: Mutex::new(Pending {
+                bytes: Vec::with_capacity(FLUSH_AT),
+                stamp_ms: u64::MAX,
+                stamp: String::new(),
+            }),
+            off: matches!(sink, Sink::Off),
             sink: Mutex::new(sink),
         })
     }
@@ -75,34 +90,43 @@ impl AccessLog {
         status: u16,
         started: Instant,
     ) {
-        if matches!(*lock(&self.sink), Sink::Off) {
+        if self.off {
             return;
         }
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut buf = lock(&self.buf);
+        // Hundredths of a millisecond, in integers: float formatting was a
+        // visible share of a proxied request's CPU.
+        let centi = started.elapsed().as_micros() / 10;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        buf.extend_from_slice(zeroku_conf::time::rfc3339_millis(now).as_bytes());
+        let mut p = lock(&self.buf);
+        if p.stamp_ms != now {
+            p.stamp = zeroku_conf::time::rfc3339_millis(now);
+            p.stamp_ms = now;
+        }
+        let Pending { bytes, stamp, .. } = &mut *p;
+        bytes.extend_from_slice(stamp.as_bytes());
         let _ = writeln!(
-            buf,
-            " access app={} host={host:?} method={method} path={path:?} status={status} ms={ms:.2}",
+            bytes,
+            " access app={} host={host:?} method={method} path={path:?} status={status} ms={}.{:02}",
             if app.is_empty() { "-" } else { app },
+            centi / 100,
+            centi % 100,
         );
-        if buf.len() >= FLUSH_AT {
-            let full = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_AT));
-            drop(buf);
+        if bytes.len() >= FLUSH_AT {
+            let full = std::mem::replace(bytes, Vec::with_capacity(FLUSH_AT));
+            drop(p);
             self.write(&full);
         }
     }
 
     pub fn flush(&self) {
         let pending = {
-            let mut buf = lock(&self.buf);
-            if buf.is_empty() {
+            let mut p = lock(&self.buf);
+            if p.bytes.is_empty() {
                 return;
             }
-            std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_AT))
+            std::mem::replace(&mut p.bytes, Vec::with_capacity(FLUSH_AT))
         };
         self.write(&pending);
     }
@@ -145,6 +169,17 @@ mod tests {
         let text = std::fs::read_to_string(&dir).unwrap();
         let _ = std::fs::remove_file(&dir);
         assert_eq!(text.lines().count(), 1, "{text}");
+        let ms = text
+            .trim_end()
+            .rsplit_once(" ms=")
+            .map(|(_, m)| m)
+            .unwrap_or("");
+        assert!(
+            ms.split_once('.').is_some_and(|(a, b)| !a.is_empty()
+                && b.len() == 2
+                && (a.to_owned() + b).bytes().all(|c| c.is_ascii_digit())),
+            "{text}"
+        );
         assert!(
             text.contains(
                 r#"access app=hello host="evil\nhost" method=GET path="/a b\"c" status=200 ms="#

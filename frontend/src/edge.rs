@@ -105,6 +105,8 @@ impl Edge {
 struct Conn {
     id: u64,
     peer: SocketAddr,
+    /// `peer`'s address as a header value, for `X-Forwarded-For`.
+    peer_ip: hyper::header::HeaderValue,
     /// Came in over TLS.
     https: bool,
     /// Hubs this connection has talked to: told when the client leaves.
@@ -188,6 +190,8 @@ async fn serve_conn<I>(
     let conn = Arc::new(Conn {
         id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
         peer,
+        peer_ip: hyper::header::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("unknown")),
         https,
         hubs: std::sync::Mutex::new(Vec::new()),
         upgraded: std::sync::atomic::AtomicBool::new(false),
@@ -308,7 +312,7 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         },
         Backend::Web => {
             let forwarded = Forwarded {
-                peer_ip: conn.peer.ip().to_string(),
+                peer_ip: conn.peer_ip.clone(),
                 proto: if conn.https { "https" } else { "http" },
                 port: edge.port,
                 request_id: request_id(&req),

@@ -237,26 +237,37 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
 
 /// What the edge tells the app about the original request.
 pub struct Forwarded {
-    pub peer_ip: String,
+    /// The client's address, formatted once per connection.
+    pub peer_ip: HeaderValue,
     pub proto: &'static str,
     pub port: u16,
     pub request_id: String,
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 impl Forwarded {
     fn apply(&self, h: &mut hyper::HeaderMap) {
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", self.peer_ip),
-            None => self.peer_ip.clone(),
-        };
-        let set = |h: &mut hyper::HeaderMap, k: &'static str, v: &str| {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.insert(k, v);
+        let xff = match h.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + self.peer_ip.len());
+                v.extend_from_slice(prev);
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(self.peer_ip.as_bytes());
+                HeaderValue::from_bytes(&v).ok()
             }
+            None => Some(self.peer_ip.clone()),
         };
-        set(h, "x-forwarded-for", &xff);
-        set(h, "x-forwarded-proto", self.proto);
-        set(h, "x-forwarded-port", &self.port.to_string());
-        set(h, "x-request-id", &self.request_id);
+        if let Some(xff) = xff {
+            h.insert(X_FORWARDED_FOR, xff);
+        }
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
+        h.insert(X_FORWARDED_PORT, HeaderValue::from(self.port));
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            h.insert(X_REQUEST_ID, v);
+        }
     }
 }
