@@ -64,6 +64,9 @@ pub struct DockerRuntime {
     terminals: Mutex<Vec<(ProcRecord, Terminal)>>,
     /// `Docker Engine <version>`, for `zeroku nodes`.
     pub version: String,
+    /// Apps already told that their handlers reach the frontends through
+    /// the network's gateway (said once per app, not at every start).
+    gateway_told: Mutex<std::collections::HashSet<String>>,
 }
 
 const LABEL_NODE: &str = "zeroku.node";
@@ -129,6 +132,7 @@ impl DockerRuntime {
             states,
             terminals: Mutex::default(),
             version: format!("Docker Engine {version}"),
+            gateway_told: Mutex::default(),
         })
     }
 
@@ -503,6 +507,7 @@ impl Runtime for DockerRuntime {
             .env
             .get("M2_SEND_SPEC")
             .is_some_and(|v| v.contains("tcp://127.0.0.1:") || v.contains("tcp://localhost:"))
+            && lock(&self.gateway_told).insert(spec.app.clone())
         {
             tracing::warn!(
                 app = %spec.app,
