@@ -1,6 +1,7 @@
 //! The frontend end to end: a Mongrel2-protocol handler app (Python, pyzmq)
 //! and a `$PORT` web app behind a real frontend, custom domains, unknown
-//! hosts, no handler (503 after the hold time), garbage from a handler.
+//! hosts, no handler (503 after the hold time), a handler that never
+//! answers (504), garbage from a handler.
 
 mod common;
 use common::*;
@@ -251,6 +252,45 @@ fn handlers_web_apps_domains_and_errors() {
     }
     let (st, _, body) = waiting.join().unwrap().unwrap();
     assert_eq!((st, body.as_str()), (200, "late"));
+
+    // A handler that takes a request and never answers: 504 once the hold
+    // time and the timeout (1.5 + 5 s) have passed, not before.
+    let t = std::time::Instant::now();
+    let fe3 = fe.clone();
+    let never = std::thread::spawn(move || http_get(&fe3, "chat.localhost", "/never"));
+    let text = loop {
+        let msg = pull.recv_bytes(0).expect("the request never answered");
+        let text = String::from_utf8_lossy(&msg).into_owned();
+        if !text.contains(" @* ") {
+            break text;
+        }
+    };
+    let mut words = text.splitn(4, ' ');
+    let (sender, conn_id) = (words.next().unwrap(), words.next().unwrap());
+    assert_eq!(words.next(), Some("/never"));
+    let (st, _, body) = never.join().unwrap().unwrap();
+    assert_eq!(st, 504, "{body}");
+    assert!(body.contains("did not answer within 5 s"), "{body}");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(6400),
+        "504 before the hold time and the timeout: {waited:?}"
+    );
+    // Its answer comes too late for a request that is gone; the handler
+    // hears that the client left, as from Mongrel2.
+    let late = format!(
+        "{sender} {}:{conn_id}, HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate",
+        conn_id.len()
+    );
+    replies.send(late.as_bytes(), 0).unwrap();
+    let notice = loop {
+        let msg = pull.recv_bytes(0).expect("a disconnect notice");
+        let text = String::from_utf8_lossy(&msg).into_owned();
+        if text.starts_with(&format!("{sender} {conn_id} @* ")) {
+            break text;
+        }
+    };
+    assert!(notice.contains(r#""type":"disconnect""#), "{notice}");
 }
 
 /// The app's handler ports from the master's route table.

@@ -12,6 +12,7 @@
 //! (bench/frontend.sh). It goes to stderr with the daemon's log, to a file
 //! of its own, or nowhere (`[frontend] access_log`).
 
+use crate::ascii::put_decimal;
 use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,13 +107,20 @@ impl AccessLog {
         }
         let Pending { bytes, stamp, .. } = &mut *p;
         bytes.extend_from_slice(stamp.as_bytes());
-        let _ = writeln!(
-            bytes,
-            " access app={} host={host:?} method={method} path={path:?} status={status} ms={}.{:02}",
-            if app.is_empty() { "-" } else { app },
-            centi / 100,
-            centi % 100,
-        );
+        bytes.extend_from_slice(b" access app=");
+        bytes.extend_from_slice(if app.is_empty() { "-" } else { app }.as_bytes());
+        bytes.extend_from_slice(b" host=");
+        put_quoted(bytes, host);
+        bytes.extend_from_slice(b" method=");
+        bytes.extend_from_slice(method.as_str().as_bytes());
+        bytes.extend_from_slice(b" path=");
+        put_quoted(bytes, path);
+        bytes.extend_from_slice(b" status=");
+        put_decimal(bytes, u64::from(status));
+        bytes.extend_from_slice(b" ms=");
+        put_decimal(bytes, (centi / 100) as u64);
+        let c = (centi % 100) as u8;
+        bytes.extend_from_slice(&[b'.', b'0' + c / 10, b'0' + c % 10, b'\n']);
         if bytes.len() >= FLUSH_AT {
             let full = std::mem::replace(bytes, Vec::with_capacity(FLUSH_AT));
             drop(p);
@@ -140,6 +148,20 @@ impl AccessLog {
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot write the access log");
         }
+    }
+}
+
+/// `s` as Rust's `{:?}` writes it (quoted, escaped), without the
+/// formatting machinery for the usual printable ASCII.
+fn put_quoted(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
     }
 }
 

@@ -7,7 +7,7 @@ use crate::handlers::{Chunk, Hub};
 use crate::m2;
 use crate::proxy::{Forwarded, Proxy};
 use crate::routing::Routes;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -104,9 +104,10 @@ impl Edge {
 /// The state of one client connection.
 struct Conn {
     id: u64,
-    peer: SocketAddr,
-    /// `peer`'s address as a header value, for `X-Forwarded-For`.
+    /// The peer's address as a header value, for `X-Forwarded-For`.
     peer_ip: hyper::header::HeaderValue,
+    /// The peer's address, for handlers (`REMOTE_ADDR`).
+    remote_addr: String,
     /// Came in over TLS.
     https: bool,
     /// Hubs this connection has talked to: told when the client leaves.
@@ -187,11 +188,12 @@ async fn serve_conn<I>(
         + 'static,
 {
     let (io, timed_out) = crate::head_timeout::Watched::new(io);
+    let remote_addr = peer.ip().to_string();
     let conn = Arc::new(Conn {
         id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
-        peer,
-        peer_ip: hyper::header::HeaderValue::from_str(&peer.ip().to_string())
+        peer_ip: hyper::header::HeaderValue::from_str(&remote_addr)
             .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("unknown")),
+        remote_addr,
         https,
         hubs: std::sync::Mutex::new(Vec::new()),
         upgraded: std::sync::atomic::AtomicBool::new(false),
@@ -240,7 +242,11 @@ const MAX_LINE: usize = 8 << 10;
 async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     edge.requests.fetch_add(1, Ordering::Relaxed);
-    if req.uri().to_string().len() > MAX_LINE {
+    let uri = req.uri();
+    let target_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > MAX_LINE {
         return error_page(StatusCode::URI_TOO_LONG, "the request target is over 8 KB");
     }
     if let Some((k, _)) = req
@@ -253,13 +259,12 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
             &format!("the {k} header line is over 8 KB"),
         );
     }
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .unwrap_or("")
-        .to_string();
+    // The Host value itself (a cheap clone), not a copy of it.
+    let host_header = req.headers().get(hyper::header::HOST).cloned();
+    let host: std::borrow::Cow<str> = match host_header.as_ref().and_then(|h| h.to_str().ok()) {
+        Some(h) => h.into(),
+        None => req.uri().host().unwrap_or("").to_string().into(),
+    };
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let routes = edge.routes();
     let Some(route) = routes.lookup(&host) else {
@@ -384,14 +389,14 @@ async fn to_handler(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
-    let head = request_head(&parts, conn.peer, conn.https);
+    let version = http_version(parts.version);
     {
         let mut hubs = conn.hubs.lock().unwrap_or_else(|e| e.into_inner());
         if !hubs.iter().any(|h| Arc::ptr_eq(h, &hub)) {
             hubs.push(hub.clone());
         }
     }
-    let uuid = edge.hubs.uuid.clone();
+    let uuid = edge.hubs.uuid.as_str();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut guard = Forget {
         hub: hub.clone(),
@@ -401,10 +406,11 @@ async fn to_handler(
     };
 
     if let Some(key) = websocket_key(&parts) {
+        let head = request_head(&parts, conn, &version).to_owned_head();
         let accept = crate::ws::accept_key(&key);
         let extra = [("METHOD".to_string(), "WEBSOCKET_HANDSHAKE".to_string())];
         let msg = m2::codec::encode_request(
-            &uuid,
+            uuid,
             conn.id,
             &head,
             &extra,
@@ -412,12 +418,12 @@ async fn to_handler(
             hub_protocol(&hub),
         );
         hub.send(conn.id, msg, tx.clone(), false);
-        let (status, headers, rest) = match read_head(edge, &mut rx).await {
+        let reply = match read_head(edge, &mut rx).await {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        if status != 101 {
-            return build_response(status, &headers, rest, rx, guard);
+        if reply.status != 101 {
+            return build_response(reply, rx, guard);
         }
         let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return error_page(
@@ -427,27 +433,22 @@ async fn to_handler(
         };
         let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        for (k, v) in &headers {
-            if let (Ok(n), Ok(v)) = (
-                hyper::header::HeaderName::from_bytes(k.as_bytes()),
-                hyper::header::HeaderValue::from_bytes(v),
-            ) {
-                resp.headers_mut().append(n, v);
-            }
-        }
+        *resp.headers_mut() = reply.headers;
+        let rest = reply.rest;
         let session = WsSession {
             hub,
-            uuid,
+            uuid: uuid.to_string(),
             conn_id: conn.id,
             head,
             tx,
             max: edge.max_body,
         };
         conn.upgraded.store(true, Ordering::Relaxed);
-        tokio::spawn(session.run(on_upgrade, rest.freeze(), rx, guard));
+        tokio::spawn(session.run(on_upgrade, rest, rx, guard));
         return resp;
     }
 
+    let head = request_head(&parts, conn, &version);
     let length = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -477,15 +478,15 @@ async fn to_handler(
             "x-mongrel2-upload-start".to_string(),
             path.display().to_string(),
         );
-        let msg = m2::codec::encode_request(
-            &uuid,
+        let msg = m2::codec::encode_request_ref(
+            uuid,
             conn.id,
             &head,
             std::slice::from_ref(&start),
             b"",
             hub_protocol(&hub),
         );
-        hub.send(conn.id, msg, tx, false);
+        hub.send_upload_start(conn.id, msg, tx);
         if let Err(resp) = write_upload(body, &path, edge.max_body).await {
             return resp;
         }
@@ -493,8 +494,8 @@ async fn to_handler(
             "x-mongrel2-upload-done".to_string(),
             path.display().to_string(),
         );
-        let msg = m2::codec::encode_request(
-            &uuid,
+        let msg = m2::codec::encode_request_ref(
+            uuid,
             conn.id,
             &head,
             &[start, done],
@@ -503,16 +504,21 @@ async fn to_handler(
         );
         hub.send_more(conn.id, msg);
     } else {
-        let body = match Limited::new(body, edge.max_body as usize).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return error_page(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read the request body: {e}"),
-                )
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            match Limited::new(body, edge.max_body as usize).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return error_page(
+                        StatusCode::BAD_REQUEST,
+                        &format!("cannot read the request body: {e}"),
+                    )
+                }
             }
         };
-        let msg = m2::codec::encode_request(&uuid, conn.id, &head, &[], &body, hub_protocol(&hub));
+        let msg =
+            m2::codec::encode_request_ref(uuid, conn.id, &head, &[], &body, hub_protocol(&hub));
         // Safe to send again if a handler dies holding it.
         let idempotent = matches!(
             parts.method,
@@ -525,7 +531,7 @@ async fn to_handler(
         hub.send(conn.id, msg, tx, idempotent);
     }
     match read_head(edge, &mut rx).await {
-        Ok((status, headers, rest)) => build_response(status, &headers, rest, rx, guard),
+        Ok(head) => build_response(head, rx, guard),
         Err(resp) => resp,
     }
 }
@@ -659,41 +665,86 @@ impl Drop for Forget {
     }
 }
 
-fn request_head(
-    parts: &hyper::http::request::Parts,
-    peer: SocketAddr,
-    https: bool,
-) -> m2::codec::RequestHead {
-    let uri = &parts.uri;
-    m2::codec::RequestHead {
-        method: parts.method.as_str().to_string(),
-        path: uri.path().to_string(),
-        query: uri.query().map(str::to_string),
-        fragment: None,
-        uri: uri
-            .path_and_query()
-            .map_or_else(|| uri.to_string(), |p| p.as_str().to_string()),
-        version: format!("{:?}", parts.version),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect(),
-        remote_addr: peer.ip().to_string(),
-        pattern: "/".into(),
-        url_scheme: if https { "https" } else { "http" }.into(),
+/// `HTTP/1.1`, as Mongrel2 writes the version.
+fn http_version(v: hyper::Version) -> std::borrow::Cow<'static, str> {
+    match v {
+        hyper::Version::HTTP_10 => "HTTP/1.0".into(),
+        hyper::Version::HTTP_11 => "HTTP/1.1".into(),
+        v => format!("{v:?}").into(),
     }
 }
 
-type Head = (u16, Vec<(String, Vec<u8>)>, BytesMut);
+/// hyper's header map as (name, value) pairs for the handler codec.
+#[derive(Clone, Copy)]
+struct HyperHeaders<'a>(&'a hyper::HeaderMap);
 
-/// Reads the handler's response head (and what came after it).
+impl<'a> IntoIterator for HyperHeaders<'a> {
+    type Item = (&'a str, &'a [u8]);
+    type IntoIter = std::iter::Map<
+        hyper::header::Iter<'a, hyper::header::HeaderValue>,
+        fn(
+            (
+                &'a hyper::header::HeaderName,
+                &'a hyper::header::HeaderValue,
+            ),
+        ) -> (&'a str, &'a [u8]),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))
+    }
+}
+
+/// The request as handlers see it, borrowed from hyper's parsed head.
+fn request_head<'a>(
+    parts: &'a hyper::http::request::Parts,
+    conn: &'a Conn,
+    version: &'a str,
+) -> m2::codec::RequestHeadRef<'a, HyperHeaders<'a>> {
+    let uri = &parts.uri;
+    m2::codec::RequestHeadRef {
+        method: parts.method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        fragment: None,
+        // The target as sent (authority-form: the authority).
+        uri: uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
+            .unwrap_or(""),
+        version,
+        headers: HyperHeaders(&parts.headers),
+        remote_addr: &conn.remote_addr,
+        pattern: "/",
+        url_scheme: if conn.https { "https" } else { "http" },
+    }
+}
+
+/// A handler's response head: status, headers (without the hop-by-hop
+/// ones unless it is a 101), how the body is framed, and the bytes that
+/// came after the head.
+struct Head {
+    status: u16,
+    headers: hyper::HeaderMap,
+    framing: Framing,
+    rest: Bytes,
+}
+
+/// Reads the handler's response head (and what came after it). Header
+/// values and the rest are slices of the reply, not copies.
 async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Head, Response<Body>> {
-    let deadline = tokio::time::Instant::now() + edge.hold + edge.timeout;
-    let mut buf = BytesMut::new();
+    // Only a head split over several replies is gathered here.
+    let mut gathered = BytesMut::new();
     loop {
-        let chunk = match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) => {
+        // The hub sends `Timeout` when the request is past its deadline.
+        let Some(chunk) = rx.recv().await else {
+            return Err(error_page(
+                StatusCode::BAD_GATEWAY,
+                "the app's handler went away",
+            ));
+        };
+        let data = match chunk {
+            Chunk::Timeout => {
                 return Err(error_page(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
@@ -702,15 +753,6 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
                     ),
                 ))
             }
-            Ok(None) => {
-                return Err(error_page(
-                    StatusCode::BAD_GATEWAY,
-                    "the app's handler went away",
-                ))
-            }
-            Ok(Some(c)) => c,
-        };
-        match chunk {
             Chunk::NoHandler => {
                 return Err(error_page(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -726,23 +768,53 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
                     "the app's handler closed the connection without an answer",
                 ))
             }
-            Chunk::Data(d) => buf.extend_from_slice(&d),
-        }
-        let mut hs = [httparse::EMPTY_HEADER; 100];
-        let mut parsed = httparse::Response::new(&mut hs);
-        match parsed.parse(&buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let status = parsed.code.unwrap_or(502);
-                let headers = parsed
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_string(), h.value.to_vec()))
-                    .collect();
-                buf.advance(n);
-                return Ok((status, headers, buf));
+            Chunk::Data(d) => d,
+        };
+        let buf = if gathered.is_empty() {
+            data
+        } else {
+            gathered.extend_from_slice(&data);
+            gathered.split().freeze()
+        };
+        match parse_head(&buf) {
+            Ok(Some((status, fields, n))) => {
+                let mut headers = hyper::HeaderMap::with_capacity(fields.len());
+                let mut framing = Framing::UntilClose;
+                for (name, value) in fields {
+                    let value = buf.slice(value);
+                    if name == hyper::header::CONTENT_LENGTH {
+                        if let Some(n) = std::str::from_utf8(&value)
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok())
+                        {
+                            framing = Framing::Length(n);
+                        }
+                    } else if name == hyper::header::TRANSFER_ENCODING
+                        && value.eq_ignore_ascii_case(b"chunked")
+                    {
+                        framing = Framing::Chunked(Dechunk::default());
+                    }
+                    // hyper frames the body itself; hop-by-hop fields are
+                    // the edge's (but a 101 passes them on: `Upgrade`).
+                    let hop = name == hyper::header::TRANSFER_ENCODING
+                        || name == hyper::header::CONNECTION
+                        || name.as_str() == "keep-alive";
+                    if hop && status != 101 {
+                        continue;
+                    }
+                    if let Ok(v) = hyper::header::HeaderValue::from_maybe_shared(value) {
+                        headers.append(name, v);
+                    }
+                }
+                return Ok(Head {
+                    status,
+                    headers,
+                    framing,
+                    rest: buf.slice(n..),
+                });
             }
-            Ok(httparse::Status::Partial) if buf.len() < 64 << 10 => continue,
-            Ok(httparse::Status::Partial) => {
+            Ok(None) if buf.len() < 64 << 10 => gathered.extend_from_slice(&buf),
+            Ok(None) => {
                 return Err(error_page(
                     StatusCode::BAD_GATEWAY,
                     "the app's handler sent a response head over 64 KiB",
@@ -758,68 +830,81 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
     }
 }
 
+/// A response head parsed from `buf`: the status, each header's name and
+/// where its value is in `buf`, and the head's length; `None` while it is
+/// incomplete. Names that are not valid header names are dropped.
+type ParsedHead = (
+    u16,
+    Vec<(hyper::header::HeaderName, std::ops::Range<usize>)>,
+    usize,
+);
+
+fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, httparse::Error> {
+    // Room for the usual few headers first (the array is initialised on
+    // every reply), for up to 100 when a head has more.
+    let mut few = [httparse::EMPTY_HEADER; 16];
+    let mut many;
+    let mut parsed = httparse::Response::new(&mut few);
+    let status = match parsed.parse(buf) {
+        Err(httparse::Error::TooManyHeaders) => {
+            many = [httparse::EMPTY_HEADER; 100];
+            parsed = httparse::Response::new(&mut many);
+            parsed.parse(buf)?
+        }
+        r => r?,
+    };
+    let httparse::Status::Complete(n) = status else {
+        return Ok(None);
+    };
+    let base = buf.as_ptr() as usize;
+    let fields = parsed
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let name = hyper::header::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+            let at = h.value.as_ptr() as usize - base;
+            Some((name, at..at + h.value.len()))
+        })
+        .collect();
+    Ok(Some((parsed.code.unwrap_or(502), fields, n)))
+}
+
 /// The response for a handler's head; the body follows as framed by the
 /// head (Content-Length, chunked, or until the handler closes).
-fn build_response(
-    status: u16,
-    headers: &[(String, Vec<u8>)],
-    rest: BytesMut,
-    rx: UnboundedReceiver<Chunk>,
-    guard: Forget,
-) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut framing = Framing::UntilClose;
-    for (k, v) in headers {
-        let lk = k.to_ascii_lowercase();
-        match lk.as_str() {
-            "content-length" => {
-                if let Some(n) = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                {
-                    framing = Framing::Length(n);
-                }
-            }
-            "transfer-encoding" => {
-                if v.eq_ignore_ascii_case(b"chunked") {
-                    framing = Framing::Chunked(Dechunk::default());
-                }
-                continue;
-            }
-            "connection" | "keep-alive" => continue,
-            _ => {}
-        }
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            hyper::header::HeaderValue::from_bytes(v),
-        ) {
-            resp.headers_mut().append(name, value);
-        }
-    }
+fn build_response(head: Head, rx: UnboundedReceiver<Chunk>, guard: Forget) -> Response<Body> {
+    let Head {
+        status,
+        mut headers,
+        framing,
+        rest,
+    } = head;
     if matches!(framing, Framing::UntilClose) {
         // The body ends when the handler closes: so does the connection.
-        resp.headers_mut().insert(
+        headers.insert(
             hyper::header::CONNECTION,
             hyper::header::HeaderValue::from_static("close"),
         );
     }
+    let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *resp.headers_mut() = headers;
     if let Framing::Length(n) = framing {
         if rest.len() as u64 >= n {
             // The usual case: the whole body came with the head. hyper then
             // writes head and body together, and the request is done with
             // its handler now (`guard` forgets it). Bytes past the length
             // are dropped, as the streaming path does.
-            let body = rest.freeze().slice(..n as usize);
             drop(guard);
-            *resp.body_mut() = Full::new(body).map_err(|e| match e {}).boxed();
+            *resp.body_mut() = Full::new(rest.slice(..n as usize))
+                .map_err(|e| match e {})
+                .boxed();
             return resp;
         }
     }
     let state = BodyState {
         rx,
         framing,
-        pending: rest.freeze(),
+        pending: rest,
         done: false,
         _guard: guard,
     };
@@ -892,6 +977,7 @@ impl WsSession {
                 }
                 c = rx.recv() => match c {
                     Some(Chunk::Data(d)) => if wr.write_all(&d).await.is_err() { break },
+                    Some(Chunk::Timeout) => {}
                     Some(Chunk::Close) | Some(Chunk::NoHandler) | None => break,
                 },
             }
@@ -963,6 +1049,8 @@ impl BodyState {
                     };
                 }
                 Some(Chunk::NoHandler) => return Some(Err("handler gone".into())),
+                // The head came in time; the body may take as long as it takes.
+                Some(Chunk::Timeout) => {}
             }
         }
     }

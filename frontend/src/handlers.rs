@@ -1,9 +1,15 @@
 //! The handler backend: one [`Hub`] per app, owning the app's
 //! Mongrel2-protocol sockets — PUSH (requests out, bound on the app's send
-//! port) and SUB (replies in, bound on its recv port, subscribed to this
-//! frontend's UUID) — so no app can see another's requests. Replies are read
-//! by a tokio task woken through the SUB socket's `ZMQ_FD`; a thread per hub
-//! holds requests while no handler is connected and watches handlers leave.
+//! port) and XSUB (replies in, bound on its recv port, subscribed to this
+//! frontend's UUID) — so no app can see another's requests.
+//!
+//! Both directions run on the tokio runtime: the requests of one scheduler
+//! tick are sent together by a task per hub (so libzmq writes them in one
+//! segment), and replies are read by a task woken through the reply
+//! socket's `ZMQ_FD`, each handed straight to the request waiting on its
+//! connection id. A thread per hub holds requests while no handler is
+//! connected, watches handlers leave, and tells requests that waited past
+//! their deadline ([`Chunk::Timeout`], checked every [`SWEEP_EVERY`]).
 //!
 //! PUSH has `ZMQ_IMMEDIATE` set: while no handler is connected, a request
 //! stays in the hub's own queue, for at most the hold time, and is
@@ -11,8 +17,7 @@
 //! told [`Chunk::NoHandler`] (503). A monitor on PUSH sees handlers
 //! disconnect: an idempotent request one of them took and never answered
 //! (a restart, a crash) is sent again, so a deploy loses no request.
-//! Replies are parsed and handed to the request waiting on each
-//! connection id; garbage is logged and dropped.
+//! Garbage from a handler is logged and dropped.
 
 use crate::m2;
 use bytes::Bytes;
@@ -32,12 +37,45 @@ pub enum Chunk {
     Close,
     /// No handler connected within the hold time.
     NoHandler,
+    /// No answer within the hold time and the timeout: the request gets a
+    /// 504 if it has no response head yet (later, it is ignored).
+    Timeout,
 }
 
-type Waiters = Arc<Mutex<HashMap<u64, UnboundedSender<Chunk>>>>;
+/// A request waiting for replies.
+struct Waiter {
+    tx: UnboundedSender<Chunk>,
+    /// When it gets [`Chunk::Timeout`]; `None` once it has.
+    deadline: Option<Instant>,
+}
+
+type Waiters = Arc<Mutex<IdMap<Waiter>>>;
 /// Retryable requests a handler took and has not answered yet, with when
 /// they were sent.
-type Taken = Arc<Mutex<HashMap<u64, (Vec<u8>, Instant)>>>;
+type Taken = Arc<Mutex<IdMap<(Vec<u8>, Instant)>>>;
+
+/// A map keyed by connection id. The ids are the frontend's own
+/// (sequential), not a client's, so a multiply spreads them well enough, at
+/// a fraction of SipHash's cost: these maps are touched several times per
+/// request.
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -63,15 +101,19 @@ pub struct Hub {
     /// Headers as tnetstrings (the app's `m2_protocol` setting) instead
     /// of JSON; changes without rebinding.
     pub tnetstring: Arc<AtomicBool>,
-    /// inproc PUSH to the hub thread: (conn id, kind, message), for what
-    /// must wait for a handler.
+    /// inproc PUSH to the hub thread: (conn id, kind, message), for
+    /// disconnect notices.
     cmd: Mutex<zmq::Socket>,
-    /// The app's request socket, shared with the hub thread: a request is
-    /// sent straight from the connection's task while handlers are
-    /// connected and nothing waits (one thread hop less).
-    push: Arc<Mutex<zmq::Socket>>,
-    taken: Taken,
+    /// Requests of this scheduler tick, sent together by [`send_requests`]
+    /// (which owns the other inproc PUSH, for requests that must wait for
+    /// a handler).
+    outbox: Arc<Mutex<Vec<Outgoing>>>,
+    /// Wakes [`send_requests`] when the outbox gets its first request.
+    flush: Arc<tokio::sync::Notify>,
     waiters: Waiters,
+    /// How long a request waits for its response head: the hold time and
+    /// the timeout (then [`Chunk::Timeout`]).
+    patience: Duration,
     stop: Arc<AtomicBool>,
     /// Ends the task reading replies.
     stop_replies: Arc<tokio::sync::Notify>,
@@ -90,6 +132,7 @@ impl Hub {
         bind_host: &str,
         uuid: &str,
         hold: Duration,
+        timeout: Duration,
     ) -> Result<Hub, String> {
         let err = |what: &str, e: zmq::Error| format!("app {app}: cannot {what}: {e}");
         let push = ctx
@@ -104,12 +147,19 @@ impl Hub {
         push.bind(&send_ep)
             .map_err(|e| err(&format!("bind {send_ep}"), e))?;
         let sub = ctx
-            .socket(zmq::SUB)
+            .socket(zmq::XSUB)
             .map_err(|e| err("create a SUB socket", e))?;
         sub.set_linger(0).map_err(|e| err("configure SUB", e))?;
         sub.set_maxmsgsize(64 << 20)
             .map_err(|e| err("configure SUB", e))?;
-        sub.set_subscribe(uuid.as_bytes())
+        // XSUB: handlers (PUB) still get the subscription, and send only
+        // replies addressed to this frontend, but libzmq does not match
+        // every reply against it a second time here; `on_reply` checks the
+        // UUID anyway. It is kept for handlers that connect later.
+        let mut subscription = Vec::with_capacity(uuid.len() + 1);
+        subscription.push(1);
+        subscription.extend_from_slice(uuid.as_bytes());
+        sub.send(&subscription[..], 0)
             .map_err(|e| err("subscribe", e))?;
         let recv_ep = format!("tcp://{bind_host}:{}", route.recv_port);
         sub.bind(&recv_ep)
@@ -128,6 +178,11 @@ impl Hub {
             .socket(zmq::PUSH)
             .map_err(|e| err("create a command socket", e))?;
         cmd.connect(&inproc)
+            .map_err(|e| err("connect the command socket", e))?;
+        let cmd2 = ctx
+            .socket(zmq::PUSH)
+            .map_err(|e| err("create a command socket", e))?;
+        cmd2.connect(&inproc)
             .map_err(|e| err("connect the command socket", e))?;
         let mon_ep = format!("{inproc}-monitor");
         push.monitor(&mon_ep, zmq::SocketEvent::DISCONNECTED as i32)
@@ -159,6 +214,21 @@ impl Hub {
             .map_err(|e| format!("app {app}: cannot watch the SUB socket: {e}"))?;
         let stop_replies = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(read_replies(sub, reader, replies, stop_replies.clone()));
+        let outbox: Arc<Mutex<Vec<Outgoing>>> = Arc::default();
+        let flush = Arc::new(tokio::sync::Notify::new());
+        let sender = Sender {
+            app: app.to_string(),
+            push: push.clone(),
+            taken: taken.clone(),
+            queued: queued.clone(),
+            cmd: Mutex::new(cmd),
+        };
+        tokio::spawn(send_requests(
+            sender,
+            outbox.clone(),
+            flush.clone(),
+            stop.clone(),
+        ));
         let mut t = HubThread {
             app: app.to_string(),
             push: push.clone(),
@@ -170,6 +240,7 @@ impl Hub {
             pending: VecDeque::new(),
             hold,
             queued: queued.clone(),
+            next_sweep: Instant::now(),
         };
         let s = stop.clone();
         std::thread::Builder::new()
@@ -181,10 +252,11 @@ impl Hub {
             app: app.to_string(),
             route: route.clone(),
             tnetstring,
-            cmd: Mutex::new(cmd),
-            push,
-            taken,
+            cmd: Mutex::new(cmd2),
+            outbox,
+            flush,
             waiters,
+            patience: hold + timeout,
             stop,
             stop_replies,
             garbage,
@@ -194,7 +266,9 @@ impl Hub {
 
     /// Registers the request on `conn_id` for replies, then sends `msg`.
     /// A `retryable` (idempotent) request that a handler took but never
-    /// answered before disconnecting is sent again.
+    /// answered before disconnecting is sent again. It gets
+    /// [`Chunk::Timeout`] if no reply comes within the hold time and the
+    /// timeout.
     pub fn send(
         &self,
         conn_id: u64,
@@ -202,27 +276,46 @@ impl Hub {
         replies: UnboundedSender<Chunk>,
         retryable: bool,
     ) {
-        lock(&self.waiters).insert(conn_id, replies);
-        // Straight to a handler when one is connected and nobody queues
-        // ahead; else to the hub thread, which holds it.
-        if self.queued.load(Ordering::Relaxed) == 0 {
-            match lock(&self.push).send(&msg[..], zmq::DONTWAIT) {
-                Ok(()) => {
-                    if retryable {
-                        lock(&self.taken).insert(conn_id, (msg, Instant::now()));
-                    }
-                    return;
-                }
-                Err(zmq::Error::EAGAIN) => {}
-                Err(e) => tracing::warn!(app = %self.app, error = %e, "cannot send to handlers"),
-            }
-        }
-        self.command(conn_id, if retryable { RETRY } else { HOLD }, msg);
+        self.register(conn_id, replies, Some(Instant::now() + self.patience));
+        self.enqueue(conn_id, msg, retryable);
     }
 
-    /// Sends another message for a request already registered.
+    /// Like [`Hub::send`] for the first message of an upload: the clock
+    /// starts with [`Hub::send_more`], once the body is in.
+    pub fn send_upload_start(&self, conn_id: u64, msg: Vec<u8>, replies: UnboundedSender<Chunk>) {
+        self.register(conn_id, replies, None);
+        self.enqueue(conn_id, msg, false);
+    }
+
+    /// Sends another message for a request already registered, and gives
+    /// it the full time to answer from now.
     pub fn send_more(&self, conn_id: u64, msg: Vec<u8>) {
-        self.command(conn_id, HOLD, msg);
+        if let Some(w) = lock(&self.waiters).get_mut(&conn_id) {
+            w.deadline = Some(Instant::now() + self.patience);
+        }
+        self.enqueue(conn_id, msg, false);
+    }
+
+    fn register(&self, conn_id: u64, tx: UnboundedSender<Chunk>, deadline: Option<Instant>) {
+        lock(&self.waiters).insert(conn_id, Waiter { tx, deadline });
+    }
+
+    /// Requests made in one scheduler tick go out together: libzmq's I/O
+    /// thread is woken once for them and writes them in one segment, and
+    /// the handler reads them in one go.
+    fn enqueue(&self, conn_id: u64, msg: Vec<u8>, retryable: bool) {
+        let first = {
+            let mut out = lock(&self.outbox);
+            out.push(Outgoing {
+                conn_id,
+                msg,
+                retryable,
+            });
+            out.len() == 1
+        };
+        if first {
+            self.flush.notify_one();
+        }
     }
 
     /// Stops delivering replies for `conn_id` to its request.
@@ -258,6 +351,68 @@ impl Drop for Hub {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_replies.notify_one();
+        self.flush.notify_one();
+    }
+}
+
+/// A request for the app's handlers, not sent yet.
+struct Outgoing {
+    conn_id: u64,
+    msg: Vec<u8>,
+    retryable: bool,
+}
+
+/// What sends requests needs.
+struct Sender {
+    app: String,
+    push: Arc<Mutex<zmq::Socket>>,
+    taken: Taken,
+    queued: Arc<AtomicU64>,
+    /// To the hub thread, for requests that must wait for a handler.
+    cmd: Mutex<zmq::Socket>,
+}
+
+/// Sends the requests of each tick: woken by the first of them, it lets the
+/// tasks already runnable add theirs, then sends them all. Straight to a
+/// handler when one is connected and nobody queues ahead; else to the hub
+/// thread, which holds them.
+async fn send_requests(
+    s: Sender,
+    outbox: Arc<Mutex<Vec<Outgoing>>>,
+    flush: Arc<tokio::sync::Notify>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut batch = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        flush.notified().await;
+        tokio::task::yield_now().await;
+        std::mem::swap(&mut batch, &mut *lock(&outbox));
+        let push = lock(&s.push);
+        // Once one waits for the hub thread, the rest of the batch queues
+        // behind it, so that an app's messages keep their order.
+        let mut via_thread = s.queued.load(Ordering::Relaxed) > 0;
+        for o in batch.drain(..) {
+            if !via_thread {
+                match push.send(&o.msg[..], zmq::DONTWAIT) {
+                    Ok(()) => {
+                        if o.retryable {
+                            lock(&s.taken).insert(o.conn_id, (o.msg, Instant::now()));
+                        }
+                        continue;
+                    }
+                    Err(zmq::Error::EAGAIN) => {}
+                    Err(e) => tracing::warn!(app = %s.app, error = %e, "cannot send to handlers"),
+                }
+                via_thread = true;
+            }
+            let kind = if o.retryable { RETRY } else { HOLD };
+            let sock = lock(&s.cmd);
+            if let Err(e) =
+                sock.send_multipart([&o.conn_id.to_be_bytes()[..], &[kind][..], &o.msg[..]], 0)
+            {
+                tracing::error!(app = %s.app, error = %e, "handler thread unreachable");
+            }
+        }
     }
 }
 
@@ -271,19 +426,20 @@ async fn read_replies(
     stop: Arc<tokio::sync::Notify>,
 ) {
     loop {
-        // ZMQ_FD signals changes, not data: read while ZMQ_EVENTS says
-        // there is some, then wait for the next signal.
+        // ZMQ_FD signals changes, not data: read until the socket has no
+        // more, then wait for the next signal. A non-blocking receive that
+        // finds nothing has processed the socket's pending commands, as
+        // ZMQ_EVENTS would (libzmq's `socket_base_t::recv`), so it alone
+        // tells that waiting is safe: one mailbox check less per wake.
         loop {
-            match sub.get_events() {
-                Ok(ev) if ev.contains(zmq::POLLIN) => {}
-                Ok(_) => break,
+            match sub.recv_bytes(zmq::DONTWAIT) {
+                Ok(msg) => r.on_reply(msg),
+                Err(zmq::Error::EAGAIN) => break,
+                Err(zmq::Error::EINTR) => continue,
                 Err(e) => {
                     tracing::error!(app = %r.app, error = %e, "the handler reply socket failed");
                     return;
                 }
-            }
-            while let Ok(msg) = sub.recv_bytes(zmq::DONTWAIT) {
-                r.on_reply(&msg);
             }
         }
         tokio::select! {
@@ -328,12 +484,23 @@ struct HubThread {
     pending: VecDeque<Pending>,
     hold: Duration,
     queued: Arc<AtomicU64>,
+    /// When [`HubThread::expire`] next looks at the waiting requests.
+    next_sweep: Instant,
 }
+
+/// How often requests are checked for their deadline: a 504 comes at most
+/// this late. One sweep for all, rather than a timer per request (a tokio
+/// timer per request cost a visible share of the frontend's CPU).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 impl HubThread {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            let timeout = if self.pending.is_empty() { 200 } else { 5 };
+            let timeout = if self.pending.is_empty() {
+                SWEEP_EVERY.as_millis() as i64
+            } else {
+                5
+            };
             let ready = {
                 let mut items = [
                     self.cmd_in.as_poll_item(zmq::POLLIN),
@@ -370,6 +537,22 @@ impl HubThread {
             self.flush();
             self.queued
                 .store(self.pending.len() as u64, Ordering::Relaxed);
+            self.expire();
+        }
+    }
+
+    /// Tells the requests past their deadline ([`Chunk::Timeout`]), once.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        for w in lock(&self.waiters).values_mut() {
+            if w.deadline.is_some_and(|d| d <= now) {
+                w.deadline = None;
+                let _ = w.tx.send(Chunk::Timeout);
+            }
         }
     }
 
@@ -431,14 +614,16 @@ impl HubThread {
     }
 
     fn no_handler(&self, conn_id: u64) {
-        if let Some(tx) = lock(&self.waiters).remove(&conn_id) {
-            let _ = tx.send(Chunk::NoHandler);
+        if let Some(w) = lock(&self.waiters).remove(&conn_id) {
+            let _ = w.tx.send(Chunk::NoHandler);
         }
     }
 
     /// A handler disconnected: what was taken (and `pick`ed by when it was
     /// sent) and not answered goes out again, first in line.
     fn resend_taken(&mut self, pick: impl Fn(Instant) -> bool) {
+        // Locks in the order replies take them: waiters, then taken.
+        let waiting = lock(&self.waiters);
         let mut taken = lock(&self.taken);
         let ids: Vec<u64> = taken
             .iter()
@@ -448,7 +633,6 @@ impl HubThread {
         if ids.is_empty() {
             return;
         }
-        let waiting = lock(&self.waiters);
         let again: Vec<(u64, Vec<u8>)> = ids
             .into_iter()
             .filter_map(|id| taken.remove(&id).map(|(msg, _)| (id, msg)))
@@ -471,34 +655,38 @@ impl HubThread {
 }
 
 impl Replies {
-    fn on_reply(&self, msg: &[u8]) {
-        let reply = match m2::codec::parse_handler_message(msg) {
-            Ok(r) => r,
+    fn on_reply(&self, msg: Vec<u8>) {
+        let (ids, body) = match m2::codec::parse_handler_message_ref(&msg) {
+            Ok(m2::codec::HandlerMessageRef::Reply { uuid, ids, body })
+                if uuid == self.uuid.as_bytes() =>
+            {
+                let at = msg.len() - body.len();
+                (ids, at)
+            }
+            // Another frontend's reply (handlers publish to all), or an
+            // extended control reply, which zeroku does not act on.
+            Ok(_) => return,
             Err(e) => {
                 self.garbage.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(app = %self.app, error = %e, bytes = msg.len(), "dropped a garbage reply from a handler");
                 return;
             }
         };
-        let (ids, body) = match reply {
-            m2::codec::HandlerMessage::Reply(r) if r.uuid == self.uuid => (r.ids, r.body),
-            // Another frontend's reply (handlers publish to all), or an
-            // extended control reply, which zeroku does not act on.
-            _ => return,
-        };
-        let body = Bytes::from(body);
+        // The body is passed on as a slice of the message: no copy.
+        let body = Bytes::from(msg).slice(body..);
         let mut dead = Vec::new();
         {
             let w = lock(&self.waiters);
+            let mut taken = lock(&self.taken);
             for id in ids {
-                lock(&self.taken).remove(&id);
+                taken.remove(&id);
                 let chunk = if body.is_empty() {
                     Chunk::Close
                 } else {
                     Chunk::Data(body.clone())
                 };
                 match w.get(&id) {
-                    Some(tx) if tx.send(chunk).is_ok() => {}
+                    Some(w) if w.tx.send(chunk).is_ok() => {}
                     _ if body.is_empty() => {}
                     _ => dead.push(id),
                 }
@@ -524,16 +712,20 @@ pub struct Hubs {
     pub uuid: String,
     bind_host: String,
     hold: Duration,
+    timeout: Duration,
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
 }
 
 impl Hubs {
-    pub fn new(uuid: String, bind_host: String, hold: Duration) -> Hubs {
+    /// Requests wait up to `hold` for a handler to connect, then up to
+    /// `timeout` for its answer.
+    pub fn new(uuid: String, bind_host: String, hold: Duration, timeout: Duration) -> Hubs {
         Hubs {
             ctx: zmq::Context::new(),
             uuid,
             bind_host,
             hold,
+            timeout,
             hubs: Mutex::new(HashMap::new()),
         }
     }
@@ -566,6 +758,7 @@ impl Hubs {
                 &self.bind_host,
                 &self.uuid,
                 self.hold,
+                self.timeout,
             ) {
                 Ok(h) => {
                     hubs.insert(app.to_string(), Arc::new(h));

@@ -12,6 +12,7 @@
 //! the master. It must not start processes or change the cluster.
 
 pub mod access_log;
+mod ascii;
 pub mod dir;
 pub mod edge;
 pub mod follow;
@@ -132,6 +133,7 @@ pub async fn run(
         uuid.clone(),
         cfg.handler_bind.clone(),
         std::time::Duration::from_millis(cfg.hold_ms),
+        std::time::Duration::from_millis(cfg.timeout_ms),
     );
     let uploads = edge::Uploads::new(data.join("uploads")).map_err(data_err)?;
     let access =

@@ -29,6 +29,19 @@ impl Routes {
     /// The app for a `Host` header value (port and trailing dot ignored,
     /// case-insensitive).
     pub fn lookup(&self, host: &str) -> Option<&AppRoute> {
+        // The usual Host needs no copy: lowercase, at most a port to drop.
+        let bare = host
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.contains(':') && p.bytes().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(h, _)| h);
+        let plain = !bare.is_empty()
+            && !bare.ends_with('.')
+            && bare
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
+        if plain {
+            return self.by_host.get(bare);
+        }
         self.by_host.get(&normalize_host(host))
     }
 }
@@ -59,6 +72,32 @@ mod tests {
             web: vec![],
             paths: vec![],
             slug: None,
+        }
+    }
+
+    #[test]
+    fn lookup_normalizes_like_normalize_host() {
+        let r = Routes::new(
+            RouteTable {
+                generation: 1,
+                apps: vec![app("chat", &["www.example.test"])],
+            },
+            "localhost",
+        );
+        for h in [
+            "chat.localhost",
+            "chat.localhost:8080",
+            "Chat.Localhost:8080",
+            "chat.localhost.",
+            "chat.localhost:",
+            " chat.localhost ",
+            "www.example.test:443",
+            "WWW.example.test",
+        ] {
+            assert_eq!(r.lookup(h).map(|a| a.app.as_str()), Some("chat"), "{h:?}");
+        }
+        for h in ["", ":80", "chat.localhost:x", "[::1]:80", "other.localhost"] {
+            assert!(r.lookup(h).is_none(), "{h:?}");
         }
     }
 

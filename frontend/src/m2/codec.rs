@@ -170,45 +170,36 @@ impl<'a> ServerKeys<'a> {
         true
     }
 
-    /// (key, value) in Mongrel2's JSON order; absent optional keys skipped.
-    fn json_order(&self) -> Vec<(&'static str, &'a [u8])> {
-        let mut v = vec![
-            ("METHOD", self.method),
-            ("VERSION", self.version),
-            ("URI", self.uri),
-        ];
-        if let Some(q) = self.query {
-            v.push(("QUERY", q));
-        }
-        if let Some(f) = self.fragment {
-            v.push(("FRAGMENT", f));
-        }
-        v.push(("PATTERN", self.pattern));
-        v.push(("URL_SCHEME", self.url_scheme));
-        v.push(("REMOTE_ADDR", self.remote_addr));
-        v
+    /// (key, value) in Mongrel2's JSON order after `PATH`; absent optional
+    /// keys are `None`.
+    fn json_order(&self) -> [Option<(&'static str, &'a [u8])>; 8] {
+        [
+            Some(("METHOD", self.method)),
+            Some(("VERSION", self.version)),
+            Some(("URI", self.uri)),
+            self.query.map(|q| ("QUERY", q)),
+            self.fragment.map(|f| ("FRAGMENT", f)),
+            Some(("PATTERN", self.pattern)),
+            Some(("URL_SCHEME", self.url_scheme)),
+            Some(("REMOTE_ADDR", self.remote_addr)),
+        ]
     }
 
     /// (key, value) in the order Mongrel2's tnetstring output has them
     /// (it renders PATH, VERSION, URI, QUERY, FRAGMENT, PATTERN, URL_SCHEME,
     /// METHOD, REMOTE_ADDR into a buffer that is reversed at the end).
-    fn tnetstring_order(&self) -> Vec<(&'static str, &'a [u8])> {
-        let mut v = vec![
-            ("REMOTE_ADDR", self.remote_addr),
-            ("METHOD", self.method),
-            ("URL_SCHEME", self.url_scheme),
-            ("PATTERN", self.pattern),
-        ];
-        if let Some(f) = self.fragment {
-            v.push(("FRAGMENT", f));
-        }
-        if let Some(q) = self.query {
-            v.push(("QUERY", q));
-        }
-        v.push(("URI", self.uri));
-        v.push(("VERSION", self.version));
-        v.push(("PATH", self.path));
-        v
+    fn tnetstring_order(&self) -> [Option<(&'static str, &'a [u8])>; 9] {
+        [
+            Some(("REMOTE_ADDR", self.remote_addr)),
+            Some(("METHOD", self.method)),
+            Some(("URL_SCHEME", self.url_scheme)),
+            Some(("PATTERN", self.pattern)),
+            self.fragment.map(|f| ("FRAGMENT", f)),
+            self.query.map(|q| ("QUERY", q)),
+            Some(("URI", self.uri)),
+            Some(("VERSION", self.version)),
+            Some(("PATH", self.path)),
+        ]
     }
 }
 
@@ -244,12 +235,104 @@ pub fn encode_request(
     body: &[u8],
     proto: Protocol,
 ) -> Vec<u8> {
-    let mut table = Table::new();
-    for (name, value) in &head.headers {
+    encode_request_ref(sender_uuid, conn_id, &head.borrowed(), extra, body, proto)
+}
+
+/// A [`RequestHead`] borrowed from wherever the request is (hyper's parsed
+/// head, for the frontend: no copy of each field for every request).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHeadRef<'a, H> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub fragment: Option<&'a str>,
+    pub uri: &'a str,
+    pub version: &'a str,
+    /// Client headers in arrival order: (name as sent, raw value).
+    pub headers: H,
+    pub remote_addr: &'a str,
+    pub pattern: &'a str,
+    pub url_scheme: &'a str,
+}
+
+/// The headers of a [`RequestHead`], as a [`RequestHeadRef`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderPairs<'a>(pub &'a [(String, Vec<u8>)]);
+
+impl<'a> IntoIterator for HeaderPairs<'a> {
+    type Item = (&'a str, &'a [u8]);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Vec<u8>)>,
+        fn(&'a (String, Vec<u8>)) -> (&'a str, &'a [u8]),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+}
+
+impl RequestHead {
+    /// The head as a [`RequestHeadRef`].
+    pub fn borrowed(&self) -> RequestHeadRef<'_, HeaderPairs<'_>> {
+        RequestHeadRef {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            fragment: self.fragment.as_deref(),
+            uri: &self.uri,
+            version: &self.version,
+            headers: HeaderPairs(&self.headers),
+            remote_addr: &self.remote_addr,
+            pattern: &self.pattern,
+            url_scheme: &self.url_scheme,
+        }
+    }
+}
+
+impl<'a, H> RequestHeadRef<'a, H>
+where
+    H: IntoIterator<Item = (&'a str, &'a [u8])> + Copy,
+{
+    /// An owned copy, for a request that outlives what it borrows (a
+    /// WebSocket's frames are sent with the head of its upgrade).
+    pub fn to_owned_head(&self) -> RequestHead {
+        RequestHead {
+            method: self.method.to_string(),
+            path: self.path.to_string(),
+            query: self.query.map(str::to_string),
+            fragment: self.fragment.map(str::to_string),
+            uri: self.uri.to_string(),
+            version: self.version.to_string(),
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            remote_addr: self.remote_addr.to_string(),
+            pattern: self.pattern.to_string(),
+            url_scheme: self.url_scheme.to_string(),
+        }
+    }
+}
+
+/// [`encode_request`] of a borrowed head.
+pub fn encode_request_ref<'h, H>(
+    sender_uuid: &str,
+    conn_id: u64,
+    head: &RequestHeadRef<'h, H>,
+    extra: &[(String, String)],
+    body: &[u8],
+    proto: Protocol,
+) -> Vec<u8>
+where
+    H: IntoIterator<Item = (&'h str, &'h [u8])> + Copy,
+{
+    let headers = head.headers.into_iter();
+    let mut table = Table::with_capacity(headers.size_hint().0 + extra.len() + 1);
+    for (name, value) in headers {
         let key = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(name.to_ascii_lowercase())
         } else {
-            Cow::Borrowed(name.as_str())
+            Cow::Borrowed(name)
         };
         table.set(key, value, false);
     }
@@ -263,8 +346,8 @@ pub fn encode_request(
         method: head.method.as_bytes(),
         version: head.version.as_bytes(),
         uri: head.uri.as_bytes(),
-        query: head.query.as_deref().map(str::as_bytes),
-        fragment: head.fragment.as_deref().map(str::as_bytes),
+        query: head.query.map(str::as_bytes),
+        fragment: head.fragment.map(str::as_bytes),
         pattern: head.pattern.as_bytes(),
         url_scheme: head.url_scheme.as_bytes(),
         remote_addr: head.remote_addr.as_bytes(),
@@ -274,18 +357,18 @@ pub fn encode_request(
             table.set(Cow::Borrowed(k.as_str()), v.as_bytes(), true);
         }
     }
-    let order: Vec<usize> = table
-        .scan()
-        .into_iter()
-        .filter(|&i| !SERVER_KEYS.contains(&table.node(i).key.as_ref()))
-        .collect();
+    // Client header names are lowercase; only an extra key can be a
+    // server key.
+    let mut order = table.scan();
+    order.retain(|&i| {
+        let k = table.node(i).key.as_ref();
+        !k.starts_with(|c: char| c.is_ascii_uppercase()) || !SERVER_KEYS.contains(&k)
+    });
 
     let mut headers = Vec::with_capacity(256);
     match proto {
         Protocol::Json => {
-            headers.push(b'{');
-            write_json_str(&mut headers, b"PATH");
-            headers.push(b':');
+            headers.extend_from_slice(b"{\"PATH\":");
             write_json_str(&mut headers, server.path);
             for &i in &order {
                 let node = table.node(i);
@@ -306,17 +389,17 @@ pub fn encode_request(
                     }
                 }
             }
-            for (k, v) in server.json_order() {
-                headers.push(b',');
-                write_json_str(&mut headers, k.as_bytes());
-                headers.push(b':');
+            for (k, v) in server.json_order().into_iter().flatten() {
+                headers.extend_from_slice(b",\"");
+                headers.extend_from_slice(k.as_bytes()); // plain ASCII
+                headers.extend_from_slice(b"\":");
                 write_json_str(&mut headers, v);
             }
             headers.push(b'}');
         }
         Protocol::Tnetstring => {
             let mut dict = Vec::with_capacity(256);
-            for (k, v) in server.tnetstring_order() {
+            for (k, v) in server.tnetstring_order().into_iter().flatten() {
                 netstring::write(&mut dict, k.as_bytes());
                 netstring::write(&mut dict, v);
             }
@@ -342,7 +425,7 @@ pub fn encode_request(
         Vec::with_capacity(sender_uuid.len() + server.path.len() + headers.len() + body.len() + 48);
     out.extend_from_slice(sender_uuid.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(conn_id.to_string().as_bytes());
+    crate::ascii::put_decimal(&mut out, conn_id);
     out.push(b' ');
     out.extend_from_slice(server.path);
     out.push(b' ');
@@ -354,13 +437,36 @@ pub fn encode_request(
     out
 }
 
+/// Bytes that need no escaping in a JSON string and are ASCII: the common
+/// case, copied as a block.
+const fn plain_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+}
+static PLAIN: [bool; 256] = plain_table();
+
 /// Writes `s` as a JSON string. Invalid UTF-8 becomes U+FFFD; `"`, `\` and
 /// control characters are escaped; everything else is copied as is (so for
 /// ordinary values the bytes equal Mongrel2's).
 fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
-    let s = String::from_utf8_lossy(s);
-    let bytes = s.as_bytes();
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    if s.iter().all(|&b| PLAIN[usize::from(b)]) {
+        out.extend_from_slice(s);
+    } else {
+        write_json_escaped(out, &String::from_utf8_lossy(s));
+    }
+    out.push(b'"');
+}
+
+/// The slow path of [`write_json_str`]: valid UTF-8 with escapes to make.
+fn write_json_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -386,7 +492,6 @@ fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// The notice sent when a client goes away or a reply targets a dead id:
@@ -592,6 +697,38 @@ pub fn parse_reply(msg: &[u8]) -> Result<Reply, CodecError> {
 /// allowed), 1 to [`MAX_IDS`] of them; the space after `,` may be missing
 /// only when the body is empty (end of message). An empty body means close.
 pub fn parse_handler_message(msg: &[u8]) -> Result<HandlerMessage, CodecError> {
+    Ok(match parse_handler_message_ref(msg)? {
+        HandlerMessageRef::Reply { uuid, ids, body } => HandlerMessage::Reply(Reply {
+            uuid: String::from_utf8_lossy(uuid).into_owned(),
+            ids,
+            body: body.to_vec(),
+        }),
+        HandlerMessageRef::Control { uuid, ids, value } => HandlerMessage::Control {
+            uuid: String::from_utf8_lossy(uuid).into_owned(),
+            ids,
+            value,
+        },
+    })
+}
+
+/// A [`HandlerMessage`] whose UUID and body are slices of the message, for
+/// the frontend, which reads one per request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandlerMessageRef<'a> {
+    Reply {
+        uuid: &'a [u8],
+        ids: Vec<u64>,
+        body: &'a [u8],
+    },
+    Control {
+        uuid: &'a [u8],
+        ids: Vec<u64>,
+        value: Value,
+    },
+}
+
+/// [`parse_handler_message`] without copying the UUID or the body.
+pub fn parse_handler_message_ref(msg: &[u8]) -> Result<HandlerMessageRef<'_>, CodecError> {
     let (uuid, pos) = take_word(msg, 0, "space after the sender UUID")?;
     check_uuid(0, uuid)?;
     let list_at = pos;
@@ -608,7 +745,6 @@ pub fn parse_handler_message(msg: &[u8]) -> Result<HandlerMessage, CodecError> {
         }
     };
     let body = &msg[body_at..];
-    let uuid = String::from_utf8_lossy(uuid).into_owned();
     if let Some(rest) = list.strip_prefix(b"X ") {
         let ids = parse_ids(rest, content_at + 2, list_at)?;
         let (value, vend) = tnetstring::decode_at(msg, body_at)?;
@@ -618,14 +754,10 @@ pub fn parse_handler_message(msg: &[u8]) -> Result<HandlerMessage, CodecError> {
                 len: msg.len() - vend,
             });
         }
-        return Ok(HandlerMessage::Control { uuid, ids, value });
+        return Ok(HandlerMessageRef::Control { uuid, ids, value });
     }
     let ids = parse_ids(list, content_at, list_at)?;
-    Ok(HandlerMessage::Reply(Reply {
-        uuid,
-        ids,
-        body: body.to_vec(),
-    }))
+    Ok(HandlerMessageRef::Reply { uuid, ids, body })
 }
 
 /// Parses `ID ID ID` (one trailing space allowed) found at `at` in the

@@ -52,22 +52,44 @@ impl<'a> Node<'a> {
 pub struct Table<'a> {
     mask: u32,
     highmark: usize,
-    heads: Vec<u32>,
+    /// The chains while the table has its initial size (no allocation for
+    /// the usual request)…
+    small: [u32; INIT_SIZE],
+    /// …and once it has grown.
+    big: Vec<u32>,
     nodes: Vec<Node<'a>>,
 }
 
 impl<'a> Table<'a> {
-    pub fn new() -> Self {
+    /// A table for about `n` distinct names.
+    pub fn with_capacity(n: usize) -> Self {
         Table {
             mask: (INIT_SIZE - 1) as u32,
             highmark: INIT_SIZE * 2,
-            heads: vec![NONE; INIT_SIZE],
-            nodes: Vec::new(),
+            small: [NONE; INIT_SIZE],
+            big: Vec::new(),
+            nodes: Vec::with_capacity(n),
+        }
+    }
+
+    fn heads(&self) -> &[u32] {
+        if self.big.is_empty() {
+            &self.small
+        } else {
+            &self.big
+        }
+    }
+
+    fn heads_mut(&mut self) -> &mut [u32] {
+        if self.big.is_empty() {
+            &mut self.small
+        } else {
+            &mut self.big
         }
     }
 
     fn find(&self, key: &str, hkey: u32) -> Option<usize> {
-        let mut i = self.heads[(hkey & self.mask) as usize];
+        let mut i = self.heads()[(hkey & self.mask) as usize];
         while i != NONE {
             let n = &self.nodes[i as usize];
             if n.hkey == hkey && n.key == key {
@@ -97,25 +119,26 @@ impl<'a> Table<'a> {
         }
         let chain = (hkey & self.mask) as usize;
         let idx = u32::try_from(self.nodes.len()).expect("fewer than 2^32 headers");
+        let next = self.heads()[chain];
         self.nodes.push(Node {
             hkey,
-            next: self.heads[chain],
+            next,
             key,
             vals: [val; MAX_DUPES],
             n: 1,
         });
-        self.heads[chain] = idx;
+        self.heads_mut()[chain] = idx;
     }
 
     /// kazlib's `grow_table`.
     fn grow(&mut self) {
-        let old = self.heads.len();
+        let old = self.heads().len();
         let mask = (self.mask << 1) | 1;
         let exposed = mask ^ self.mask;
         let mut heads = vec![NONE; old * 2];
         for chain in 0..old {
             let (mut low, mut high) = (NONE, NONE);
-            let mut i = self.heads[chain];
+            let mut i = self.heads()[chain];
             while i != NONE {
                 let node = &mut self.nodes[i as usize];
                 let next = node.next;
@@ -131,15 +154,23 @@ impl<'a> Table<'a> {
             heads[chain] = low;
             heads[chain + old] = high;
         }
-        self.heads = heads;
+        self.big = heads;
         self.mask = mask;
         self.highmark *= 2;
     }
 
     /// Node indices in kazlib scan order.
     pub fn scan(&self) -> Vec<usize> {
+        if self.big.is_empty() && self.nodes.len() <= 16 {
+            // Not grown: chains in index order, newest first within one.
+            // For a few names, sorting them is cheaper than walking the
+            // 64 chains.
+            let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+            order.sort_unstable_by_key(|&i| (self.nodes[i].hkey & self.mask, std::cmp::Reverse(i)));
+            return order;
+        }
         let mut order = Vec::with_capacity(self.nodes.len());
-        for &head in &self.heads {
+        for &head in self.heads() {
             let mut i = head;
             while i != NONE {
                 order.push(i as usize);
@@ -167,7 +198,7 @@ mod tests {
 
     #[test]
     fn example_order() {
-        let mut t = Table::new();
+        let mut t = Table::with_capacity(0);
         for k in ["host", "user-agent", "accept", "x-dup", "x-dup"] {
             t.set(Cow::Borrowed(k), b"v", false);
         }
@@ -186,15 +217,35 @@ mod tests {
             .map(|i| format!("k{i}"))
             .find(|k| fnv1a(k.as_bytes()) & 63 == fnv1a(a.as_bytes()) & 63)
             .unwrap();
-        let mut t = Table::new();
+        let mut t = Table::with_capacity(0);
         t.set(Cow::Owned(a.clone()), b"1", false);
         t.set(Cow::Owned(b.clone()), b"2", false);
         assert_eq!(keys(&t), [b, a]);
     }
 
     #[test]
+    fn few_names_scan_as_the_chains_do() {
+        for n in 1..=16 {
+            let names: Vec<String> = (0..n).map(|i| format!("x-h{}", i * 7)).collect();
+            let mut t = Table::with_capacity(0);
+            for k in &names {
+                t.set(Cow::Borrowed(k.as_str()), b"v", false);
+            }
+            let mut walked = Vec::new();
+            for &head in t.heads() {
+                let mut i = head;
+                while i != NONE {
+                    walked.push(i as usize);
+                    i = t.nodes[i as usize].next;
+                }
+            }
+            assert_eq!(t.scan(), walked, "{n} names");
+        }
+    }
+
+    #[test]
     fn dupes_capped_and_replace() {
-        let mut t = Table::new();
+        let mut t = Table::with_capacity(0);
         let vals: Vec<Vec<u8>> = (0..7).map(|i| vec![b'0' + i]).collect();
         for v in &vals {
             t.set(Cow::Borrowed("x"), v, false);
@@ -207,11 +258,11 @@ mod tests {
     #[test]
     fn growth_keeps_every_key_once() {
         let names: Vec<String> = (0..600).map(|i| format!("h{i}")).collect();
-        let mut t = Table::new();
+        let mut t = Table::with_capacity(0);
         for n in &names {
             t.set(Cow::Borrowed(n), b"v", false);
         }
-        assert_eq!(t.heads.len(), 512);
+        assert_eq!(t.heads().len(), 512);
         let mut got = keys(&t);
         assert_eq!(got.len(), 600);
         // Chains are in ascending (hash & mask) order after growth too.

@@ -150,7 +150,8 @@ impl Value {
 
 /// Writes `LEN:DATA` + `tag`.
 pub(crate) fn put_raw(out: &mut Vec<u8>, data: &[u8], tag: u8) {
-    out.extend_from_slice(data.len().to_string().as_bytes());
+    out.reserve(data.len() + 12);
+    crate::ascii::put_decimal(out, data.len() as u64);
     out.push(b':');
     out.extend_from_slice(data);
     out.push(tag);
