@@ -44,6 +44,8 @@ pub struct Edge {
     pub hubs: crate::handlers::Hubs,
     pub proxy: Proxy,
     pub port: u16,
+    /// `port` as an `X-Forwarded-Port` value.
+    port_header: hyper::header::HeaderValue,
     pub hold: Duration,
     pub timeout: Duration,
     pub max_body: u64,
@@ -74,6 +76,7 @@ impl Edge {
             hubs,
             proxy: Proxy::new(timeout),
             port,
+            port_header: hyper::header::HeaderValue::from(port),
             hold: Duration::from_millis(cfg.hold_ms),
             timeout,
             max_body: cfg.max_body_bytes,
@@ -205,7 +208,7 @@ async fn serve_conn<I>(
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(hyper_util::rt::TokioTimer::new())
+        .timer(crate::coarse::HyperTimer)
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
@@ -319,7 +322,7 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
             let forwarded = Forwarded {
                 peer_ip: conn.peer_ip.clone(),
                 proto: if conn.https { "https" } else { "http" },
-                port: edge.port,
+                port: edge.port_header.clone(),
                 request_id: request_id(&req),
             };
             edge.proxy.forward(&app, &route.web, req, &forwarded).await
@@ -362,21 +365,35 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-fn request_id(req: &Request<Incoming>) -> String {
-    if let Some(id) = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
+/// The client's `X-Request-Id` (up to 200 bytes), else a new one: this
+/// process's start time and a counter, in hex (unique per frontend run).
+fn request_id(req: &Request<Incoming>) -> hyper::header::HeaderValue {
+    if let Some(id) = req.headers().get("x-request-id") {
         if !id.is_empty() && id.len() <= 200 {
-            return id.to_string();
+            return id.clone();
         }
     }
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}-{:x}", N.fetch_add(1, Ordering::Relaxed))
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let mut id = [0u8; 33];
+    hex16(&mut id[..16], start);
+    id[16] = b'-';
+    hex16(&mut id[17..], N.fetch_add(1, Ordering::Relaxed));
+    hyper::header::HeaderValue::from_bytes(&id)
+        .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("-"))
+}
+
+/// `n` as 16 hex digits into `out`.
+fn hex16(out: &mut [u8], n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 /// Sends the request to the app's handlers and turns their raw HTTP reply

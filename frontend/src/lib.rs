@@ -5,7 +5,8 @@
 //! - [`edge`]: the hyper server; answers its own errors in one place.
 //! - [`handlers`]: per-app Mongrel2-protocol socket pairs (ZMQ PUSH/SUB),
 //!   one thread each, so no app sees another's requests.
-//! - [`proxy`]: round-robin proxying to `web` instances on `$PORT`.
+//! - [`proxy`]: round-robin proxying to `web` instances on `$PORT`, over
+//!   the keep-alive connections `upstream` pools.
 //! - [`m2`]: the Mongrel2 handler wire format and a Rust handler library.
 //!
 //! The frontend holds no state beyond in-flight requests: routes come from
@@ -13,6 +14,7 @@
 
 pub mod access_log;
 mod ascii;
+mod coarse;
 pub mod dir;
 pub mod edge;
 pub mod follow;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod tls;
+mod upstream;
 pub mod ws;
 mod zmq_fd;
 

@@ -1,15 +1,17 @@
 //! The proxy backend: forwards a request to one of an app's `web`
-//! instances (round-robin), over pooled keep-alive connections. A failed
-//! connect moves on to the next instance with the same request, so a
-//! deploy or a dying node loses no request; bodies stream both ways.
+//! instances (round-robin), over pooled keep-alive connections
+//! ([`crate::upstream`]). A failed connect moves on to the next instance
+//! with the same request, so a deploy or a dying node loses no request; a
+//! pooled connection the instance had closed is replaced by a new one;
+//! bodies stream both ways.
 
 use crate::edge::{error_page, Body};
+use crate::upstream::{Pool, PooledBody};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,36 +56,76 @@ impl hyper::body::Body for SharedBody {
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, SharedBody>,
+    pool: Arc<Pool<SharedBody>>,
     next: AtomicUsize,
     timeout: Duration,
 }
 
+/// Why an attempt on one instance failed.
+enum Failed {
+    /// No connection: the request was not sent.
+    Connect(crate::upstream::ConnectError),
+    /// Sent (perhaps in part) and then the connection failed.
+    Upstream(hyper::Error),
+}
+
 /// Headers that belong to one connection, not to the request.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    hyper::header::UPGRADE,
 ];
 
 impl Proxy {
     pub fn new(timeout: Duration) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Proxy {
-            client,
+            pool: Pool::new(),
             next: AtomicUsize::new(0),
             timeout,
+        }
+    }
+
+    /// Sends `req` to `addr` on a pooled connection, else a new one. A
+    /// pooled connection that turns out closed before the request went out
+    /// is dropped and the next one tried.
+    async fn attempt(
+        &self,
+        addr: &str,
+        mut req: Request<SharedBody>,
+    ) -> Result<
+        (
+            Response<Incoming>,
+            hyper::client::conn::http1::SendRequest<SharedBody>,
+        ),
+        Failed,
+    > {
+        loop {
+            let (mut tx, pooled) = match self.pool.take(addr) {
+                Some(tx) => (tx, true),
+                None => (Pool::connect(addr).await.map_err(Failed::Connect)?, false),
+            };
+            // Nothing has been sent when these fail.
+            let unsent = |e| Failed::Connect(crate::upstream::ConnectError::Handshake(e));
+            if let Err(e) = tx.ready().await {
+                if pooled {
+                    continue;
+                }
+                return Err(unsent(e));
+            }
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, tx)),
+                Err(mut e) => match e.take_message() {
+                    Some(r) if pooled => req = r,
+                    Some(_) => return Err(unsent(e.into_error())),
+                    None => return Err(Failed::Upstream(e.into_error())),
+                },
+            }
         }
     }
 
@@ -135,27 +177,33 @@ impl Proxy {
             inner: Arc::new(Mutex::new(Some(body))),
             touched: Arc::new(AtomicBool::new(false)),
         };
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        // Origin-form to the instance; the client's Host goes with it.
+        let target = hyper::Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        );
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::new();
         for k in 0..upstreams.len() {
             let addr = &upstreams[(start + k) % upstreams.len()];
-            let uri = match format!("http://{addr}{path}").parse() {
-                Ok(u) => u,
-                Err(e) => {
-                    last_error = format!("bad upstream {addr}: {e}");
-                    continue;
-                }
-            };
             let mut attempt = Request::new(shared.clone());
             *attempt.method_mut() = parts.method.clone();
-            *attempt.uri_mut() = uri;
-            *attempt.headers_mut() = parts.headers.clone();
-            match tokio::time::timeout(self.timeout, self.client.request(attempt)).await {
+            *attempt.uri_mut() = target.clone();
+            // The last instance to try takes the headers; others a copy.
+            *attempt.headers_mut() = if k + 1 == upstreams.len() {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            if !attempt.headers().contains_key(hyper::header::HOST) {
+                if let Ok(h) = HeaderValue::from_str(addr) {
+                    attempt.headers_mut().insert(hyper::header::HOST, h);
+                }
+            }
+            match crate::coarse::timeout(self.timeout, self.attempt(addr, attempt)).await {
                 Err(_) => {
                     return error_page(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -165,7 +213,7 @@ impl Proxy {
                         ),
                     );
                 }
-                Ok(Ok(mut resp)) => {
+                Ok(Ok((mut resp, tx))) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client) = client_upgrade.take() {
                             let upstream = hyper::upgrade::on(&mut resp);
@@ -182,21 +230,26 @@ impl Proxy {
                                     Err(e) => tracing::debug!(app, error = %e, "upgrade failed"),
                                 }
                             });
+                            // The connection is the client's now: not pooled.
                             let (rp, body) = resp.into_parts();
                             return Response::from_parts(rp, body.map_err(Into::into).boxed());
                         }
                     }
                     let (mut rp, body) = resp.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
+                    let body = PooledBody::new(body, tx, self.pool.clone(), addr);
                     return Response::from_parts(rp, body.map_err(Into::into).boxed());
                 }
-                Ok(Err(e)) => {
+                Ok(Err(Failed::Connect(e))) => {
+                    tracing::warn!(app, upstream = %addr, error = %e, "upstream failed");
+                    last_error = format!("{addr}: {e}");
+                }
+                Ok(Err(Failed::Upstream(e))) => {
                     tracing::warn!(app, upstream = %addr, error = %e, "upstream failed");
                     last_error = format!("{addr}: {e}");
                     // Only a request whose body was never read can go to
-                    // another instance: after a failed connect always; after
-                    // a connection that died before the answer (an instance
-                    // killed mid-request) only if repeating it is harmless.
+                    // another instance, and (an instance killed
+                    // mid-request) only if repeating it is harmless.
                     let idempotent = matches!(
                         parts.method,
                         hyper::Method::GET
@@ -205,7 +258,7 @@ impl Proxy {
                             | hyper::Method::PUT
                             | hyper::Method::DELETE
                     );
-                    if shared.touched.load(Ordering::Relaxed) || !(e.is_connect() || idempotent) {
+                    if shared.touched.load(Ordering::Relaxed) || !idempotent {
                         break;
                     }
                 }
@@ -219,19 +272,34 @@ impl Proxy {
 }
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = h
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    // One pass over the names finds those to drop (most messages have none
+    // or only `Connection`); each is then removed once.
+    let mut drop: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(k))
+        .cloned()
         .collect();
-    for n in named {
-        h.remove(n);
+    if drop.is_empty() {
+        return;
     }
-    for n in HOP_BY_HOP {
-        h.remove(*n);
+    // Headers named in Connection are hop-by-hop too.
+    for v in h.get_all(hyper::header::CONNECTION) {
+        let Ok(v) = v.to_str() else { continue };
+        for n in v.split(',') {
+            let n = n.trim();
+            if n.eq_ignore_ascii_case("keep-alive")
+                || n.eq_ignore_ascii_case("close")
+                || n.eq_ignore_ascii_case("upgrade")
+            {
+                continue; // options, or already on the list if present
+            }
+            if let Ok(n) = HeaderName::from_bytes(n.as_bytes()) {
+                drop.push(n);
+            }
+        }
+    }
+    for n in drop {
+        h.remove(n);
     }
 }
 
@@ -240,8 +308,10 @@ pub struct Forwarded {
     /// The client's address, formatted once per connection.
     pub peer_ip: HeaderValue,
     pub proto: &'static str,
-    pub port: u16,
-    pub request_id: String,
+    /// The edge's port, formatted once.
+    pub port: HeaderValue,
+    /// The client's `X-Request-Id`, or one made up for the request.
+    pub request_id: HeaderValue,
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -265,9 +335,40 @@ impl Forwarded {
             h.insert(X_FORWARDED_FOR, xff);
         }
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
-        h.insert(X_FORWARDED_PORT, HeaderValue::from(self.port));
-        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            h.insert(X_REQUEST_ID, v);
+        h.insert(X_FORWARDED_PORT, self.port.clone());
+        h.insert(X_REQUEST_ID, self.request_id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut h = hyper::HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, X-Trace"),
+            ("keep-alive", "timeout=5"),
+            ("x-trace", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+            ("x-kept", "2"),
+        ] {
+            h.append(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-kept"]);
+
+        // Nothing hop-by-hop: nothing changes.
+        let mut h = hyper::HeaderMap::new();
+        h.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 }
