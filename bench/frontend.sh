@@ -15,8 +15,13 @@
 # process and its children: nginx's workers) and of the backend behind it (handler/upstream),
 # with ratios to Mongrel2 (handler rows) or nginx (proxy rows).
 #
+# Each comparison runs in ROUNDS rounds, the two sides one after the other in each round, and
+# the table has the median of each figure and the median of the per-round ratios: on a shared
+# 2-core VM one run of each side can differ by 20-30% from the next, and the pairing keeps a
+# slow spell of the machine from landing on one side only.
+#
 # Usage: bench/frontend.sh [DURATION_SECONDS=10]
-# Env: WRK_THREADS (1), WRK_CONNS (8), WARMUP (2 s, unmeasured, before each case),
+# Env: ROUNDS (3), WRK_THREADS (1), WRK_CONNS (8), WARMUP (2 s, unmeasured, before each case),
 #      M2_PYTHON (a python3 with pyzmq; default /usr/bin/python3), KEEP=1 (keep the work dir).
 # Installs wrk, nginx-light, mongrel2-core and python3-zmq with apt-get when missing.
 set -euo pipefail
@@ -27,6 +32,7 @@ say() { echo "[$((SECONDS - START))s] $*" >&2; }
 die() { echo "bench/frontend.sh: $*" >&2; exit 1; }
 
 DURATION="${1:-10}"
+ROUNDS="${ROUNDS:-3}"
 THREADS="${WRK_THREADS:-1}"
 CONNS="${WRK_CONNS:-8}"
 WARMUP="${WARMUP:-2}"
@@ -204,8 +210,8 @@ measure() {
   printf '%s\n' "$out" > "$WORK/wrk-$tag.txt"
   local r
   r="$(printf '%s\n' "$out" | grep '^RESULT ')" || die "$name: no RESULT line from wrk:\n$out"
-  printf '%s\t%s\t%s server_user=%s server_sys=%s backend_ticks=%s syscalls=%s\n' "$name" "$group" "$r" \
-    $((su1 - su0)) $((ss1 - ss0)) $((bu1 + bs1 - bu0 - bs0)) "$sc" >> "$RESULTS"
+  printf '%s\t%s\t%s server_user=%s server_sys=%s backend_ticks=%s syscalls=%s round=%s\n' "$name" "$group" "$r" \
+    $((su1 - su0)) $((ss1 - ss0)) $((bu1 + bs1 - bu0 - bs0)) "$sc" "$ROUND" >> "$RESULTS"
   say "$name: $(printf '%s\n' "$out" | grep -E 'Requests/sec|Non-2xx|Socket errors' | tr -s ' ' | paste -sd';')"
 }
 
@@ -286,8 +292,10 @@ PIDS+=($PYH)
 wait_http "$P_HTTP" hello.localhost "Hello from python-handler" 30 "zeroku + python handler"
 wait_http "$M2_HTTP" localhost "Hello from python-handler" 30 "Mongrel2 + python handler"
 
-measure "zeroku + Python handler" handler "$P_HTTP" hello.localhost "$FRONTEND" "$PYH"
-measure "Mongrel2 + Python handler" handler "$M2_HTTP" localhost "$MONGREL2" "$PYH"
+for ROUND in $(seq "$ROUNDS"); do
+  measure "zeroku + Python handler" handler "$P_HTTP" hello.localhost "$FRONTEND" "$PYH"
+  measure "Mongrel2 + Python handler" handler "$M2_HTTP" localhost "$MONGREL2" "$PYH"
+done
 stop_pid "$PYH"
 stop_pid "$MONGREL2"
 
@@ -297,7 +305,9 @@ M2_SEND_SPEC="tcp://127.0.0.1:$ZK_SEND" M2_RECV_SPEC="tcp://127.0.0.1:$ZK_RECV" 
 RH=$!
 PIDS+=($RH)
 wait_http "$P_HTTP" hello.localhost "Hello from Rust" 30 "zeroku + rust handler"
-measure "zeroku + Rust handler" handler "$P_HTTP" hello.localhost "$FRONTEND" "$RH"
+for ROUND in $(seq "$ROUNDS"); do
+  measure "zeroku + Rust handler" handler "$P_HTTP" hello.localhost "$FRONTEND" "$RH"
+done
 stop_pid "$RH"
 
 # ---- proxies: the upstream app's one instance, behind zeroku and behind nginx
@@ -324,22 +334,25 @@ NGINX=$!
 PIDS+=($NGINX)
 wait_http "$NG_HTTP" upstream.localhost "hello" 30 "nginx proxy"
 
-measure "zeroku proxy -> nginx upstream" proxy "$P_HTTP" upstream.localhost "$FRONTEND" "$UP_PID"
-measure "nginx proxy_pass -> same upstream" proxy "$NG_HTTP" upstream.localhost "$NGINX" "$UP_PID"
+for ROUND in $(seq "$ROUNDS"); do
+  measure "zeroku proxy -> nginx upstream" proxy "$P_HTTP" upstream.localhost "$FRONTEND" "$UP_PID"
+  measure "nginx proxy_pass -> same upstream" proxy "$NG_HTTP" upstream.localhost "$NGINX" "$UP_PID"
+done
 say "done"
 
 # ---- the table
 python3 - "$RESULTS" "$TICKS" "$DURATION" "$THREADS" "$CONNS" "$WORK" <<'PY'
 import os, re, sys
 path, ticks, duration, threads, conns, work = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
-rows = []
+import statistics
+runs = {}  # name -> [per-round figures], in the order the cases ran
 for line in open(path):
     name, group, result = line.rstrip("\n").split("\t")
     kv = dict(x.split("=") for x in result.split()[1:])
     su, ss = int(kv["server_user"]), int(kv["server_sys"])
     n = int(kv["requests"])
-    rows.append(dict(
-        name=name, group=group, n=n,
+    runs.setdefault(name, []).append(dict(
+        name=name, group=group, n=n, round=int(kv.get("round", 1)),
         rps=n / (int(kv["duration_us"]) / 1e6),
         p50=int(kv["p50_us"]) / 1e3, p99=int(kv["p99_us"]) / 1e3,
         cpu=(su + ss) / ticks / n * 1000 if n else float("nan"),
@@ -348,17 +361,36 @@ for line in open(path):
         errors=int(kv["socket_errors"]) + int(kv["status_errors"]),
         sc=int(kv["syscalls"]) / n if n and int(kv["syscalls"]) else float("nan"),
     ))
+KEYS = ("rps", "p50", "p99", "cpu", "sys_share", "bcpu", "sc")
+rows = []
+for name, rs in runs.items():
+    r = {k: statistics.median(x[k] for x in rs) for k in KEYS}
+    r.update(name=name, group=rs[0]["group"], errors=sum(x["errors"] for x in rs), runs=rs)
+    rows.append(r)
 ref = {"handler": next((r for r in rows if r["name"].startswith("Mongrel2")), None),
        "proxy": next((r for r in rows if r["name"].startswith("nginx")), None)}
 
+def round_ratios(r, k):
+    """r's figure over the reference's, per round; against the reference's median for a case
+    that ran while the reference did not (the Rust handler)."""
+    b = ref[r["group"]]
+    by_round = {x["round"]: x[k] for x in b["runs"]}
+    paired = r["name"].split(" ")[-1] == b["name"].split(" ")[-1]  # same handler/upstream
+    return [x[k] / (by_round.get(x["round"]) if paired else b[k]) for x in r["runs"]
+            if (by_round.get(x["round"]) if paired else b[k])]
+
 def ratio(r, k):
     b = ref[r["group"]]
-    if b is None or b is r or not b[k]:
-        return "1.00" if b is r else "-"
-    return f"{r[k] / b[k]:.2f}"
+    if b is None:
+        return "-"
+    if b is r:
+        return "1.00"
+    rr = round_ratios(r, k)
+    return f"{statistics.median(rr):.2f}" if rr else "-"
 
 print()
-print(f"### frontend: wrk -t{threads} -c{conns} -d{duration}s, GET / (ratios: handler rows to Mongrel2, proxy rows to nginx)")
+print(f"### frontend: wrk -t{threads} -c{conns} -d{duration}s, GET /, median of {len(next(iter(runs.values())))} rounds "
+      "(ratios: median of the per-round ratios, handler rows to Mongrel2, proxy rows to nginx)")
 print()
 print("| setup | req/s | × | p50 ms | × | p99 ms | × | server CPU s / 1k req | × | server syscalls / req | × | backend CPU s / 1k req | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -366,6 +398,11 @@ for r in rows:
     print(f"| {r['name']} | {r['rps']:,.0f} | {ratio(r, 'rps')} | {r['p50']:.2f} | {ratio(r, 'p50')} | "
           f"{r['p99']:.2f} | {ratio(r, 'p99')} | {r['cpu']:.3f} | {ratio(r, 'cpu')} | "
           f"{r['sc']:.2f} | {ratio(r, 'sc')} | {r['bcpu']:.3f} | {r['errors']} |")
+print()
+for r in rows:
+    if ref[r["group"]] is not None and ref[r["group"]] is not r:
+        fmt = lambda k: " ".join(f"{x:.2f}" for x in round_ratios(r, k))
+        print(f"- {r['name']}, per round: req/s × {fmt('rps')}; CPU / req × {fmt('cpu')}")
 
 # Where each server's CPU went: user vs kernel, and for zeroku by thread. libzmq's I/O threads
 # inherit the name of the thread that created the context (a tokio worker, here).
