@@ -20,8 +20,12 @@
 # 2-core VM one run of each side can differ by 20-30% from the next, and the pairing keeps a
 # slow spell of the machine from landing on one side only.
 #
+# CALLGRIND=1 runs the zeroku frontend under valgrind's callgrind instead and prints the
+# instructions it executes per request (all its threads, user space only) for the zeroku rows:
+# slow, but the same from run to run, for telling small changes apart.
+#
 # Usage: bench/frontend.sh [DURATION_SECONDS=10]
-# Env: ROUNDS (3), WRK_THREADS (1), WRK_CONNS (8), WARMUP (2 s, unmeasured, before each case),
+# Env: ROUNDS (3), CALLGRIND, WRK_THREADS (1), WRK_CONNS (8), WARMUP (2 s, unmeasured, before each case),
 #      M2_PYTHON (a python3 with pyzmq; default /usr/bin/python3), KEEP=1 (keep the work dir).
 # Installs wrk, nginx-light, mongrel2-core and python3-zmq with apt-get when missing.
 set -euo pipefail
@@ -46,6 +50,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 { command -v mongrel2 && command -v m2sh; } >/dev/null || missing+=(mongrel2-core)
 "$PY" -c 'import zmq' 2>/dev/null || missing+=(python3-zmq)
+[ -z "${CALLGRIND:-}" ] || command -v callgrind_control >/dev/null || missing+=(valgrind)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -180,6 +185,13 @@ RESULTS="$WORK/results.tsv"
 # measure NAME GROUP(handler|proxy) PORT HOST SERVER_PIDS BACKEND_PIDS  (pid lists space-separated)
 measure() {
   local name="$1" group="$2" port="$3" host="$4" server="$5" backend="$6" out su0 ss0 su1 ss1 bu0 bs0 bu1 bs1
+  if [ -n "${CALLGRIND:-}" ]; then
+    # Counts are the same from round to round: the first is enough.
+    if [ "$server" = "$FRONTEND" ] && [ "${ROUND:-1}" = 1 ]; then
+      count_instructions "$name" "$port" "$host"
+    fi
+    return 0
+  fi
   say "$name: ${WARMUP}s warm-up, ${DURATION}s measured (wrk -t$THREADS -c$CONNS)"
   run_wrk $((WARMUP + 30)) /dev/null -d"${WARMUP}s" -H "Host: $host" "http://127.0.0.1:$port/"
   local tag
@@ -215,6 +227,23 @@ measure() {
   say "$name: $(printf '%s\n' "$out" | grep -E 'Requests/sec|Non-2xx|Socket errors' | tr -s ' ' | paste -sd';')"
 }
 
+# CALLGRIND=1: instructions per request of the frontend (under callgrind) for one case.
+INSTRUCTIONS="$WORK/instructions.tsv"
+count_instructions() { # name port host
+  say "$1: ${WARMUP}s warm-up, ${DURATION}s counted under callgrind (wrk -t$THREADS -c$CONNS)"
+  run_wrk $((WARMUP + 60)) /dev/null -d"${WARMUP}s" -H "Host: $3" "http://127.0.0.1:$2/"
+  callgrind_control -z "$FRONTEND" > /dev/null
+  run_wrk $((DURATION + 60)) "$WORK/wrk.out" -d"${DURATION}s" \
+    -s "$ROOT/bench/frontend/wrk-report.lua" -H "Host: $3" "http://127.0.0.1:$2/"
+  rm -f "$WORK"/callgrind.out.*
+  callgrind_control -d "$FRONTEND" > /dev/null
+  local f ir n
+  f="$(ls -t "$WORK"/callgrind.out.* | head -1)"
+  ir="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
+  n="$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$WORK/wrk.out")"
+  printf '%s\t%s\t%s\n' "$1" "$n" "$ir" >> "$INSTRUCTIONS"
+}
+
 # ---- zeroku: master, worker and frontend as separate processes
 HPORT="$(free_range 4)"
 P_API=$(free_port); P_PUB=$(free_port); P_PULL=$(free_port); P_HTTP=$(free_port); P_ADMIN=$(free_port)
@@ -234,7 +263,9 @@ JOIN="$(zk nodes:join-token)"
 "$BIN" worker --data "$WORKER_DATA" --config "$WORK/zeroku.toml" --node n1 --master "$URL" \
   --token "$JOIN" > "$WORK/worker.log" 2>&1 &
 PIDS+=($!)
-"$BIN" frontend --data "$WORK/frontend" --config "$WORK/zeroku.toml" --name edge --master "$URL" \
+# shellcheck disable=SC2086
+${CALLGRIND:+valgrind --tool=callgrind --dump-instr=no --callgrind-out-file=$WORK/callgrind.out.%p} \
+  "$BIN" frontend --data "$WORK/frontend" --config "$WORK/zeroku.toml" --name edge --master "$URL" \
   --token "$JOIN" --http "127.0.0.1:$P_HTTP" --admin "127.0.0.1:$P_ADMIN" > "$WORK/frontend.log" 2>&1 &
 FRONTEND=$!
 PIDS+=($FRONTEND)
@@ -339,6 +370,18 @@ for ROUND in $(seq "$ROUNDS"); do
   measure "nginx proxy_pass -> same upstream" proxy "$NG_HTTP" upstream.localhost "$NGINX" "$UP_PID"
 done
 say "done"
+
+if [ -n "${CALLGRIND:-}" ]; then
+  echo
+  echo "### frontend instructions per request (callgrind, all threads, user space; wrk -t$THREADS -c$CONNS -d${DURATION}s)"
+  echo
+  echo "| setup | requests | instructions / request |"
+  echo "|---|---:|---:|"
+  while IFS=$'\t' read -r name n ir; do
+    printf '| %s | %s | %s |\n' "$name" "$n" "$(( ir / n ))"
+  done < "$INSTRUCTIONS"
+  exit 0
+fi
 
 # ---- the table
 python3 - "$RESULTS" "$TICKS" "$DURATION" "$THREADS" "$CONNS" "$WORK" <<'PY'
