@@ -225,21 +225,7 @@ fn handlers_web_apps_domains_and_errors() {
     replies
         .connect(&format!("tcp://127.0.0.1:{recv_port}"))
         .unwrap();
-    let text = loop {
-        let msg = pull.recv_bytes(0).expect("the held request");
-        let text = String::from_utf8_lossy(&msg).into_owned();
-        // Disconnect notices of earlier clients are not what we wait for.
-        if !text.contains(" @* ") {
-            break text;
-        }
-    };
-    let mut words = text.splitn(4, ' ');
-    let (sender, conn_id, path) = (
-        words.next().unwrap(),
-        words.next().unwrap(),
-        words.next().unwrap(),
-    );
-    assert_eq!(path, "/held");
+    let (sender, conn_id) = next_request(&pull, "/held");
     let reply = format!(
         "{sender} {}:{conn_id}, HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate",
         conn_id.len()
@@ -253,21 +239,29 @@ fn handlers_web_apps_domains_and_errors() {
     let (st, _, body) = waiting.join().unwrap().unwrap();
     assert_eq!((st, body.as_str()), (200, "late"));
 
+    // A response head split over several replies, the body after it.
+    let fe4 = fe.clone();
+    let split = std::thread::spawn(move || http_get(&fe4, "chat.localhost", "/split"));
+    let (sender, conn_id) = next_request(&pull, "/split");
+    for piece in [
+        "HTTP/1.1 200 OK\r\nContent-Le",
+        "ngth: 5\r\nX-Pie",
+        "ces: 3\r\n\r\nhel",
+        "lo",
+    ] {
+        let part = format!("{sender} {}:{conn_id}, {piece}", conn_id.len());
+        replies.send(part.as_bytes(), 0).unwrap();
+    }
+    let (st, head, body) = split.join().unwrap().unwrap();
+    assert_eq!((st, body.as_str()), (200, "hello"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-pieces: 3"), "{head}");
+
     // A handler that takes a request and never answers: 504 once the hold
     // time and the timeout (1.5 + 5 s) have passed, not before.
     let t = std::time::Instant::now();
     let fe3 = fe.clone();
     let never = std::thread::spawn(move || http_get(&fe3, "chat.localhost", "/never"));
-    let text = loop {
-        let msg = pull.recv_bytes(0).expect("the request never answered");
-        let text = String::from_utf8_lossy(&msg).into_owned();
-        if !text.contains(" @* ") {
-            break text;
-        }
-    };
-    let mut words = text.splitn(4, ' ');
-    let (sender, conn_id) = (words.next().unwrap(), words.next().unwrap());
-    assert_eq!(words.next(), Some("/never"));
+    let (sender, conn_id) = next_request(&pull, "/never");
     let (st, _, body) = never.join().unwrap().unwrap();
     assert_eq!(st, 504, "{body}");
     assert!(body.contains("did not answer within 5 s"), "{body}");
@@ -291,6 +285,25 @@ fn handlers_web_apps_domains_and_errors() {
         }
     };
     assert!(notice.contains(r#""type":"disconnect""#), "{notice}");
+}
+
+/// The next request a handler (the test) pulls, skipping disconnect notices
+/// of earlier clients: its sender UUID and connection id, once its path is
+/// checked to be `path`.
+fn next_request(pull: &zmq::Socket, path: &str) -> (String, String) {
+    loop {
+        let msg = pull
+            .recv_bytes(0)
+            .unwrap_or_else(|e| panic!("no request for {path}: {e}"));
+        let text = String::from_utf8_lossy(&msg).into_owned();
+        if text.contains(" @* ") {
+            continue;
+        }
+        let mut words = text.splitn(4, ' ');
+        let (sender, conn_id) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        assert_eq!(words.next(), Some(path), "{text}");
+        return (sender.to_string(), conn_id.to_string());
+    }
 }
 
 /// The app's handler ports from the master's route table.

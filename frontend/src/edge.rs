@@ -787,14 +787,20 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
             }
             Chunk::Data(d) => d,
         };
-        let buf = if gathered.is_empty() {
-            data
-        } else {
+        // A head in one reply (the usual case) is parsed where it is; one
+        // in several is gathered, each piece copied once.
+        let first = gathered.is_empty();
+        if !first {
             gathered.extend_from_slice(&data);
-            gathered.split().freeze()
-        };
-        match parse_head(&buf) {
+        }
+        let parsed = parse_head(if first { &data } else { &gathered });
+        match parsed {
             Ok(Some((status, fields, n))) => {
+                let buf = if first {
+                    data
+                } else {
+                    gathered.split().freeze()
+                };
                 let mut headers = hyper::HeaderMap::with_capacity(fields.len());
                 let mut framing = Framing::UntilClose;
                 for (name, value) in fields {
@@ -830,7 +836,11 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
                     rest: buf.slice(n..),
                 });
             }
-            Ok(None) if buf.len() < 64 << 10 => gathered.extend_from_slice(&buf),
+            Ok(None) if gathered.len().max(data.len()) < 64 << 10 => {
+                if first {
+                    gathered.extend_from_slice(&data);
+                }
+            }
             Ok(None) => {
                 return Err(error_page(
                     StatusCode::BAD_GATEWAY,
