@@ -1,6 +1,6 @@
-//! A coarse timer for the edge's per-request timeouts (the request head's,
-//! hyper's, and the proxy's wait for an answer): each fires within
-//! [`RESOLUTION`] after its deadline.
+//! A coarse timer for the edge's per-request timeouts (hyper's for the
+//! request head, and the wait for a handler's or an instance's answer):
+//! each fires within [`RESOLUTION`] after its deadline.
 //!
 //! A tokio timer per request (armed, then cancelled by the answer nearly
 //! every time) was a visible share of a request's CPU. Here arming is a

@@ -381,19 +381,11 @@ fn request_id(req: &Request<Incoming>) -> hyper::header::HeaderValue {
             .map_or(0, |d| d.as_nanos() as u64)
     });
     let mut id = [0u8; 33];
-    hex16(&mut id[..16], start);
+    id[..16].copy_from_slice(&crate::ascii::hex16(start));
     id[16] = b'-';
-    hex16(&mut id[17..], N.fetch_add(1, Ordering::Relaxed));
+    id[17..].copy_from_slice(&crate::ascii::hex16(N.fetch_add(1, Ordering::Relaxed)));
     hyper::header::HeaderValue::from_bytes(&id)
         .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("-"))
-}
-
-/// `n` as 16 hex digits into `out`.
-fn hex16(out: &mut [u8], n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in out.iter_mut().take(16).enumerate() {
-        *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
 }
 
 /// Sends the request to the app's handlers and turns their raw HTTP reply
@@ -503,7 +495,7 @@ async fn to_handler(
             b"",
             hub_protocol(&hub),
         );
-        hub.send_upload_start(conn.id, msg, tx);
+        hub.send(conn.id, msg, tx, false);
         if let Err(resp) = write_upload(body, &path, edge.max_body).await {
             return resp;
         }
@@ -750,18 +742,14 @@ struct Head {
 /// Reads the handler's response head (and what came after it). Header
 /// values and the rest are slices of the reply, not copies.
 async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Head, Response<Body>> {
+    let deadline = crate::coarse::Sleep::after(edge.hold + edge.timeout);
+    tokio::pin!(deadline);
     // Only a head split over several replies is gathered here.
     let mut gathered = BytesMut::new();
     loop {
-        // The hub sends `Timeout` when the request is past its deadline.
-        let Some(chunk) = rx.recv().await else {
-            return Err(error_page(
-                StatusCode::BAD_GATEWAY,
-                "the app's handler went away",
-            ));
-        };
-        let data = match chunk {
-            Chunk::Timeout => {
+        let chunk = tokio::select! {
+            c = rx.recv() => c,
+            () = &mut deadline => {
                 return Err(error_page(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
@@ -770,6 +758,14 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
                     ),
                 ))
             }
+        };
+        let Some(chunk) = chunk else {
+            return Err(error_page(
+                StatusCode::BAD_GATEWAY,
+                "the app's handler went away",
+            ));
+        };
+        let data = match chunk {
             Chunk::NoHandler => {
                 return Err(error_page(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -1004,7 +1000,6 @@ impl WsSession {
                 }
                 c = rx.recv() => match c {
                     Some(Chunk::Data(d)) => if wr.write_all(&d).await.is_err() { break },
-                    Some(Chunk::Timeout) => {}
                     Some(Chunk::Close) | Some(Chunk::NoHandler) | None => break,
                 },
             }
@@ -1076,8 +1071,6 @@ impl BodyState {
                     };
                 }
                 Some(Chunk::NoHandler) => return Some(Err("handler gone".into())),
-                // The head came in time; the body may take as long as it takes.
-                Some(Chunk::Timeout) => {}
             }
         }
     }

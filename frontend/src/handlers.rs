@@ -8,8 +8,7 @@
 //! segment), and replies are read by a task woken through the reply
 //! socket's `ZMQ_FD`, each handed straight to the request waiting on its
 //! connection id. A thread per hub holds requests while no handler is
-//! connected, watches handlers leave, and tells requests that waited past
-//! their deadline ([`Chunk::Timeout`], checked every [`SWEEP_EVERY`]).
+//! connected and watches handlers leave.
 //!
 //! PUSH has `ZMQ_IMMEDIATE` set: while no handler is connected, a request
 //! stays in the hub's own queue, for at most the hold time, and is
@@ -37,19 +36,9 @@ pub enum Chunk {
     Close,
     /// No handler connected within the hold time.
     NoHandler,
-    /// No answer within the hold time and the timeout: the request gets a
-    /// 504 if it has no response head yet (later, it is ignored).
-    Timeout,
 }
 
-/// A request waiting for replies.
-struct Waiter {
-    tx: UnboundedSender<Chunk>,
-    /// When it gets [`Chunk::Timeout`]; `None` once it has.
-    deadline: Option<Instant>,
-}
-
-type Waiters = Arc<Mutex<IdMap<Waiter>>>;
+type Waiters = Arc<Mutex<IdMap<UnboundedSender<Chunk>>>>;
 /// Retryable requests a handler took and has not answered yet, with when
 /// they were sent.
 type Taken = Arc<Mutex<IdMap<(Vec<u8>, Instant)>>>;
@@ -111,9 +100,6 @@ pub struct Hub {
     /// Wakes [`send_requests`] when the outbox gets its first request.
     flush: Arc<tokio::sync::Notify>,
     waiters: Waiters,
-    /// How long a request waits for its response head: the hold time and
-    /// the timeout (then [`Chunk::Timeout`]).
-    patience: Duration,
     stop: Arc<AtomicBool>,
     /// Ends the task reading replies.
     stop_replies: Arc<tokio::sync::Notify>,
@@ -132,7 +118,6 @@ impl Hub {
         bind_host: &str,
         uuid: &str,
         hold: Duration,
-        timeout: Duration,
     ) -> Result<Hub, String> {
         let err = |what: &str, e: zmq::Error| format!("app {app}: cannot {what}: {e}");
         let push = ctx
@@ -240,7 +225,6 @@ impl Hub {
             pending: VecDeque::new(),
             hold,
             queued: queued.clone(),
-            next_sweep: Instant::now(),
         };
         let s = stop.clone();
         std::thread::Builder::new()
@@ -256,7 +240,6 @@ impl Hub {
             outbox,
             flush,
             waiters,
-            patience: hold + timeout,
             stop,
             stop_replies,
             garbage,
@@ -266,9 +249,7 @@ impl Hub {
 
     /// Registers the request on `conn_id` for replies, then sends `msg`.
     /// A `retryable` (idempotent) request that a handler took but never
-    /// answered before disconnecting is sent again. It gets
-    /// [`Chunk::Timeout`] if no reply comes within the hold time and the
-    /// timeout.
+    /// answered before disconnecting is sent again.
     pub fn send(
         &self,
         conn_id: u64,
@@ -276,28 +257,13 @@ impl Hub {
         replies: UnboundedSender<Chunk>,
         retryable: bool,
     ) {
-        self.register(conn_id, replies, Some(Instant::now() + self.patience));
+        lock(&self.waiters).insert(conn_id, replies);
         self.enqueue(conn_id, msg, retryable);
     }
 
-    /// Like [`Hub::send`] for the first message of an upload: the clock
-    /// starts with [`Hub::send_more`], once the body is in.
-    pub fn send_upload_start(&self, conn_id: u64, msg: Vec<u8>, replies: UnboundedSender<Chunk>) {
-        self.register(conn_id, replies, None);
-        self.enqueue(conn_id, msg, false);
-    }
-
-    /// Sends another message for a request already registered, and gives
-    /// it the full time to answer from now.
+    /// Sends another message for a request already registered.
     pub fn send_more(&self, conn_id: u64, msg: Vec<u8>) {
-        if let Some(w) = lock(&self.waiters).get_mut(&conn_id) {
-            w.deadline = Some(Instant::now() + self.patience);
-        }
         self.enqueue(conn_id, msg, false);
-    }
-
-    fn register(&self, conn_id: u64, tx: UnboundedSender<Chunk>, deadline: Option<Instant>) {
-        lock(&self.waiters).insert(conn_id, Waiter { tx, deadline });
     }
 
     /// Requests made in one scheduler tick go out together: libzmq's I/O
@@ -484,23 +450,12 @@ struct HubThread {
     pending: VecDeque<Pending>,
     hold: Duration,
     queued: Arc<AtomicU64>,
-    /// When [`HubThread::expire`] next looks at the waiting requests.
-    next_sweep: Instant,
 }
-
-/// How often requests are checked for their deadline: a 504 comes at most
-/// this late. One sweep for all, rather than a timer per request (a tokio
-/// timer per request cost a visible share of the frontend's CPU).
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 impl HubThread {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            let timeout = if self.pending.is_empty() {
-                SWEEP_EVERY.as_millis() as i64
-            } else {
-                5
-            };
+            let timeout = if self.pending.is_empty() { 200 } else { 5 };
             let ready = {
                 let mut items = [
                     self.cmd_in.as_poll_item(zmq::POLLIN),
@@ -537,22 +492,6 @@ impl HubThread {
             self.flush();
             self.queued
                 .store(self.pending.len() as u64, Ordering::Relaxed);
-            self.expire();
-        }
-    }
-
-    /// Tells the requests past their deadline ([`Chunk::Timeout`]), once.
-    fn expire(&mut self) {
-        let now = Instant::now();
-        if now < self.next_sweep {
-            return;
-        }
-        self.next_sweep = now + SWEEP_EVERY;
-        for w in lock(&self.waiters).values_mut() {
-            if w.deadline.is_some_and(|d| d <= now) {
-                w.deadline = None;
-                let _ = w.tx.send(Chunk::Timeout);
-            }
         }
     }
 
@@ -614,8 +553,8 @@ impl HubThread {
     }
 
     fn no_handler(&self, conn_id: u64) {
-        if let Some(w) = lock(&self.waiters).remove(&conn_id) {
-            let _ = w.tx.send(Chunk::NoHandler);
+        if let Some(tx) = lock(&self.waiters).remove(&conn_id) {
+            let _ = tx.send(Chunk::NoHandler);
         }
     }
 
@@ -686,7 +625,7 @@ impl Replies {
                     Chunk::Data(body.clone())
                 };
                 match w.get(&id) {
-                    Some(w) if w.tx.send(chunk).is_ok() => {}
+                    Some(tx) if tx.send(chunk).is_ok() => {}
                     _ if body.is_empty() => {}
                     _ => dead.push(id),
                 }
@@ -712,20 +651,16 @@ pub struct Hubs {
     pub uuid: String,
     bind_host: String,
     hold: Duration,
-    timeout: Duration,
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
 }
 
 impl Hubs {
-    /// Requests wait up to `hold` for a handler to connect, then up to
-    /// `timeout` for its answer.
-    pub fn new(uuid: String, bind_host: String, hold: Duration, timeout: Duration) -> Hubs {
+    pub fn new(uuid: String, bind_host: String, hold: Duration) -> Hubs {
         Hubs {
             ctx: zmq::Context::new(),
             uuid,
             bind_host,
             hold,
-            timeout,
             hubs: Mutex::new(HashMap::new()),
         }
     }
@@ -758,7 +693,6 @@ impl Hubs {
                 &self.bind_host,
                 &self.uuid,
                 self.hold,
-                self.timeout,
             ) {
                 Ok(h) => {
                     hubs.insert(app.to_string(), Arc::new(h));

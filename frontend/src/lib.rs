@@ -136,7 +136,6 @@ pub async fn run(
         uuid.clone(),
         cfg.handler_bind.clone(),
         std::time::Duration::from_millis(cfg.hold_ms),
-        std::time::Duration::from_millis(cfg.timeout_ms),
     );
     let uploads = edge::Uploads::new(data.join("uploads")).map_err(data_err)?;
     let access =
