@@ -596,6 +596,92 @@ fn websockets_are_carried_through_the_proxy() {
     assert_eq!(&reply, b"\x81\x0bproxied:abc");
 }
 
+/// An instance that answers the first request on each connection and
+/// closes the connection on the second without answering, as one whose
+/// keep-alive timeout runs out just as the proxy reuses the connection.
+/// `GET /seen` (always answered) lists the request lines it has read.
+const CLOSING_WEB_PY: &str = r#"
+import os, socket, threading
+seen, lock = [], threading.Lock()
+def serve(c):
+    buf, n = b"", 0
+    while True:
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                c.close(); return
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        cl = sum(int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:"))
+        while len(buf) < cl:
+            buf += c.recv(65536)
+        buf, n = buf[cl:], n + 1
+        if lines[0].startswith("GET /seen"):
+            out = "|".join(seen).encode()
+        else:
+            with lock:
+                seen.append(lines[0].rsplit(" ", 1)[0])
+            if n > 1:
+                c.close(); return
+            out = b"answered"
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(os.environ["PORT"])))
+s.listen(64)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"#;
+
+#[test]
+fn a_pooled_connection_closed_under_a_get_is_retried_once_and_a_post_is_not() {
+    let mut c = TestCluster::start_with(&config());
+    c.add_worker("w1", 35000);
+    let fe = c.add_frontend("edge1");
+    c.deploy(
+        "closer",
+        &[
+            ("Procfile", "web: python3 web.py\n"),
+            ("web.py", CLOSING_WEB_PY),
+        ],
+    );
+    c.wait_up("closer", 1, Duration::from_secs(30));
+    wait_http_ok(&fe, "closer.localhost", "/first", Duration::from_secs(15));
+    // The proxy pools the connection once the response body has ended;
+    // give it that moment before the next request (sent on a new client
+    // connection, the proxy's pool being per instance, not per client).
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, body) = http_get(&fe, "closer.localhost", "/again").unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "answered"),
+        "a GET whose pooled connection the instance closed is sent once more on a new one"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, body) = http_request(
+        &fe,
+        "POST /once HTTP/1.1\r\nHost: closer.localhost\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .unwrap();
+    assert_eq!(
+        status, 502,
+        "a POST the instance may have acted on is not repeated: {body}"
+    );
+    let (_, _, seen) = http_get(&fe, "closer.localhost", "/seen").unwrap();
+    let seen: Vec<&str> = seen.split('|').collect();
+    assert_eq!(
+        seen.iter().filter(|l| **l == "GET /again").count(),
+        2,
+        "the GET reached the instance on the closing connection, then on a new one: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|l| **l == "POST /once").count(),
+        1,
+        "{seen:?}"
+    );
+}
+
 #[test]
 fn path_routes_send_prefixes_to_static_dirs_and_web() {
     let mut c = TestCluster::start_with(&config());

@@ -529,15 +529,7 @@ async fn to_handler(
         let msg =
             m2::codec::encode_request_ref(uuid, conn.id, &head, &[], &body, hub_protocol(&hub));
         // Safe to send again if a handler dies holding it.
-        let idempotent = matches!(
-            parts.method,
-            hyper::Method::GET
-                | hyper::Method::HEAD
-                | hyper::Method::OPTIONS
-                | hyper::Method::PUT
-                | hyper::Method::DELETE
-        );
-        hub.send(conn.id, msg, tx, idempotent);
+        hub.send(conn.id, msg, tx, crate::idempotent(&parts.method));
     }
     match read_head(edge, &mut rx).await {
         Ok(head) => build_response(head, rx, guard),

@@ -301,3 +301,15 @@ fn apply(
     tracing::debug!(generation = routes.generation, "route table applied");
     *edge.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
 }
+
+/// Whether a request with this method may be sent again after it may have
+/// reached its backend (RFC 9110 §9.2.2: idempotent methods; TRACE aside):
+/// to another handler when one dies holding it, or to an instance again
+/// when its connection closes under it.
+pub(crate) fn idempotent(m: &hyper::Method) -> bool {
+    use hyper::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}

@@ -93,11 +93,16 @@ impl Proxy {
 
     /// Sends `req` to `addr` on a pooled connection, else a new one. A
     /// pooled connection that turns out closed before the request went out
-    /// is dropped and the next one tried.
+    /// is dropped and the next one tried. One the instance closes as the
+    /// request goes out (its keep-alive timeout running out at that moment)
+    /// is, for a `repeatable` request whose body was not read, followed by
+    /// one more try on a new connection, as nginx does with its cached
+    /// upstream connections.
     async fn attempt(
         &self,
         addr: &str,
         mut req: Request<SharedBody>,
+        repeatable: bool,
     ) -> Result<
         (
             Response<Incoming>,
@@ -105,8 +110,9 @@ impl Proxy {
         ),
         Failed,
     > {
+        let mut fresh = false;
         loop {
-            let (mut tx, pooled) = match self.pool.take(addr) {
+            let (mut tx, pooled) = match self.pool.take(addr).filter(|_| !fresh) {
                 Some(tx) => (tx, true),
                 None => (Pool::connect(addr).await.map_err(Failed::Connect)?, false),
             };
@@ -118,12 +124,21 @@ impl Proxy {
                 }
                 return Err(unsent(e));
             }
+            let again = (pooled && repeatable).then(|| copy_request(&req));
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, tx)),
                 Err(mut e) => match e.take_message() {
                     Some(r) if pooled => req = r,
                     Some(_) => return Err(unsent(e.into_error())),
-                    None => return Err(Failed::Upstream(e.into_error())),
+                    None => match again {
+                        Some(r) if !r.body().touched.load(Ordering::Relaxed) => {
+                            tracing::debug!(upstream = addr, error = %e.error(),
+                                "pooled connection closed under the request; once more on a new one");
+                            req = r;
+                            fresh = true;
+                        }
+                        _ => return Err(Failed::Upstream(e.into_error())),
+                    },
                 },
             }
         }
@@ -185,6 +200,10 @@ impl Proxy {
                 .cloned()
                 .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
         );
+        // Only a request whose body was never read can be sent again, and
+        // (an instance killed or closing mid-request) only if repeating it
+        // is harmless.
+        let repeatable = crate::idempotent(&parts.method);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::new();
         for k in 0..upstreams.len() {
@@ -203,7 +222,9 @@ impl Proxy {
                     attempt.headers_mut().insert(hyper::header::HOST, h);
                 }
             }
-            match crate::coarse::timeout(self.timeout, self.attempt(addr, attempt)).await {
+            match crate::coarse::timeout(self.timeout, self.attempt(addr, attempt, repeatable))
+                .await
+            {
                 Err(_) => {
                     return error_page(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -247,18 +268,7 @@ impl Proxy {
                 Ok(Err(Failed::Upstream(e))) => {
                     tracing::warn!(app, upstream = %addr, error = %e, "upstream failed");
                     last_error = format!("{addr}: {e}");
-                    // Only a request whose body was never read can go to
-                    // another instance, and (an instance killed
-                    // mid-request) only if repeating it is harmless.
-                    let idempotent = matches!(
-                        parts.method,
-                        hyper::Method::GET
-                            | hyper::Method::HEAD
-                            | hyper::Method::OPTIONS
-                            | hyper::Method::PUT
-                            | hyper::Method::DELETE
-                    );
-                    if shared.touched.load(Ordering::Relaxed) || !idempotent {
+                    if shared.touched.load(Ordering::Relaxed) || !repeatable {
                         break;
                     }
                 }
@@ -269,6 +279,16 @@ impl Proxy {
             &format!("app {app} could not be reached ({last_error})"),
         )
     }
+}
+
+/// The same request again, sharing the body (not yet read when it is used).
+fn copy_request(req: &Request<SharedBody>) -> Request<SharedBody> {
+    let mut r = Request::new(req.body().clone());
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
 }
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
