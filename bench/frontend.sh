@@ -13,7 +13,10 @@
 # frontend's CPU time is its own. For every case: req/s, p50/p99 latency and the CPU seconds per
 # 1,000 requests of the server under test (utime+stime from /proc/PID/stat, summed over the
 # process and its children: nginx's workers) and of the backend behind it (handler/upstream),
-# with ratios to Mongrel2 (handler rows) or nginx (proxy rows).
+# with ratios to Mongrel2 (handler rows) or nginx (proxy rows); and the busy CPU time of the
+# whole machine per request ("machine CPU": wrk, server, backend and the kernel's work for all
+# of them), from which the table derives how far each zeroku row could go if the frontend's own
+# user-space work cost nothing (its "bound" lines).
 #
 # Each comparison runs in ROUNDS rounds, the two sides one after the other in each round, and
 # the table has the median of each figure and the median of the per-round ratios: on a shared
@@ -155,6 +158,10 @@ cpu_ticks() {
   echo "$u $k"
 }
 
+# Busy clock ticks of the whole machine (all CPUs: user, nice, system, irq, softirq; not idle,
+# iowait or steal), for the CPU per request of everything taking part: wrk, server, backend.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
 # One line per thread of PID: tid, name, utime, stime (ticks), for the frontend's CPU by thread.
 thread_ticks() {
   local t s f comm
@@ -199,6 +206,8 @@ measure() {
   [ "$server" = "$FRONTEND" ] && thread_ticks "$FRONTEND" > "$WORK/threads-$tag.0"
   # shellcheck disable=SC2086
   read -r su0 ss0 <<< "$(cpu_ticks $server)"; read -r bu0 bs0 <<< "$(cpu_ticks $backend)"
+  local m0 m1
+  m0="$(machine_ticks)"
   # System calls of the server (and its children) during the measured run, when perf can
   # count them: steadier than CPU time from run to run, and where the kernel share comes from.
   local perf_pid="" sc=0 p q pids=""
@@ -212,6 +221,7 @@ measure() {
   out="$(cat "$WORK/wrk.out")"
   # shellcheck disable=SC2086
   read -r su1 ss1 <<< "$(cpu_ticks $server)"; read -r bu1 bs1 <<< "$(cpu_ticks $backend)"
+  m1="$(machine_ticks)"
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
@@ -222,8 +232,8 @@ measure() {
   printf '%s\n' "$out" > "$WORK/wrk-$tag.txt"
   local r
   r="$(printf '%s\n' "$out" | grep '^RESULT ')" || die "$name: no RESULT line from wrk:\n$out"
-  printf '%s\t%s\t%s server_user=%s server_sys=%s backend_ticks=%s syscalls=%s round=%s\n' "$name" "$group" "$r" \
-    $((su1 - su0)) $((ss1 - ss0)) $((bu1 + bs1 - bu0 - bs0)) "$sc" "$ROUND" >> "$RESULTS"
+  printf '%s\t%s\t%s server_user=%s server_sys=%s backend_ticks=%s machine_ticks=%s syscalls=%s round=%s\n' "$name" "$group" "$r" \
+    $((su1 - su0)) $((ss1 - ss0)) $((bu1 + bs1 - bu0 - bs0)) $((m1 - m0)) "$sc" "$ROUND" >> "$RESULTS"
   say "$name: $(printf '%s\n' "$out" | grep -E 'Requests/sec|Non-2xx|Socket errors' | tr -s ' ' | paste -sd';')"
 }
 
@@ -401,10 +411,12 @@ for line in open(path):
         cpu=(su + ss) / ticks / n * 1000 if n else float("nan"),
         sys_share=ss / (su + ss) if su + ss else 0,
         bcpu=int(kv["backend_ticks"]) / ticks / n * 1000 if n else float("nan"),
+        ucpu=su / ticks / n * 1000 if n else float("nan"),
+        mcpu=int(kv.get("machine_ticks", 0)) / ticks / n * 1000 if n else float("nan"),
         errors=int(kv["socket_errors"]) + int(kv["status_errors"]),
         sc=int(kv["syscalls"]) / n if n and int(kv["syscalls"]) else float("nan"),
     ))
-KEYS = ("rps", "p50", "p99", "cpu", "sys_share", "bcpu", "sc")
+KEYS = ("rps", "p50", "p99", "cpu", "sys_share", "bcpu", "mcpu", "sc")
 rows = []
 for name, rs in runs.items():
     r = {k: statistics.median(x[k] for x in rs) for k in KEYS}
@@ -435,17 +447,40 @@ print()
 print(f"### frontend: wrk -t{threads} -c{conns} -d{duration}s, GET /, median of {len(next(iter(runs.values())))} rounds "
       "(ratios: median of the per-round ratios, handler rows to Mongrel2, proxy rows to nginx)")
 print()
-print("| setup | req/s | × | p50 ms | × | p99 ms | × | server CPU s / 1k req | × | server syscalls / req | × | backend CPU s / 1k req | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| setup | req/s | × | p50 ms | × | p99 ms | × | server CPU s / 1k req | × | server syscalls / req | × | backend CPU s / 1k req | machine CPU s / 1k req | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     print(f"| {r['name']} | {r['rps']:,.0f} | {ratio(r, 'rps')} | {r['p50']:.2f} | {ratio(r, 'p50')} | "
           f"{r['p99']:.2f} | {ratio(r, 'p99')} | {r['cpu']:.3f} | {ratio(r, 'cpu')} | "
-          f"{r['sc']:.2f} | {ratio(r, 'sc')} | {r['bcpu']:.3f} | {r['errors']} |")
+          f"{r['sc']:.2f} | {ratio(r, 'sc')} | {r['bcpu']:.3f} | {r['mcpu']:.3f} | {r['errors']} |")
 print()
 for r in rows:
     if ref[r["group"]] is not None and ref[r["group"]] is not r:
         fmt = lambda k: " ".join(f"{x:.2f}" for x in round_ratios(r, k))
         print(f"- {r['name']}, per round: req/s × {fmt('rps')}; CPU / req × {fmt('cpu')}")
+
+# Headroom: what the same rounds would have shown had the zeroku frontend's user-space work cost
+# nothing, its kernel work (sockets, wake-ups), the backend's and wrk's CPU unchanged, and the
+# machine as busy. On a machine where all CPUs are shared by wrk, server and backend, req/s is
+# the machine's busy CPU over the CPU all of them spend per request ("machine CPU"), so
+# req/s could grow at most by machine / (machine - frontend user).
+for r in rows:
+    b = ref[r["group"]]
+    if b is None or b is r or not r["name"].startswith("zeroku"):
+        continue
+    paired = r["name"].split(" ")[-1] == b["name"].split(" ")[-1]
+    by_round = {x["round"]: x for x in b["runs"]}
+    up, down = [], []
+    for x in r["runs"]:
+        y = by_round.get(x["round"]) if paired else None
+        rps_ref, cpu_ref = (y["rps"], y["cpu"]) if y else (b["rps"], b["cpu"])
+        if x["mcpu"] > x["ucpu"] > 0 and rps_ref and cpu_ref:
+            up.append(x["rps"] / rps_ref * x["mcpu"] / (x["mcpu"] - x["ucpu"]))
+            down.append((x["cpu"] - x["ucpu"]) / cpu_ref)
+    if up:
+        fmt = lambda v: " ".join(f"{z:.2f}" for z in v)
+        print(f"- {r['name']}, bound with no frontend user-space CPU: req/s × ≤ {fmt(up)} "
+              f"(median {statistics.median(up):.2f}); CPU / req × ≥ {fmt(down)} (median {statistics.median(down):.2f})")
 
 # Where each server's CPU went: user vs kernel, and for zeroku by thread. libzmq's I/O threads
 # inherit the name of the thread that created the context (a tokio worker, here).
