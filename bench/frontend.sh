@@ -425,14 +425,18 @@ for name, rs in runs.items():
 ref = {"handler": next((r for r in rows if r["name"].startswith("Mongrel2")), None),
        "proxy": next((r for r in rows if r["name"].startswith("nginx")), None)}
 
-def round_ratios(r, k):
-    """r's figure over the reference's, per round; against the reference's median for a case
-    that ran while the reference did not (the Rust handler)."""
+def paired_runs(r):
+    """(r's run, the reference's figures to compare it with) per round: the reference's run of
+    the same round, or its medians for a case that ran while the reference did not (the Rust
+    handler)."""
     b = ref[r["group"]]
-    by_round = {x["round"]: x[k] for x in b["runs"]}
+    by_round = {x["round"]: x for x in b["runs"]}
     paired = r["name"].split(" ")[-1] == b["name"].split(" ")[-1]  # same handler/upstream
-    return [x[k] / (by_round.get(x["round"]) if paired else b[k]) for x in r["runs"]
-            if (by_round.get(x["round"]) if paired else b[k])]
+    return [(x, by_round.get(x["round"], b) if paired else b) for x in r["runs"]]
+
+def round_ratios(r, k):
+    """r's figure over the reference's, per round."""
+    return [x[k] / y[k] for x, y in paired_runs(r) if y[k]]
 
 def ratio(r, k):
     b = ref[r["group"]]
@@ -468,15 +472,11 @@ for r in rows:
     b = ref[r["group"]]
     if b is None or b is r or not r["name"].startswith("zeroku"):
         continue
-    paired = r["name"].split(" ")[-1] == b["name"].split(" ")[-1]
-    by_round = {x["round"]: x for x in b["runs"]}
     up, down = [], []
-    for x in r["runs"]:
-        y = by_round.get(x["round"]) if paired else None
-        rps_ref, cpu_ref = (y["rps"], y["cpu"]) if y else (b["rps"], b["cpu"])
-        if x["mcpu"] > x["ucpu"] > 0 and rps_ref and cpu_ref:
-            up.append(x["rps"] / rps_ref * x["mcpu"] / (x["mcpu"] - x["ucpu"]))
-            down.append((x["cpu"] - x["ucpu"]) / cpu_ref)
+    for x, y in paired_runs(r):
+        if x["mcpu"] > x["ucpu"] > 0 and y["rps"] and y["cpu"]:
+            up.append(x["rps"] / y["rps"] * x["mcpu"] / (x["mcpu"] - x["ucpu"]))
+            down.append((x["cpu"] - x["ucpu"]) / y["cpu"])
     if up:
         fmt = lambda v: " ".join(f"{z:.2f}" for z in v)
         print(f"- {r['name']}, bound with no frontend user-space CPU: req/s × ≤ {fmt(up)} "
