@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Slug pack/unpack benchmark: builds a ~50 MB app-like tree (python-like sources + random
-# binaries), packs and unpacks it with zeroku-builder's slug code (via the slugbench example),
+# binaries), packs and unpacks it with zeroku-slug's code (via the slugbench example),
 # and compares with `tar czf` / `tar xzf` of the same tree. Also checks reproducibility: the
 # tree is packed again from a copy made in a different order, and with a single worker thread
 # (taskset), and the sha256 must not change.
@@ -51,7 +51,7 @@ with open(os.path.join(root, "Procfile"), "w") as f:
 PY
 
 echo "building slugbench (release)..." >&2
-cargo build --quiet --release -p zeroku-builder --example slugbench
+cargo build --quiet --release -p zeroku-slug --example slugbench
 BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/slugbench"
 
 sync

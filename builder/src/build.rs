@@ -13,12 +13,12 @@
 //! alone. The caller owns the work directory and removes it afterwards.
 
 use crate::buildpack::{Buildpack, BuildpackError, Limits, Sink};
-use crate::slug::{self, SlugError, SlugInfo};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use zeroku_slug::{self as slug, SlugError, SlugInfo};
 
 /// The Procfile type run once per release, before it goes live.
 pub const RELEASE_TYPE: &str = "release";

@@ -8,16 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+pub use zeroku_client::v1::FrontendJoined as Joined;
+use zeroku_client::v1::RegisterFrontend;
+use zeroku_client::{Client, ClientError, Method};
 use zeroku_conf::config::FrontendConfig;
 use zeroku_conf::wire::{self, Message, ROUTES_TOPIC};
 use zeroku_conf::RouteTable;
-use zeroku_master::client::{Client, ClientError, Method};
-
-#[derive(Debug, Deserialize)]
-pub struct Joined {
-    pub token: String,
-    pub pub_endpoint: String,
-}
 
 #[derive(Serialize, Deserialize)]
 struct Saved {
@@ -46,7 +42,10 @@ pub async fn join(
     } else {
         &cfg.handler_advertise
     };
-    let body = serde_json::json!({"name": cfg.name, "handler_host": host});
+    let body = RegisterFrontend {
+        name: cfg.name.clone(),
+        handler_host: host.clone(),
+    };
     let mut delay = Duration::from_millis(200);
     loop {
         let mut refused = None;
@@ -62,7 +61,7 @@ pub async fn join(
                         token: j.token.clone(),
                     };
                     let tmp = data.join("frontend-token.json.tmp");
-                    let write = zeroku_master::write_private(
+                    let write = zeroku_client::write_private(
                         &tmp,
                         &serde_json::to_vec(&s).unwrap_or_default(),
                     )

@@ -34,8 +34,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use zeroku_client::{Client, ClientError};
 use zeroku_conf::config::FrontendConfig;
-use zeroku_master::client::{Client, ClientError};
 
 #[derive(Debug, Error)]
 pub enum FrontendError {
@@ -165,11 +165,9 @@ pub async fn run(
         return Ok(());
     };
     let slugs = Arc::new(
-        zeroku_worker::slugcache::SlugCache::open(&data.join("slugs")).map_err(|e| {
-            FrontendError::Data {
-                path: data.join("slugs"),
-                source: std::io::Error::other(e),
-            }
+        zeroku_slug::SlugCache::open(&data.join("slugs")).map_err(|e| FrontendError::Data {
+            path: data.join("slugs"),
+            source: std::io::Error::other(e),
         })?,
     );
     let fetcher = SlugFetcher {
@@ -253,7 +251,7 @@ pub async fn run(
 /// Fetches the slugs `dir` routes serve from (like a worker does).
 #[derive(Clone)]
 struct SlugFetcher {
-    cache: Arc<zeroku_worker::slugcache::SlugCache>,
+    cache: Arc<zeroku_slug::SlugCache>,
     client: Client,
 }
 
@@ -278,7 +276,14 @@ fn apply(
         }
         let (edge, f) = (edge.clone(), fetcher.clone());
         tokio::spawn(async move {
-            match f.cache.ensure(&f.client, &sha).await {
+            let (client, path) = (f.client.clone(), format!("/v1/slugs/{sha}"));
+            let fetch = |dest: std::path::PathBuf| async move {
+                client
+                    .download(&path, &dest)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match f.cache.ensure(&sha, fetch).await {
                 Ok(dir) => {
                     edge.slugs
                         .lock()

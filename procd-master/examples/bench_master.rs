@@ -21,7 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use zeroku_builder::store::SlugStore;
 use zeroku_conf::config::MasterConfig;
 use zeroku_conf::wire::{self, node_topic, Message};
 use zeroku_conf::{Heartbeat, InstanceSpec, InstanceState, InstanceStatus, NodeList};
@@ -29,6 +28,7 @@ use zeroku_master::bus;
 use zeroku_master::cluster::Cluster;
 use zeroku_master::scheduler::{self, NodeSlot};
 use zeroku_master::store::{Formation, Release, Store, StoreError};
+use zeroku_slug::SlugStore;
 
 const WARMUP: &[u8] = b"warmup";
 
@@ -477,7 +477,7 @@ fn run(p: &Params) {
         ..MasterConfig::default()
     };
     let slugs = SlugStore::open(&dir.path().join("slugs")).expect("slug store");
-    let cluster = Cluster::new(cfg, store, slugs, pub_tx.clone());
+    let cluster = Cluster::new(cfg, dir.path(), store, slugs, pub_tx.clone());
     let (rss_before, _) = rss_kb(None);
 
     // --- 1. the full replan: place + SQLite + encode + publish 5,000 lists.

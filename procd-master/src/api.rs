@@ -4,14 +4,18 @@
 //! `Result<Json, ApiError>` and errors become JSON in one place. Roles:
 //! admin tokens may do everything; join tokens may only register a node;
 //! node tokens may read their own node's list and download slugs.
+//!
+//! This is the top layer of the master: it may use every module below it
+//! (store, scheduler, cluster, builds, git, keys), and none of them uses it.
 
+use crate::builds::Builds;
 use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::store::{Formation, Role};
 use crate::terminal;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -21,9 +25,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use zeroku_client::{v1, Body};
 use zeroku_conf::names;
 
-pub type Body = BoxBody<Bytes, std::io::Error>;
+/// What the API serves: the cluster's core and the build service.
+pub struct Master {
+    pub cluster: Arc<Cluster>,
+    pub builds: Arc<Builds>,
+}
 
 fn full(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
     let mut r = Response::new(
@@ -44,21 +53,24 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     full(status, "application/json", body)
 }
 
-pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(m: Arc<Master>, req: Request<Incoming>) -> Response<Body> {
     if req.uri().path().starts_with("/git/") {
-        return crate::git::handle(cluster, req).await;
+        return crate::git::handle(m.cluster.clone(), m.builds.clone(), req).await;
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    match route(&cluster, req).await {
+    match route(&m, req).await {
         Ok(Reply::Json(status, v)) => json_response(status, &v),
         Ok(Reply::Raw(r)) => r,
         Err(e) => {
             tracing::debug!(%method, %path, status = %e.status, message = %e.message, "api error");
-            json_response(
-                e.status,
-                &json!({"error": {"code": e.code, "message": e.message}}),
-            )
+            let body = v1::ErrorBody {
+                error: v1::ErrorDetail {
+                    code: e.code.to_string(),
+                    message: e.message,
+                },
+            };
+            json_response(e.status, &json!(body))
         }
     }
 }
@@ -156,7 +168,8 @@ fn app_exists(cluster: &Cluster, app: &str) -> Result<crate::store::App, ApiErro
         .ok_or_else(|| ApiError::not_found(format!("no app named {app:?} (see `zeroku apps`)")))
 }
 
-async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let (cluster, b) = (&m.cluster, &m.builds);
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -214,8 +227,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 .get(hyper::header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(String::from)
-                .or_else(|| c.builds().map(|b| b.api_addr.to_string()))
-                .unwrap_or_default();
+                .unwrap_or_else(|| b.api_addr.to_string());
             v["git_url"] = json!(format!("http://{host}/git/{app}.git"));
             v["web_url"] = json!(c.cfg.app_url.replace("{app}", app));
             ok(v)
@@ -223,9 +235,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
         (&Method::POST, ["apps", app, "builds"]) => {
             caller.admin()?;
             app_exists(c, app)?;
-            let builds = c
-                .builds()
-                .ok_or_else(|| ApiError::internal("builds are not set up"))?;
+            let builds = b.clone();
             let commit = query(&req)
                 .get("commit")
                 .filter(|v| {
@@ -359,9 +369,6 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             // The app's git repository, created if needed (git over ssh).
             caller.admin()?;
             app_exists(c, app)?;
-            let b = c
-                .builds()
-                .ok_or_else(|| ApiError::internal("builds are not set up"))?;
             let dir = crate::git::repo_dir(&b.data, app);
             crate::git::ensure_repo(&dir, c.cfg.build_max_source_mb << 20)
                 .await
@@ -395,13 +402,10 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                     format!("a key named {:?} or with fingerprint {fp} is already there (see `zeroku keys`)", k.name),
                 ));
             }
-            let b = c
-                .builds()
-                .ok_or_else(|| ApiError::internal("builds are not set up"))?;
             let api = b.api_addr.to_string();
             let keys = c.store().keys()?;
             let file = crate::keys::write(&b.data, &api, &keys).map_err(ApiError::internal)?;
-            let exe = crate::zeroku_exe().map_err(ApiError::internal)?;
+            let exe = crate::exe::zeroku_exe().map_err(ApiError::internal)?;
             Ok(Reply::Json(
                 StatusCode::CREATED,
                 json!({
@@ -417,17 +421,15 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             if !c.store().remove_key(name)? {
                 return Err(ApiError::not_found(format!("no key named {name:?}")));
             }
-            if let Some(b) = c.builds() {
-                let keys = c.store().keys()?;
-                crate::keys::write(&b.data, &b.api_addr.to_string(), &keys)
-                    .map_err(ApiError::internal)?;
-            }
+            let keys = c.store().keys()?;
+            crate::keys::write(&b.data, &b.api_addr.to_string(), &keys)
+                .map_err(ApiError::internal)?;
             ok(json!({"removed": name}))
         }
         (&Method::GET, ["apps", app, "builds", "output"]) => {
             caller.admin()?;
             app_exists(c, app)?;
-            let out = c.builds().and_then(|b| b.last_output(app)).ok_or_else(|| {
+            let out = b.last_output(app).ok_or_else(|| {
                 ApiError::not_found(format!(
                     "app {app} has not been built yet (git push, or zeroku deploy)"
                 ))
@@ -439,10 +441,8 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             app_exists(c, app)?;
             change(c, |s| s.delete_app(app))?;
             c.logs.forget(app);
-            if let Some(b) = c.builds() {
-                b.forget(app);
-                let _ = std::fs::remove_dir_all(crate::git::repo_dir(&b.data, app));
-            }
+            b.forget(app);
+            let _ = std::fs::remove_dir_all(crate::git::repo_dir(&b.data, app));
             spawn_gc(cluster);
             ok(json!({"deleted": app}))
         }
@@ -580,14 +580,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             ok(json!({"token": token}))
         }
         (&Method::POST, ["nodes", "register"]) => {
-            #[derive(Deserialize)]
-            struct Reg {
-                name: String,
-                capacity_mb: u64,
-                #[serde(default = "loopback")]
-                host: String,
-            }
-            let r: Reg = body_json(req).await?;
+            let r: v1::RegisterNode = body_json(req).await?;
             names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
             check_host(&r.host)?;
             let same_node =
@@ -622,27 +615,30 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 .replace_scoped_token(&token, Role::Node, &r.name)?;
             c.live().insert(
                 r.name.clone(),
-                crate::cluster::Live {
+                crate::live::Live {
                     last_seen: std::time::Instant::now(),
                     heartbeat: None,
                 },
             );
             change(c, |s| s.upsert_node(&r.name, r.capacity_mb, &r.host))?;
             tracing::info!(node = %r.name, capacity_mb = r.capacity_mb, "node registered");
-            ok(json!({
-                "node_token": token,
-                "pub_endpoint": c.cfg.advertise_pub.clone().unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
-                "pull_endpoint": c.cfg.advertise_pull.clone().unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
-                "heartbeat_interval_ms": c.cfg.heartbeat_interval_ms,
+            ok(json!(v1::NodeJoined {
+                node_token: token,
+                pub_endpoint: c
+                    .cfg
+                    .advertise_pub
+                    .clone()
+                    .unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
+                pull_endpoint: c
+                    .cfg
+                    .advertise_pull
+                    .clone()
+                    .unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
+                heartbeat_interval_ms: c.cfg.heartbeat_interval_ms,
             }))
         }
         (&Method::POST, ["frontends", "register"]) => {
-            #[derive(Deserialize)]
-            struct Reg {
-                name: String,
-                handler_host: String,
-            }
-            let r: Reg = body_json(req).await?;
+            let r: v1::RegisterFrontend = body_json(req).await?;
             names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
             check_host(&r.handler_host)?;
             let same =
@@ -661,9 +657,13 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
                 change(c, |_| Ok(()))?;
             }
             tracing::info!(frontend = %r.name, handler_host = %r.handler_host, "frontend registered");
-            ok(json!({
-                "token": token,
-                "pub_endpoint": c.cfg.advertise_pub.clone().unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
+            ok(json!(v1::FrontendJoined {
+                token,
+                pub_endpoint: c
+                    .cfg
+                    .advertise_pub
+                    .clone()
+                    .unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
             }))
         }
         (&Method::GET, ["routes"]) => {
@@ -870,7 +870,7 @@ async fn route(cluster: &Arc<Cluster>, req: Request<Incoming>) -> Result<Reply, 
             caller.admin()?;
             check_stack(name)?;
             let dir = stacks_dir(c)?;
-            let tmp = upload_path(&dir);
+            let tmp = zeroku_slug::store::upload_path(&dir);
             let mut body = req.into_body();
             let n = receive_file(&mut body, &tmp, 4 << 30, "stack").await?;
             let path = dir.join(format!("{name}.tar"));
@@ -1002,10 +1002,6 @@ fn terminal_upgrade(
     Ok(Reply::Raw(r))
 }
 
-fn loopback() -> String {
-    "127.0.0.1".into()
-}
-
 /// A host name or address other machines can use: no scheme, port or path.
 /// A shell-style exit code from a worker's exit description.
 fn exit_code(exit: &str) -> i32 {
@@ -1020,10 +1016,7 @@ fn exit_code(exit: &str) -> i32 {
 
 /// `<data>/stacks`: root file system tarballs, one per stack.
 fn stacks_dir(c: &Cluster) -> Result<std::path::PathBuf, ApiError> {
-    let b = c
-        .builds()
-        .ok_or_else(|| ApiError::internal("the master is not set up"))?;
-    let d = b.data.join("stacks");
+    let d = crate::stacks::dir(&c.data);
     std::fs::create_dir_all(&d).map_err(ApiError::internal)?;
     Ok(d)
 }
@@ -1064,7 +1057,7 @@ fn check_settings(
             }
             ("stack", s) => check_stack(s)?,
             ("cpu", v) => {
-                cpu_millis(v).ok_or_else(|| {
+                crate::settings::cpu_millis(v).ok_or_else(|| {
                     ApiError::invalid(format!(
                         "cpu is in cores, from 0.01 to 256 (e.g. cpu=0.5), or 0 for no limit; not {v:?}"
                     ))
@@ -1097,18 +1090,6 @@ fn check_settings(
         ));
     }
     Ok(())
-}
-
-/// A `cpu` setting (cores, e.g. `0.5`) in thousandths of a core; 0 is no
-/// limit.
-pub fn cpu_millis(v: &str) -> Option<u32> {
-    let cores: f64 = v.trim().parse().ok()?;
-    if cores == 0.0 {
-        return Some(0);
-    }
-    (0.01..=256.0)
-        .contains(&cores)
-        .then(|| (cores * 1000.0).round() as u32)
 }
 
 fn check_stack(s: &str) -> Result<(), ApiError> {
@@ -1244,22 +1225,9 @@ fn describe_config(changes: &BTreeMap<String, Option<String>>) -> String {
     }
 }
 
-/// A random 256-bit token, hex.
-pub fn new_token() -> Result<String, ApiError> {
-    let mut buf = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(ApiError::internal)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A fresh temporary name inside the slug store's directory.
-pub fn upload_path(dir: &std::path::Path) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    dir.join(format!(".upload.tmp-{}-{nanos}", std::process::id()))
+/// A new API token, as the API's error when the system cannot make one.
+fn new_token() -> Result<String, ApiError> {
+    crate::store::new_token().map_err(ApiError::internal)
 }
 
 /// Streams a request body into `path`, at most `limit` bytes; on any error
@@ -1325,16 +1293,16 @@ async fn receive_slug(
     c: &Cluster,
     sha: &str,
     mut body: Incoming,
-) -> Result<zeroku_builder::slug::SlugInfo, ApiError> {
+) -> Result<zeroku_slug::SlugInfo, ApiError> {
     c.slugs
         .path(sha)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let tmp = upload_path(c.slugs.dir());
+    let tmp = zeroku_slug::store::upload_path(c.slugs.dir());
     receive_file(&mut body, &tmp, u64::MAX, "slug upload").await?;
     let (store, sha, tmp2) = (c.slugs.clone(), sha.to_string(), tmp.clone());
     let out = tokio::task::spawn_blocking(move || {
-        zeroku_builder::slug::verify(&tmp2, &sha)?;
-        zeroku_builder::slug::check(&tmp2)?;
+        zeroku_slug::verify(&tmp2, &sha)?;
+        zeroku_slug::check(&tmp2)?;
         store.put_file(&tmp2, &sha)
     })
     .await

@@ -22,7 +22,7 @@ use zeroku_builder::buildpack::{Buildpack, Limits};
 use zeroku_conf::InstanceState;
 
 /// Prefix of the last line of a build's output.
-pub const RESULT_PREFIX: &str = "zeroku:result ";
+pub use zeroku_client::v1::BUILD_RESULT_PREFIX as RESULT_PREFIX;
 
 /// The master's build service.
 pub struct Builds {

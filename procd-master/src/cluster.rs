@@ -3,28 +3,26 @@
 //! every change into a re-placement and fresh node lists.
 
 use crate::bus::{self, Outgoing};
+pub use crate::live::Live;
 use crate::logbook::LogBook;
 use crate::routes;
 use crate::scheduler::{self, NodeSlot};
 use crate::store::{Frontend, Placement, Release, Store, StoreError};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use zeroku_builder::store::SlugStore;
 use zeroku_conf::config::MasterConfig;
 use zeroku_conf::wire::{node_topic, Message, ROUTES_TOPIC};
 use zeroku_conf::{Heartbeat, InstanceSpec, Limits, NodeList, RouteTable, SlugRef};
-
-/// What the master last heard from a node.
-pub struct Live {
-    pub last_seen: Instant,
-    pub heartbeat: Option<Heartbeat>,
-}
+use zeroku_slug::SlugStore;
 
 pub struct Cluster {
     pub cfg: MasterConfig,
+    /// The master's data directory.
+    pub data: PathBuf,
     pub slugs: SlugStore,
     pub logs: LogBook,
     /// Messages dropped on the PULL socket because they did not decode.
@@ -42,8 +40,6 @@ pub struct Cluster {
     started: Instant,
     /// Nodes whose last heartbeat offered the docker runtime.
     docker_nodes: Mutex<std::collections::HashSet<String>>,
-    /// The build service, once `run` has set it up.
-    builds: std::sync::OnceLock<std::sync::Arc<crate::builds::Builds>>,
     /// Terminals of interactive one-offs being connected or in use.
     pub terminals: crate::terminal::Terminals,
 }
@@ -55,6 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Cluster {
     pub fn new(
         cfg: MasterConfig,
+        data: &Path,
         store: Store,
         slugs: SlugStore,
         publisher: SyncSender<Outgoing>,
@@ -62,6 +59,7 @@ impl Cluster {
         Cluster {
             logs: LogBook::new(cfg.log_lines_per_app),
             cfg,
+            data: data.to_path_buf(),
             slugs,
             dropped: Default::default(),
             store: Mutex::new(store),
@@ -72,7 +70,6 @@ impl Cluster {
             routes: Mutex::new(RouteTable::default()),
             publisher,
             started: Instant::now(),
-            builds: std::sync::OnceLock::new(),
             terminals: Default::default(),
             docker_nodes: Mutex::default(),
         }
@@ -88,15 +85,6 @@ impl Cluster {
     /// Nodes whose last heartbeat offered the docker runtime.
     pub fn docker_nodes(&self) -> std::collections::HashSet<String> {
         lock(&self.docker_nodes).clone()
-    }
-
-    /// The build service (`None` until the master has set it up).
-    pub fn builds(&self) -> Option<std::sync::Arc<crate::builds::Builds>> {
-        self.builds.get().cloned()
-    }
-
-    pub fn set_builds(&self, b: std::sync::Arc<crate::builds::Builds>) {
-        let _ = self.builds.set(b);
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
@@ -159,21 +147,16 @@ impl Cluster {
             .collect();
         // The image each stack's apps run in: its current version (one
         // small file read per stack in use).
-        let stacks_dir = self.builds().map(|b| b.data.join("stacks"));
+        let stacks_dir = crate::stacks::dir(&self.data);
         let images: HashMap<&str, String> = stacks
             .values()
-            .map(|s| {
-                let image = stacks_dir
-                    .as_deref()
-                    .map_or_else(|| s.to_string(), |d| crate::stacks::image(d, s));
-                (*s, image)
-            })
+            .map(|s| (*s, crate::stacks::image(&stacks_dir, s)))
             .collect();
         // CPU limits (the `cpu` setting).
         let cpus: HashMap<&str, u32> = settings
             .iter()
             .filter(|(_, k, _)| k == "cpu")
-            .filter_map(|(a, _, v)| Some((a.as_str(), crate::api::cpu_millis(v)?)))
+            .filter_map(|(a, _, v)| Some((a.as_str(), crate::settings::cpu_millis(v)?)))
             .collect();
         // Docker apps only go to nodes whose heartbeat offers docker.
         let containers = scheduler::Containers {

@@ -7,7 +7,7 @@
 //! failed build rejects the push and its output reaches the user as
 //! `remote:` lines.
 
-use crate::api::Body;
+use crate::builds::Builds;
 use crate::cluster::Cluster;
 use crate::store::Role;
 use base64::Engine;
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use zeroku_client::Body;
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(
@@ -59,7 +60,11 @@ fn basic_token(cluster: &Cluster, req: &hyper::http::request::Parts) -> Option<S
 }
 
 /// Serves one request under `/git/`.
-pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    cluster: Arc<Cluster>,
+    builds: Arc<Builds>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (req, body) = req.into_parts();
     let path = req.uri.path().to_string();
     let Some(rest) = path.strip_prefix("/git/") else {
@@ -95,9 +100,6 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
         }
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-    let Some(builds) = cluster.builds() else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "builds are not set up");
-    };
     let repos = builds.data.join("repos");
     let dir = repos.join(format!("{repo}.git"));
     let max_input = cluster.cfg.build_max_source_mb << 20;
@@ -123,7 +125,7 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
 /// Creates the bare repository and its hook, once.
 pub async fn ensure_repo(dir: &Path, max_input: u64) -> std::io::Result<()> {
     let hook = dir.join("hooks/pre-receive");
-    let exe = crate::zeroku_exe()?;
+    let exe = crate::exe::zeroku_exe()?;
     let script = format!(
         "#!/bin/sh\n# Installed by zeroku: builds the pushed commit; a failed build rejects the push.\nexec '{}' hook pre-receive\n",
         exe.display().to_string().replace('\'', "'\\''")

@@ -88,12 +88,12 @@ pub fn setup(c: &crate::cluster::Cluster, data: &Path, api: &str) -> std::io::Re
         .and_then(|t| c.store().token(t.trim()).ok().flatten())
         .is_some();
     if !works {
-        let token = crate::api::new_token().map_err(|e| std::io::Error::other(e.message))?;
+        let token = crate::store::new_token()?;
         c.store()
             .add_token(&token, crate::store::Role::Admin, None)
             .map_err(std::io::Error::other)?;
         let tmp = d.join("git-token.tmp");
-        crate::write_private(&tmp, token.as_bytes())?;
+        zeroku_client::write_private(&tmp, token.as_bytes())?;
         std::fs::rename(&tmp, &path)?;
     }
     let keys = c.store().keys().map_err(std::io::Error::other)?;
@@ -106,7 +106,7 @@ pub fn write(
     api: &str,
     keys: &[(String, String, String)],
 ) -> std::io::Result<PathBuf> {
-    let exe = crate::zeroku_exe()?;
+    let exe = crate::exe::zeroku_exe()?;
     let d = dir(data);
     std::fs::create_dir_all(&d)?;
     let mut text =
@@ -117,7 +117,7 @@ pub fn write(
     }
     let path = d.join("authorized_keys");
     let tmp = d.join("authorized_keys.tmp");
-    crate::write_private(&tmp, text.as_bytes())?;
+    zeroku_client::write_private(&tmp, text.as_bytes())?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }

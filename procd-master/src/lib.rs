@@ -6,8 +6,16 @@
 //! - [`cluster`]: the core that re-places instances on every change and
 //!   publishes each node's full process list with a new generation.
 //! - [`bus`]: the ZMQ PUB (lists) and PULL (heartbeats, logs) threads.
-//! - [`api`]: the operator HTTP API under `/v1`; [`client`] is its client,
-//!   used by the CLI and by workers.
+//! - [`builds`], [`git`], [`keys`]: builds and deploys, git over HTTP, SSH
+//!   keys for git over SSH.
+//! - [`api`]: the operator HTTP API under `/v1` (its client and shared
+//!   types are the `zeroku-client` crate).
+//!
+//! The layers run one way: `store` → `scheduler` → `cluster` →
+//! `builds`/`git`/`keys` → `api`. A module imports only from layers below
+//! its own (`scripts/check-layers.sh` checks it); helpers several layers
+//! need (`exe`, `live`, `settings`, `stacks`, `logbook`, `terminal`, `bus`)
+//! sit below the lowest one that uses them.
 //!
 //! The master decides what should run where; it must never start or signal
 //! a process itself — only workers do that, from the lists it publishes.
@@ -16,14 +24,16 @@
 pub mod api;
 pub mod builds;
 pub mod bus;
-pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod exe;
 pub mod git;
 pub mod keys;
+pub mod live;
 pub mod logbook;
 pub mod routes;
 pub mod scheduler;
+pub mod settings;
 pub mod stacks;
 pub mod store;
 pub mod terminal;
@@ -93,7 +103,7 @@ pub async fn run(
         path: db_path.clone(),
         source,
     })?;
-    let slugs = zeroku_builder::store::SlugStore::open(&data.join("slugs"))
+    let slugs = zeroku_slug::SlugStore::open(&data.join("slugs"))
         .map_err(|e| MasterError::Slugs(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(&cfg.api)
@@ -109,10 +119,13 @@ pub async fn run(
     let (pub_tx, pub_rx) = std::sync::mpsc::sync_channel(65_536);
     let pub_thread = bus::start_pub(&ctx, &cfg.pub_endpoint, pub_rx, stop.clone())?;
 
-    let cluster = Arc::new(Cluster::new(cfg.clone(), store, slugs, pub_tx));
+    let cluster = Arc::new(Cluster::new(cfg.clone(), data, store, slugs, pub_tx));
     let new_admin_token = ensure_admin(&cluster, data, api_addr).map_err(data_err)?;
     let builds = builds::Builds::open(data, cfg.builds_at_once, api_addr).map_err(data_err)?;
-    cluster.set_builds(Arc::new(builds));
+    let master = Arc::new(api::Master {
+        cluster: cluster.clone(),
+        builds: Arc::new(builds),
+    });
     keys::setup(&cluster, data, &api_addr.to_string()).map_err(data_err)?;
     let c2 = cluster.clone();
     let pull_thread = bus::start_pull(
@@ -160,7 +173,7 @@ pub async fn run(
             }
         })
     };
-    serve(listener, cluster.clone(), shutdown.clone()).await;
+    serve(listener, master, shutdown.clone()).await;
     let _ = ticker.await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(cluster);
@@ -183,48 +196,22 @@ fn ensure_admin(
     if c.store().has_admin().unwrap_or(false) && env_path.exists() {
         return Ok(None);
     }
-    let token = api::new_token().map_err(|e| std::io::Error::other(e.message))?;
+    let token = store::new_token()?;
     c.store()
         .add_token(&token, store::Role::Admin, None)
         .map_err(std::io::Error::other)?;
     let text = format!("export ZEROKU_URL=http://{api}\nexport ZEROKU_TOKEN={token}\n");
     let tmp = data.join("cli.env.tmp");
-    write_private(&tmp, text.as_bytes())?;
+    zeroku_client::write_private(&tmp, text.as_bytes())?;
     std::fs::rename(&tmp, &env_path)?;
     Ok(Some(token))
-}
-
-/// Writes a file only its owner can read, from the first byte on.
-/// This program's path, for hooks and forced commands to run. When the
-/// binary was replaced while running (an upgrade), Linux reports the old
-/// one as `<path> (deleted)`: the new file at `<path>` is the one wanted.
-pub fn zeroku_exe() -> std::io::Result<PathBuf> {
-    let p = std::env::current_exe()?;
-    let s = p.to_string_lossy();
-    Ok(match s.strip_suffix(" (deleted)") {
-        Some(live) => PathBuf::from(live),
-        None => p,
-    })
-}
-
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// The API accept loop: a task per connection, at most 1024 at once; on
 /// shutdown stops accepting and lets open connections finish their request.
 async fn serve(
     listener: tokio::net::TcpListener,
-    cluster: Arc<Cluster>,
+    master: Arc<api::Master>,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(1024));
@@ -244,12 +231,12 @@ async fn serve(
                 }
             },
         };
-        let (c, shutdown) = (cluster.clone(), shutdown.clone());
+        let (m, shutdown) = (master.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| {
-                let c = c.clone();
-                async move { Ok::<_, std::convert::Infallible>(api::handle(c, req).await) }
+                let m = m.clone();
+                async move { Ok::<_, std::convert::Infallible>(api::handle(m, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

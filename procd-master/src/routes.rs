@@ -4,7 +4,7 @@
 //! Pure functions of the store's rows and the workers' last heartbeats: the
 //! cluster decides when to rebuild and publish.
 
-use crate::cluster::Live;
+use crate::live::Live;
 use crate::store::{App, Frontend, Node, Placement, Release};
 use std::collections::{BTreeMap, HashMap};
 use zeroku_conf::{AppRoute, Backend, HandlerRoute, InstanceState, PathRoute, SlugRef};

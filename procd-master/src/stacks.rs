@@ -8,7 +8,12 @@
 
 use sha2::{Digest, Sha256};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// `<data>/stacks`, where the tarballs and their versions live.
+pub fn dir(data: &Path) -> PathBuf {
+    data.join("stacks")
+}
 
 /// The image an instance of a `stack` app runs in: `<name>:<version>`, or
 /// just `<name>` (its `latest` tag) for a stack imported before versions.

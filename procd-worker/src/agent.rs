@@ -6,7 +6,6 @@ use crate::logs::LogTailer;
 use crate::native::NativeRuntime;
 use crate::runtime::{Runtime, Terminal};
 use crate::runtimes::Runtimes;
-use crate::slugcache::SlugCache;
 use crate::supervisor::{Event, Supervisor};
 use crate::terminal;
 use serde::{Deserialize, Serialize};
@@ -16,10 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use zeroku_client::v1::{NodeJoined as Joined, RegisterNode};
+use zeroku_client::{Client, ClientError, Method};
 use zeroku_conf::config::WorkerConfig;
 use zeroku_conf::wire::{self, node_topic, Message};
 use zeroku_conf::{Heartbeat, LogLine, NodeList, Stream};
-use zeroku_master::client::{Client, ClientError, Method};
+use zeroku_slug::SlugCache;
 
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -51,15 +52,6 @@ pub enum WorkerError {
         #[source]
         source: zmq::Error,
     },
-}
-
-/// What the master told us when we joined.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Joined {
-    node_token: String,
-    pub_endpoint: String,
-    pull_endpoint: String,
-    heartbeat_interval_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -110,7 +102,11 @@ async fn join(
     if tokens.is_empty() {
         return Err(WorkerError::NoToken);
     }
-    let body = serde_json::json!({"name": cfg.node, "capacity_mb": capacity_mb, "host": cfg.advertise_host});
+    let body = RegisterNode {
+        name: cfg.node.clone(),
+        capacity_mb,
+        host: cfg.advertise_host.clone(),
+    };
     let mut delay = Duration::from_millis(200);
     loop {
         let mut last_refusal = None;
@@ -298,7 +294,11 @@ pub async fn run(
                         Event::NeedSlug(sha) => {
                             let (cache, client, tx) = (cache.clone(), client.clone(), slug_tx.clone());
                             tokio::spawn(async move {
-                                let res = match tokio::time::timeout(SLUG_FETCH_TIMEOUT, cache.ensure(&client, &sha)).await {
+                                let path = format!("/v1/slugs/{sha}");
+                                let fetch = |dest: PathBuf| async move {
+                                    client.download(&path, &dest).await.map_err(|e| e.to_string())
+                                };
+                                let res = match tokio::time::timeout(SLUG_FETCH_TIMEOUT, cache.ensure(&sha, fetch)).await {
                                     Ok(r) => r,
                                     Err(_) => Err(format!("gave up after {} s", SLUG_FETCH_TIMEOUT.as_secs())),
                                 };

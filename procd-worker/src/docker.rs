@@ -229,7 +229,7 @@ async fn fetch_and_import(
     let (stack, tag) = stack.split_once(':').unwrap_or((stack, "latest"));
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = dir.join(format!("{stack}.tar.part"));
-    let client = zeroku_master::client::Client::new(master, token).map_err(|e| e.to_string())?;
+    let client = zeroku_client::Client::new(master, token).map_err(|e| e.to_string())?;
     client
         .download(&format!("/v1/stacks/{stack}"), &tmp)
         .await
@@ -389,7 +389,7 @@ impl DockerRuntime {
     /// until it ends or the client hangs up (which closes its stdin).
     pub fn relay_terminal(
         &self,
-        client: zeroku_master::client::Client,
+        client: zeroku_client::Client,
         node: String,
         instance: String,
         id: String,

@@ -6,7 +6,6 @@
 //!   (start-new-then-stop-old, back-off, crash detection, re-adoption).
 //! - [`runtime`]: the trait a process runtime implements; [`native`] runs
 //!   Procfile commands from unpacked slugs.
-//! - [`slugcache`]: downloads, verifies and unpacks slugs.
 //! - [`logs`]: tails per-instance log files across worker restarts.
 //!
 //! The worker must never decide *where* something runs (that is the
@@ -24,7 +23,6 @@ pub mod logs;
 pub mod native;
 pub mod runtime;
 pub mod runtimes;
-pub mod slugcache;
 pub mod supervisor;
 pub mod terminal;
 

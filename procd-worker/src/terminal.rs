@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use zeroku_master::client::{Client, ClientError, Socket};
+use zeroku_client::{Client, ClientError, Socket};
 
 /// Opens this node's side of `instance`'s terminal, retrying for a few
 /// seconds while the master cannot be reached.

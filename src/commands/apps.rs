@@ -5,7 +5,7 @@ use crate::cli::Api;
 use crate::output::{cell, each, json, table};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use zeroku_master::client::Method;
+use zeroku_client::Method;
 
 pub async fn list(api: &Api) -> Result<()> {
     let apps: Value = client(api)?.get("/v1/apps").await.map_err(explain)?;

@@ -7,14 +7,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use zeroku_master::builds::RESULT_PREFIX;
+use zeroku_client::v1::BUILD_RESULT_PREFIX as RESULT_PREFIX;
 
 /// Sends a source archive (a tar, streamed) to the build and prints its
 /// output as it comes. Fails when the build or release failed.
 async fn build(
     api: &Api,
     app: &str,
-    archive: zeroku_master::client::Body,
+    archive: zeroku_client::Body,
     commit: Option<&str>,
 ) -> Result<u32> {
     let mut path = format!("/v1/apps/{}/builds", enc(app));
@@ -60,7 +60,7 @@ pub async fn deploy(api: &Api, app: &str, path: &Path) -> Result<()> {
     let file = tokio::fs::File::open(&archive)
         .await
         .with_context(|| format!("cannot read {}", archive.display()))?;
-    let r = build(api, app, zeroku_master::client::reader_body(file), None).await;
+    let r = build(api, app, zeroku_client::reader_body(file), None).await;
     if temp {
         let _ = std::fs::remove_file(&archive);
     }
@@ -159,13 +159,7 @@ pub async fn pre_receive(api: &Api) -> Result<()> {
         .stdout
         .take()
         .ok_or_else(|| anyhow!("git archive has no output"))?;
-    let r = build(
-        api,
-        &app,
-        zeroku_master::client::reader_body(out),
-        Some(&commit),
-    )
-    .await;
+    let r = build(api, &app, zeroku_client::reader_body(out), Some(&commit)).await;
     let _ = git.kill().await;
     r.map(|_| ())
 }

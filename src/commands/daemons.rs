@@ -134,7 +134,7 @@ pub async fn up(
     };
     // The local worker and frontend join with a join token, like any
     // other node.
-    let join = zeroku_master::api::new_token().map_err(|e| anyhow::anyhow!(e.message))?;
+    let join = zeroku_master::store::new_token()?;
     started
         .cluster
         .store()

@@ -36,7 +36,7 @@ pub async fn git_ssh(url: &str, token_file: &Path, key: &str) -> Result<()> {
     };
     let v: Value = client(&api)?
         .send(
-            zeroku_master::client::Method::POST,
+            zeroku_client::Method::POST,
             &format!("/v1/apps/{}/repo", enc(app)),
             &serde_json::json!({}),
         )
@@ -111,7 +111,7 @@ pub async fn add(api: &Api, file: Option<PathBuf>, name: Option<String>) -> Resu
     });
     let v: Value = client(api)?
         .send(
-            zeroku_master::client::Method::POST,
+            zeroku_client::Method::POST,
             "/v1/keys",
             &serde_json::json!({"name": name, "key": key}),
         )
@@ -138,7 +138,7 @@ pub async fn add(api: &Api, file: Option<PathBuf>, name: Option<String>) -> Resu
 pub async fn remove(api: &Api, name: &str) -> Result<()> {
     let _: Value = client(api)?
         .send(
-            zeroku_master::client::Method::DELETE,
+            zeroku_client::Method::DELETE,
             &format!("/v1/keys/{}", enc(name)),
             &serde_json::json!({}),
         )

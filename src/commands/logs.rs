@@ -106,7 +106,7 @@ pub async fn run(
     });
     let o: Value = c
         .send(
-            zeroku_master::client::Method::POST,
+            zeroku_client::Method::POST,
             &format!("/v1/apps/{}/runs", enc(app)),
             &serde_json::json!({ "command": line, "tty": tty }),
         )

@@ -14,7 +14,7 @@ mod terminal;
 
 use crate::cli::{Api, Command};
 use anyhow::{anyhow, Context, Result};
-use zeroku_master::client::{Client, ClientError};
+use zeroku_client::{Client, ClientError};
 
 pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
     use Command::*;

@@ -5,7 +5,7 @@ use crate::cli::Api;
 use crate::output::{cell, duration, each, json, table};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use zeroku_master::client::Method;
+use zeroku_client::Method;
 
 pub async fn list(api: &Api, app: &str) -> Result<()> {
     let v: Value = client(api)?

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use zeroku_master::client::Method;
+use zeroku_client::Method;
 
 pub async fn list(api: &Api, app: &str) -> Result<()> {
     let v: Value = client(api)?
@@ -74,7 +74,7 @@ pub async fn create(api: &Api, app: &str, dir: &Path, message: Option<String>) -
         .with_context(|| format!("in {}", procfile_path.display()))?;
     let tmp = tempfile_in_tmp()?;
     let (src, out) = (dir.to_path_buf(), tmp.clone());
-    let info = tokio::task::spawn_blocking(move || zeroku_builder::slug::pack(&src, &out))
+    let info = tokio::task::spawn_blocking(move || zeroku_slug::pack(&src, &out))
         .await?
         .with_context(|| format!("cannot pack {}", dir.display()))?;
     let uploaded: Result<Value, _> = c

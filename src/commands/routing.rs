@@ -7,7 +7,7 @@ use crate::cli::Api;
 use crate::output::{cell, each, json};
 use anyhow::Result;
 use serde_json::{json, Value};
-use zeroku_master::client::Method;
+use zeroku_client::Method;
 
 pub async fn domains(api: &Api, app: &str) -> Result<()> {
     let v: Value = client(api)?

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use zeroku_master::client::Client;
+use zeroku_client::Client;
 
 /// Whether stdin and stdout are both a terminal.
 pub fn interactive() -> bool {

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::slug::{self, io_err, is_valid_sha256, SlugError, SlugInfo, TempFile};
+use crate::image::{self as slug, io_err, is_valid_sha256, SlugError, SlugInfo, TempFile};
 
 /// Temporary files in the store older than this are removed by [`SlugStore::gc`].
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -33,6 +33,13 @@ fn check_sha(sha256: &str) -> Result<(), SlugError> {
     } else {
         Err(SlugError::InvalidSha(sha256.to_string()))
     }
+}
+
+/// A fresh temporary name in `dir` for a file being received (a download, an upload) before
+/// [`SlugStore::put_file`] takes it in; [`SlugStore::gc`] removes such names left behind by a
+/// crash once they are an hour old.
+pub fn upload_path(dir: &Path) -> PathBuf {
+    dir.join(format!(".upload.tmp-{}", slug::unique_suffix()))
 }
 
 impl SlugStore {

@@ -1,12 +1,14 @@
-//! The worker's slug cache: images downloaded from the master, verified
-//! against their sha256, and unpacked read-only under `<data>/apps/<sha256>`.
-//! Unused ones are deleted, keeping a few for quick rollbacks.
+//! [`SlugCache`]: images fetched from the master, verified against their sha256, and unpacked
+//! read-only under `<data>/apps/<sha256>`, for the nodes and frontends that run or serve them.
+//! How an image is fetched is the caller's business (a closure that writes it to a path), so
+//! this crate needs no HTTP client. Unused ones are deleted, keeping a few for quick rollbacks.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use zeroku_builder::slug;
-use zeroku_builder::store::SlugStore;
-use zeroku_master::client::Client;
+
+use crate::image;
+use crate::store::{upload_path, SlugStore};
 
 pub struct SlugCache {
     images: SlugStore,
@@ -14,6 +16,7 @@ pub struct SlugCache {
 }
 
 impl SlugCache {
+    /// Opens the cache in `data` (`<data>/slugs` for images, `<data>/apps` for unpacked trees).
     pub fn open(data: &Path) -> Result<SlugCache, String> {
         let images = SlugStore::open(&data.join("slugs")).map_err(|e| e.to_string())?;
         let apps = data.join("apps");
@@ -22,19 +25,26 @@ impl SlugCache {
         Ok(SlugCache { images, apps })
     }
 
-    /// The unpacked directory of `sha256`, fetching and unpacking it first
-    /// if needed.
-    pub async fn ensure(&self, client: &Client, sha256: &str) -> Result<PathBuf, String> {
+    /// The unpacked directory of `sha256`, fetching and unpacking it first if needed. `fetch`
+    /// writes the image to the path it is given and returns the bytes written (or why not).
+    pub async fn ensure<F, Fut>(&self, sha256: &str, fetch: F) -> Result<PathBuf, String>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = Result<u64, String>>,
+    {
         let dir = self.apps.join(sha256);
         if dir.is_dir() {
             return Ok(dir);
         }
         if !self.images.contains(sha256).map_err(|e| e.to_string())? {
-            let tmp = zeroku_master::api::upload_path(self.images.dir());
-            let n = client
-                .download(&format!("/v1/slugs/{sha256}"), &tmp)
-                .await
-                .map_err(|e| format!("cannot download slug {sha256}: {e}"))?;
+            let tmp = upload_path(self.images.dir());
+            let n = match fetch(tmp.clone()).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(format!("cannot download slug {sha256}: {e}"));
+                }
+            };
             let (store, sha, t) = (self.images.clone(), sha256.to_string(), tmp.clone());
             let res = tokio::task::spawn_blocking(move || store.put_file(&t, &sha))
                 .await
@@ -45,15 +55,15 @@ impl SlugCache {
         }
         let image = self.images.path(sha256).map_err(|e| e.to_string())?;
         let d = dir.clone();
-        tokio::task::spawn_blocking(move || slug::unpack(&image, &d))
+        tokio::task::spawn_blocking(move || image::unpack(&image, &d))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot unpack slug {sha256}: {e}"))?;
         Ok(dir)
     }
 
-    /// Deletes unpacked slugs and images not in `in_use`, keeping the `keep`
-    /// most recently unpacked others.
+    /// Deletes unpacked slugs and images not in `in_use`, keeping the `keep` most recently
+    /// unpacked others.
     pub fn gc(&self, in_use: &HashSet<String>, keep: usize) {
         let Ok(rd) = std::fs::read_dir(&self.apps) else {
             return;
@@ -83,8 +93,8 @@ impl SlugCache {
     }
 }
 
-/// Unpacked slugs are read-only: give write permission back to directories
-/// before removing them.
+/// Unpacked slugs are read-only: give write permission back to directories before removing
+/// them.
 fn remove_read_only_tree(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fn walk(p: &Path) -> std::io::Result<()> {

@@ -11,8 +11,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use squashfs_ng::write::{Source, SourceData, Writer};
-use zeroku_builder::slug::{self, SlugError};
-use zeroku_builder::store::SlugStore;
+use zeroku_slug::{self as slug, SlugError, SlugStore};
 
 const S_IFDIR: u16 = 0o040_000;
 const S_IFREG: u16 = 0o100_000;

@@ -1,5 +1,5 @@
-//! The client of the operator API, used by the `zeroku` CLI and by workers.
-//! Errors carry the API's stable code and human message unchanged.
+//! [`Client`]: the HTTP client of the master's operator API. Errors carry the API's stable code
+//! and human message unchanged.
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;

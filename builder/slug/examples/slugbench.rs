@@ -1,12 +1,12 @@
 //! Benchmark helper for `bench/slug.sh`: packs a directory into a slug, unpacks it again, and
 //! prints `key value` lines (input bytes, image bytes, seconds, sha256) for the script to tabulate.
 //!
-//! Usage: `cargo run --release -p zeroku-builder --example slugbench -- DIR [WORKDIR]`
+//! Usage: `cargo run --release -p zeroku-slug --example slugbench -- DIR [WORKDIR]`
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use zeroku_builder::slug;
+use zeroku_slug as slug;
 
 fn tree_bytes(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0;
