@@ -42,7 +42,7 @@ done
 # module: layer. A module may import `crate::<m>` only where layer(m) <= its own layer. The
 # crate root (lib.rs, `run`) is the top; `crate::<item>` that is not a module is the root's.
 declare -A layer=(
-  [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0
+  [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0
   [scheduler]=1 [routes]=1
   [cluster]=2
   [builds]=3 [git]=3 [keys]=3
@@ -51,8 +51,12 @@ declare -A layer=(
 )
 names=(store scheduler cluster "builds/git/keys" api root)
 src=procd-master/src
-for f in "$src"/*.rs; do
-  mod="$(basename "$f" .rs)"
+for f in "$src"/*.rs "$src"/*/*.rs; do
+  [ -e "$f" ] || continue
+  rel="${f#"$src"/}"
+  mod="${rel%%/*}"
+  mod="${mod%.rs}"
+  [ "$mod" = mod ] && mod="$(basename "$(dirname "$f")")"
   if [ -z "${layer[$mod]+x}" ]; then
     echo "check-layers: $f is a module of zeroku-master with no layer: add it to scripts/check-layers.sh" >&2
     fail=1
@@ -62,6 +66,7 @@ for f in "$src"/*.rs; do
   # Every `crate::name` the file uses, comments aside.
   while read -r used; do
     [ "$used" = "$mod" ] && continue
+    [ "$used" = self ] && continue
     theirs=${layer[$used]:-5}
     if [ "$theirs" -gt "$mine" ]; then
       line="$(grep -nE "crate::$used\b" "$f" | grep -vE '^[0-9]+:\s*//' | head -1)"

@@ -14,19 +14,16 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the CLI finds the master.
+/// Where the CLI finds the master. The token is never a flag (every process
+/// on the host can read a command line): it comes from ZEROKU_TOKEN, or from
+/// the file `zeroku login` wrote.
 #[derive(Args, Debug, Clone)]
 pub struct Api {
-    /// The master's API URL (from `<data>/cli.env`).
-    #[arg(
-        long,
-        env = "ZEROKU_URL",
-        default_value = "http://127.0.0.1:7070",
-        global = true
-    )]
-    pub url: String,
-    /// An admin token (from `<data>/cli.env`).
-    #[arg(long, env = "ZEROKU_TOKEN", hide_env_values = true, global = true)]
+    /// The master's API URL (default: ZEROKU_URL, else the one `zeroku login`
+    /// saved, else http://127.0.0.1:7070).
+    #[arg(long, env = "ZEROKU_URL", global = true)]
+    pub url: Option<String>,
+    #[arg(skip)]
     pub token: Option<String>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
@@ -104,9 +101,11 @@ pub enum Command {
         /// The master's API URL (config: worker.master).
         #[arg(long)]
         master: Option<String>,
-        /// A join token from `zeroku nodes:join-token` (needed on first start).
-        #[arg(long, env = "ZEROKU_JOIN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        /// A file holding a join token from `zeroku nodes:join-token` (needed on first start;
+        /// or the ZEROKU_JOIN_TOKEN environment variable). Never on the command line, where
+        /// every process on the host can read it.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// Memory the scheduler may use here, MiB (config: worker.capacity_mb).
         #[arg(long)]
         capacity_mb: Option<u64>,
@@ -131,9 +130,11 @@ pub enum Command {
         /// The master's API URL (config: frontend.master).
         #[arg(long)]
         master: Option<String>,
-        /// A join token from `zeroku nodes:join-token` (needed on first start).
-        #[arg(long, env = "ZEROKU_JOIN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        /// A file holding a join token from `zeroku nodes:join-token` (needed on first start;
+        /// or the ZEROKU_JOIN_TOKEN environment variable). Never on the command line, where
+        /// every process on the host can read it.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// Public HTTP address (config: frontend.http).
         #[arg(long)]
         http: Option<String>,
@@ -274,6 +275,9 @@ pub enum Command {
         /// A name for the key (default: the user part of its comment).
         #[arg(long)]
         name: Option<String>,
+        /// Whose key (admins; others add their own): it pushes with that user's permissions.
+        #[arg(long)]
+        user: Option<String>,
         #[command(flatten)]
         api: Api,
     },
@@ -283,6 +287,106 @@ pub enum Command {
         name: String,
         #[command(flatten)]
         api: Api,
+    },
+    /// Save a token (read from stdin, never from the command line) and the master's URL in
+    /// ~/.config/zeroku/credentials (mode 0600) for later commands and `git push`.
+    Login {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Forget the saved token.
+    Logout,
+    /// Who the token belongs to, and what it may do.
+    Whoami {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// List users (admins).
+    Users {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Add a user; prints their token once (give it to them for `zeroku login`).
+    #[command(name = "users:add")]
+    UsersAdd {
+        name: String,
+        /// An admin: every permission on every app, users, nodes.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Remove a user, their tokens, permissions and SSH keys.
+    #[command(name = "users:remove")]
+    UsersRemove {
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// A new token for a user (prints it once).
+    #[command(name = "users:token")]
+    UsersToken {
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Who may do what on an app.
+    Access {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Give a user permissions on an app (or change theirs).
+    #[command(name = "access:add")]
+    AccessAdd {
+        user: String,
+        #[command(flatten)]
+        app: AppArg,
+        /// Comma-separated: view, deploy (push, config, run, rollback), operate (scale,
+        /// restart, stop), manage (domains, access, settings, destroy). view is always included.
+        #[arg(long, default_value = "view,deploy")]
+        permissions: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Take a user's permissions on an app away.
+    #[command(name = "access:remove")]
+    AccessRemove {
+        user: String,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// The audit log: who changed what, when (all apps: admins; one app: `manage` on it).
+    Audit {
+        /// One app's entries.
+        #[arg(short = 'a', long = "app")]
+        app: Option<String>,
+        /// How many entries, newest last.
+        #[arg(short = 'n', long = "num", default_value_t = 100)]
+        num: u32,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Add the app's git remote to the repository in this directory, pushing with the saved
+    /// token through a credential helper (no token in the URL or .git/config).
+    #[command(name = "git:remote")]
+    GitRemote {
+        #[command(flatten)]
+        app: AppArg,
+        /// The remote's name.
+        #[arg(short = 'r', long, default_value = "zeroku")]
+        remote: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// git's credential helper for zeroku remotes (set up by `zeroku git:remote`).
+    #[command(name = "git-credential", hide = true)]
+    GitCredential {
+        /// get, store or erase (git says which).
+        operation: String,
     },
     /// The command sshd runs for zeroku's keys (not for users).
     #[command(name = "git-ssh", hide = true)]
@@ -425,9 +529,12 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
-    /// Print a token that lets a new worker join (and nothing else).
+    /// Print a token that lets one new worker or frontend join, once, before it expires.
     #[command(name = "nodes:join-token")]
     NodesJoinToken {
+        /// How long it works: seconds, or with a unit (90s, 10m, 1h, 2d; at most 7d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
         #[command(flatten)]
         api: Api,
     },

@@ -129,15 +129,6 @@ fn garbage_on_the_masters_pull_socket_is_dropped() {
             Err(n.to_string())
         }
     });
-    let ctx = zmq::Context::new();
-    let push = ctx.socket(zmq::PUSH).unwrap();
-    push.connect(&c.master.pull).unwrap();
-    push.send(&b"\x00\xffgarbage"[..], 0).unwrap();
-    push.send(&b""[..], 0).unwrap();
-    push.send_multipart([&b"two"[..], &b"frames"[..]], 0)
-        .unwrap();
-    // A message from a newer zeroku: version 99.
-    push.send(&[0x92, 99, 0xc0][..], 0).unwrap();
     let status = |c: &TestCluster| -> serde_json::Value {
         let (_, body) = raw_http(
             &c.master.api,
@@ -145,6 +136,33 @@ fn garbage_on_the_masters_pull_socket_is_dropped() {
         );
         serde_json::from_str(&body).unwrap_or_default()
     };
+    let ctx = zmq::Context::new();
+    // A stranger (no CURVE) never gets a connection: counted, nothing delivered.
+    let stranger = ctx.socket(zmq::PUSH).unwrap();
+    stranger.set_linger(0).unwrap();
+    stranger.connect(&c.master.pull).unwrap();
+    let _ = stranger.send(&b"\x00\xffgarbage"[..], zmq::DONTWAIT);
+    eventually(Duration::from_secs(10), "the stranger refused", || {
+        let s = status(&c);
+        if s["refused_peers"].as_u64() >= Some(1) {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    // Garbage from a registered node (its own key, from its data dir) is
+    // dropped and counted.
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(0).unwrap();
+    let (keys, master) = c.node_bus_keys("g1");
+    zeroku_bus::curve::client(&push, &keys, &master).unwrap();
+    push.connect(&c.master.pull).unwrap();
+    push.send(&b"\x00\xffgarbage"[..], 0).unwrap();
+    push.send(&b""[..], 0).unwrap();
+    push.send_multipart([&b"two"[..], &b"frames"[..]], 0)
+        .unwrap();
+    // A message from a newer zeroku: version 99.
+    push.send(&[0x92, 99, 0xc0][..], 0).unwrap();
     eventually(Duration::from_secs(10), "4 dropped messages", || {
         let s = status(&c);
         if s["dropped_messages"] == 4 {

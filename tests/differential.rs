@@ -132,8 +132,9 @@ fn differential(protocol: &str) {
             Err(app.to_string())
         }
     });
-    let zk_send = format!("tcp://127.0.0.1:{}", routes["handler"]["send_port"]);
-    let zk_recv = format!("tcp://127.0.0.1:{}", routes["handler"]["recv_port"]);
+    assert!(routes["handler"]["send_port"].is_number(), "{routes}");
+    // The handler is on the frontend's host: it reaches it over ipc://.
+    let (zk_send, zk_recv) = c.handler_ipc("edge1", "diff");
 
     let out = c.dir.path().join("capture.jsonl");
     let h = CaptureHandler::start(

@@ -169,13 +169,12 @@ fn handlers_web_apps_domains_and_errors() {
         "{metrics}"
     );
 
-    // Garbage from a "handler" is dropped; the app keeps working.
-    let chat = c.app_route("chat").unwrap();
-    let recv_port = chat["handler"]["recv_port"].as_u64().unwrap();
+    // Garbage from a "handler" (the test, as root, in the app's socket
+    // directory) is dropped; the app keeps working.
+    let (send_ep, recv_ep) = c.handler_ipc("edge1", "chat");
     let ctx = zmq::Context::new();
     let evil = ctx.socket(zmq::PUB).unwrap();
-    evil.connect(&format!("tcp://127.0.0.1:{recv_port}"))
-        .unwrap();
+    evil.connect(&recv_ep).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     for g in [
         &b"\xff\xfe garbage"[..],
@@ -213,18 +212,14 @@ fn handlers_web_apps_domains_and_errors() {
 
     // A request held while no handler is connected is delivered when one
     // connects (here the test itself, as a handler, 300 ms later).
-    let send_port = chat["handler"]["send_port"].as_u64().unwrap();
     let fe2 = fe.clone();
     let waiting = std::thread::spawn(move || http_get(&fe2, "chat.localhost", "/held"));
     std::thread::sleep(Duration::from_millis(300));
     let pull = ctx.socket(zmq::PULL).unwrap();
     pull.set_rcvtimeo(5000).unwrap();
-    pull.connect(&format!("tcp://127.0.0.1:{send_port}"))
-        .unwrap();
+    pull.connect(&send_ep).unwrap();
     let replies = ctx.socket(zmq::PUB).unwrap();
-    replies
-        .connect(&format!("tcp://127.0.0.1:{recv_port}"))
-        .unwrap();
+    replies.connect(&recv_ep).unwrap();
     let (sender, conn_id) = next_request(&pull, "/held");
     let reply = format!(
         "{sender} {}:{conn_id}, HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate",
@@ -381,10 +376,11 @@ fn websockets_and_uploads_reach_handlers_as_mongrel2_sends_them() {
     // the release only declares the process type, scaled to 0.
     c.deploy("live", &[("Procfile", "handler: sleep 1000\n")]);
     c.cli_ok(&["ps:scale", "-a", "live", "handler=0"]).unwrap();
-    let (send, recv) = eventually(Duration::from_secs(10), "handler route", || {
+    eventually(Duration::from_secs(10), "handler route", || {
         std::panic::catch_unwind(|| handler_ports(&c, "live"))
             .map_err(|_| "no route yet".to_string())
     });
+    let (send, recv) = c.handler_ipc("edge1", "live");
     eventually(Duration::from_secs(10), "frontend has the route", || {
         let r = http_get(&fe, "live.localhost", "/")?;
         if r.0 == 503 {
@@ -398,12 +394,7 @@ fn websockets_and_uploads_reach_handlers_as_mongrel2_sends_them() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
     let handler = std::thread::spawn(move || {
-        let conn = Connection::new(
-            "test-handler",
-            &format!("tcp://127.0.0.1:{send}"),
-            &format!("tcp://127.0.0.1:{recv}"),
-        )
-        .unwrap();
+        let conn = Connection::new("test-handler", &send, &recv).unwrap();
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let Some(req) = conn.recv_timeout(Duration::from_millis(100)).unwrap() else {
                 continue;

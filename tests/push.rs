@@ -38,7 +38,8 @@ fn cluster(master_keys: &str, port_min: u16) -> (TestCluster, String) {
     (c, fe)
 }
 
-/// Creates the app; returns its git URL with the token (as `apps:info` gives it).
+/// Creates the app; returns its git URL (no token in it: pushes authenticate
+/// through `zeroku git-credential`, see `TestCluster::git_login`).
 fn create(c: &TestCluster, app: &str) -> String {
     c.cli_ok(&["apps:create", app])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -77,6 +78,7 @@ fn git_push_of_each_kind_of_app_goes_live() {
     // A Python app with requirements.txt: the python buildpack, pip, a venv.
     let url = create(&c, "py");
     let repo = Repo::from_dir(&example("python-app"), &dir.path().join("py"));
+    c.git_login(&repo.home);
     let out = push_ok(&repo, &url);
     for want in [
         "remote: -----> Python app detected",
@@ -110,6 +112,7 @@ fn git_push_of_each_kind_of_app_goes_live() {
     // A static site: no process, served from the slug by the frontend.
     let url = create(&c, "site");
     let repo = Repo::from_dir(&example("static-site"), &dir.path().join("site"));
+    c.git_login(&repo.home);
     let out = push_ok(&repo, &url);
     assert!(out.contains("Static site app detected"), "{out}");
     assert!(out.contains("no processes to run"), "{out}");
@@ -124,6 +127,7 @@ fn git_push_of_each_kind_of_app_goes_live() {
     // A $PORT web app with only a Procfile.
     let url = create(&c, "web");
     let repo = Repo::from_dir(&example("python-web"), &dir.path().join("web"));
+    c.git_login(&repo.home);
     let out = push_ok(&repo, &url);
     assert!(out.contains("Procfile app detected"), "{out}");
     assert!(body(&fe, "web", "/").contains("Hello from web.web.1"));
@@ -131,6 +135,7 @@ fn git_push_of_each_kind_of_app_goes_live() {
     // A Mongrel2-protocol handler: one handler starts by default.
     let url = create(&c, "chat");
     let repo = Repo::from_dir(&example("python-handler"), &dir.path().join("chat"));
+    c.git_login(&repo.home);
     let out = push_ok(&repo, &url);
     assert!(out.contains("handler=1 running"), "{out}");
     assert!(body(&fe, "chat", "/hi").contains("Hello from chat.handler.1 at /hi"));
@@ -138,6 +143,7 @@ fn git_push_of_each_kind_of_app_goes_live() {
     // A shell worker: no HTTP; its log lines show the version.
     let url = create(&c, "jobs");
     let repo = Repo::from_dir(&example("shell-worker"), &dir.path().join("jobs"));
+    c.git_login(&repo.home);
     push_ok(&repo, &url);
     c.cli_ok(&["ps:scale", "-a", "jobs", "worker=1"]).unwrap();
     c.wait_up("jobs", 1, Duration::from_secs(20));
@@ -156,6 +162,7 @@ fn git_push_of_each_kind_of_app_goes_live() {
     // A Rust app: cargo build --release; no Procfile, bin/release declares web.
     let url = create(&c, "rs");
     let repo = Repo::from_dir(&example("rust-web"), &dir.path().join("rs"));
+    c.git_login(&repo.home);
     let out = push_ok(&repo, &url);
     assert!(out.contains("remote: -----> Rust app detected"), "{out}");
     assert!(body(&fe, "rs", "/").contains("Hello from Rust (version 1)"));
@@ -175,6 +182,7 @@ fn a_broken_push_is_rejected_and_the_old_version_keeps_serving() {
     let dir = tempdir();
     let url = create(&c, "py");
     let repo = Repo::from_dir(&example("python-app"), &dir.path().join("py"));
+    c.git_login(&repo.home);
     let good = repo.commit("good");
     push_ok(&repo, &url);
     assert!(body(&fe, "py", "/").contains("(version 1)"));
@@ -224,12 +232,13 @@ fn pushes_that_cannot_be_deployed_get_a_clear_message() {
     let dir = tempdir();
     let url = create(&c, "app");
     let repo = Repo::from_dir(&example("python-web"), &dir.path().join("app"));
+    c.git_login(&repo.home);
 
     // A wrong token.
-    let bad = url.replace(&format!(":{}@", c.master.token), ":not-the-token@");
-    assert_ne!(bad, url);
-    let (ok, out) = repo.push(&bad, "main");
+    c.git_login_as(&repo.home, "not-the-token");
+    let (ok, out) = repo.push(&url, "main");
     assert!(!ok && out.contains("Authentication failed"), "{out}");
+    c.git_login(&repo.home);
     // An unknown app.
     let (ok, out) = repo.push(&url.replace("/app.git", "/nope.git"), "main");
     assert!(!ok && out.contains("no app named \"nope\""), "{out}");
@@ -262,6 +271,7 @@ fn builds_are_bounded_in_size_time_and_memory() {
     let dir = tempdir();
     let url = create(&c, "big");
     let repo = Repo::from_dir(&example("python-web"), &dir.path().join("big"));
+    c.git_login(&repo.home);
     // A source over the limit (random bytes: git cannot compress them away).
     let mut noise = vec![0u8; 3 << 20];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -349,6 +359,7 @@ fn third_party_buildpacks_follow_the_heroku_api() {
     c.cli_ok(&["config:set", "-a", "conf", "GREETING=hello from ENV_DIR"])
         .unwrap();
     let repo = Repo::init(&dir.path().join("conf"));
+    c.git_login(&repo.home);
     repo.write("conformance.txt", "marker for bin/detect\n");
     repo.write(
         ".buildpacks",
@@ -418,6 +429,7 @@ fn third_party_buildpacks_follow_the_heroku_api() {
     ])
     .unwrap();
     let repo2 = Repo::init(&dir.path().join("conf2"));
+    c.git_login(&repo2.home);
     repo2.write("conformance.txt", "x\n");
     repo2.commit("first");
     let out = push_ok(&repo2, &url2);
@@ -427,6 +439,7 @@ fn third_party_buildpacks_follow_the_heroku_api() {
     // Nothing applies: the error lists what was tried.
     let url3 = create(&c, "nothing");
     let repo3 = Repo::init(&dir.path().join("nothing"));
+    c.git_login(&repo3.home);
     repo3.write("notes.txt", "no Procfile, no index.html, no requirements\n");
     repo3.commit("first");
     let (ok, out) = repo3.push(&url3, "main");
@@ -585,11 +598,13 @@ fn a_deploy_under_load_loses_no_request() {
     let dir = tempdir();
     let web_url = create(&c, "web");
     let web = Repo::from_dir(&example("python-app"), &dir.path().join("web"));
+    c.git_login(&web.home);
     push_ok(&web, &web_url);
     c.cli_ok(&["ps:scale", "-a", "web", "web=2"]).unwrap();
     c.wait_up("web", 2, Duration::from_secs(20));
     let chat_url = create(&c, "chat");
     let chat = Repo::from_dir(&example("python-handler"), &dir.path().join("chat"));
+    c.git_login(&chat.home);
     push_ok(&chat, &chat_url);
     body(&fe, "chat", "/");
     body(&fe, "web", "/");
@@ -712,6 +727,7 @@ fn git_push_over_ssh_runs_only_the_forced_command() {
 
     c.cli_ok(&["apps:create", "viassh"]).unwrap();
     let repo = Repo::from_dir(&example("python-app"), &d.join("viassh"));
+    c.git_login(&repo.home);
     let url = format!("ssh://{user}@127.0.0.1:{port}/viassh.git");
     let o = repo.git_with(&["push", &url, "main"], &[("GIT_SSH_COMMAND", &ssh("id"))]);
     let text = String::from_utf8_lossy(&o.stderr);
@@ -774,6 +790,7 @@ HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
     c.cli_ok(&["config:set", "-a", "checked", "HEALTHCHECK_PATH=/health"])
         .unwrap();
     let repo = Repo::init(&dir.path().join("checked"));
+    c.git_login(&repo.home);
     repo.write("Procfile", "web: python3 app.py\n");
     repo.write("app.py", app);
     repo.write("VERSION", "1\n");
@@ -799,6 +816,7 @@ fn a_push_with_a_1_gb_file_is_refused_and_changes_nothing() {
     let dir = tempdir();
     let url = create(&c, "huge");
     let repo = Repo::from_dir(&example("static-site"), &dir.path().join("huge"));
+    c.git_login(&repo.home);
     push_ok(&repo, &url);
     // A 1 GB file (sparse: zeros, which git compresses to almost nothing,
     // so only the unpacked source is over the 512 MB default limit).

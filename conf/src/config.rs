@@ -243,6 +243,14 @@ pub struct FrontendConfig {
     pub handler_bind: String,
     /// Address handlers on other nodes connect to; empty = `handler_bind`.
     pub handler_advertise: String,
+    /// The worker node on this frontend's host (its `[worker] node`), if any: handlers there
+    /// reach this frontend over `ipc://` sockets in a directory per app that only the app's
+    /// uid may enter; handlers on other nodes come through their worker's relay, over TCP with
+    /// CURVE. Empty: no worker here.
+    pub node: String,
+    /// The uid base of the worker on this host (`[worker] app_uid_base`): app N's handler
+    /// sockets belong to uid `app_uid_base + N` when the frontend runs as root.
+    pub app_uid_base: u32,
     /// A request for an app with no handler connected waits this long for
     /// one (a deploy, a crash) before 503.
     pub hold_ms: u64,
@@ -276,6 +284,8 @@ impl Default for FrontendConfig {
             base_domain: "localhost".into(),
             handler_bind: "127.0.0.1".into(),
             handler_advertise: String::new(),
+            node: String::new(),
+            app_uid_base: 100_000,
             hold_ms: 10_000,
             timeout_ms: 30_000,
             max_body_bytes: 100 << 20,
@@ -290,6 +300,9 @@ impl Default for FrontendConfig {
 impl FrontendConfig {
     pub fn validate(&self) -> Result<(), String> {
         crate::names::node(&self.name).map_err(|e| e.to_string())?;
+        if !self.node.is_empty() {
+            crate::names::node(&self.node).map_err(|e| format!("node: {e}"))?;
+        }
         if self.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "http = {:?} is not an address like 127.0.0.1:8080",

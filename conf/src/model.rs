@@ -61,6 +61,28 @@ pub struct InstanceSpec {
     /// terminal it runs on, which the worker relays to the master.
     #[serde(default)]
     pub tty: Option<Tty>,
+    /// For a `handler` process: where every frontend takes its requests and
+    /// replies. The worker turns them into `M2_SEND_SPEC`/`M2_RECV_SPEC`.
+    #[serde(default)]
+    pub handler: Vec<HandlerEndpoint>,
+}
+
+/// Where one frontend exchanges a handler instance's requests and replies.
+/// A frontend on the instance's own node gives `ipc://` paths in a
+/// directory only the app's uid may enter, used as they are; any other gives
+/// `tcp://` endpoints and its CURVE key, and the worker relays between them
+/// and `ipc://` sockets of its own (handlers never see a key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandlerEndpoint {
+    /// The frontend's name.
+    pub frontend: String,
+    /// Requests: the frontend's PUSH (handlers connect PULL).
+    pub send: String,
+    /// Replies: the frontend's SUB (handlers connect PUB).
+    pub recv: String,
+    /// For `tcp://` endpoints, the frontend's CURVE public key (z85).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// A terminal for an interactive one-off: its size and `$TERM`.
@@ -273,10 +295,18 @@ pub fn check_prefix(p: &str) -> Result<(), String> {
 /// The Mongrel2-protocol socket pair every frontend binds for an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandlerRoute {
-    /// Frontends bind PUSH here; handlers connect PULL (`M2_SEND_SPEC`).
+    /// Frontends bind PUSH here (TCP, CURVE) for relays of handlers on other
+    /// nodes; handlers on the frontend's node use `ipc://<dir>/<app>/send`.
     pub send_port: u16,
-    /// Frontends bind SUB here; handlers connect PUB (`M2_RECV_SPEC`).
+    /// Frontends bind SUB here (TCP, CURVE); locally `ipc://<dir>/<app>/recv`.
     pub recv_port: u16,
     /// Header encoding: `json` (default) or `tnetstring`.
     pub protocol: String,
+    /// The app's number: its handler sockets belong to its uid.
+    #[serde(default)]
+    pub seq: u32,
+    /// Bus keys (z85) of the nodes that run the app's handlers: the only
+    /// peers a frontend lets relay for it over TCP.
+    #[serde(default)]
+    pub relay_keys: Vec<String>,
 }

@@ -14,7 +14,7 @@ pub const VERSION: u16 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// master → worker, on topic `node/<name>`.
+    /// master → worker, on topic `node/<name>/<key id>` ([`node_topic`]).
     NodeList(NodeList),
     /// worker → master.
     Heartbeat(Heartbeat),
@@ -58,9 +58,11 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
     Ok(msg)
 }
 
-/// The PUB topic of a node's process list.
-pub fn node_topic(node: &str) -> String {
-    format!("node/{node}")
+/// The PUB topic of a node's process list: `node/<name>/<key id>`, where the key id names the
+/// bus key the node registered (the master lets only that key subscribe to it). A node that
+/// joins again with a new key gets a new topic, so a peer holding the old key hears nothing more.
+pub fn node_topic(node: &str, key_id: &str) -> String {
+    format!("node/{node}/{key_id}")
 }
 
 #[cfg(test)]
@@ -89,6 +91,7 @@ mod tests {
                 limits: Limits::default(),
                 stack: None,
                 tty: None,
+                handler: Vec::new(),
             }],
         })
     }

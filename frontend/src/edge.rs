@@ -473,7 +473,7 @@ async fn to_handler(
     if chunked || length.is_some_and(|n| n > edge.upload_threshold) {
         // As Mongrel2: the body goes to a temp file; the handler hears of
         // it when it starts and when it is complete.
-        let path = match edge.uploads.create() {
+        let path = match edge.uploads.create(&hub) {
             Ok(p) => p,
             Err(e) => {
                 return error_page(
@@ -604,35 +604,31 @@ async fn write_upload(
 
 /// Temp files for uploads, readable by handlers (which may run as another
 /// user), deleted when their request ends.
+/// Upload files: in the app's own handler directory (which only its uid and
+/// this frontend may enter), mode 0600 and owned by the app's uid, so its
+/// handler may read, write, rename or delete it and no other app can see it.
+#[derive(Default)]
 pub struct Uploads {
-    dir: std::path::PathBuf,
     next: AtomicU64,
 }
 
 impl Uploads {
-    pub fn new(dir: std::path::PathBuf) -> std::io::Result<Uploads> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-        // Leftovers of a crash.
-        for e in std::fs::read_dir(&dir)?.flatten() {
-            let _ = std::fs::remove_file(e.path());
-        }
-        Ok(Uploads {
-            dir,
-            next: AtomicU64::new(0),
-        })
-    }
-
-    fn create(&self) -> std::io::Result<std::path::PathBuf> {
+    fn create(&self, hub: &Hub) -> std::io::Result<std::path::PathBuf> {
         use std::os::unix::fs::OpenOptionsExt;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("upload.{}.{n}", std::process::id()));
-        std::fs::OpenOptions::new()
+        let path = hub.dir.join(format!(
+            "{}{}.{n}",
+            crate::endpoints::UPLOAD_PREFIX,
+            std::process::id()
+        ));
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
             .open(&path)?;
+        if let Some(uid) = hub.uid {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(uid))?;
+        }
         Ok(path)
     }
 }

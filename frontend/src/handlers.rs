@@ -72,6 +72,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 static HUB_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Where a frontend with data directory `data` binds its per-app `ipc://` handler sockets.
+pub fn ipc_dir(data: &std::path::Path) -> std::path::PathBuf {
+    data.join("handlers")
+}
+
 /// A request: held until a handler connects (or the hold time ends).
 const HOLD: u8 = 0;
 /// A notice (disconnect): sent if a handler is connected, else dropped.
@@ -87,6 +92,9 @@ const RESEND_AFTER: Duration = Duration::from_secs(1);
 pub struct Hub {
     pub app: String,
     pub route: HandlerRoute,
+    /// The app's directory (sockets, upload files) and the uid owning it.
+    pub dir: std::path::PathBuf,
+    pub uid: Option<u32>,
     /// Headers as tnetstrings (the app's `m2_protocol` setting) instead
     /// of JSON; changes without rebinding.
     pub tnetstring: Arc<AtomicBool>,
@@ -115,7 +123,7 @@ impl Hub {
         ctx: &zmq::Context,
         app: &str,
         route: &HandlerRoute,
-        bind_host: &str,
+        walls: &crate::endpoints::Walls,
         uuid: &str,
         hold: Duration,
     ) -> Result<Hub, String> {
@@ -128,9 +136,7 @@ impl Hub {
             .map_err(|e| err("configure PUSH", e))?;
         push.set_sndhwm(100_000)
             .map_err(|e| err("configure PUSH", e))?;
-        let send_ep = format!("tcp://{bind_host}:{}", route.send_port);
-        push.bind(&send_ep)
-            .map_err(|e| err(&format!("bind {send_ep}"), e))?;
+        let send_ep = walls.bind(&push, app, route.seq, "send", route.send_port)?;
         let sub = ctx
             .socket(zmq::XSUB)
             .map_err(|e| err("create a SUB socket", e))?;
@@ -146,9 +152,7 @@ impl Hub {
         subscription.extend_from_slice(uuid.as_bytes());
         sub.send(&subscription[..], 0)
             .map_err(|e| err("subscribe", e))?;
-        let recv_ep = format!("tcp://{bind_host}:{}", route.recv_port);
-        sub.bind(&recv_ep)
-            .map_err(|e| err(&format!("bind {recv_ep}"), e))?;
+        let recv_ep = walls.bind(&sub, app, route.seq, "recv", route.recv_port)?;
         let inproc = format!(
             "inproc://zeroku-hub-{}",
             HUB_SEQ.fetch_add(1, Ordering::Relaxed)
@@ -235,6 +239,8 @@ impl Hub {
         Ok(Hub {
             app: app.to_string(),
             route: route.clone(),
+            dir: walls.app_dir(app),
+            uid: walls.uid(route.seq),
             tnetstring,
             cmd: Mutex::new(cmd2),
             outbox,
@@ -649,17 +655,23 @@ impl Replies {
 pub struct Hubs {
     ctx: zmq::Context,
     pub uuid: String,
-    bind_host: String,
+    pub walls: crate::endpoints::Walls,
     hold: Duration,
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
 }
 
 impl Hubs {
-    pub fn new(uuid: String, bind_host: String, hold: Duration) -> Hubs {
+    /// Hubs whose sockets `walls` binds (in `ctx`, whose ZAP handler they set up).
+    pub fn new(
+        ctx: zmq::Context,
+        uuid: String,
+        walls: crate::endpoints::Walls,
+        hold: Duration,
+    ) -> Hubs {
         Hubs {
-            ctx: zmq::Context::new(),
+            ctx,
             uuid,
-            bind_host,
+            walls,
             hold,
             hubs: Mutex::new(HashMap::new()),
         }
@@ -669,12 +681,18 @@ impl Hubs {
     /// lost it (or whose ports moved).
     pub fn sync<'a>(&self, routes: impl Iterator<Item = (&'a str, &'a HandlerRoute)>) {
         let wanted: HashMap<&str, &HandlerRoute> = routes.collect();
+        for (app, r) in &wanted {
+            self.walls.set_relays(app, &r.relay_keys);
+        }
+        self.walls.keep_relays(&wanted.keys().copied().collect());
         let mut hubs = lock(&self.hubs);
         // A hub stays while its ports do; the header protocol changes in
         // place (rebinding the same ports at once would fail).
         hubs.retain(|app, hub| {
             wanted.get(app.as_str()).is_some_and(|r| {
-                let same = r.send_port == hub.route.send_port && r.recv_port == hub.route.recv_port;
+                let same = r.send_port == hub.route.send_port
+                    && r.recv_port == hub.route.recv_port
+                    && r.seq == hub.route.seq;
                 if same {
                     hub.tnetstring
                         .store(r.protocol == "tnetstring", Ordering::Relaxed);
@@ -686,14 +704,7 @@ impl Hubs {
             if hubs.contains_key(app) {
                 continue;
             }
-            match Hub::start(
-                &self.ctx,
-                app,
-                route,
-                &self.bind_host,
-                &self.uuid,
-                self.hold,
-            ) {
+            match Hub::start(&self.ctx, app, route, &self.walls, &self.uuid, self.hold) {
                 Ok(h) => {
                     hubs.insert(app.to_string(), Arc::new(h));
                 }

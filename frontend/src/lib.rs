@@ -4,7 +4,9 @@
 //! - [`routing`]: `Host` → app (`<app>.<base domain>`, custom domains).
 //! - [`edge`]: the hyper server; answers its own errors in one place.
 //! - [`handlers`]: per-app Mongrel2-protocol socket pairs (ZMQ PUSH/SUB),
-//!   one thread each, so no app sees another's requests.
+//!   one thread each, so no app sees another's requests; [`endpoints`]
+//!   binds them (`ipc://` in a directory only the app's uid may enter, and
+//!   TCP with CURVE for relays of handlers on other nodes).
 //! - [`proxy`]: round-robin proxying to `web` instances on `$PORT`, over
 //!   the keep-alive connections `upstream` pools.
 //! - [`m2`]: the Mongrel2 handler wire format and a Rust handler library.
@@ -17,6 +19,7 @@ mod ascii;
 mod coarse;
 pub mod dir;
 pub mod edge;
+pub mod endpoints;
 pub mod follow;
 pub mod handlers;
 pub mod head_timeout;
@@ -47,12 +50,8 @@ pub enum FrontendError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "no token to join the cluster: pass --token with a token from `zeroku nodes:join-token`"
-    )]
-    NoToken,
     #[error("the master refused this frontend: {0}")]
-    Refused(#[source] ClientError),
+    Refused(#[source] follow::JoinError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("cannot listen on {addr} for HTTP: {source} (is something else on that port? pick another with --http)")]
@@ -121,10 +120,6 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(data_err)?;
-    let has_saved = data.join("frontend-token.json").exists();
-    if token.is_none() && !has_saved {
-        return Err(FrontendError::NoToken);
-    }
     let Some(joined) = follow::join(&cfg, data, token.as_deref(), &shutdown)
         .await
         .map_err(FrontendError::Refused)?
@@ -132,12 +127,25 @@ pub async fn run(
         return Ok(());
     };
     let client = Client::new(&cfg.master, &joined.token)?;
+    let ctx = zmq::Context::new();
+    let walls = endpoints::Walls::new(
+        &ctx,
+        joined.keys.clone(),
+        &handlers::ipc_dir(data),
+        &cfg.handler_bind,
+        cfg.app_uid_base,
+    )
+    .map_err(|e| FrontendError::Data {
+        path: handlers::ipc_dir(data),
+        source: std::io::Error::other(e),
+    })?;
     let hubs = handlers::Hubs::new(
+        ctx,
         uuid.clone(),
-        cfg.handler_bind.clone(),
+        walls,
         std::time::Duration::from_millis(cfg.hold_ms),
     );
-    let uploads = edge::Uploads::new(data.join("uploads")).map_err(data_err)?;
+    let uploads = edge::Uploads::default();
     let access =
         access_log::AccessLog::open(&cfg.access_log).map_err(|source| FrontendError::Data {
             path: cfg.access_log.clone().into(),
@@ -155,12 +163,13 @@ pub async fn run(
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let sub = follow::subscribe(&joined.pub_endpoint, tx, stop.clone()).map_err(|source| {
-        FrontendError::Zmq {
-            endpoint: joined.pub_endpoint.clone(),
-            source,
-        }
-    })?;
+    let sub =
+        follow::subscribe(&joined.pub_endpoint, &joined, tx, stop.clone()).map_err(|source| {
+            FrontendError::Zmq {
+                endpoint: joined.pub_endpoint.clone(),
+                source,
+            }
+        })?;
     let Some(table) = follow::fetch(&client, &shutdown).await? else {
         return Ok(());
     };

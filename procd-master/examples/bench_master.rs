@@ -8,11 +8,14 @@
 //! env: every instance carries its app's env in its node list).
 //!
 //! The subscribers run in a child process (this same binary, re-executed with
-//! `--subscriber`): 10 SUB sockets × 500 node topics each, decoding every
+//! `--subscriber`): one SUB socket per node, as on a real cluster — each a
+//! CURVE client with that node's own key, let in by the master's ZAP handler
+//! and allowed its own topic only — spread over 10 threads, decoding every
 //! list, reporting each one on stdout; so the master's RSS is the master's.
 //!
 //! Run: `cargo run --release -p zeroku-master --example bench_master`
-//! (options: `--nodes N --apps N --web N --worker N --sockets N --env N`).
+//! (options: `--nodes N --apps N --web N --worker N --sockets N --env N`;
+//! `--sockets` is the number of subscriber threads).
 //! Timings are printed, never asserted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use zeroku_bus::Keys;
 use zeroku_conf::config::MasterConfig;
 use zeroku_conf::wire::{self, node_topic, Message};
 use zeroku_conf::{Heartbeat, InstanceSpec, InstanceState, InstanceStatus, NodeList};
@@ -53,10 +57,10 @@ fn app_name(i: usize) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    raise_fd_limit();
     if args.get(1).map(String::as_str) == Some("--subscriber") {
-        let nodes = args[3].parse().expect("nodes");
-        let sockets = args[4].parse().expect("sockets");
-        subscriber(&args[2], nodes, sockets);
+        let sockets = args[5].parse().expect("sockets");
+        subscriber(&args[2], &args[3], &args[4], sockets);
         return;
     }
     let mut p = Params {
@@ -89,6 +93,22 @@ fn main() {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// One bus connection per node needs more descriptors than the usual soft limit of 1024.
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
 
 /// (VmRSS, VmHWM) in KiB of `pid` (or this process).
 fn rss_kb(pid: Option<u32>) -> (u64, u64) {
@@ -156,9 +176,13 @@ impl Table {
 
 // ---------------------------------------------------------------- setup
 
-fn populate(store: &mut Store, p: &Params) -> Result<(), StoreError> {
+/// Fills the store; returns each node's bus key pair.
+fn populate(store: &mut Store, p: &Params) -> Result<Vec<(String, Keys)>, StoreError> {
+    let mut keys = Vec::with_capacity(p.nodes);
     for i in 1..=p.nodes {
-        store.upsert_node(&node_name(i), p.node_mb, "127.0.0.1")?;
+        let k = Keys::generate().expect("CURVE keys");
+        store.upsert_node(&node_name(i), p.node_mb, "127.0.0.1", &k.public_z85())?;
+        keys.push((node_name(i), k));
     }
     let types: BTreeMap<String, String> = [
         (
@@ -241,7 +265,7 @@ fn populate(store: &mut Store, p: &Params) -> Result<(), StoreError> {
             },
         ])?;
     }
-    Ok(())
+    Ok(keys)
 }
 
 fn slots(store: &Store) -> Vec<NodeSlot> {
@@ -259,65 +283,90 @@ fn slots(store: &Store) -> Vec<NodeSlot> {
 
 // ---------------------------------------------------------------- subscriber child
 
-/// The child process: `sockets` SUB sockets, node topics spread over them.
-/// Prints `ready` once a warm-up message arrived on every topic, then
+/// The child process: a SUB socket per node (its key, its topic), spread over `threads`
+/// threads. Prints `ready` once a warm-up message arrived on every topic, then
 /// `L <node> <generation> <instances> <bytes>` for every list received.
-fn subscriber(endpoint: &str, nodes: usize, sockets: usize) {
-    let ctx = zmq::Context::new();
+fn subscriber(endpoint: &str, keys_file: &str, master: &str, threads: usize) {
+    let master = zeroku_bus::keys::decode(master, "master key").expect("master key");
+    let nodes: Vec<(String, Keys)> = std::fs::read_to_string(keys_file)
+        .expect("keys file")
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_string(), Keys::from_z85(f[1], f[2]).expect("keys"))
+        })
+        .collect();
     let (out_tx, out_rx) = mpsc::channel::<String>();
     let ready = Arc::new(AtomicUsize::new(0));
-    for k in 0..sockets {
-        let sock = ctx.socket(zmq::SUB).expect("socket");
-        sock.set_rcvhwm(0).expect("rcvhwm");
-        sock.set_linger(0).expect("linger");
-        sock.connect(endpoint).expect("connect");
-        let mine: Vec<usize> = (1..=nodes).filter(|i| i % sockets == k).collect();
-        for &i in &mine {
-            sock.set_subscribe(node_topic(&node_name(i)).as_bytes())
-                .expect("subscribe");
-        }
+    let nodes = Arc::new(nodes);
+    for k in 0..threads {
+        // A context per thread: libzmq allows 1,023 sockets in one.
+        let ctx = zmq::Context::new();
+        let mine: Vec<usize> = (0..nodes.len()).filter(|i| i % threads == k).collect();
+        let socks: Vec<zmq::Socket> = mine
+            .iter()
+            .map(|&i| {
+                let (name, keys) = &nodes[i];
+                let sock = ctx.socket(zmq::SUB).expect("socket");
+                sock.set_rcvhwm(0).expect("rcvhwm");
+                sock.set_linger(0).expect("linger");
+                zeroku_bus::curve::client(&sock, keys, &master).expect("curve");
+                sock.set_subscribe(node_topic(name, &keys.id()).as_bytes())
+                    .expect("subscribe");
+                sock.connect(endpoint).expect("connect");
+                sock
+            })
+            .collect();
         let (out, ready) = (out_tx.clone(), ready.clone());
         std::thread::spawn(move || {
-            let mut warm: HashSet<Vec<u8>> = HashSet::new();
-            let mut is_ready = mine.is_empty();
-            if is_ready && ready.fetch_add(1, Ordering::SeqCst) + 1 == sockets {
+            let _ctx = ctx;
+            let mut warm: HashSet<usize> = HashSet::new();
+            let mut is_ready = socks.is_empty();
+            if is_ready && ready.fetch_add(1, Ordering::SeqCst) + 1 == threads {
                 let _ = out.send("ready".into());
             }
             loop {
-                let Ok(parts) = sock.recv_multipart(0) else {
+                let mut items: Vec<zmq::PollItem> =
+                    socks.iter().map(|s| s.as_poll_item(zmq::POLLIN)).collect();
+                if zmq::poll(&mut items, -1).is_err() {
                     return;
-                };
-                if parts.len() != 2 {
-                    let _ = out.send(format!("bad frames {}", parts.len()));
-                    continue;
                 }
-                if parts[1] == WARMUP {
-                    if !is_ready {
-                        warm.insert(parts[0].clone());
-                        if warm.len() == mine.len() {
-                            is_ready = true;
-                            if ready.fetch_add(1, Ordering::SeqCst) + 1 == sockets {
-                                let _ = out.send("ready".into());
-                            }
+                let readable: Vec<usize> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, it)| it.is_readable())
+                    .map(|(i, _)| i)
+                    .collect();
+                for j in readable {
+                    while let Ok(parts) = socks[j].recv_multipart(zmq::DONTWAIT) {
+                        if parts.len() != 2 {
+                            let _ = out.send(format!("bad frames {}", parts.len()));
+                            continue;
                         }
-                    }
-                    continue;
-                }
-                match wire::decode(&parts[1]) {
-                    Ok(Message::NodeList(l)) => {
-                        let _ = out.send(format!(
-                            "L {} {} {} {}",
-                            l.node,
-                            l.generation,
-                            l.instances.len(),
-                            parts[1].len()
-                        ));
-                    }
-                    Ok(_) => {
-                        let _ = out.send("bad message kind".into());
-                    }
-                    Err(e) => {
-                        let _ = out.send(format!("bad decode {e}"));
+                        if parts[1] == WARMUP {
+                            if !is_ready {
+                                warm.insert(j);
+                                if warm.len() == socks.len() {
+                                    is_ready = true;
+                                    if ready.fetch_add(1, Ordering::SeqCst) + 1 == threads {
+                                        let _ = out.send("ready".into());
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                        let line = match wire::decode(&parts[1]) {
+                            Ok(Message::NodeList(l)) => format!(
+                                "L {} {} {} {}",
+                                l.node,
+                                l.generation,
+                                l.instances.len(),
+                                parts[1].len()
+                            ),
+                            Ok(_) => "bad message kind".into(),
+                            Err(e) => format!("bad decode {e}"),
+                        };
+                        let _ = out.send(line);
                     }
                 }
             }
@@ -356,13 +405,19 @@ enum Line {
     Other(String),
 }
 
-fn spawn_subscriber(endpoint: &str, p: &Params) -> (Child, mpsc::Receiver<Line>) {
+fn spawn_subscriber(
+    endpoint: &str,
+    keys_file: &std::path::Path,
+    master: &str,
+    p: &Params,
+) -> (Child, mpsc::Receiver<Line>) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
         .args([
             "--subscriber",
             endpoint,
-            &p.nodes.to_string(),
+            &keys_file.display().to_string(),
+            master,
             &p.sockets.to_string(),
         ])
         .stdin(Stdio::null())
@@ -426,31 +481,74 @@ fn collect(rx: &mpsc::Receiver<Line>, want: usize, timeout: Duration) -> Vec<Got
 fn run(p: &Params) {
     let total = p.apps * (p.web + p.worker) as usize;
     println!(
-        "bench_master: {} nodes × {} MiB; {} apps × (web={} × 512 MB + worker={} × 1024 MB) = {} instances; {} config vars per app; {} SUB sockets in a child process",
+        "bench_master: {} nodes × {} MiB; {} apps × (web={} × 512 MB + worker={} × 1024 MB) = {} instances; {} config vars per app; a CURVE SUB socket per node on {} threads in a child process",
         p.nodes, p.node_mb, p.apps, p.web, p.worker, total, p.env, p.sockets
     );
     let (rss_start, _) = rss_kb(None);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("master.db")).expect("store");
     let (res, t_setup) = timed(|| populate(&mut store, p));
-    res.expect("populate");
+    let node_keys = res.expect("populate");
+    let keys_file = dir.path().join("node-keys");
+    std::fs::write(
+        &keys_file,
+        node_keys
+            .iter()
+            .map(|(n, k)| format!("{n} {} {}\n", k.public_z85(), k.secret_z85()))
+            .collect::<String>(),
+    )
+    .expect("keys file");
     let (rss_setup, _) = rss_kb(None);
     eprintln!("setup (SQLite rows for nodes, apps, releases, formation): {t_setup:.2?}");
 
-    // --- PUB thread and the subscriber child.
+    // --- the cluster, its ZAP handler, PUB thread and the subscriber child.
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (pub_tx, pub_rx) = mpsc::sync_channel(65_536);
-    let pub_thread = bus::start_pub(&ctx, &endpoint, pub_rx, stop.clone()).expect("bind PUB");
-    let (mut child, lines) = spawn_subscriber(&endpoint, p);
+    let master_keys = Keys::generate().expect("keys");
+    let (publisher, outbox) = bus::Publisher::channel(65_536).expect("publisher");
+    let cfg = MasterConfig {
+        pub_endpoint: endpoint.clone(),
+        // No node here ever heartbeats on its own: never mark one dead.
+        dead_after_ms: 3_600_000,
+        ..MasterConfig::default()
+    };
+    let slugs = SlugStore::open(&dir.path().join("slugs")).expect("slug store");
+    let cluster = Arc::new(Cluster::new(
+        cfg,
+        dir.path(),
+        store,
+        slugs,
+        publisher.clone(),
+        master_keys.public_z85(),
+    ));
+    let c = cluster.clone();
+    let zap_thread = zeroku_bus::zap::start(
+        &ctx,
+        move |_, key| c.peers.knows(key),
+        cluster.refused.clone(),
+        stop.clone(),
+    )
+    .expect("ZAP");
+    let c = cluster.clone();
+    let pub_thread = bus::start_pub(
+        &ctx,
+        &endpoint,
+        &master_keys,
+        outbox,
+        move |who, topic| c.on_subscribe(who, topic),
+        cluster.refused.clone(),
+        stop.clone(),
+    )
+    .expect("bind PUB");
+    let (mut child, lines) = spawn_subscriber(&endpoint, &keys_file, &master_keys.public_z85(), p);
     // Warm-up: publish on every node topic until the child has seen each one,
     // so every subscription has reached the PUB socket before timing.
     let t_warm = Instant::now();
     let mut ready = false;
-    for _round in 0..60 {
-        for i in 1..=p.nodes {
-            let _ = pub_tx.send((node_topic(&node_name(i)), WARMUP.to_vec()));
+    for _round in 0..120 {
+        for (n, k) in &node_keys {
+            publisher.send(node_topic(n, &k.id()), WARMUP.to_vec());
         }
         let until = Instant::now() + Duration::from_millis(500);
         while !ready && Instant::now() < until {
@@ -468,16 +566,11 @@ fn run(p: &Params) {
     // Let the last warm-up round drain.
     std::thread::sleep(Duration::from_millis(300));
     while lines.try_recv().is_ok() {}
-    eprintln!("subscriptions propagated after {:.2?}", t_warm.elapsed());
-
-    let cfg = MasterConfig {
-        pub_endpoint: endpoint.clone(),
-        // No node here ever heartbeats on its own: never mark one dead.
-        dead_after_ms: 3_600_000,
-        ..MasterConfig::default()
-    };
-    let slugs = SlugStore::open(&dir.path().join("slugs")).expect("slug store");
-    let cluster = Cluster::new(cfg, dir.path(), store, slugs, pub_tx.clone());
+    eprintln!(
+        "{} CURVE handshakes and subscriptions done after {:.2?}",
+        p.nodes,
+        t_warm.elapsed()
+    );
     let (rss_before, _) = rss_kb(None);
 
     // --- 1. the full replan: place + SQLite + encode + publish 5,000 lists.
@@ -727,9 +820,14 @@ fn run(p: &Params) {
         })
         .collect();
     let n_hb = hbs.len();
+    let who: HashMap<String, String> = node_keys
+        .iter()
+        .map(|(n, k)| (n.clone(), k.public_z85()))
+        .collect();
     let (_, t_hb) = timed(|| {
         for hb in hbs {
-            cluster.on_message(Message::Heartbeat(hb));
+            let key = &who[&hb.node];
+            cluster.on_message(key, Message::Heartbeat(hb));
         }
     });
     let per_hb = t_hb / n_hb.max(1) as u32;
@@ -775,8 +873,9 @@ fn run(p: &Params) {
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
     drop(cluster);
-    drop(pub_tx);
+    drop(publisher);
     let _ = pub_thread.join();
+    let _ = zap_thread.join();
 
     // --- report
     let mut t = Table(Vec::new());

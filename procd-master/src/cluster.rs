@@ -2,20 +2,20 @@
 //! view of nodes (last heartbeat) and the lists last published, and turns
 //! every change into a re-placement and fresh node lists.
 
-use crate::bus::{self, Outgoing};
+use crate::bus::{self, Decision, Publisher};
 pub use crate::live::Live;
 use crate::logbook::LogBook;
+use crate::peers::{Peer, Peers};
 use crate::routes;
 use crate::scheduler::{self, NodeSlot};
 use crate::store::{Frontend, Placement, Release, Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zeroku_conf::config::MasterConfig;
-use zeroku_conf::wire::{node_topic, Message, ROUTES_TOPIC};
+use zeroku_conf::wire::{Message, ROUTES_TOPIC};
 use zeroku_conf::{Heartbeat, InstanceSpec, Limits, NodeList, RouteTable, SlugRef};
 use zeroku_slug::SlugStore;
 
@@ -25,8 +25,18 @@ pub struct Cluster {
     pub data: PathBuf,
     pub slugs: SlugStore,
     pub logs: LogBook,
-    /// Messages dropped on the PULL socket because they did not decode.
+    /// Messages dropped on the PULL socket because they did not decode, or because their
+    /// sender may not say what they say.
     pub dropped: std::sync::Arc<AtomicU64>,
+    /// Bus peers refused: unknown keys, failed handshakes, subscriptions to others' topics.
+    pub refused: std::sync::Arc<AtomicU64>,
+    /// Every node's and frontend's bus key.
+    pub peers: Peers,
+    /// The master's public bus key (z85), which peers check the bus against.
+    pub bus_key: String,
+    /// The apps each node ran lately (its lists and heartbeats): a node's log lines are taken
+    /// for these apps only.
+    node_apps: Mutex<HashMap<String, HashMap<String, Instant>>>,
     store: Mutex<Store>,
     live: Mutex<HashMap<String, Live>>,
     lists: Mutex<HashMap<String, NodeList>>,
@@ -36,13 +46,17 @@ pub struct Cluster {
     routes: Mutex<RouteTable>,
     /// App names, refreshed on every re-plan, to filter incoming log lines.
     known_apps: Mutex<std::collections::HashSet<String>>,
-    publisher: SyncSender<Outgoing>,
+    publisher: Publisher,
     started: Instant,
     /// Nodes whose last heartbeat offered the docker runtime.
     docker_nodes: Mutex<std::collections::HashSet<String>>,
     /// Terminals of interactive one-offs being connected or in use.
     pub terminals: crate::terminal::Terminals,
 }
+
+/// How long a node's log lines are taken for an app it no longer runs (its last lines arrive
+/// after it stopped).
+const NODE_APPS_FOR: Duration = Duration::from_secs(600);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -54,9 +68,18 @@ impl Cluster {
         data: &Path,
         store: Store,
         slugs: SlugStore,
-        publisher: SyncSender<Outgoing>,
+        publisher: Publisher,
+        bus_key: String,
     ) -> Cluster {
+        let peers = Peers::load(
+            &store.nodes().unwrap_or_default(),
+            &store.frontends().unwrap_or_default(),
+        );
         Cluster {
+            refused: Default::default(),
+            peers,
+            bus_key,
+            node_apps: Mutex::default(),
             logs: LogBook::new(cfg.log_lines_per_app),
             cfg,
             data: data.to_path_buf(),
@@ -234,12 +257,15 @@ impl Cluster {
                             s.tty = tty.clone();
                         }
                         if p.proc_type == routes::HANDLER_TYPE {
-                            s.env.extend(routes::handler_env(
+                            s.handler = routes::handler_endpoints(
                                 self.cfg.handler_port_min,
+                                &p.app,
                                 seq,
-                                &p.id,
+                                node,
                                 &frontends,
-                            ));
+                            );
+                            s.env
+                                .insert("M2_SENDER_ID".into(), format!("zeroku-{}", p.id));
                         }
                         s
                     })
@@ -256,11 +282,8 @@ impl Cluster {
                 instances = list.instances.len(),
                 "publishing node list"
             );
-            bus::publish(
-                &self.publisher,
-                node_topic(node),
-                &Message::NodeList(list.clone()),
-            );
+            self.saw_apps(node, list.instances.iter().map(|i| i.app.as_str()));
+            self.publish_list(&list);
             lists.insert(node.to_string(), list);
         }
         Ok(())
@@ -335,11 +358,55 @@ impl Cluster {
             );
         }
         for l in lock(&self.lists).values() {
-            bus::publish(
-                &self.publisher,
-                node_topic(&l.node),
-                &Message::NodeList(l.clone()),
-            );
+            self.publish_list(l);
+        }
+    }
+
+    /// Publishes a node's list on its topic: only the node's own bus key may receive it. A node
+    /// with no key yet (it joined before the bus was encrypted) gets it over the API.
+    fn publish_list(&self, l: &NodeList) {
+        match self.peers.node_topic(&l.node) {
+            Some(topic) => bus::publish(&self.publisher, topic, &Message::NodeList(l.clone())),
+            None => tracing::debug!(node = %l.node, "node has no bus key: list not published"),
+        }
+    }
+
+    /// Whether the bus peer with key `who` may subscribe to `topic`, and what to send it now.
+    pub fn on_subscribe(&self, who: &str, topic: &[u8]) -> Decision {
+        if !self.peers.may_subscribe(who, topic) {
+            return Decision::Refuse;
+        }
+        let msg = match self.peers.get(who) {
+            Some(Peer::Node(node)) => Some(Message::NodeList(self.list(&node)))
+                .filter(|m| matches!(m, Message::NodeList(l) if l.generation > 0)),
+            Some(Peer::Frontend(_)) => Some(Message::Routes(self.route_table()))
+                .filter(|m| matches!(m, Message::Routes(r) if r.generation > 0)),
+            None => None,
+        };
+        Decision::Accept(msg.and_then(|m| zeroku_conf::wire::encode(&m).ok()))
+    }
+
+    /// Remembers that `node` runs (or ran) instances of `apps`.
+    fn saw_apps<'a>(&self, node: &str, apps: impl Iterator<Item = &'a str>) {
+        let now = Instant::now();
+        let mut all = lock(&self.node_apps);
+        let mine = all.entry(node.to_string()).or_default();
+        for a in apps {
+            mine.insert(a.to_string(), now);
+        }
+        // Apps gone from the node long ago are forgotten.
+        mine.retain(|_, t| now.duration_since(*t) < NODE_APPS_FOR);
+    }
+
+    /// Counts a message dropped because its sender may not say it (at most one log line per
+    /// power of two, so a flood does not flood the log too).
+    fn refuse(&self, why: &str, who: &str) {
+        let n = self
+            .dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(peer = %who, dropped = n, "dropped a bus message: {why}");
         }
     }
 
@@ -356,18 +423,54 @@ impl Cluster {
         lock(&self.lists).get(node).map_or(0, |l| l.generation)
     }
 
-    pub fn on_message(&self, msg: Message) {
+    /// A message from the bus peer with key `who`: a node may speak for itself only, and of
+    /// the apps it runs.
+    pub fn on_message(&self, who: &str, msg: Message) {
+        let node = match self.peers.get(who) {
+            Some(Peer::Node(n)) => n,
+            Some(Peer::Frontend(f)) => {
+                return self.refuse("a frontend sent a worker's message", &f)
+            }
+            None => return self.refuse("its sender's key is not registered", who),
+        };
         match msg {
-            Message::Heartbeat(hb) => self.on_heartbeat(hb),
+            Message::Heartbeat(hb) if hb.node != node => self.refuse(
+                &format!("node {node} sent a heartbeat as {}", hb.node),
+                &node,
+            ),
+            Message::Heartbeat(hb) => {
+                self.saw_apps(
+                    &node,
+                    hb.instances
+                        .iter()
+                        .filter_map(|i| i.id.split_once('.').map(|(a, _)| a)),
+                );
+                self.on_heartbeat(hb)
+            }
             Message::Logs(lines) => {
-                // Only lines of apps that exist: the PULL socket is open to
-                // anything that can reach it.
-                let known = lock(&self.known_apps);
-                let lines: Vec<_> = lines
-                    .into_iter()
-                    .filter(|l| known.contains(&l.app))
-                    .collect();
-                drop(known);
+                let n = lines.len();
+                let lines: Vec<_> = {
+                    let all = lock(&self.node_apps);
+                    let mine = all.get(&node);
+                    lines
+                        .into_iter()
+                        .filter(|l| mine.is_some_and(|m| m.contains_key(&l.app)))
+                        .collect()
+                };
+                // Lines of a deleted app, sent after it was deleted, are not kept either.
+                let lines: Vec<_> = {
+                    let known = lock(&self.known_apps);
+                    lines
+                        .into_iter()
+                        .filter(|l| known.contains(&l.app))
+                        .collect()
+                };
+                if lines.len() < n {
+                    self.refuse(
+                        &format!("node {node} sent log lines of apps it does not run"),
+                        &node,
+                    );
+                }
                 self.logs.push(lines);
             }
             Message::NodeList(l) => {
@@ -537,5 +640,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
         },
         stack: None,
         tty: None,
+        handler: Vec::new(),
     }
 }

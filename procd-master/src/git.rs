@@ -1,7 +1,9 @@
 //! Git over HTTP: `/git/<app>.git/...` on the API port runs the real
 //! `git http-backend` (CGI) over the app's bare repository in
-//! `<data>/repos`. The password of HTTP basic auth is an admin token (the
-//! user name is ignored). The repository's `pre-receive` hook is
+//! `<data>/repos`. The password of HTTP basic auth is a token (the user name
+//! is ignored): pushing needs `deploy` on the app, fetching `view` (an
+//! admin's token may do both). The CLI's credential helper
+//! (`zeroku git:remote`) hands git the token; no remote URL carries one. The repository's `pre-receive` hook is
 //! `zeroku hook pre-receive`: it refuses other branches than main/master and
 //! builds the pushed commit through `POST /v1/apps/<app>/builds`, so a
 //! failed build rejects the push and its output reaches the user as
@@ -9,7 +11,7 @@
 
 use crate::builds::Builds;
 use crate::cluster::Cluster;
-use crate::store::Role;
+use crate::store::{Perm, Role};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -42,8 +44,11 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
     r
 }
 
-/// The admin token in a basic-auth header, if it is one.
-fn basic_token(cluster: &Cluster, req: &hyper::http::request::Parts) -> Option<String> {
+/// The token in a basic-auth header, with its role and scope, if the master knows it.
+fn basic_token(
+    cluster: &Cluster,
+    req: &hyper::http::request::Parts,
+) -> Option<(String, Role, Option<String>)> {
     let v = req
         .headers
         .get(hyper::header::AUTHORIZATION)?
@@ -53,9 +58,21 @@ fn basic_token(cluster: &Cluster, req: &hyper::http::request::Parts) -> Option<S
         .decode(v.strip_prefix("Basic ")?.trim())
         .ok()?;
     let (_, token) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
-    match cluster.store().token(token.trim()) {
-        Ok(Some((Role::Admin, _))) => Some(token.trim().to_string()),
-        _ => None,
+    let (role, scope) = cluster.store().token(token.trim()).ok()??;
+    Some((token.trim().to_string(), role, scope))
+}
+
+/// Whether a token with `role` and `scope` may push to (`write`) or fetch `app`.
+fn may_git(cluster: &Cluster, role: Role, scope: Option<&str>, app: &str, write: bool) -> bool {
+    let need = if write { Perm::Deploy } else { Perm::View };
+    let s = cluster.store();
+    match (role, scope) {
+        (Role::Admin, _) => true,
+        (Role::User, Some(u)) => {
+            s.user(u).ok().flatten().is_some_and(|u| u.admin)
+                || s.perms(app, u).is_ok_and(|p| p.contains(&need))
+        }
+        _ => false,
     }
 }
 
@@ -82,12 +99,27 @@ pub async fn handle(
             &format!("{repo:?} is not an app name"),
         );
     }
-    let Some(token) = basic_token(&cluster, &req) else {
+    let Some((token, role, scope)) = basic_token(&cluster, &req) else {
         return text(
             StatusCode::UNAUTHORIZED,
-            "zeroku: git needs an admin token as the password (the remote URL from `zeroku apps:info` carries it)",
+            "zeroku: git needs your token: run `zeroku login`, then `zeroku git:remote -a <app>` in the repository",
         );
     };
+    let write = sub.contains("git-receive-pack")
+        || req
+            .uri
+            .query()
+            .is_some_and(|q| q.contains("service=git-receive-pack"));
+    if !may_git(&cluster, role, scope.as_deref(), repo, write) {
+        return text(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "zeroku: this token may not {} {repo} (it needs `{}` on the app: `zeroku access -a {repo}`)",
+                if write { "push to" } else { "fetch" },
+                if write { "deploy" } else { "view" }
+            ),
+        );
+    }
     match cluster.store().app(repo) {
         Ok(Some(_)) => {}
         Ok(None) => {

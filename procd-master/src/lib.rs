@@ -31,6 +31,7 @@ pub mod git;
 pub mod keys;
 pub mod live;
 pub mod logbook;
+pub mod peers;
 pub mod routes;
 pub mod scheduler;
 pub mod settings;
@@ -66,6 +67,8 @@ pub enum MasterError {
     },
     #[error("cannot open the slug store: {0}")]
     Slugs(String),
+    #[error("cannot set up the bus: {0}")]
+    Bus(String),
     #[error(transparent)]
     Bind(#[from] bus::BindError),
     #[error("cannot listen on {addr} for the API: {source} (is another zeroku master running? pick another address with --api)")]
@@ -114,12 +117,40 @@ pub async fn run(
         })?;
     let api_addr = listener.local_addr().map_err(data_err)?;
 
+    let keys = bus_keys(data).map_err(data_err)?;
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (pub_tx, pub_rx) = std::sync::mpsc::sync_channel(65_536);
-    let pub_thread = bus::start_pub(&ctx, &cfg.pub_endpoint, pub_rx, stop.clone())?;
-
-    let cluster = Arc::new(Cluster::new(cfg.clone(), data, store, slugs, pub_tx));
+    let (publisher, outbox) = bus::Publisher::channel(65_536).map_err(data_err)?;
+    let cluster = Arc::new(Cluster::new(
+        cfg.clone(),
+        data,
+        store,
+        slugs,
+        publisher,
+        keys.public_z85(),
+    ));
+    // The ZAP handler first: it must answer for every bus socket of this context.
+    let weak = Arc::downgrade(&cluster);
+    let zap_thread = zeroku_bus::zap::start(
+        &ctx,
+        move |_, key| weak.upgrade()?.peers.knows(key),
+        cluster.refused.clone(),
+        stop.clone(),
+    )
+    .map_err(|e| MasterError::Bus(e.to_string()))?;
+    let weak = Arc::downgrade(&cluster);
+    let pub_thread = bus::start_pub(
+        &ctx,
+        &cfg.pub_endpoint,
+        &keys,
+        outbox,
+        move |who, topic| match weak.upgrade() {
+            Some(c) => c.on_subscribe(who, topic),
+            None => bus::Decision::Refuse,
+        },
+        cluster.refused.clone(),
+        stop.clone(),
+    )?;
     let new_admin_token = ensure_admin(&cluster, data, api_addr).map_err(data_err)?;
     let builds = builds::Builds::open(data, cfg.builds_at_once, api_addr).map_err(data_err)?;
     let master = Arc::new(api::Master {
@@ -127,12 +158,18 @@ pub async fn run(
         builds: Arc::new(builds),
     });
     keys::setup(&cluster, data, &api_addr.to_string()).map_err(data_err)?;
-    let c2 = cluster.clone();
+    let weak = Arc::downgrade(&cluster);
     let pull_thread = bus::start_pull(
         &ctx,
         &cfg.pull_endpoint,
-        move |m| c2.on_message(m),
+        &keys,
+        move |who, m| {
+            if let Some(c) = weak.upgrade() {
+                c.on_message(who, m)
+            }
+        },
         cluster.dropped.clone(),
+        cluster.refused.clone(),
         stop.clone(),
     )?;
     {
@@ -168,7 +205,10 @@ pub async fn run(
                         })
                         .await;
                     }
-                    _ = republish.tick() => c.republish(),
+                    _ = republish.tick() => {
+                        c.republish();
+                        let _ = c.store().drop_expired_tokens();
+                    }
                 }
             }
         })
@@ -180,10 +220,31 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || {
         let _ = pull_thread.join();
         let _ = pub_thread.join();
+        let _ = zap_thread.join();
     })
     .await;
     tracing::info!("master stopped");
     Ok(())
+}
+
+/// The master's CURVE key pair on the bus, made on first start and kept in `<data>/bus.key`
+/// (mode 0600): peers that joined check the bus against its public half.
+fn bus_keys(data: &Path) -> std::io::Result<zeroku_bus::Keys> {
+    let path = data.join("bus.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut lines = text.lines();
+        if let (Some(p), Some(s)) = (lines.next(), lines.next()) {
+            return zeroku_bus::Keys::from_z85(p.trim(), s.trim()).map_err(|e| {
+                std::io::Error::other(format!("{}: {e} (remove it to make a new key; every node and frontend must then join again)", path.display()))
+            });
+        }
+    }
+    let keys = zeroku_bus::Keys::generate().map_err(std::io::Error::other)?;
+    let tmp = data.join("bus.key.tmp");
+    let text = format!("{}\n{}\n", keys.public_z85(), keys.secret_z85());
+    zeroku_client::write_private(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(keys)
 }
 
 /// Creates the first admin token and `<data>/cli.env` (mode 0600).

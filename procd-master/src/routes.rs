@@ -6,8 +6,10 @@
 
 use crate::live::Live;
 use crate::store::{App, Frontend, Node, Placement, Release};
-use std::collections::{BTreeMap, HashMap};
-use zeroku_conf::{AppRoute, Backend, HandlerRoute, InstanceState, PathRoute, SlugRef};
+use std::collections::HashMap;
+use zeroku_conf::{
+    AppRoute, Backend, HandlerEndpoint, HandlerRoute, InstanceState, PathRoute, SlugRef,
+};
 
 /// The process type routed to Mongrel2-protocol handlers.
 pub const HANDLER_TYPE: &str = "handler";
@@ -21,30 +23,40 @@ pub fn handler_ports(handler_port_min: u16, seq: u32) -> Option<(u16, u16)> {
     Some((send, send.checked_add(1)?))
 }
 
-/// The environment of a handler process: where to receive requests and
-/// send replies, with one endpoint per frontend (space-separated; a
-/// handler connects to all of them).
-pub fn handler_env(
+/// Where a handler instance of app `app` (number `seq`) on `node` reaches
+/// each frontend: a frontend on the same node over `ipc://` in its per-app
+/// directory; any other over TCP with its CURVE key, through the node's relay.
+pub fn handler_endpoints(
     handler_port_min: u16,
+    app: &str,
     seq: u32,
-    instance: &str,
+    node: &str,
     frontends: &[Frontend],
-) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
+) -> Vec<HandlerEndpoint> {
     let Some((send, recv)) = handler_ports(handler_port_min, seq) else {
-        return env;
+        return Vec::new();
     };
-    let specs = |port: u16| {
-        frontends
-            .iter()
-            .map(|f| format!("tcp://{}:{port}", f.handler_host))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    env.insert("M2_SEND_SPEC".into(), specs(send));
-    env.insert("M2_RECV_SPEC".into(), specs(recv));
-    env.insert("M2_SENDER_ID".into(), format!("zeroku-{instance}"));
-    env
+    frontends
+        .iter()
+        .map(|f| {
+            if !f.node.is_empty() && f.node == node && !f.ipc_dir.is_empty() {
+                let dir = format!("{}/{app}", f.ipc_dir.trim_end_matches('/'));
+                HandlerEndpoint {
+                    frontend: f.name.clone(),
+                    send: format!("ipc://{dir}/send"),
+                    recv: format!("ipc://{dir}/recv"),
+                    key: None,
+                }
+            } else {
+                HandlerEndpoint {
+                    frontend: f.name.clone(),
+                    send: format!("tcp://{}:{send}", f.handler_host),
+                    recv: format!("tcp://{}:{recv}", f.handler_host),
+                    key: Some(f.bus_key.clone()),
+                }
+            }
+        })
+        .collect()
 }
 
 /// Everything the route table is built from.
@@ -104,6 +116,23 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
     for (d, app) in i.domains {
         domains.entry(app.as_str()).or_default().push(d.clone());
     }
+    // The bus keys of the nodes that run each app's handlers: the only ones a
+    // frontend lets relay for it.
+    let keys: HashMap<&str, &str> = i
+        .nodes
+        .iter()
+        .filter(|n| !n.bus_key.is_empty())
+        .map(|n| (n.name.as_str(), n.bus_key.as_str()))
+        .collect();
+    let mut relays: HashMap<&str, Vec<String>> = HashMap::new();
+    for p in i.placements.iter().filter(|p| p.proc_type == HANDLER_TYPE) {
+        if let Some(k) = p.node.as_deref().and_then(|n| keys.get(n)) {
+            let v = relays.entry(p.app.as_str()).or_default();
+            if !v.iter().any(|x| x == k) {
+                v.push(k.to_string());
+            }
+        }
+    }
     let mut out: Vec<AppRoute> = i
         .apps
         .iter()
@@ -122,6 +151,12 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                         .iter()
                         .find(|(app, k, _)| *app == a.name && k == "m2_protocol")
                         .map_or_else(|| "json".to_string(), |(_, _, v)| v.clone()),
+                    seq: a.seq,
+                    relay_keys: {
+                        let mut k = relays.remove(a.name.as_str()).unwrap_or_default();
+                        k.sort();
+                        k
+                    },
                 });
             let mut w = web.remove(a.name.as_str()).unwrap_or_default();
             w.sort();
@@ -167,25 +202,28 @@ mod tests {
     }
 
     #[test]
-    fn env_lists_every_frontend() {
-        let fe = |n: &str, h: &str| Frontend {
+    fn a_handler_reaches_a_frontend_on_its_node_over_ipc_and_others_over_tcp() {
+        let fe = |n: &str, h: &str, node: &str| Frontend {
             name: n.into(),
             handler_host: h.into(),
+            bus_key: format!("key-of-{n}"),
+            node: node.into(),
+            ipc_dir: format!("/data/{n}/handlers"),
         };
-        let env = handler_env(
+        let eps = handler_endpoints(
             40000,
+            "chat",
             2,
-            "chat.handler.1",
-            &[fe("a", "10.0.0.1"), fe("b", "10.0.0.2")],
+            "n1",
+            &[fe("a", "10.0.0.1", "n1"), fe("b", "10.0.0.2", "n2")],
         );
-        assert_eq!(
-            env["M2_SEND_SPEC"],
-            "tcp://10.0.0.1:40002 tcp://10.0.0.2:40002"
-        );
-        assert_eq!(
-            env["M2_RECV_SPEC"],
-            "tcp://10.0.0.1:40003 tcp://10.0.0.2:40003"
-        );
-        assert_eq!(env["M2_SENDER_ID"], "zeroku-chat.handler.1");
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].send, "ipc:///data/a/handlers/chat/send");
+        assert_eq!(eps[0].recv, "ipc:///data/a/handlers/chat/recv");
+        assert_eq!(eps[0].key, None);
+        assert_eq!(eps[1].send, "tcp://10.0.0.2:40002");
+        assert_eq!(eps[1].recv, "tcp://10.0.0.2:40003");
+        assert_eq!(eps[1].key.as_deref(), Some("key-of-b"));
+        assert!(handler_endpoints(65534, "chat", 2, "n1", &[fe("a", "x", "n1")]).is_empty());
     }
 }

@@ -8,14 +8,14 @@ use crate::runtime::{Runtime, Terminal};
 use crate::runtimes::Runtimes;
 use crate::supervisor::{Event, Supervisor};
 use crate::terminal;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use zeroku_client::v1::{NodeJoined as Joined, RegisterNode};
+use zeroku_client::join::{until_answered, Saved};
+use zeroku_client::v1::{BusInfo, NodeJoined, RegisterNode};
 use zeroku_client::{Client, ClientError, Method};
 use zeroku_conf::config::WorkerConfig;
 use zeroku_conf::wire::{self, node_topic, Message};
@@ -32,9 +32,7 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "no token to join the cluster: pass --token with a token from `zeroku nodes:join-token`"
-    )]
+    #[error("no token to join the cluster: give a join token from `zeroku nodes:join-token` with --token-file or ZEROKU_JOIN_TOKEN")]
     NoToken,
     #[error("the master refused to let node {node} join: {source}")]
     Refused {
@@ -52,13 +50,6 @@ pub enum WorkerError {
         #[source]
         source: zmq::Error,
     },
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedToken {
-    node: String,
-    master: String,
-    token: String,
 }
 
 /// How long one slug download and unpack may take before it is retried.
@@ -83,8 +74,16 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Registers with the master, retrying while it is unreachable. A token
-/// saved by an earlier run is tried first, then `token`.
+/// This node's credentials and the bus, once joined.
+struct Joined {
+    token: String,
+    keys: zeroku_bus::Keys,
+    bus: BusInfo,
+}
+
+/// Comes back with the credentials saved by an earlier run, or joins with the join token
+/// `token` (used up by it) under a new bus key; retries while the master is unreachable.
+/// `None` if shut down first.
 async fn join(
     cfg: &WorkerConfig,
     data: &Path,
@@ -93,71 +92,70 @@ async fn join(
     shutdown: &CancellationToken,
 ) -> Result<Option<Joined>, WorkerError> {
     let saved_path = data.join("node-token.json");
-    let saved: Option<SavedToken> = std::fs::read(&saved_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|s: &SavedToken| s.node == cfg.node && s.master == cfg.master);
-    let mut tokens: Vec<String> = saved.map(|s| s.token).into_iter().collect();
-    tokens.extend(token.map(str::to_string));
-    if tokens.is_empty() {
-        return Err(WorkerError::NoToken);
-    }
-    let body = RegisterNode {
+    let body = |keys: &zeroku_bus::Keys| RegisterNode {
         name: cfg.node.clone(),
         capacity_mb,
         host: cfg.advertise_host.clone(),
+        bus_key: keys.public_z85(),
     };
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let mut last_refusal = None;
-        for t in &tokens {
-            let client = Client::new(&cfg.master, t)?;
-            match client
-                .send::<Joined>(Method::POST, "/v1/nodes/register", &body)
-                .await
-            {
-                Ok(j) => {
-                    let saved = SavedToken {
-                        node: cfg.node.clone(),
-                        master: cfg.master.clone(),
-                        token: j.node_token.clone(),
-                    };
-                    let tmp = data.join("node-token.json.tmp");
-                    let io = |source| WorkerError::Data {
-                        path: saved_path.clone(),
-                        source,
-                    };
-                    std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default())
-                        .map_err(io)?;
-                    std::fs::rename(&tmp, &saved_path).map_err(io)?;
-                    return Ok(Some(j));
-                }
-                // A refusal (bad token, bad name, node in use) is final;
-                // a server error is retried like an unreachable master.
-                Err(
-                    e @ ClientError::Api {
-                        status: 400..=499, ..
-                    },
-                ) => last_refusal = Some(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reach the master yet; retrying");
-                    last_refusal = None;
-                    break;
-                }
+    let refused = |source| WorkerError::Refused {
+        node: cfg.node.clone(),
+        source,
+    };
+    let saved = Saved::load(&saved_path, &cfg.node, &cfg.master);
+    if let Some(s) = saved.filter(|s| !s.bus_public.is_empty()) {
+        let keys = zeroku_bus::Keys::from_z85(&s.bus_public, &s.bus_secret)
+            .map_err(|e| WorkerError::Runtime(format!("{}: {e}", saved_path.display())))?;
+        let client = Client::new(&cfg.master, &s.token)?;
+        let (path, hello) = (format!("/v1/nodes/{}/hello", cfg.node), body(&keys));
+        let hello = until_answered(shutdown, "reach the master", || {
+            client.send::<BusInfo>(Method::POST, &path, &hello)
+        })
+        .await;
+        match hello {
+            Ok(Some(bus)) => {
+                return Ok(Some(Joined {
+                    token: s.token,
+                    keys,
+                    bus,
+                }))
+            }
+            Ok(None) => return Ok(None),
+            Err(e) if token.is_none() => return Err(refused(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the master refused this node's saved token; joining again with the join token")
             }
         }
-        if let Some(e) = last_refusal {
-            return Err(WorkerError::Refused {
-                node: cfg.node.clone(),
-                source: e,
-            });
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
+    let token = token.ok_or(WorkerError::NoToken)?;
+    let keys = zeroku_bus::Keys::generate().map_err(|e| WorkerError::Runtime(e.to_string()))?;
+    let (client, register) = (Client::new(&cfg.master, token)?, body(&keys));
+    let joined = until_answered(shutdown, "reach the master", || {
+        client.send::<NodeJoined>(Method::POST, "/v1/nodes/register", &register)
+    })
+    .await
+    .map_err(refused)?;
+    let Some(j) = joined else {
+        return Ok(None);
+    };
+    let saved = Saved {
+        name: cfg.node.clone(),
+        master: cfg.master.clone(),
+        token: j.node_token.clone(),
+        bus_public: keys.public_z85(),
+        bus_secret: keys.secret_z85(),
+    };
+    saved
+        .store(&saved_path)
+        .map_err(|source| WorkerError::Data {
+            path: saved_path.clone(),
+            source,
+        })?;
+    Ok(Some(Joined {
+        token: j.node_token,
+        keys,
+        bus: j.bus,
+    }))
 }
 
 /// Runs the worker until `shutdown`. The processes it started keep running
@@ -181,7 +179,9 @@ pub async fn run(
     let Some(joined) = join(&cfg, data, token.as_deref(), capacity_mb, &shutdown).await? else {
         return Ok(());
     };
-    let client = Client::new(&cfg.master, &joined.node_token)?;
+    let master_key = zeroku_bus::keys::decode(&joined.bus.master_key, "the master's bus key")
+        .map_err(|e| WorkerError::Runtime(e.to_string()))?;
+    let client = Client::new(&cfg.master, &joined.token)?;
     let native = NativeRuntime::new(data, cfg.app_uid_base)
         .map_err(|e| WorkerError::Runtime(e.to_string()))?;
     let docker = {
@@ -197,12 +197,14 @@ pub async fn run(
     let rt = Runtimes {
         native,
         docker,
-        master: (cfg.master.clone(), joined.node_token.clone()),
+        master: (cfg.master.clone(), joined.token.clone()),
     };
     let (runtimes, limits) = (rt.names(), rt_limits(&rt));
     let cache = Arc::new(SlugCache::open(data).map_err(WorkerError::Runtime)?);
     let mut tailer = LogTailer::new(&data.join("logs"));
     let mut sup = Supervisor::new(rt, cfg.clone(), Instant::now());
+    let relay_dir = data.join("relay");
+    sup.set_relay_dir(relay_dir.clone());
 
     // Never rely on PUB alone: the list over the API first.
     let list_path = format!("/v1/nodes/{}/list", cfg.node);
@@ -233,24 +235,36 @@ pub async fn run(
         let endpoint = endpoint.to_string();
         move |source| WorkerError::Zmq { endpoint, source }
     };
+    let curve = bus::Curve {
+        keys: joined.keys.clone(),
+        server: master_key,
+    };
+    let relays = crate::relay::Relays::start(zmq::Context::new(), curve.clone(), &relay_dir)
+        .map_err(|source| WorkerError::Data {
+            path: relay_dir.clone(),
+            source,
+        })?;
+    let as_root = crate::native::is_root();
     let sub = bus::start_sub(
         &ctx,
-        &joined.pub_endpoint,
-        &node_topic(&cfg.node),
+        &joined.bus.pub_endpoint,
+        &curve,
+        &node_topic(&cfg.node, &joined.keys.id()),
         list_tx,
         dropped.clone(),
         stop.clone(),
     )
-    .map_err(zmq_err(&joined.pub_endpoint))?;
+    .map_err(zmq_err(&joined.bus.pub_endpoint))?;
     // Heartbeats and logs on separate PUSH sockets (the master's PULL
     // fair-queues between them), so a log backlog never delays a heartbeat
     // past the dead-node timeout.
     let (hb_tx, hb_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-    let hb_push = bus::start_push(&ctx, &joined.pull_endpoint, hb_rx, 16, stop.clone())
-        .map_err(zmq_err(&joined.pull_endpoint))?;
+    let pull_ep = &joined.bus.pull_endpoint;
+    let hb_push = bus::start_push(&ctx, pull_ep, &curve, hb_rx, 16, stop.clone())
+        .map_err(zmq_err(pull_ep))?;
     let (log_tx, log_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
-    let log_push = bus::start_push(&ctx, &joined.pull_endpoint, log_rx, 256, stop.clone())
-        .map_err(zmq_err(&joined.pull_endpoint))?;
+    let log_push = bus::start_push(&ctx, pull_ep, &curve, log_rx, 256, stop.clone())
+        .map_err(zmq_err(pull_ep))?;
     let send = |tx: &std::sync::mpsc::SyncSender<Vec<u8>>, m: &Message| match wire::encode(m) {
         Ok(b) => {
             if tx.try_send(b).is_err() {
@@ -265,7 +279,7 @@ pub async fn run(
         tokio::sync::mpsc::channel::<(String, Result<PathBuf, String>)>(64);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let hb_every = Duration::from_millis(joined.heartbeat_interval_ms.max(100));
+    let hb_every = Duration::from_millis(joined.bus.heartbeat_interval_ms.max(100));
     let mut last_hb = Instant::now() - hb_every;
     let mut last_gc = Instant::now();
     let mut pending_logs: Vec<LogLine> = Vec::new();
@@ -289,6 +303,15 @@ pub async fn run(
             _ = tick.tick() => {
                 let now = Instant::now();
                 sup.tick(now);
+                relays.sync(
+                    sup.running_handlers()
+                        .into_iter()
+                        .flat_map(|spec| {
+                            let uid = as_root.then(|| cfg.app_uid_base.saturating_add(spec.app_seq));
+                            crate::relay::wanted(&relay_dir, spec, uid)
+                        })
+                        .collect(),
+                );
                 for ev in sup.take_events() {
                     match ev {
                         Event::NeedSlug(sha) => {

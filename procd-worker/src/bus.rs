@@ -1,6 +1,8 @@
 //! The worker's two ZMQ sockets, each on its own thread: SUB receives this
-//! node's lists (topic `node/<name>`), PUSH sends heartbeats and logs.
-//! Garbage on SUB is logged, counted and dropped.
+//! node's lists (topic `node/<name>/<key id>`), PUSH sends heartbeats and logs.
+//! Both are CURVE clients of the master: they prove the node's key and talk
+//! only to a server with the master's key. Garbage on SUB is logged, counted
+//! and dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,10 +10,39 @@ use std::time::Duration;
 use zeroku_conf::wire::{self, Message};
 use zeroku_conf::NodeList;
 
+/// This node's bus key pair and the master's public key.
+#[derive(Clone)]
+pub struct Curve {
+    pub keys: zeroku_bus::Keys,
+    pub server: zeroku_bus::PublicKey,
+}
+
+impl Curve {
+    fn apply(&self, sock: &zmq::Socket) -> Result<(), zmq::Error> {
+        self.apply_to(sock, &self.server)
+    }
+
+    /// Makes `sock` a CURVE client with this node's keys of the server with key `server`
+    /// (another than the master: a frontend, for a handler relay).
+    pub fn apply_to(
+        &self,
+        sock: &zmq::Socket,
+        server: &zeroku_bus::PublicKey,
+    ) -> Result<(), zmq::Error> {
+        zeroku_bus::curve::client(sock, &self.keys, server).map_err(|e| match e {
+            zeroku_bus::BusError::Zmq { source, .. } | zeroku_bus::BusError::NoCurve(source) => {
+                source
+            }
+            zeroku_bus::BusError::BadKey { .. } => zmq::Error::EINVAL,
+        })
+    }
+}
+
 /// Connects SUB to `endpoint` for `topic`, forwarding decoded lists to `tx`.
 pub fn start_sub(
     ctx: &zmq::Context,
     endpoint: &str,
+    curve: &Curve,
     topic: &str,
     tx: tokio::sync::mpsc::Sender<NodeList>,
     dropped: Arc<AtomicU64>,
@@ -22,6 +53,7 @@ pub fn start_sub(
     sock.set_rcvtimeo(200)?;
     sock.set_maxmsgsize(256 << 20)?;
     sock.set_subscribe(topic.as_bytes())?;
+    curve.apply(&sock)?;
     sock.connect(endpoint)?;
     let topic = topic.to_string();
     Ok(std::thread::Builder::new()
@@ -77,6 +109,7 @@ pub fn start_sub(
 pub fn start_push(
     ctx: &zmq::Context,
     endpoint: &str,
+    curve: &Curve,
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     high_water_mark: i32,
     stop: Arc<AtomicBool>,
@@ -84,6 +117,7 @@ pub fn start_push(
     let sock = ctx.socket(zmq::PUSH)?;
     sock.set_linger(1000)?;
     sock.set_sndhwm(high_water_mark)?;
+    curve.apply(&sock)?;
     sock.connect(endpoint)?;
     Ok(std::thread::Builder::new()
         .name("zmq-push".into())

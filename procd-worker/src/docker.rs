@@ -64,9 +64,6 @@ pub struct DockerRuntime {
     terminals: Mutex<Vec<(ProcRecord, Terminal)>>,
     /// `Docker Engine <version>`, for `zeroku nodes`.
     pub version: String,
-    /// Apps already told that their handlers reach the frontends through
-    /// the network's gateway (said once per app, not at every start).
-    gateway_told: Mutex<std::collections::HashSet<String>>,
 }
 
 const LABEL_NODE: &str = "zeroku.node";
@@ -132,7 +129,6 @@ impl DockerRuntime {
             states,
             terminals: Mutex::default(),
             version: format!("Docker Engine {version}"),
-            gateway_told: Mutex::default(),
         })
     }
 
@@ -337,29 +333,22 @@ async fn exit_of(docker: &Docker, id: &str) -> Exit {
     }
 }
 
-/// `M2_SEND_SPEC=...`/`M2_RECV_SPEC=...` with endpoints on this host's
-/// loopback (or any address) pointed at `gateway` instead, for a
-/// container; any other variable unchanged.
-fn host_endpoints(var: &str, gateway: &str) -> String {
-    let Some((name, value)) = var.split_once('=') else {
-        return var.to_string();
-    };
-    if !matches!(name, "M2_SEND_SPEC" | "M2_RECV_SPEC") || gateway.is_empty() {
-        return var.to_string();
-    }
-    let endpoints: Vec<String> = value
-        .split_whitespace()
-        .map(|ep| {
-            let local = ["127.0.0.1", "localhost", "0.0.0.0"]
-                .iter()
-                .find_map(|h| ep.strip_prefix(&format!("tcp://{h}:")));
-            match local {
-                Some(port) => format!("tcp://{gateway}:{port}"),
-                None => ep.to_string(),
-            }
-        })
+/// The directories of the `ipc://` handler endpoints in `M2_SEND_SPEC` and
+/// `M2_RECV_SPEC`, bind-mounted into a handler's container at the same
+/// paths: it reaches its frontends (or this node's relays) through them, as
+/// a native handler does; each directory belongs to the app's uid alone.
+fn ipc_binds(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut dirs: Vec<String> = ["M2_SEND_SPEC", "M2_RECV_SPEC"]
+        .iter()
+        .filter_map(|k| env.get(*k))
+        .flat_map(|v| v.split_whitespace())
+        .filter_map(|ep| ep.strip_prefix("ipc://"))
+        .filter_map(|p| std::path::Path::new(p).parent())
+        .map(|d| d.display().to_string())
         .collect();
-    format!("{name}={}", endpoints.join(" "))
+    dirs.sort();
+    dirs.dedup();
+    dirs.into_iter().map(|d| format!("{d}:{d}")).collect()
 }
 
 /// Removes a terminal's container that could not be started or used; it
@@ -503,19 +492,6 @@ impl Runtime for DockerRuntime {
             }
         }
         env.push(format!("ZEROKU_START_ID={start_id}"));
-        if req
-            .env
-            .get("M2_SEND_SPEC")
-            .is_some_and(|v| v.contains("tcp://127.0.0.1:") || v.contains("tcp://localhost:"))
-            && lock(&self.gateway_told).insert(spec.app.clone())
-        {
-            tracing::warn!(
-                app = %spec.app,
-                instance = %spec.id,
-                "a handler in a container reaches a frontend on this node through the \
-                 network's gateway: its handler_bind must not be loopback only (e.g. 0.0.0.0)"
-            );
-        }
         let tty = spec.tty.clone();
         if let Some(t) = &tty {
             env.push(format!("TERM={}", t.term));
@@ -533,7 +509,12 @@ impl Runtime for DockerRuntime {
         let network = format!("zeroku-{}", spec.app);
         let mem = (spec.limits.memory_mb > 0).then_some((spec.limits.memory_mb as i64) << 20);
         let host = HostConfig {
-            binds: Some(vec![format!("{}:/app:ro", req.slug_dir.display())]),
+            binds: Some(
+                [format!("{}:/app:ro", req.slug_dir.display())]
+                    .into_iter()
+                    .chain(ipc_binds(&req.env))
+                    .collect(),
+            ),
             memory: mem,
             memory_swap: mem,
             nano_cpus: (spec.limits.cpu_millis > 0)
@@ -614,16 +595,8 @@ impl Runtime for DockerRuntime {
                         inspect().await.ok()
                     }
                 };
-                // Frontends on this host's loopback are reached through the
-                // app network's gateway (the host, seen from the container).
-                let gateway = net
-                    .and_then(|n| n.ipam?.config?.into_iter().find_map(|c| c.gateway))
-                    .unwrap_or_default();
-                let mut body = body;
-                if let Some(env) = body.env.as_mut() {
-                    for e in env.iter_mut() {
-                        *e = host_endpoints(e, &gateway);
-                    }
+                if net.is_none() {
+                    tracing::warn!(%network, "cannot create the app's network");
                 }
                 let opts = CreateContainerOptions {
                     name: Some(cname),
@@ -813,21 +786,31 @@ fn rand_u32() -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::host_endpoints;
+    use super::ipc_binds;
 
     #[test]
-    fn handler_endpoints_on_the_host_go_through_the_gateway() {
-        assert_eq!(
-            host_endpoints(
-                "M2_SEND_SPEC=tcp://127.0.0.1:10000 tcp://10.1.2.3:10000 tcp://0.0.0.0:10002",
-                "172.18.0.1"
+    fn handler_socket_directories_are_mounted_where_they_are() {
+        let env = [
+            (
+                "M2_SEND_SPEC",
+                "ipc:///d/frontend/handlers/chat/send ipc:///d/worker/relay/chat.handler.1.v3/edge2.send",
             ),
-            "M2_SEND_SPEC=tcp://172.18.0.1:10000 tcp://10.1.2.3:10000 tcp://172.18.0.1:10002"
-        );
-        assert_eq!(host_endpoints("PORT=5000", "172.18.0.1"), "PORT=5000");
+            (
+                "M2_RECV_SPEC",
+                "ipc:///d/frontend/handlers/chat/recv ipc:///d/worker/relay/chat.handler.1.v3/edge2.recv",
+            ),
+            ("PORT", "5000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         assert_eq!(
-            host_endpoints("M2_RECV_SPEC=tcp://127.0.0.1:1", ""),
-            "M2_RECV_SPEC=tcp://127.0.0.1:1"
+            ipc_binds(&env),
+            vec![
+                "/d/frontend/handlers/chat:/d/frontend/handlers/chat",
+                "/d/worker/relay/chat.handler.1.v3:/d/worker/relay/chat.handler.1.v3",
+            ]
         );
+        assert!(ipc_binds(&Default::default()).is_empty());
     }
 }

@@ -7,6 +7,8 @@
 //! - [`runtime`]: the trait a process runtime implements; [`native`] runs
 //!   Procfile commands from unpacked slugs.
 //! - [`logs`]: tails per-instance log files across worker restarts.
+//! - [`relay`]: handler processes reach frontends on other nodes through
+//!   the worker (`ipc://` to the handler, CURVE over TCP to the frontend).
 //!
 //! The worker must never decide *where* something runs (that is the
 //! master's scheduler), and it must never stop app processes because it is
@@ -21,6 +23,7 @@ pub mod bus;
 pub mod docker;
 pub mod logs;
 pub mod native;
+pub mod relay;
 pub mod runtime;
 pub mod runtimes;
 pub mod supervisor;

@@ -15,6 +15,7 @@
 mod cgroup;
 mod procfs;
 mod sys;
+mod unixdiag;
 
 pub use procfs::{parse_proc_stat, read_proc_stat, ProcStat};
 
@@ -669,25 +670,13 @@ impl Runtime for NativeRuntime {
     }
 
     fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool> {
-        let peers = procfs::established_peers(&procfs::group_members(rec.pid))?;
-        Some(endpoints.iter().all(|ep| {
-            let Some((host, port)) = ep
-                .strip_prefix("tcp://")
-                .and_then(|a| a.rsplit_once(':'))
-                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            else {
-                return true; // not TCP (ipc://): nothing to look for
-            };
-            let want = host
-                .parse::<std::net::Ipv4Addr>()
-                .ok()
-                .map(procfs::ipv4_hex);
-            peers.iter().any(|(a, p)| {
-                *p == port
-                    && want
-                        .as_ref()
-                        .is_none_or(|w| w == a || a.ends_with(w.as_str()))
-            })
+        // Handlers reach frontends (or this node's relays) over ipc://: ask
+        // the kernel which socket paths the process group's own sockets are
+        // connected to, nothing about the host's other sockets.
+        let paths = unixdiag::connected_paths(&procfs::group_members(rec.pid)).ok()?;
+        Some(endpoints.iter().all(|ep| match ep.strip_prefix("ipc://") {
+            Some(path) => paths.contains(std::path::Path::new(path)),
+            None => true, // not ipc: nothing to look for
         }))
     }
 
@@ -698,6 +687,11 @@ impl Runtime for NativeRuntime {
     fn accepting(&self, rec: &ProcRecord, health_path: Option<&str>) -> bool {
         crate::runtime::port_accepts(rec.port, health_path)
     }
+}
+
+/// Whether the worker runs as root (and so runs apps under their own uids).
+pub fn is_root() -> bool {
+    sys::geteuid() == 0
 }
 
 /// `<instance>.v<release>`: names the log file, tmp dir and cgroup.

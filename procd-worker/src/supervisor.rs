@@ -22,9 +22,6 @@ type Key = (String, u32);
 /// The process type that serves HTTP on `$PORT`.
 const WEB: &str = "web";
 
-/// Where a handler process takes requests from (one endpoint per frontend).
-const HANDLER_ENDPOINTS_VAR: &str = "M2_SEND_SPEC";
-
 /// Config var naming a path a new `web` process must answer with 2xx/3xx
 /// before it counts as up (like Dokku's checks).
 pub const HEALTHCHECK_VAR: &str = "HEALTHCHECK_PATH";
@@ -42,7 +39,18 @@ struct Proc {
     up_at: Option<Instant>,
     /// When SIGTERM was sent.
     term_at: Option<Instant>,
+    /// For a handler process: its spec, whose relays must outlive a
+    /// replacement until the process itself has exited.
+    handler: Option<InstanceSpec>,
     killed: bool,
+}
+
+impl Proc {
+    /// The process runs `spec` (a handler keeps its spec for its relays).
+    fn serving(mut self, spec: &InstanceSpec) -> Proc {
+        self.handler = (!spec.handler.is_empty()).then(|| spec.clone());
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -145,9 +153,29 @@ pub struct Supervisor<R: Runtime> {
     asked: HashSet<String>,
     events: Vec<Event>,
     changed: bool,
+    /// Where handler relays put their `ipc://` sockets (`None`: no relays,
+    /// handlers get remote frontends' TCP endpoints as they are).
+    relay_dir: Option<PathBuf>,
 }
 
 impl<R: Runtime> Supervisor<R> {
+    /// Handler processes from now on reach remote frontends through relays
+    /// with sockets under `dir`.
+    pub fn set_relay_dir(&mut self, dir: PathBuf) {
+        self.relay_dir = Some(dir);
+    }
+
+    /// The specs of the handler processes running (or still stopping):
+    /// what the relays must serve.
+    pub fn running_handlers(&self) -> Vec<&InstanceSpec> {
+        self.slots
+            .values()
+            .filter_map(|s| s.proc.as_ref())
+            .chain(&self.stopping)
+            .filter_map(|p| p.handler.as_ref())
+            .collect()
+    }
+
     /// Re-adopts the processes an earlier run of the worker left running.
     pub fn new(rt: R, cfg: WorkerConfig, now: Instant) -> Supervisor<R> {
         let found = rt.adopt();
@@ -178,6 +206,7 @@ impl<R: Runtime> Supervisor<R> {
                     up_at: Some(now),
                     term_at: None,
                     killed: false,
+                    handler: None,
                 }
             })
             .collect();
@@ -193,6 +222,7 @@ impl<R: Runtime> Supervisor<R> {
             asked: HashSet::new(),
             events,
             changed: true,
+            relay_dir: None,
         }
     }
 
@@ -280,7 +310,8 @@ impl<R: Runtime> Supervisor<R> {
                 // endpoints after a frontend joined): restart it.
                 let changed = slot.spec.env != spec.env
                     || slot.spec.command != spec.command
-                    || slot.spec.stack != spec.stack;
+                    || slot.spec.stack != spec.stack
+                    || slot.spec.handler != spec.handler;
                 slot.spec = spec;
                 if changed {
                     if let Some(p) = slot.proc.take() {
@@ -291,7 +322,9 @@ impl<R: Runtime> Supervisor<R> {
                 }
                 continue;
             }
-            let claimed = self.claim_adopted(&key, Some(&spec.slug.sha256));
+            let claimed = self
+                .claim_adopted(&key, Some(&spec.slug.sha256))
+                .map(|p| p.serving(&spec));
             let slot = Slot::new(spec, true, claimed, &self.cfg, now);
             self.slots.insert(key, slot);
         }
@@ -306,6 +339,7 @@ impl<R: Runtime> Supervisor<R> {
                         release: p.rec.release,
                         ..newer.clone()
                     };
+                    let p = p.serving(&spec);
                     self.slots
                         .insert(key, Slot::new(spec, false, Some(p), &self.cfg, now));
                 }
@@ -474,7 +508,10 @@ impl<R: Runtime> Supervisor<R> {
                 // A web process is up once it accepts on $PORT; others
                 // once they have run a while.
                 let web = slot.spec.proc_type == WEB && p.rec.port != 0;
-                let ready = if web {
+                // Readiness is checked until the process is up, then no more.
+                let ready = if p.up {
+                    true
+                } else if web {
                     let check = slot
                         .spec
                         .env
@@ -482,8 +519,10 @@ impl<R: Runtime> Supervisor<R> {
                         .map(String::as_str)
                         .filter(|p| p.starts_with('/') && !p.contains(char::is_whitespace));
                     !p.killed && self.rt.accepting(&p.rec, check)
-                } else if let Some(specs) = slot.spec.env.get(HANDLER_ENDPOINTS_VAR) {
+                } else if !slot.spec.handler.is_empty() {
                     // A handler: up once connected to every frontend.
+                    let (specs, _) =
+                        crate::relay::handler_specs(self.relay_dir.as_deref(), &slot.spec);
                     let eps: Vec<&str> = specs.split_whitespace().collect();
                     match self.rt.connected(&p.rec, &eps) {
                         Some(c) => c,
@@ -615,6 +654,11 @@ impl<R: Runtime> Supervisor<R> {
         env.insert("ZEROKU_RELEASE".into(), format!("v{}", spec.release));
         env.insert("ZEROKU_NODE".into(), node);
         env.insert("DYNO".into(), format!("{}.{}", spec.proc_type, spec.index));
+        if !spec.handler.is_empty() {
+            let (send, recv) = crate::relay::handler_specs(self.relay_dir.as_deref(), &spec);
+            env.insert("M2_SEND_SPEC".into(), send);
+            env.insert("M2_RECV_SPEC".into(), recv);
+        }
         let req = StartRequest {
             spec: &spec,
             slug_dir: &dir,
@@ -640,6 +684,7 @@ impl<R: Runtime> Supervisor<R> {
                     up_at: None,
                     term_at: None,
                     killed: false,
+                    handler: (!spec.handler.is_empty()).then(|| spec.clone()),
                 });
                 line
             }

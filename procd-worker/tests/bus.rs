@@ -1,12 +1,14 @@
-//! The worker's SUB thread against a real ZMQ PUB socket: garbage is
-//! dropped and counted, other nodes' lists are ignored, good lists arrive.
+//! The worker's SUB thread against a real ZMQ PUB socket with CURVE: garbage
+//! is dropped and counted, other nodes' lists are ignored, good lists arrive;
+//! a publisher without the master's key is never heard.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zeroku_bus::{curve, Keys};
 use zeroku_conf::wire::{encode, Message};
 use zeroku_conf::NodeList;
-use zeroku_worker::bus::start_sub;
+use zeroku_worker::bus::{start_sub, Curve};
 
 fn list(node: &str, generation: u64) -> Vec<u8> {
     encode(&Message::NodeList(NodeList {
@@ -20,15 +22,22 @@ fn list(node: &str, generation: u64) -> Vec<u8> {
 #[test]
 fn garbage_on_the_sub_socket_is_dropped_and_good_lists_arrive() {
     let ctx = zmq::Context::new();
+    let master = Keys::generate().unwrap();
     let publisher = ctx.socket(zmq::PUB).unwrap();
+    curve::server(&publisher, &master, "bus").unwrap();
     publisher.bind("tcp://127.0.0.1:*").unwrap();
     let endpoint = publisher.get_last_endpoint().unwrap().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let dropped = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let node = Curve {
+        keys: Keys::generate().unwrap(),
+        server: master.public,
+    };
     let thread = start_sub(
         &ctx,
         &endpoint,
+        &node,
         "node/n1",
         tx,
         dropped.clone(),
@@ -69,6 +78,33 @@ fn garbage_on_the_sub_socket_is_dropped_and_good_lists_arrive() {
     let got = rx.blocking_recv().unwrap();
     assert_eq!((got.node.as_str(), got.generation), ("n1", 7));
     assert_eq!(dropped.load(Ordering::Relaxed), 4);
+    stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_publisher_without_the_masters_key_is_never_heard() {
+    let ctx = zmq::Context::new();
+    let impostor = ctx.socket(zmq::PUB).unwrap();
+    curve::server(&impostor, &Keys::generate().unwrap(), "bus").unwrap();
+    impostor.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = impostor.get_last_endpoint().unwrap().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let stop = Arc::new(AtomicBool::new(false));
+    let node = Curve {
+        keys: Keys::generate().unwrap(),
+        server: Keys::generate().unwrap().public, // the real master's
+    };
+    let dropped = Arc::new(AtomicU64::new(0));
+    let thread = start_sub(&ctx, &endpoint, &node, "node/n1", tx, dropped, stop.clone()).unwrap();
+    for _ in 0..50 {
+        impostor
+            .send_multipart([&b"node/n1"[..], &list("n1", 9)], 0)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rx.try_recv().is_err(), "a list from an impostor arrived");
     stop.store(true, Ordering::Relaxed);
     drop(rx);
     thread.join().unwrap();

@@ -33,6 +33,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
         limits: Limits::default(),
         stack: None,
         tty: None,
+        handler: Vec::new(),
     }
 }
 
@@ -626,22 +627,34 @@ fn tailer_reads_a_real_process_log() {
 }
 
 #[test]
-fn connected_sees_the_tcp_connections_of_the_process_group() {
+fn connected_sees_the_unix_socket_connections_of_the_process_group() {
     let fx = Fixture::new();
     let rt = fx.runtime();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
-    let port = listener.local_addr().expect("addr").port();
-    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
-    let other_port = other.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("send");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("listen");
+    // The app runs under its own uid: let it reach the socket.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let other = dir.path().join("other");
+    let _other = std::os::unix::net::UnixListener::bind(&other).expect("listen");
     // A child of sh holds the connection (as a handler under a wrapper would).
     let cmd = format!(
-        "python3 -c 'import socket, time; s = socket.create_connection((\"127.0.0.1\", {port})); time.sleep(30)'; true"
+        "python3 -c 'import socket, time; s = socket.socket(socket.AF_UNIX); s.connect(\"{}\"); time.sleep(30)'; true",
+        path.display()
     );
     let rec = fx.start(&rt, &spec("app.handler.1", 1, &cmd));
     let _guard = KillOnDrop(rec.pid);
-    let ep = format!("tcp://127.0.0.1:{port}");
-    let not = format!("tcp://127.0.0.1:{other_port}");
+    let ep = format!("ipc://{}", path.display());
+    let not = format!("ipc://{}", other.display());
+    let mut accepted = Vec::new();
     wait_for("the connection", || {
+        // The kernel shows a connection once it is accepted (libzmq accepts at once).
+        if let Ok((s, _)) = listener.accept() {
+            accepted.push(s);
+        }
         (rt.connected(&rec, &[&ep]) == Some(true)).then_some(())
     });
     assert_eq!(rt.connected(&rec, &[&ep, &not]), Some(false));

@@ -50,29 +50,18 @@ pub async fn create(
             (Some("docker"), Some(s)) => println!("Created app {name} (docker, stack {s})"),
             _ => println!("Created app {name}"),
         }
-        println!("Git remote: {}", git_remote(api, &info));
-        println!("Next: git remote add zeroku <that URL> && git push zeroku main");
+        println!("Git remote: {}", cell(&info["git_url"]));
+        println!("Next, in the app's git repository: zeroku git:remote -a {name} && git push zeroku main");
         println!("      (or without git: zeroku deploy -a {name} <dir>)");
     }
     Ok(())
 }
 
-/// The app's git URL with the caller's token as the password, so that
-/// `git push` works without a credential prompt.
-fn git_remote(api: &Api, info: &Value) -> String {
-    let url = info["git_url"].as_str().unwrap_or_default();
-    match (url.strip_prefix("http://"), api.token.as_deref()) {
-        (Some(rest), Some(token)) => format!("http://zeroku:{}@{rest}", enc(token.trim())),
-        _ => url.to_string(),
-    }
-}
-
 pub async fn info(api: &Api, app: &str) -> Result<()> {
-    let mut v: Value = client(api)?
+    let v: Value = client(api)?
         .get(&format!("/v1/apps/{}", enc(app)))
         .await
         .map_err(explain)?;
-    v["git_url"] = json!(git_remote(api, &v));
     if api.json {
         json(&v);
         return Ok(());

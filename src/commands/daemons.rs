@@ -7,6 +7,26 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 use zeroku_conf::config::{self, ClusterConfig};
 
+/// The join token a worker or frontend starts with: from `--token-file`, else from
+/// `ZEROKU_JOIN_TOKEN` (never from the command line, which every local process can read).
+pub fn join_token(file: Option<&Path>) -> Result<Option<String>> {
+    if let Some(f) = file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the join token file {}", f.display()))?;
+        let t = t.trim().to_string();
+        anyhow::ensure!(
+            !t.is_empty(),
+            "the join token file {} is empty",
+            f.display()
+        );
+        return Ok(Some(t));
+    }
+    Ok(std::env::var("ZEROKU_JOIN_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
+
 /// Cancels `token` on SIGTERM or ctrl-c.
 fn on_signal(token: CancellationToken) {
     tokio::spawn(async move {
@@ -104,6 +124,11 @@ pub async fn up(
     }
     cfg.worker.master = format!("http://{}", cfg.master.api);
     cfg.frontend.master = cfg.worker.master.clone();
+    // The embedded frontend shares the local worker's host: its handlers use ipc://.
+    if cfg.frontend.node.is_empty() {
+        cfg.frontend.node = cfg.worker.node.clone();
+        cfg.frontend.app_uid_base = cfg.worker.app_uid_base;
+    }
     // Deploys print the address of the embedded frontend.
     if cfg.master.app_url == config::MasterConfig::default().app_url {
         let port = cfg.frontend.http.rsplit(':').next().unwrap_or("8080");
@@ -132,14 +157,20 @@ pub async fn up(
             return master.await?.context("the master could not start");
         }
     };
-    // The local worker and frontend join with a join token, like any
-    // other node.
-    let join = zeroku_master::store::new_token()?;
-    started
-        .cluster
-        .store()
-        .add_token(&join, zeroku_master::store::Role::Join, None)
-        .context("creating the local join token")?;
+    // The local worker and frontend join with a join token each, like any
+    // other node (used up by the first start; later starts come back with
+    // the credentials they saved).
+    let join_token = || -> Result<String> {
+        let t = zeroku_master::store::new_token()?;
+        let expires = zeroku_master::store::now() + 600;
+        started
+            .cluster
+            .store()
+            .add_expiring_token(&t, zeroku_master::store::Role::Join, None, expires)
+            .context("creating a local join token")?;
+        Ok(t)
+    };
+    let (join, fjoin) = (join_token()?, join_token()?);
     let api_url = format!("http://{}", started.api_addr);
     cfg.worker.master = api_url.clone();
     cfg.frontend.master = api_url;
@@ -160,7 +191,7 @@ pub async fn up(
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            zeroku_frontend::run(cfg, &fdata, Some(join), shutdown, Some(ftx)).await
+            zeroku_frontend::run(cfg, &fdata, Some(fjoin), shutdown, Some(ftx)).await
         })
     };
     let http_addr = match frx.await {

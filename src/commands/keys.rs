@@ -30,27 +30,29 @@ pub async fn git_ssh(url: &str, token_file: &Path, key: &str) -> Result<()> {
     let token = std::fs::read_to_string(token_file)
         .with_context(|| format!("zeroku: cannot read the git token {}", token_file.display()))?;
     let api = Api {
-        url: url.to_string(),
+        url: Some(url.to_string()),
         token: Some(token.trim().to_string()),
         json: false,
     };
+    // The master checks that the key's user may push to (or fetch) the app,
+    // and gives a short-lived token of theirs for the build.
     let v: Value = client(&api)?
         .send(
             zeroku_client::Method::POST,
             &format!("/v1/apps/{}/repo", enc(app)),
-            &serde_json::json!({}),
+            &serde_json::json!({"key": key, "write": verb == "git-receive-pack"}),
         )
         .await
         .map_err(explain)?;
     let path = v["path"]
         .as_str()
         .ok_or_else(|| anyhow!("the master gave no repository path"))?;
-    let _ = key; // named in the forced command, for sshd's logs and the operator
+    let push_token = v["token"].as_str().unwrap_or(token.trim());
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(verb)
         .arg(path)
         .env("ZEROKU_URL", url)
-        .env("ZEROKU_TOKEN", token.trim())
+        .env("ZEROKU_TOKEN", push_token)
         .env("ZEROKU_APP", app)
         .exec();
     Err(anyhow!("cannot run {verb}: {err}"))
@@ -75,7 +77,12 @@ pub async fn list(api: &Api) -> Result<()> {
 
 /// `zeroku keys:add [FILE] [--name N]`: FILE defaults to the user's
 /// ~/.ssh/id_ed25519.pub (or id_rsa.pub).
-pub async fn add(api: &Api, file: Option<PathBuf>, name: Option<String>) -> Result<()> {
+pub async fn add(
+    api: &Api,
+    file: Option<PathBuf>,
+    name: Option<String>,
+    user: Option<String>,
+) -> Result<()> {
     let file = match file {
         Some(f) => f,
         None => {
@@ -113,7 +120,7 @@ pub async fn add(api: &Api, file: Option<PathBuf>, name: Option<String>) -> Resu
         .send(
             zeroku_client::Method::POST,
             "/v1/keys",
-            &serde_json::json!({"name": name, "key": key}),
+            &serde_json::json!({"name": name, "key": key, "user": user}),
         )
         .await
         .map_err(explain)?;

@@ -4,9 +4,11 @@
 mod apps;
 mod builds;
 mod daemons;
+mod git;
 mod keys;
 mod logs;
 mod nodes;
+mod people;
 mod ps;
 mod releases;
 mod routing;
@@ -33,11 +35,12 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             config,
             name,
             master,
-            token,
+            token_file,
             http,
             admin,
             check,
         } => {
+            let token = daemons::join_token(token_file.as_deref())?;
             let flags = daemons::FrontendFlags {
                 name,
                 master,
@@ -57,12 +60,13 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             config,
             node,
             master,
-            token,
+            token_file,
             capacity_mb,
             port_min,
             port_max,
             check,
         } => {
+            let token = daemons::join_token(token_file.as_deref())?;
             let flags = daemons::WorkerFlags {
                 node,
                 master,
@@ -105,7 +109,30 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         Stacks { api } => nodes::stacks(&api).await,
         StacksImport { name, tarball, api } => nodes::stacks_import(&api, &name, &tarball).await,
         Keys { api } => keys::list(&api).await,
-        KeysAdd { file, name, api } => keys::add(&api, file, name).await,
+        KeysAdd {
+            file,
+            name,
+            user,
+            api,
+        } => keys::add(&api, file, name, user).await,
+        Login { api } => people::login(&api).await,
+        Logout => people::logout(),
+        Whoami { api } => people::whoami(&api).await,
+        Users { api } => people::users(&api).await,
+        UsersAdd { name, admin, api } => people::add_user(&api, &name, admin).await,
+        UsersRemove { name, api } => people::remove_user(&api, &name).await,
+        UsersToken { name, api } => people::user_token(&api, &name).await,
+        Access { app, api } => people::access(&api, &app.app).await,
+        AccessAdd {
+            user,
+            app,
+            permissions,
+            api,
+        } => people::add_access(&api, &app.app, &user, &permissions).await,
+        AccessRemove { user, app, api } => people::remove_access(&api, &app.app, &user).await,
+        Audit { app, num, api } => people::audit(&api, app.as_deref(), num).await,
+        GitRemote { app, remote, api } => git::remote(&api, &app.app, &remote).await,
+        GitCredential { operation } => git::credential(&operation),
         KeysRemove { name, api } => keys::remove(&api, &name).await,
         GitSsh {
             url,
@@ -136,25 +163,44 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         } => routing::add_route(&api, &app.app, &prefix, &backend).await,
         RoutesRemove { app, prefix, api } => routing::remove_route(&api, &app.app, &prefix).await,
         Nodes { api } => nodes::list(&api).await,
-        NodesJoinToken { api } => nodes::join_token(&api).await,
+        NodesJoinToken { ttl, api } => nodes::join_token(&api, &ttl).await,
         NodesDrain { node, api } => nodes::drain(&api, &node, true).await,
         NodesUndrain { node, api } => nodes::drain(&api, &node, false).await,
     }
 }
 
 /// The API client from `ZEROKU_URL` / `ZEROKU_TOKEN`.
+/// The master's URL and the token the CLI uses: ZEROKU_URL / `--url` and ZEROKU_TOKEN first,
+/// then what `zeroku login` saved (its token only for its own URL).
+pub fn credentials(api: &Api) -> (String, Option<String>) {
+    let saved = people::Saved::load();
+    let url = api
+        .url
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.url.clone()))
+        .unwrap_or_else(|| "http://127.0.0.1:7070".into());
+    let token = api
+        .token
+        .clone()
+        .or_else(|| std::env::var("ZEROKU_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| saved.filter(|s| s.url == url).map(|s| s.token));
+    (url, token)
+}
+
 pub fn client(api: &Api) -> Result<Client> {
-    let token = api.token.as_deref().ok_or_else(|| {
-        anyhow!("no API token: set ZEROKU_TOKEN (e.g. `. <data>/cli.env` after `zeroku up --data <data>`)")
+    let (url, token) = credentials(api);
+    let token = token.ok_or_else(|| {
+        anyhow!("no API token: run `zeroku login`, or set ZEROKU_TOKEN (e.g. `. <data>/cli.env` after `zeroku up --data <data>`)")
     })?;
-    Client::new(&api.url, token).context("ZEROKU_URL")
+    Client::new(&url, &token).context("ZEROKU_URL")
 }
 
 /// Turns an API error into a message a user can act on.
 pub fn explain(e: ClientError) -> anyhow::Error {
     match e.status() {
         Some(401) => anyhow!(
-            "the master refused the token (401): {e}. Check ZEROKU_TOKEN (see <data>/cli.env)"
+            "the master refused the token (401): {e}. Check ZEROKU_TOKEN (see <data>/cli.env) or run `zeroku login`"
         ),
         Some(403) => anyhow!("not allowed (403): {e}"),
         Some(404) => anyhow!("{e} (404)"),

@@ -46,17 +46,43 @@ pub async fn list(api: &Api) -> Result<()> {
     Ok(())
 }
 
-pub async fn join_token(api: &Api) -> Result<()> {
+pub async fn join_token(api: &Api, ttl: &str) -> Result<()> {
+    let ttl_secs = parse_duration(ttl)?;
     let v: Value = client(api)?
-        .send(Method::POST, "/v1/nodes/join-token", &json!({}))
+        .send(
+            Method::POST,
+            "/v1/nodes/join-token",
+            &json!({ "ttl_secs": ttl_secs }),
+        )
         .await
         .map_err(explain)?;
     if api.json {
         json(&v);
     } else {
         println!("{}", cell(&v["token"]));
+        eprintln!(
+            "It lets one worker or frontend join, once, within {ttl}. Give it to the daemon in a file (--token-file) or ZEROKU_JOIN_TOKEN, never on its command line."
+        );
     }
     Ok(())
+}
+
+/// `90`, `90s`, `10m`, `1h`, `2d` in seconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?} is not a duration like 90s, 10m, 1h or 2d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => anyhow::bail!("{s:?} is not a duration like 90s, 10m, 1h or 2d"),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow::anyhow!("{s:?} is too long"))
 }
 
 pub async fn drain(api: &Api, node: &str, draining: bool) -> Result<()> {

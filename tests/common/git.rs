@@ -7,7 +7,7 @@ use std::process::Command;
 /// system config leaks in.
 pub struct Repo {
     pub dir: PathBuf,
-    home: PathBuf,
+    pub home: PathBuf,
 }
 
 impl Repo {

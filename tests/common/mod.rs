@@ -330,15 +330,13 @@ impl TestCluster {
                 name,
                 "--master",
                 &self.master.url,
-                "--token",
-                join.trim(),
                 "--port-min",
                 &pmin,
                 "--port-max",
                 &pmax,
             ],
             self.dir.path().join(format!("worker-{name}.log")),
-            env,
+            &[env, &[("ZEROKU_JOIN_TOKEN", join.trim())]].concat(),
         )
     }
 
@@ -367,15 +365,13 @@ impl TestCluster {
                 name,
                 "--master",
                 &self.master.url,
-                "--token",
-                join.trim(),
                 "--http",
                 &http,
                 "--admin",
                 &admin,
             ],
             self.dir.path().join(format!("frontend-{name}.log")),
-            env,
+            &[env, &[("ZEROKU_JOIN_TOKEN", join.trim())]].concat(),
         );
         self.frontends.push(d);
         eventually(Duration::from_secs(15), "frontend listening", || {
@@ -384,6 +380,58 @@ impl TestCluster {
                 .map_err(|e| e.to_string())
         });
         http
+    }
+
+    /// Frontend `frontend`'s `ipc://` endpoints for app `app`'s handlers, in the app's
+    /// directory (the tests run as root and may enter it, as the app's uid may).
+    pub fn handler_ipc(&self, frontend: &str, app: &str) -> (String, String) {
+        let dir = self
+            .dir
+            .path()
+            .join(format!("frontend-{frontend}/handlers/{app}"));
+        (
+            format!("ipc://{}/send", dir.display()),
+            format!("ipc://{}/recv", dir.display()),
+        )
+    }
+
+    /// Logs the user whose HOME is `home` (a test repository's) in to this cluster as `zeroku login` and `zeroku git:remote` would:
+    /// the token in `$HOME/.config/zeroku/credentials`, and `zeroku git-credential` as git's
+    /// credential helper. Remote URLs carry no token.
+    pub fn git_login(&self, home: &Path) {
+        self.git_login_as(home, &self.master.token)
+    }
+
+    /// [`Self::git_login`] with another token.
+    pub fn git_login_as(&self, home: &Path, token: &str) {
+        let dir = home.join(".config/zeroku");
+        std::fs::create_dir_all(&dir).unwrap();
+        let creds = serde_json::json!({"url": self.master.url, "token": token});
+        std::fs::write(dir.join("credentials"), creds.to_string()).unwrap();
+        std::fs::write(
+            home.join(".gitconfig"),
+            format!("[credential]\n\thelper = \"!'{}' git-credential\"\n", bin()),
+        )
+        .unwrap();
+    }
+
+    /// Worker `name`'s bus key pair (from its saved credentials) and the master's public key.
+    pub fn node_bus_keys(&self, name: &str) -> (zeroku_bus::Keys, zeroku_bus::PublicKey) {
+        let path = self
+            .dir
+            .path()
+            .join(format!("worker-{name}"))
+            .join("node-token.json");
+        let saved: Value = serde_json::from_slice(&std::fs::read(&path).expect("node-token.json"))
+            .expect("saved credentials");
+        let keys = zeroku_bus::Keys::from_z85(
+            saved["bus_public"].as_str().unwrap(),
+            saved["bus_secret"].as_str().unwrap(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(self.master.data.join("bus.key")).expect("bus.key");
+        let master = zeroku_bus::keys::decode(text.lines().next().unwrap(), "master").unwrap();
+        (keys, master)
     }
 
     pub fn worker(&mut self, name: &str) -> &mut (String, Daemon, PathBuf) {

@@ -6,7 +6,9 @@
 //! * [`v1`]: the request and response types of `/v1` that several parts share (registration of
 //!   nodes and frontends, the error body, the build result line), so the master and its callers
 //!   cannot drift apart;
-//! * [`files`]: writing credentials to disk so that only their owner can read them.
+//! * [`files`]: writing credentials to disk so that only their owner can read them;
+//! * [`join`]: a worker's or frontend's saved credentials, and retrying while the master is
+//!   not up yet.
 //!
 //! This crate must not hold the master's state: no SQLite, no scheduler, no ZeroMQ. A worker or a
 //! frontend links it instead of the master.
@@ -15,6 +17,7 @@
 
 pub mod client;
 pub mod files;
+pub mod join;
 pub mod v1;
 
 pub use client::{reader_body, Body, Client, ClientError, Method, Socket};

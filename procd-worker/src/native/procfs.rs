@@ -73,75 +73,9 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Remote ends (`/proc/net/tcp` address as hex, port) of the established
-/// TCP connections the processes hold; `None` if their file descriptors
-/// cannot be read (another user's processes).
-pub fn established_peers(pids: &[u32]) -> Option<Vec<(String, u16)>> {
-    let mut inodes = std::collections::HashSet::new();
-    for pid in pids {
-        let rd = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-        for e in rd.flatten() {
-            if let Ok(target) = std::fs::read_link(e.path()) {
-                if let Some(ino) = target
-                    .to_str()
-                    .and_then(|t| t.strip_prefix("socket:["))
-                    .and_then(|t| t.strip_suffix(']'))
-                {
-                    inodes.insert(ino.to_string());
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        out.extend(parse_net_tcp(&text, &inodes));
-    }
-    Some(out)
-}
-
-/// The (remote address, remote port) of ESTABLISHED rows whose inode is in
-/// `inodes`, from the text of `/proc/net/tcp` or `/proc/net/tcp6`.
-pub fn parse_net_tcp(text: &str, inodes: &std::collections::HashSet<String>) -> Vec<(String, u16)> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (remote, state, inode) = (f.get(2)?, f.get(3)?, f.get(9)?);
-            if *state != "01" || !inodes.contains(*inode) {
-                return None;
-            }
-            let (addr, port) = remote.split_once(':')?;
-            Some((addr.to_string(), u16::from_str_radix(port, 16).ok()?))
-        })
-        .collect()
-}
-
-/// An IPv4 address as `/proc/net/tcp` writes it (little-endian hex).
-pub fn ipv4_hex(ip: std::net::Ipv4Addr) -> String {
-    let o = ip.octets();
-    format!("{:02X}{:02X}{:02X}{:02X}", o[3], o[2], o[1], o[0])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn established_rows_of_our_sockets() {
-        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:C350 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1
-   2: 0100007F:C351 0100007F:9C42 01 00000000:00000000 00:00000000 00000000     0        0 333 1 0000000000000000 20 4 30 10 -1
-";
-        let ours: std::collections::HashSet<String> =
-            ["111", "222"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(
-            parse_net_tcp(text, &ours),
-            vec![("0100007F".to_string(), 40000)]
-        );
-        assert_eq!(ipv4_hex(std::net::Ipv4Addr::LOCALHOST), "0100007F");
-    }
 
     fn line(comm: &str) -> String {
         format!(

@@ -146,6 +146,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         limits: Limits::default(),
         stack: None,
         tty: None,
+        handler: Vec::new(),
     }
 }
 

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
+mod users;
+pub use users::{AuditEntry, Perm, User};
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -121,14 +124,24 @@ pub struct Node {
     pub joined_at: u64,
     /// Where frontends reach this node's instances.
     pub host: String,
+    /// The node's CURVE public key on the bus (z85); empty for a node that joined before the
+    /// bus was encrypted and has not come back since.
+    #[serde(skip)]
+    pub bus_key: String,
 }
 
 /// A registered frontend.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Frontend {
     pub name: String,
-    /// Where handlers connect to its per-app sockets.
+    /// Where handler relays on other nodes connect to its per-app sockets.
     pub handler_host: String,
+    /// Its CURVE public key (z85): on the bus, and as the server key of its handler sockets.
+    pub bus_key: String,
+    /// The worker node on its host (handlers there use `ipc_dir`), or empty.
+    pub node: String,
+    /// Where it binds its per-app `ipc://` handler sockets.
+    pub ipc_dir: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -152,6 +165,9 @@ pub enum Role {
     Node,
     /// A registered frontend: the route table.
     Frontend,
+    /// A user (the token's scope names them): what their permissions allow,
+    /// everything if they are an admin.
+    User,
 }
 
 pub fn now() -> u64 {
@@ -184,10 +200,26 @@ CREATE TABLE IF NOT EXISTS oneoffs (id TEXT PRIMARY KEY, app TEXT NOT NULL, n IN
   created_at INTEGER NOT NULL, exit TEXT);
 CREATE TABLE IF NOT EXISTS oneoff_ttys (id TEXT PRIMARY KEY, cols INTEGER NOT NULL, rows INTEGER NOT NULL, term TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ssh_keys (name TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, admin INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS app_access (app TEXT NOT NULL, user TEXT NOT NULL, perms TEXT NOT NULL, PRIMARY KEY (app, user));
+CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 ";
 
 pub struct Store {
     db: Connection,
+}
+
+/// Adds `column` to `table` unless a database from an earlier zeroku has it already.
+fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let has = db
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists([column])?;
+    if !has {
+        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -209,11 +241,16 @@ impl Store {
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.execute_batch(SCHEMA)?;
         // Columns added after the first schema.
-        let has_build: bool = db
-            .prepare("SELECT 1 FROM pragma_table_info('releases') WHERE name = 'build'")?
-            .exists([])?;
-        if !has_build {
-            db.execute_batch("ALTER TABLE releases ADD COLUMN build TEXT NOT NULL DEFAULT '{}'")?;
+        for (table, column, decl) in [
+            ("releases", "build", "TEXT NOT NULL DEFAULT '{}'"),
+            ("nodes", "bus_key", "TEXT NOT NULL DEFAULT ''"),
+            ("frontends", "bus_key", "TEXT NOT NULL DEFAULT ''"),
+            ("frontends", "node", "TEXT NOT NULL DEFAULT ''"),
+            ("frontends", "ipc_dir", "TEXT NOT NULL DEFAULT ''"),
+            ("tokens", "expires_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("ssh_keys", "user", "TEXT NOT NULL DEFAULT ''"),
+        ] {
+            add_column(&db, table, column, decl)?;
         }
         Ok(Store { db })
     }
@@ -221,12 +258,41 @@ impl Store {
     // ---- tokens
 
     pub fn add_token(&self, token: &str, role: Role, node: Option<&str>) -> Result<()> {
+        self.add_expiring_token(token, role, node, 0)
+    }
+
+    /// Adds a token that stops working at `expires_at` (unix seconds; 0: never).
+    pub fn add_expiring_token(
+        &self,
+        token: &str,
+        role: Role,
+        node: Option<&str>,
+        expires_at: u64,
+    ) -> Result<()> {
         let role = serde_json::to_string(&role)?;
         self.db.execute(
-            "INSERT OR REPLACE INTO tokens (hash, role, node, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![hash_token(token), role, node, now()],
+            "INSERT OR REPLACE INTO tokens (hash, role, node, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash_token(token), role, node, now(), expires_at],
         )?;
         Ok(())
+    }
+
+    /// Uses up a join token: true if it was a valid one (it works no more afterwards).
+    pub fn take_join_token(&self, token: &str) -> Result<bool> {
+        let role = serde_json::to_string(&Role::Join)?;
+        let n = self.db.execute(
+            "DELETE FROM tokens WHERE hash = ?1 AND role = ?2 AND (expires_at = 0 OR expires_at > ?3)",
+            params![hash_token(token), role, now()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Forgets expired tokens.
+    pub fn drop_expired_tokens(&self) -> Result<usize> {
+        Ok(self.db.execute(
+            "DELETE FROM tokens WHERE expires_at != 0 AND expires_at <= ?1",
+            [now()],
+        )?)
     }
 
     /// Issues `token` as the only node token of `node` (a worker that
@@ -250,8 +316,8 @@ impl Store {
         let row: Option<(String, Option<String>)> = self
             .db
             .query_row(
-                "SELECT role, node FROM tokens WHERE hash = ?1",
-                [hash_token(token)],
+                "SELECT role, node FROM tokens WHERE hash = ?1 AND (expires_at = 0 OR expires_at > ?2)",
+                params![hash_token(token), now()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -330,6 +396,7 @@ impl Store {
             "routes",
             "app_settings",
             "oneoffs",
+            "app_access",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
@@ -408,10 +475,11 @@ impl Store {
     // ---- ssh keys (git push over ssh)
 
     /// Adds a public key; false if the name or the key is already there.
-    pub fn add_key(&self, name: &str, key: &str, fingerprint: &str) -> Result<bool> {
+    /// Adds `user`'s SSH key (`""`: the admins' key from before users).
+    pub fn add_key(&self, name: &str, key: &str, fingerprint: &str, user: &str) -> Result<bool> {
         let n = self.db.execute(
-            "INSERT OR IGNORE INTO ssh_keys (name, key, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, key, fingerprint, now()],
+            "INSERT OR IGNORE INTO ssh_keys (name, key, fingerprint, created_at, user) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, key, fingerprint, now(), user],
         )?;
         Ok(n > 0)
     }
@@ -423,6 +491,25 @@ impl Store {
             .prepare("SELECT name, key, fingerprint FROM ssh_keys ORDER BY name")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// (name, fingerprint, owner), by name.
+    pub fn key_list(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT name, fingerprint, user FROM ssh_keys ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The user an SSH key belongs to (`Some("")` for an admins' key).
+    pub fn key_owner(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .query_row("SELECT user FROM ssh_keys WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     pub fn remove_key(&self, name: &str) -> Result<bool> {
@@ -602,36 +689,48 @@ impl Store {
 
     // ---- nodes
 
-    pub fn upsert_node(&self, name: &str, capacity_mb: u64, host: &str) -> Result<()> {
+    /// Records a node joining or coming back, with its bus key.
+    pub fn upsert_node(
+        &self,
+        name: &str,
+        capacity_mb: u64,
+        host: &str,
+        bus_key: &str,
+    ) -> Result<()> {
         self.db.execute(
-            "INSERT INTO nodes (name, capacity_mb, state, draining, joined_at, host) VALUES (?1, ?2, 'up', 0, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET capacity_mb = excluded.capacity_mb, state = 'up', host = excluded.host",
-            params![name, capacity_mb, now(), host],
+            "INSERT INTO nodes (name, capacity_mb, state, draining, joined_at, host, bus_key) VALUES (?1, ?2, 'up', 0, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET capacity_mb = excluded.capacity_mb, state = 'up', host = excluded.host, bus_key = excluded.bus_key",
+            params![name, capacity_mb, now(), host, bus_key],
         )?;
         Ok(())
     }
 
     // ---- frontends and domains
 
-    /// Registers a frontend; true when it is new or its address changed.
-    pub fn upsert_frontend(&self, name: &str, handler_host: &str) -> Result<bool> {
+    /// Registers a frontend; true when it is new or anything handlers use changed.
+    pub fn upsert_frontend(&self, f: &Frontend) -> Result<bool> {
         let n = self.db.execute(
-            "INSERT INTO frontends (name, handler_host, joined_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name) DO UPDATE SET handler_host = excluded.handler_host
-             WHERE frontends.handler_host != excluded.handler_host",
-            params![name, handler_host, now()],
+            "INSERT INTO frontends (name, handler_host, joined_at, bus_key, node, ipc_dir) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(name) DO UPDATE SET handler_host = excluded.handler_host, bus_key = excluded.bus_key,
+               node = excluded.node, ipc_dir = excluded.ipc_dir
+             WHERE frontends.handler_host != excluded.handler_host OR frontends.bus_key != excluded.bus_key
+               OR frontends.node != excluded.node OR frontends.ipc_dir != excluded.ipc_dir",
+            params![f.name, f.handler_host, now(), f.bus_key, f.node, f.ipc_dir],
         )?;
         Ok(n > 0)
     }
 
     pub fn frontends(&self) -> Result<Vec<Frontend>> {
-        let mut st = self
-            .db
-            .prepare("SELECT name, handler_host FROM frontends ORDER BY name")?;
+        let mut st = self.db.prepare(
+            "SELECT name, handler_host, bus_key, node, ipc_dir FROM frontends ORDER BY name",
+        )?;
         let rows = st.query_map([], |r| {
             Ok(Frontend {
                 name: r.get(0)?,
                 handler_host: r.get(1)?,
+                bus_key: r.get(2)?,
+                node: r.get(3)?,
+                ipc_dir: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -837,7 +936,8 @@ fn placement_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Placement> {
     })
 }
 
-const NODE_SELECT: &str = "SELECT name, capacity_mb, state, draining, joined_at, host FROM nodes";
+const NODE_SELECT: &str =
+    "SELECT name, capacity_mb, state, draining, joined_at, host, bus_key FROM nodes";
 
 fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
     Ok(Node {
@@ -847,6 +947,7 @@ fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
         draining: r.get(3)?,
         joined_at: r.get(4)?,
         host: r.get(5)?,
+        bus_key: r.get(6)?,
     })
 }
 

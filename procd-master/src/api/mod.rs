@@ -1,20 +1,39 @@
 //! The operator HTTP API: JSON under `/v1`, bearer tokens.
 //!
-//! Routing is a `match` on (method, path segments); every handler returns
-//! `Result<Json, ApiError>` and errors become JSON in one place. Roles:
-//! admin tokens may do everything; join tokens may only register a node;
-//! node tokens may read their own node's list and download slugs.
+//! Every route is in [`auth::ROUTES`] with what its caller needs (a user's
+//! permission on the app, an admin, a node's own token...), checked before
+//! the route runs; routing is then a `match` on (method, path segments).
+//! Every handler returns `Result<Json, ApiError>` and errors become JSON in
+//! one place. Every change is written to the audit log with who made it.
+//!
+//! - [`auth`]: callers, the route table, permissions;
+//! - [`join`]: join tokens, nodes and frontends joining and coming back;
+//! - [`people`]: users, app access, the audit log;
+//! - [`checks`]: validation of settings, names, scales and config;
+//! - [`files`]: bodies streamed to disk, slugs, files streamed back;
+//! - [`runs`]: one-off terminals.
 //!
 //! This is the top layer of the master: it may use every module below it
 //! (store, scheduler, cluster, builds, git, keys), and none of them uses it.
 
+pub mod auth;
+mod checks;
+mod files;
+pub(crate) mod join;
+mod people;
+mod runs;
+
+use auth::Caller;
+use checks::*;
+use files::*;
+use runs::*;
+
 use crate::builds::Builds;
 use crate::cluster::Cluster;
 use crate::error::ApiError;
-use crate::store::{Formation, Role};
+use crate::store::Role;
 use crate::terminal;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,8 +42,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use zeroku_client::{v1, Body};
 use zeroku_conf::names;
 
@@ -84,42 +101,89 @@ fn ok(v: Value) -> Result<Reply, ApiError> {
     Ok(Reply::Json(StatusCode::OK, v))
 }
 
-struct Caller {
-    role: Role,
-    node: Option<String>,
+/// The token a push over SSH runs its build with: the SSH key's user's own (a short-lived one,
+/// for an hour), once they are found to have `deploy` on the app (`view` to fetch). A key from
+/// before users (no owner) pushes as the caller, the master's own git token.
+fn push_token(
+    c: &Cluster,
+    caller: &Caller,
+    app: &str,
+    key: Option<&str>,
+    write: bool,
+) -> Result<String, ApiError> {
+    let Some(key) = key else {
+        return Ok(caller.token.clone());
+    };
+    let owner = c
+        .store()
+        .key_owner(key)?
+        .ok_or_else(|| ApiError::forbidden(format!("no SSH key named {key:?}")))?;
+    if owner.is_empty() || !caller.admin {
+        return Ok(caller.token.clone());
+    }
+    let need = if write {
+        crate::store::Perm::Deploy
+    } else {
+        crate::store::Perm::View
+    };
+    let admin = c.store().user(&owner)?.is_some_and(|u| u.admin);
+    if !admin && !c.store().perms(app, &owner)?.contains(&need) {
+        return Err(ApiError::forbidden(format!(
+            "user {owner} may not {} app {app:?} (it needs `{}`)",
+            if write { "push to" } else { "fetch" },
+            need.name()
+        )));
+    }
+    let token = new_token()?;
+    c.store()
+        .add_expiring_token(&token, Role::User, Some(&owner), crate::store::now() + 3600)?;
+    Ok(token)
 }
 
-impl Caller {
-    fn admin(&self) -> Result<(), ApiError> {
-        match self.role {
-            Role::Admin => Ok(()),
-            _ => Err(ApiError::forbidden(
-                "this token may not do that: it needs an admin token",
-            )),
-        }
+/// A node token may act for its own node only.
+fn own_node(caller: &Caller, node: &str) -> Result<(), ApiError> {
+    if caller.admin || (caller.role == Role::Node && caller.node.as_deref() == Some(node)) {
+        return Ok(());
     }
-    fn node_or_admin(&self, node: Option<&str>) -> Result<(), ApiError> {
-        match (self.role, node) {
-            (Role::Admin, _) => Ok(()),
-            (Role::Node, None) => Ok(()),
-            (Role::Node, Some(n)) if self.node.as_deref() == Some(n) => Ok(()),
-            _ => Err(ApiError::forbidden(
-                "this token may not do that: it needs an admin or node token",
-            )),
-        }
-    }
+    Err(ApiError::forbidden(format!(
+        "this token may not act for node {node}"
+    )))
 }
 
-fn auth(cluster: &Cluster, req: &Request<Incoming>) -> Result<Caller, ApiError> {
-    let token = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthorized)?;
-    match cluster.store().token(token.trim())? {
-        Some((role, node)) => Ok(Caller { role, node }),
-        None => Err(ApiError::unauthorized()),
+/// Who may download slug `sha`: a node that runs an instance of it, a frontend whose `dir`
+/// routes serve it, a user who may deploy an app that uses it, an admin. A slug holds an app's
+/// code: nobody else gets it.
+fn may_download(c: &Cluster, caller: &Caller, sha: &str) -> Result<(), ApiError> {
+    let ok = caller.admin
+        || match (caller.role, caller.node.as_deref()) {
+            (Role::Node, Some(n)) => c.list(n).instances.iter().any(|i| i.slug.sha256 == sha),
+            (Role::Frontend, _) => c
+                .route_table()
+                .apps
+                .iter()
+                .any(|a| a.slug.as_ref().is_some_and(|s| s.sha256 == sha)),
+            (Role::User, Some(u)) => {
+                let s = c.store();
+                let apps = s.apps_of(u)?;
+                let mut found = false;
+                for app in apps {
+                    if s.perms(&app, u)?.contains(&crate::store::Perm::Deploy)
+                        && s.releases(&app)?.iter().any(|r| r.slug_sha256 == sha)
+                    {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            }
+            _ => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "this token may not download slug {sha}: it belongs to no app this caller runs, serves or may deploy"
+        )))
     }
 }
 
@@ -146,7 +210,7 @@ fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
 /// Runs a store change and the re-plan it causes. They do blocking SQLite
 /// and ZMQ work, so the reactor thread hands its other tasks off meanwhile
 /// (the master runs on tokio's multi-thread runtime).
-fn change<T>(
+pub(crate) fn change<T>(
     c: &Cluster,
     f: impl FnOnce(&mut crate::store::Store) -> Result<T, crate::store::StoreError>,
 ) -> Result<T, crate::store::StoreError> {
@@ -169,7 +233,7 @@ fn app_exists(cluster: &Cluster, app: &str) -> Result<crate::store::App, ApiErro
 }
 
 async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let (cluster, b) = (&m.cluster, &m.builds);
+    let cluster = &m.cluster;
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -178,19 +242,62 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             "no such API path {path} (the API is under /v1)"
         )));
     }
-    let caller = auth(cluster, &req)?;
+    let caller = auth::auth(cluster, &req)?;
     let c = cluster.as_ref();
-    match (&method, &segs[1..]) {
+    let route = auth::find(method.as_str(), &segs)
+        .ok_or_else(|| ApiError::not_found(format!("no API route {method} {path}")))?;
+    let app = (route.path.starts_with("/v1/apps/:app"))
+        .then(|| segs.get(2).copied())
+        .flatten();
+    caller.allow(c, route, app)?;
+    let reply = dispatch(m, &caller, req, &method, &segs).await?;
+    if method != Method::GET {
+        let detail = if path == route.path {
+            String::new()
+        } else {
+            path.clone()
+        };
+        let entry = format!("{} {}", method, route.path);
+        if let Err(e) = c
+            .store()
+            .record(&caller.actor(), app.unwrap_or(""), &entry, &detail)
+        {
+            tracing::warn!(error = %e, "cannot write the audit log");
+        }
+    }
+    Ok(reply)
+}
+
+/// Runs the route `caller` may use (checked by [`route`]).
+async fn dispatch(
+    m: &Master,
+    caller: &Caller,
+    req: Request<Incoming>,
+    method: &Method,
+    segs: &[&str],
+) -> Result<Reply, ApiError> {
+    let (cluster, b) = (&m.cluster, &m.builds);
+    let c = cluster.as_ref();
+    let path = req.uri().path().to_string();
+    match (method, &segs[1..]) {
         (&Method::GET, ["status"]) => ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "dropped_messages": c.dropped.load(Ordering::Relaxed),
+            "refused_peers": c.refused.load(Ordering::Relaxed),
         })),
         (&Method::GET, ["apps"]) => {
-            caller.admin()?;
-            ok(json!(c.store().apps()?))
+            let apps = c.store().apps()?;
+            if caller.admin {
+                return ok(json!(apps));
+            }
+            let mine = c.store().apps_of(caller.user().unwrap_or_default())?;
+            let apps: Vec<_> = apps
+                .into_iter()
+                .filter(|a| mine.contains(&a.name))
+                .collect();
+            ok(json!(apps))
         }
         (&Method::POST, ["apps"]) => {
-            caller.admin()?;
             #[derive(Deserialize)]
             struct New {
                 name: String,
@@ -201,11 +308,16 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             let n: New = body_json(req).await?;
             names::app(&n.name).map_err(|e| ApiError::invalid(e.to_string()))?;
             check_settings(c, None, &n.settings)?;
+            let creator = caller.user().map(str::to_string);
             match change(c, |s| {
                 let app = s.create_app(&n.name)?;
                 if app.is_some() {
                     for (k, v) in &n.settings {
                         s.set_setting(&n.name, k, v)?;
+                    }
+                    // Whoever creates an app may do everything with it.
+                    if let Some(u) = &creator {
+                        s.set_access(&n.name, u, &crate::store::Perm::ALL)?;
                     }
                 }
                 Ok(app)
@@ -219,7 +331,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             }
         }
         (&Method::GET, ["apps", app]) => {
-            caller.admin()?;
             let mut v = crate::views::app_info(c, &app_exists(c, app)?)?;
             // The git remote, on the address the caller reached us at.
             let host = req
@@ -233,7 +344,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(v)
         }
         (&Method::POST, ["apps", app, "builds"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let builds = b.clone();
             let commit = query(&req)
@@ -263,7 +373,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
         }
         (&Method::POST, ["apps", app, "runs"]) => {
             // A one-off instance of the current release (zeroku run).
-            caller.admin()?;
             app_exists(c, app)?;
             #[derive(Deserialize)]
             struct Run {
@@ -317,7 +426,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             Ok(Reply::Json(StatusCode::CREATED, json!(o)))
         }
         (&Method::GET, ["apps", app, "runs", n]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let n: u32 = n
                 .parse()
@@ -344,7 +452,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
         }
         (&Method::GET, ["apps", app, "runs", n, "terminal"]) => {
             // The CLI's end of an interactive one-off's terminal.
-            caller.admin()?;
             app_exists(c, app)?;
             let o = c
                 .store()
@@ -354,7 +461,7 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
         }
         (&Method::GET, ["nodes", node, "runs", id, "terminal"]) => {
             // The worker's end: only the node the one-off runs on.
-            caller.node_or_admin(Some(node))?;
+            own_node(caller, node)?;
             let o = id
                 .rsplit_once(".run.")
                 .and_then(|(app, n)| c.store().oneoff(app, n.parse().ok()?).transpose())
@@ -366,36 +473,64 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             terminal_upgrade(cluster, req, o, terminal::Side::Node)
         }
         (&Method::POST, ["apps", app, "repo"]) => {
-            // The app's git repository, created if needed (git over ssh).
-            caller.admin()?;
+            // The app's git repository, created if needed (git over ssh),
+            // and a token to push with as the SSH key's user.
             app_exists(c, app)?;
+            #[derive(Deserialize, Default)]
+            struct Repo {
+                /// The SSH key the push came with (the forced command names it).
+                #[serde(default)]
+                key: Option<String>,
+                /// A push (receive-pack) rather than a fetch.
+                #[serde(default)]
+                write: bool,
+            }
+            let r: Repo = body_json(req).await.unwrap_or_default();
+            let token = push_token(c, caller, app, r.key.as_deref(), r.write)?;
             let dir = crate::git::repo_dir(&b.data, app);
             crate::git::ensure_repo(&dir, c.cfg.build_max_source_mb << 20)
                 .await
                 .map_err(ApiError::internal)?;
-            ok(json!({"path": dir}))
+            ok(json!({"path": dir, "token": token}))
         }
         (&Method::GET, ["keys"]) => {
-            caller.admin()?;
+            let mine = caller.user().unwrap_or_default();
             let keys: Vec<Value> = c
                 .store()
-                .keys()?
+                .key_list()?
                 .into_iter()
-                .map(|(name, _, fp)| json!({"name": name, "fingerprint": fp}))
+                .filter(|(_, _, owner)| caller.admin || owner == mine)
+                .map(|(name, fp, owner)| json!({"name": name, "fingerprint": fp, "user": owner}))
                 .collect();
             ok(json!(keys))
         }
         (&Method::POST, ["keys"]) => {
-            caller.admin()?;
             #[derive(Deserialize)]
             struct K {
                 name: String,
                 key: String,
+                /// Whose key (admins only; others add their own).
+                #[serde(default)]
+                user: Option<String>,
             }
             let k: K = body_json(req).await?;
             names::node(&k.name).map_err(|e| ApiError::invalid(format!("key name: {e}")))?;
             let (key, fp) = crate::keys::parse(&k.key).map_err(ApiError::invalid)?;
-            if !c.store().add_key(&k.name, &key, &fp)? {
+            let owner = match (&k.user, caller.admin) {
+                (Some(u), true) => {
+                    if c.store().user(u)?.is_none() {
+                        return Err(ApiError::not_found(format!("no user named {u:?}")));
+                    }
+                    u.clone()
+                }
+                (Some(_), false) => {
+                    return Err(ApiError::forbidden(
+                        "only an admin may add another user's key",
+                    ))
+                }
+                (None, _) => caller.user().unwrap_or_default().to_string(),
+            };
+            if !c.store().add_key(&k.name, &key, &fp, &owner)? {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "conflict",
@@ -411,23 +546,27 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
                 json!({
                     "name": k.name,
                     "fingerprint": fp,
+                    "user": owner,
                     "authorized_keys_file": file,
                     "authorized_keys_line": crate::keys::line(&exe, &api, &b.data, &k.name, &key),
                 }),
             ))
         }
         (&Method::DELETE, ["keys", name]) => {
-            caller.admin()?;
-            if !c.store().remove_key(name)? {
-                return Err(ApiError::not_found(format!("no key named {name:?}")));
+            let owner = c.store().key_owner(name)?;
+            let mine = owner.as_deref() == caller.user();
+            if owner.is_none() || !(caller.admin || mine) {
+                return Err(ApiError::not_found(format!(
+                    "no key named {name:?} (see `zeroku keys`)"
+                )));
             }
+            c.store().remove_key(name)?;
             let keys = c.store().keys()?;
             crate::keys::write(&b.data, &b.api_addr.to_string(), &keys)
                 .map_err(ApiError::internal)?;
             ok(json!({"removed": name}))
         }
         (&Method::GET, ["apps", app, "builds", "output"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let out = b.last_output(app).ok_or_else(|| {
                 ApiError::not_found(format!(
@@ -437,7 +576,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!({"output": out}))
         }
         (&Method::DELETE, ["apps", app]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             change(c, |s| s.delete_app(app))?;
             c.logs.forget(app);
@@ -447,12 +585,10 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!({"deleted": app}))
         }
         (&Method::GET, ["apps", app, "config"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             ok(json!(c.store().config(app)?))
         }
         (&Method::PATCH, ["apps", app, "config"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let changes: BTreeMap<String, Option<String>> = body_json(req).await?;
             for k in changes.keys() {
@@ -463,12 +599,10 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!({"config": c.store().config(app)?, "release": rel.map(|r| r.version)}))
         }
         (&Method::GET, ["apps", app, "releases"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             ok(json!(c.store().releases(app)?))
         }
         (&Method::POST, ["apps", app, "releases"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let n: NewRelease = body_json(req).await?;
             if n.process_types.is_empty() {
@@ -516,7 +650,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
         }
         (&Method::POST, ["apps", app, "rollback"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             #[derive(Deserialize)]
             struct Rb {
@@ -539,12 +672,10 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             Ok(Reply::Json(StatusCode::CREATED, json!(rel)))
         }
         (&Method::GET, ["apps", app, "formation"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             ok(json!(c.store().formation(app)?))
         }
         (&Method::PATCH, ["apps", app, "formation"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let ups: Vec<Scale> = body_json(req).await?;
             let rows = check_scale(c, app, ups)?;
@@ -552,12 +683,10 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(c.store().formation(app)?))
         }
         (&Method::GET, ["apps", app, "ps"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             crate::views::ps(c, app).map(ok)?
         }
         (&Method::GET, ["apps", app, "logs"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let q = query(&req);
             let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -569,113 +698,29 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
                 .collect();
             ok(json!({"lines": lines, "next": next}))
         }
-        (&Method::GET, ["nodes"]) => {
-            caller.admin()?;
-            crate::views::nodes(c).map(ok)?
-        }
+        (&Method::GET, ["nodes"]) => crate::views::nodes(c).map(ok)?,
         (&Method::POST, ["nodes", "join-token"]) => {
-            caller.admin()?;
-            let token = new_token()?;
-            c.store().add_token(&token, Role::Join, None)?;
-            ok(json!({"token": token}))
+            let r: v1::NewJoinToken = body_json(req).await.unwrap_or_default();
+            join::join_token(c, r).map(ok)?
         }
         (&Method::POST, ["nodes", "register"]) => {
             let r: v1::RegisterNode = body_json(req).await?;
-            names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-            check_host(&r.host)?;
-            let same_node =
-                caller.role == Role::Node && caller.node.as_deref() == Some(r.name.as_str());
-            if !(caller.role == Role::Join || caller.role == Role::Admin || same_node) {
-                return Err(ApiError::forbidden("this token may not register that node"));
-            }
-            // A second worker under the name of a live node would run all
-            // of its instances twice: only that node's own token may
-            // re-register it while it is alive. A node that has registered
-            // but not yet sent its first heartbeat counts as alive too, or
-            // two workers starting together could both take the name.
-            if !same_node {
-                let seen = c.live().get(&r.name).map(|l| l.last_seen.elapsed());
-                let up = c.store().node(&r.name)?.is_some_and(|n| n.state == "up");
-                if let Some(ago) =
-                    seen.filter(|a| up && a.as_millis() < u128::from(c.cfg.dead_after_ms))
-                {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "conflict",
-                        format!(
-                            "node {:?} is already up (last heard from {} ms ago): pick another --node name, or stop that worker first",
-                            r.name,
-                            ago.as_millis()
-                        ),
-                    ));
-                }
-            }
-            let token = new_token()?;
-            c.store()
-                .replace_scoped_token(&token, Role::Node, &r.name)?;
-            c.live().insert(
-                r.name.clone(),
-                crate::live::Live {
-                    last_seen: std::time::Instant::now(),
-                    heartbeat: None,
-                },
-            );
-            change(c, |s| s.upsert_node(&r.name, r.capacity_mb, &r.host))?;
-            tracing::info!(node = %r.name, capacity_mb = r.capacity_mb, "node registered");
-            ok(json!(v1::NodeJoined {
-                node_token: token,
-                pub_endpoint: c
-                    .cfg
-                    .advertise_pub
-                    .clone()
-                    .unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
-                pull_endpoint: c
-                    .cfg
-                    .advertise_pull
-                    .clone()
-                    .unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
-                heartbeat_interval_ms: c.cfg.heartbeat_interval_ms,
-            }))
+            join::register_node(c, caller, r).map(ok)?
+        }
+        (&Method::POST, ["nodes", node, "hello"]) => {
+            let r: v1::RegisterNode = body_json(req).await?;
+            join::node_hello(c, caller, node, r).map(ok)?
         }
         (&Method::POST, ["frontends", "register"]) => {
             let r: v1::RegisterFrontend = body_json(req).await?;
-            names::node(&r.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-            check_host(&r.handler_host)?;
-            let same =
-                caller.role == Role::Frontend && caller.node.as_deref() == Some(r.name.as_str());
-            if !(caller.role == Role::Join || caller.role == Role::Admin || same) {
-                return Err(ApiError::forbidden(
-                    "this token may not register a frontend",
-                ));
-            }
-            let token = new_token()?;
-            c.store()
-                .replace_scoped_token(&token, Role::Frontend, &r.name)?;
-            let changed = c.store().upsert_frontend(&r.name, &r.handler_host)?;
-            if changed {
-                // Handler processes must learn the new endpoints.
-                change(c, |_| Ok(()))?;
-            }
-            tracing::info!(frontend = %r.name, handler_host = %r.handler_host, "frontend registered");
-            ok(json!(v1::FrontendJoined {
-                token,
-                pub_endpoint: c
-                    .cfg
-                    .advertise_pub
-                    .clone()
-                    .unwrap_or_else(|| c.cfg.pub_endpoint.clone()),
-            }))
+            join::register_frontend(c, caller, r).map(ok)?
         }
-        (&Method::GET, ["routes"]) => {
-            if !matches!(caller.role, Role::Admin | Role::Frontend) {
-                return Err(ApiError::forbidden(
-                    "the route table needs an admin or frontend token",
-                ));
-            }
-            ok(json!(c.route_table()))
+        (&Method::POST, ["frontends", name, "hello"]) => {
+            let r: v1::RegisterFrontend = body_json(req).await?;
+            join::frontend_hello(c, caller, name, r).map(ok)?
         }
+        (&Method::GET, ["routes"]) => ok(json!(c.route_table())),
         (&Method::GET, ["apps", app, "settings"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let mine: BTreeMap<String, String> = c
                 .store()
@@ -687,7 +732,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(mine))
         }
         (&Method::PATCH, ["apps", app, "settings"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let changes: BTreeMap<String, String> = body_json(req).await?;
             check_settings(c, Some(app), &changes)?;
@@ -706,7 +750,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(changes))
         }
         (&Method::GET, ["apps", app, "routes"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let mine: Vec<_> = c
                 .store()
@@ -718,7 +761,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(mine))
         }
         (&Method::POST, ["apps", app, "routes"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             #[derive(Deserialize)]
             struct R {
@@ -736,7 +778,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ))
         }
         (&Method::DELETE, ["apps", app, "routes", rest @ ..]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let prefix = format!("/{}", rest.join("/"));
             let prefix = if prefix == "/" {
@@ -753,7 +794,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!({"removed": prefix}))
         }
         (&Method::GET, ["apps", app, "domains"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             let mine: Vec<String> = c
                 .store()
@@ -765,7 +805,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(mine))
         }
         (&Method::POST, ["apps", app, "domains"]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             #[derive(Deserialize)]
             struct D {
@@ -788,7 +827,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ))
         }
         (&Method::DELETE, ["apps", app, "domains", domain]) => {
-            caller.admin()?;
             app_exists(c, app)?;
             if !c.store().remove_domain(app, domain)? {
                 return Err(ApiError::not_found(format!(
@@ -799,7 +837,7 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!({"app": app, "removed": domain}))
         }
         (&Method::GET, ["nodes", node, "list"]) => {
-            caller.node_or_admin(Some(node))?;
+            own_node(caller, node)?;
             if c.store().node(node)?.is_none() {
                 return Err(ApiError::not_found(format!(
                     "no node named {node:?}: register it first"
@@ -808,7 +846,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(c.list(node)))
         }
         (&Method::POST, ["nodes", node, verb @ ("drain" | "undrain")]) => {
-            caller.admin()?;
             let draining = *verb == "drain";
             let found = change(c, |s| s.set_node_draining(node, draining))?;
             if !found {
@@ -819,9 +856,7 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!({"node": node, "draining": draining}))
         }
         (&Method::GET, ["slugs", sha]) => {
-            if caller.role != Role::Frontend {
-                caller.node_or_admin(None)?;
-            }
+            may_download(c, caller, sha)?;
             let path = c
                 .slugs
                 .path(sha)
@@ -829,7 +864,6 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             file_reply(&path, &format!("no slug {sha}")).await
         }
         (&Method::GET, ["stacks"]) => {
-            caller.admin()?;
             let dir = stacks_dir(c)?;
             // Which nodes have each stack, from their heartbeats.
             let on: Vec<(String, Vec<String>)> = c
@@ -861,13 +895,11 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ok(json!(rows))
         }
         (&Method::GET, ["stacks", name]) => {
-            caller.node_or_admin(None)?;
             check_stack(name)?;
             let path = stacks_dir(c)?.join(format!("{name}.tar"));
             file_reply(&path, &format!("no stack {name:?} (zeroku stacks:import)")).await
         }
         (&Method::PUT, ["stacks", name]) => {
-            caller.admin()?;
             check_stack(name)?;
             let dir = stacks_dir(c)?;
             let tmp = zeroku_slug::store::upload_path(&dir);
@@ -894,12 +926,51 @@ async fn route(m: &Master, req: Request<Incoming>) -> Result<Reply, ApiError> {
             ))
         }
         (&Method::PUT, ["slugs", sha]) => {
-            caller.admin()?;
             let info = receive_slug(c, sha, req.into_body()).await?;
             Ok(Reply::Json(
                 StatusCode::CREATED,
                 json!({"sha256": info.sha256, "size": info.size}),
             ))
+        }
+        (&Method::GET, ["whoami"]) => people::whoami(c, caller).map(ok)?,
+        (&Method::GET, ["users"]) => people::users(c).map(ok)?,
+        (&Method::POST, ["users"]) => {
+            let u = body_json(req).await?;
+            people::add_user(c, u).map(|v| Reply::Json(StatusCode::CREATED, v))
+        }
+        (&Method::DELETE, ["users", user]) => {
+            let v = people::remove_user(c, user)?;
+            // Their SSH keys went with them.
+            let keys = c.store().keys()?;
+            crate::keys::write(&b.data, &b.api_addr.to_string(), &keys)
+                .map_err(ApiError::internal)?;
+            ok(v)
+        }
+        (&Method::POST, ["users", user, "tokens"]) => people::user_token(c, user).map(ok)?,
+        (&Method::GET, ["apps", app, "access"]) => {
+            app_exists(c, app)?;
+            people::access(c, app).map(ok)?
+        }
+        (&Method::PUT, ["apps", app, "access", user]) => {
+            app_exists(c, app)?;
+            let g = body_json(req).await?;
+            people::set_access(c, app, user, g).map(ok)?
+        }
+        (&Method::DELETE, ["apps", app, "access", user]) => {
+            app_exists(c, app)?;
+            people::remove_access(c, caller, app, user).map(ok)?
+        }
+        (&Method::GET, ["apps", app, "audit"]) => {
+            let lines = query(&req)
+                .get("lines")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            people::audit(c, Some(app), lines).map(ok)?
+        }
+        (&Method::GET, ["audit"]) => {
+            let q = query(&req);
+            let lines = q.get("lines").and_then(|v| v.parse().ok()).unwrap_or(100);
+            people::audit(c, q.get("app").map(String::as_str), lines).map(ok)?
         }
         _ => Err(ApiError::not_found(format!("no API route {method} {path}"))),
     }
@@ -913,400 +984,14 @@ struct NewRelease {
 }
 
 #[derive(Deserialize)]
-struct Scale {
+pub(super) struct Scale {
     #[serde(rename = "type")]
     proc_type: String,
     quantity: u32,
     memory_mb: Option<u64>,
 }
 
-/// Upgrades `req` to a WebSocket that becomes `side` of one-off `o`'s
-/// terminal. A client waits up to two minutes for the node (a slug may be
-/// downloading); a node waits 30 s for its client.
-fn terminal_upgrade(
-    cluster: &Arc<Cluster>,
-    mut req: Request<Incoming>,
-    o: crate::store::OneOff,
-    side: terminal::Side,
-) -> Result<Reply, ApiError> {
-    use hyper::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
-    let h = req.headers();
-    let upgrade = h
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let key = match (upgrade, h.get(SEC_WEBSOCKET_KEY)) {
-        (true, Some(k)) => k.as_bytes().to_vec(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "this is a WebSocket endpoint: send a WebSocket upgrade (zeroku run does)",
-            ))
-        }
-    };
-    if o.tty.is_none() {
-        return Err(ApiError::invalid(format!(
-            "{} was not started with a terminal (zeroku run from a terminal, without --no-tty)",
-            o.id
-        )));
-    }
-    if let Some(exit) = &o.exit {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ended",
-            format!("{} has ended ({exit})", o.id),
-        ));
-    }
-    if cluster.terminals.busy(&o.id, side) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "busy",
-            terminal::busy_reason(side),
-        ));
-    }
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let c = cluster.clone();
-    tokio::spawn(async move {
-        let io = match on_upgrade.await {
-            Ok(up) => hyper_util::rt::TokioIo::new(up),
-            Err(e) => {
-                tracing::debug!(instance = %o.id, error = %e, "terminal upgrade failed");
-                return;
-            }
-        };
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            io,
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
-        let patience = match side {
-            terminal::Side::Client => Duration::from_secs(120),
-            terminal::Side::Node => Duration::from_secs(30),
-        };
-        let (app, n) = (o.app.clone(), o.n);
-        let store_of = c.clone();
-        let gone = move || {
-            let ended = store_of.store().oneoff(&app, n).ok().flatten()?.exit?;
-            Some(format!("the one-off ended ({ended})"))
-        };
-        c.terminals.attach(&o.id, side, ws, patience, gone).await;
-    });
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
-    let r = Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(UPGRADE, "websocket")
-        .header(CONNECTION, "Upgrade")
-        .header(SEC_WEBSOCKET_ACCEPT, accept)
-        .body(full(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Vec::new()).into_body())
-        .map_err(ApiError::internal)?;
-    Ok(Reply::Raw(r))
-}
-
-/// A host name or address other machines can use: no scheme, port or path.
-/// A shell-style exit code from a worker's exit description.
-fn exit_code(exit: &str) -> i32 {
-    if let Some(c) = exit.strip_prefix("exited with status ") {
-        return c.trim().parse().unwrap_or(1);
-    }
-    if let Some(s) = exit.strip_prefix("killed by signal ") {
-        return 128 + s.trim().parse::<i32>().unwrap_or(0);
-    }
-    1
-}
-
-/// `<data>/stacks`: root file system tarballs, one per stack.
-fn stacks_dir(c: &Cluster) -> Result<std::path::PathBuf, ApiError> {
-    let d = crate::stacks::dir(&c.data);
-    std::fs::create_dir_all(&d).map_err(ApiError::internal)?;
-    Ok(d)
-}
-
-/// A file as the answer, streamed.
-async fn file_reply(path: &std::path::Path, missing: &str) -> Result<Reply, ApiError> {
-    let file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(missing.to_string()))
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    let stream = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/octet-stream"),
-    );
-    Ok(Reply::Raw(r))
-}
-
-/// A stack name: an image name without a registry (`zk-bookworm`).
-/// Validates app settings; `app` is `None` for an app being created.
-fn check_settings(
-    c: &Cluster,
-    app: Option<&str>,
-    changes: &BTreeMap<String, String>,
-) -> Result<(), ApiError> {
-    for (k, v) in changes {
-        match (k.as_str(), v.as_str()) {
-            ("m2_protocol", "json" | "tnetstring") => {}
-            ("runtime", "native" | "docker") => {}
-            ("runtime", other) => {
-                return Err(ApiError::invalid(format!(
-                    "runtime must be native or docker, not {other:?}"
-                )))
-            }
-            ("stack", s) => check_stack(s)?,
-            ("cpu", v) => {
-                crate::settings::cpu_millis(v).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "cpu is in cores, from 0.01 to 256 (e.g. cpu=0.5), or 0 for no limit; not {v:?}"
-                    ))
-                })?;
-            }
-            ("m2_protocol", other) => {
-                return Err(ApiError::invalid(format!(
-                    "m2_protocol must be json or tnetstring, not {other:?}"
-                )))
-            }
-            (other, _) => {
-                return Err(ApiError::invalid(format!(
-                    "unknown app setting {other:?} (known: m2_protocol, runtime, stack, cpu)"
-                )))
-            }
-        }
-    }
-    let docker = changes.get("runtime").map(String::as_str) == Some("docker");
-    let has_stack = changes.contains_key("stack")
-        || app.is_some_and(|app| {
-            c.store()
-                .settings()
-                .unwrap_or_default()
-                .iter()
-                .any(|(a, k, _)| a == app && k == "stack")
-        });
-    if docker && !has_stack {
-        return Err(ApiError::invalid(
-            "runtime=docker needs a stack too: stack=<name> (see `zeroku stacks`)",
-        ));
-    }
-    Ok(())
-}
-
-fn check_stack(s: &str) -> Result<(), ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{s:?} is not a stack name (lowercase letters, digits, -, _ and .)"
-        )))
-    }
-}
-
-fn check_host(h: &str) -> Result<(), ApiError> {
-    let ok = !h.is_empty()
-        && h.len() <= 253
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{h:?} is not a host name or IP address"
-        )))
-    }
-}
-
-fn check_domain(d: &str) -> Result<(), ApiError> {
-    let labels_ok = d.split('.').all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    });
-    if d.len() <= 253 && d.contains('.') && labels_ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{d:?} is not a domain name like www.example.com"
-        )))
-    }
-}
-
-/// Largest quantity of one process type: a typo like `web=1000000` must not
-/// take the cluster down.
-const MAX_QUANTITY: u32 = 10_000;
-
-fn check_scale(c: &Cluster, app: &str, ups: Vec<Scale>) -> Result<Vec<Formation>, ApiError> {
-    let store = c.store();
-    let rel = store.current_release(app)?.ok_or_else(|| {
-        ApiError::invalid(format!(
-            "app {app} has no release yet: create one before scaling"
-        ))
-    })?;
-    let current = store.formation(app)?;
-    let known: Vec<&str> = rel.process_types.keys().map(String::as_str).collect();
-    ups.into_iter()
-        .map(|u| {
-            if !rel.process_types.contains_key(&u.proc_type) {
-                return Err(ApiError::invalid(format!(
-                    "unknown process type {:?} for app {app} (its Procfile has: {})",
-                    u.proc_type,
-                    known.join(", ")
-                )));
-            }
-            if u.quantity > MAX_QUANTITY {
-                return Err(ApiError::invalid(format!(
-                    "quantity {} is above the limit of {MAX_QUANTITY}",
-                    u.quantity
-                )));
-            }
-            let mem = u.memory_mb.or_else(|| {
-                current
-                    .iter()
-                    .find(|f| f.proc_type == u.proc_type)
-                    .map(|f| f.memory_mb)
-            });
-            Ok(Formation {
-                app: app.to_string(),
-                proc_type: u.proc_type,
-                quantity: u.quantity,
-                memory_mb: mem.unwrap_or(c.cfg.default_memory_mb),
-            })
-        })
-        .collect()
-}
-
-fn check_config_key(k: &str) -> Result<(), ApiError> {
-    let ok_chars = !k.is_empty()
-        && !k.starts_with(|c: char| c.is_ascii_digit())
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !ok_chars {
-        return Err(ApiError::invalid(format!(
-            "invalid config var name {k:?}: use letters, digits and _, not starting with a digit"
-        )));
-    }
-    if k == "PORT" || k.starts_with("ZEROKU_") {
-        return Err(ApiError::invalid(format!(
-            "config var {k} is set by zeroku itself and cannot be changed"
-        )));
-    }
-    Ok(())
-}
-
-fn describe_config(changes: &BTreeMap<String, Option<String>>) -> String {
-    let set: Vec<&str> = changes
-        .iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(k, _)| k.as_str())
-        .collect();
-    let unset: Vec<&str> = changes
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k.as_str())
-        .collect();
-    let mut parts = Vec::new();
-    if !set.is_empty() {
-        parts.push(format!("Set {}", set.join(", ")));
-    }
-    if !unset.is_empty() {
-        parts.push(format!("Unset {}", unset.join(", ")));
-    }
-    if parts.is_empty() {
-        "Config unchanged".into()
-    } else {
-        parts.join("; ")
-    }
-}
-
 /// A new API token, as the API's error when the system cannot make one.
-fn new_token() -> Result<String, ApiError> {
+pub(crate) fn new_token() -> Result<String, ApiError> {
     crate::store::new_token().map_err(ApiError::internal)
-}
-
-/// Streams a request body into `path`, at most `limit` bytes; on any error
-/// the partial file is removed.
-async fn receive_file(
-    body: &mut Incoming,
-    path: &std::path::Path,
-    limit: u64,
-    what: &str,
-) -> Result<u64, ApiError> {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(ApiError::internal)?;
-    let res: Result<u64, ApiError> = async {
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|e| ApiError::bad_request(format!("{what} interrupted: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                n += data.len() as u64;
-                if n > limit {
-                    drain(body, limit.min(64 << 20)).await;
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_large",
-                        format!(
-                            "the {what} is over the limit of {} MB (remove large files from the app, or raise [master] build_max_source_mb)",
-                            limit >> 20
-                        ),
-                    ));
-                }
-                file.write_all(&data).await.map_err(ApiError::internal)?;
-            }
-        }
-        file.flush().await.map_err(ApiError::internal)?;
-        Ok(n)
-    }
-    .await;
-    if res.is_err() {
-        let _ = tokio::fs::remove_file(path).await;
-    }
-    res
-}
-
-/// Reads and drops up to `most` more bytes of a refused body (for at most
-/// 5 s), so a client still sending reads the refusal instead of a broken
-/// pipe; a larger rest is cut off.
-async fn drain(body: &mut Incoming, most: u64) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut n = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            n += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if n > most {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-/// Streams an uploaded slug to a temp file, then verifies and stores it.
-async fn receive_slug(
-    c: &Cluster,
-    sha: &str,
-    mut body: Incoming,
-) -> Result<zeroku_slug::SlugInfo, ApiError> {
-    c.slugs
-        .path(sha)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let tmp = zeroku_slug::store::upload_path(c.slugs.dir());
-    receive_file(&mut body, &tmp, u64::MAX, "slug upload").await?;
-    let (store, sha, tmp2) = (c.slugs.clone(), sha.to_string(), tmp.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        zeroku_slug::verify(&tmp2, &sha)?;
-        zeroku_slug::check(&tmp2)?;
-        store.put_file(&tmp2, &sha)
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let _ = std::fs::remove_file(&tmp);
-    out.map_err(|e| ApiError::invalid(format!("slug refused: {e}")))
 }
