@@ -42,7 +42,7 @@ done
 # module: layer. A module may import `crate::<m>` only where layer(m) <= its own layer. The
 # crate root (lib.rs, `run`) is the top; `crate::<item>` that is not a module is the root's.
 declare -A layer=(
-  [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0
+  [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0 [dirs]=0
   [scheduler]=1 [routes]=1
   [cluster]=2
   [builds]=3 [git]=3 [keys]=3

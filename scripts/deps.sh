@@ -3,7 +3,7 @@
 # Sourced by scripts/up.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
-need=(pkg-config libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq)
+need=(pkg-config iproute2 libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

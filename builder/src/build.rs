@@ -16,6 +16,7 @@ use crate::buildpack::{Buildpack, BuildpackError, Limits, Sink};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use zeroku_slug::{self as slug, SlugError, SlugInfo};
@@ -109,8 +110,10 @@ pub fn run(req: &Request<'_>, out: Sink) -> Result<Built, BuildError> {
         let p = env_dir.join(k);
         fs::write(&p, v).map_err(io("writing", &p))?;
     }
-    if let Some((uid, gid)) = req.limits.user {
-        for d in [req.work, req.cache_dir] {
+    // The build's own directories: its uid's, 0700 (config vars are in env/).
+    for d in [req.work, req.cache_dir] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io("protecting", d))?;
+        if let Some((uid, gid)) = req.limits.user {
             chown_tree(d, uid, gid)?;
         }
     }

@@ -168,8 +168,15 @@ impl Walls {
         // Options apply to the binds after them: TCP takes CURVE, ipc did not.
         curve::server(sock, &self.keys, &domain(app)).map_err(|e| format!("app {app}: {e}"))?;
         let tcp = format!("tcp://{}:{port}", self.bind_host);
-        sock.bind(&tcp)
-            .map_err(|e| format!("app {app}: cannot bind {tcp}: {e}"))?;
+        if let Err(e) = sock.bind(&tcp) {
+            // Handlers on this node still work; those elsewhere cannot reach this frontend.
+            tracing::error!(
+                app,
+                endpoint = %tcp,
+                error = %e,
+                "cannot bind the handler port for relays: handlers on other nodes cannot reach this frontend (is another frontend on this host using the same handler_bind?)"
+            );
+        }
         Ok(ipc)
     }
 }

@@ -111,7 +111,13 @@ pub async fn run(
         path: data.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(data).map_err(data_err)?;
+    {
+        // Handlers pass through to their app's directory below; nobody lists it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(data)
+            .and_then(|()| std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o711)))
+            .map_err(data_err)?;
+    }
     let uuid = frontend_uuid(data).map_err(data_err)?;
     let listener = tokio::net::TcpListener::bind(&cfg.http)
         .await
@@ -292,7 +298,7 @@ fn apply(
                     .await
                     .map_err(|e| e.to_string())
             };
-            match f.cache.ensure(&sha, fetch).await {
+            match f.cache.ensure(&sha, None, fetch).await {
                 Ok(dir) => {
                     edge.slugs
                         .lock()

@@ -52,25 +52,25 @@ impl Builds {
         api_addr: std::net::SocketAddr,
     ) -> std::io::Result<Builds> {
         let root = data.join("builds");
-        for d in ["work", "cache", "logs", "incoming"] {
-            std::fs::create_dir_all(root.join(d))?;
+        // Builds run as their app's uid: they pass through builds/, work/ and cache/ to their
+        // own directory (0700, theirs); sources, logs and everything else are the master's.
+        crate::dirs::passable(&root)?;
+        for d in ["work", "cache"] {
+            crate::dirs::passable(&root.join(d))?;
         }
-        // Work dirs of builds a crash interrupted.
-        if let Ok(rd) = std::fs::read_dir(root.join("work")) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_dir_all(e.path());
+        for d in ["logs", "incoming"] {
+            crate::dirs::private(&root.join(d))?;
+        }
+        // Work dirs of builds a crash interrupted, and sources it left.
+        for d in ["work", "incoming"] {
+            if let Ok(rd) = std::fs::read_dir(root.join(d)) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+                }
             }
         }
         let builtin = zeroku_builder::builtin::install(&root.join("buildpacks"))?;
-        // Builds run as unprivileged users, who must reach these.
-        use std::os::unix::fs::PermissionsExt;
-        for d in [data, &root] {
-            let mode = std::fs::metadata(d)?.permissions().mode();
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o011))?;
-        }
-        for d in ["work", "cache"] {
-            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o711))?;
-        }
         Ok(Builds {
             data: data.to_path_buf(),
             root,
@@ -151,7 +151,9 @@ impl Builds {
         };
         let text = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let path = self.log_path(&app);
-        let _ = std::fs::write(&path, text);
+        let tmp = path.with_extension("tmp");
+        let _ = zeroku_client::write_private(&tmp, text.as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, &path));
         let _ = out.send(format!("{RESULT_PREFIX}{line}\n"));
     }
 

@@ -25,6 +25,7 @@ pub mod api;
 pub mod builds;
 pub mod bus;
 pub mod cluster;
+pub mod dirs;
 pub mod error;
 pub mod exe;
 pub mod git;
@@ -100,8 +101,12 @@ pub async fn run(
         path: data.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(data).map_err(data_err)?;
+    dirs::passable(data).map_err(data_err)?;
     let db_path = data.join("master.db");
+    dirs::private_database(&db_path).map_err(data_err)?;
+    for d in ["slugs", "stacks", "ssh", "repos"] {
+        dirs::private(&data.join(d)).map_err(data_err)?;
+    }
     let store = store::Store::open(&db_path).map_err(|source| MasterError::Store {
         path: db_path.clone(),
         source,

@@ -167,10 +167,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     cfg.validate().map_err(WorkerError::Config)?;
-    std::fs::create_dir_all(data).map_err(|source| WorkerError::Data {
-        path: data.to_path_buf(),
-        source,
-    })?;
+    // Apps pass through to their own directories below (0700, theirs); nobody
+    // lists it. Credentials in it are 0600.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(data)
+            .and_then(|()| std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o711)))
+            .map_err(|source| WorkerError::Data {
+                path: data.to_path_buf(),
+                source,
+            })?;
+    }
     let capacity_mb = if cfg.capacity_mb == 0 {
         machine_memory_mb()
     } else {
@@ -316,12 +323,19 @@ pub async fn run(
                     match ev {
                         Event::NeedSlug(sha) => {
                             let (cache, client, tx) = (cache.clone(), client.clone(), slug_tx.clone());
+                            // The app's own copy, in a directory of its uid.
+                            let app = sha.split('/').next().unwrap_or_default();
+                            let uid = sup
+                                .app_seq(app)
+                                .filter(|_| as_root)
+                                .map(|seq| cfg.app_uid_base.saturating_add(seq));
                             tokio::spawn(async move {
-                                let path = format!("/v1/slugs/{sha}");
+                                let digest = sha.rsplit('/').next().unwrap_or_default();
+                                let path = format!("/v1/slugs/{digest}");
                                 let fetch = |dest: PathBuf| async move {
                                     client.download(&path, &dest).await.map_err(|e| e.to_string())
                                 };
-                                let res = match tokio::time::timeout(SLUG_FETCH_TIMEOUT, cache.ensure(&sha, fetch)).await {
+                                let res = match tokio::time::timeout(SLUG_FETCH_TIMEOUT, cache.ensure(&sha, uid, fetch)).await {
                                     Ok(r) => r,
                                     Err(_) => Err(format!("gave up after {} s", SLUG_FETCH_TIMEOUT.as_secs())),
                                 };

@@ -45,6 +45,13 @@ struct Proc {
     killed: bool,
 }
 
+/// How the supervisor names an app's unpacked slug: `<app>/<sha256>`. Each
+/// app has its own copy, readable by its uid only, even when two apps run
+/// the same image.
+pub fn slug_key(spec: &InstanceSpec) -> String {
+    format!("{}/{}", spec.app, spec.slug.sha256)
+}
+
 impl Proc {
     /// The process runs `spec` (a handler keeps its spec for its relays).
     fn serving(mut self, spec: &InstanceSpec) -> Proc {
@@ -125,8 +132,8 @@ impl Slot {
 /// Something the supervisor wants the outside world to do or know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Fetch and unpack this slug, then call [`Supervisor::slug_ready`] (or
-    /// [`Supervisor::slug_failed`]).
+    /// Fetch and unpack this slug for this app (the key is [`slug_key`]),
+    /// then call [`Supervisor::slug_ready`] (or [`Supervisor::slug_failed`]).
     NeedSlug(String),
     /// A platform log line about an instance.
     System {
@@ -256,25 +263,35 @@ impl<R: Runtime> Supervisor<R> {
         &self.rt
     }
 
+    /// The number of app `app` (its uid is the worker's base plus this), if
+    /// a slot of it is known.
+    pub fn app_seq(&self, app: &str) -> Option<u32> {
+        self.slots
+            .values()
+            .find(|s| s.spec.app == app)
+            .map(|s| s.spec.app_seq)
+    }
+
+    /// The slug keys ([`slug_key`]) a slot or a stopping process uses.
     pub fn slugs_in_use(&self) -> HashSet<String> {
         self.slots
             .values()
-            .map(|s| s.spec.slug.sha256.clone())
+            .map(|s| slug_key(&s.spec))
             .chain(self.stopping.iter().filter_map(|p| p.slug.clone()))
             .collect()
     }
 
-    pub fn slug_ready(&mut self, sha256: &str, dir: PathBuf) {
-        self.asked.remove(sha256);
-        self.slugs.insert(sha256.to_string(), dir);
+    pub fn slug_ready(&mut self, key: &str, dir: PathBuf) {
+        self.asked.remove(key);
+        self.slugs.insert(key.to_string(), dir);
     }
 
     /// A slug could not be fetched: the slots waiting for it show why and
     /// ask again after their back-off.
-    pub fn slug_failed(&mut self, sha256: &str, why: &str, now: Instant) {
-        self.asked.remove(sha256);
+    pub fn slug_failed(&mut self, key: &str, why: &str, now: Instant) {
+        self.asked.remove(key);
         for slot in self.slots.values_mut() {
-            if slot.desired && slot.proc.is_none() && slot.spec.slug.sha256 == sha256 {
+            if slot.desired && slot.proc.is_none() && slug_key(&slot.spec) == key {
                 slot.failed(format!("cannot fetch slug: {why}"), now, &self.cfg);
                 self.changed = true;
             }
@@ -323,7 +340,7 @@ impl<R: Runtime> Supervisor<R> {
                 continue;
             }
             let claimed = self
-                .claim_adopted(&key, Some(&spec.slug.sha256))
+                .claim_adopted(&key, Some(&slug_key(&spec)))
                 .map(|p| p.serving(&spec));
             let slot = Slot::new(spec, true, claimed, &self.cfg, now);
             self.slots.insert(key, slot);
@@ -608,7 +625,7 @@ impl<R: Runtime> Supervisor<R> {
         let Some(slot) = self.slots.get(key) else {
             return;
         };
-        let sha = slot.spec.slug.sha256.clone();
+        let sha = slug_key(&slot.spec);
         let dir = match self.slugs.get(&sha) {
             // Unpacked slugs can be collected while unused: fetch it again.
             Some(d) if d.is_dir() => d.clone(),

@@ -194,6 +194,13 @@ impl Drop for TestCluster {
             d.kill9();
             kill_apps(data);
         }
+        // ZEROKU_TEST_KEEP=1: a failed test's directory (logs, data) stays for a look.
+        if std::thread::panicking() && std::env::var_os("ZEROKU_TEST_KEEP").is_some() {
+            if let Ok(spare) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, spare).keep();
+                eprintln!("kept the test's directory: {}", kept.display());
+            }
+        }
     }
 }
 
@@ -218,6 +225,12 @@ impl TestCluster {
     }
 
     pub fn start_with(config: &str) -> TestCluster {
+        Self::start_on(config, "127.0.0.1")
+    }
+
+    /// A cluster whose master binds its bus (PUB, PULL) on `bus_host`, e.g. `0.0.0.0` for
+    /// peers in a network namespace.
+    pub fn start_on(config: &str, bus_host: &str) -> TestCluster {
         let dir = tempdir();
         let cfg = dir.path().join("zeroku.toml");
         // Handler sockets of parallel tests must not collide.
@@ -232,8 +245,8 @@ impl TestCluster {
         std::fs::write(&cfg, config).expect("write config");
         let data = dir.path().join("master");
         let api = format!("127.0.0.1:{}", free_port());
-        let pub_ep = format!("tcp://127.0.0.1:{}", free_port());
-        let pull = format!("tcp://127.0.0.1:{}", free_port());
+        let pub_ep = format!("tcp://{bus_host}:{}", free_port());
+        let pull = format!("tcp://{bus_host}:{}", free_port());
         let args: Vec<String> = [
             "master",
             "--data",
@@ -382,6 +395,29 @@ impl TestCluster {
         http
     }
 
+    /// The master's PUB endpoint.
+    pub fn master_pub(&self) -> String {
+        let a = &self.master.args;
+        a.iter()
+            .position(|x| x == "--pub")
+            .and_then(|i| a.get(i + 1))
+            .cloned()
+            .expect("--pub")
+    }
+
+    /// `GET path` on the API with the admin token, as JSON.
+    pub fn api_get(&self, path: &str) -> Value {
+        let (_, _, body) = http_request(
+            &self.master.api,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                self.master.token
+            ),
+        )
+        .expect("API");
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
     /// Frontend `frontend`'s `ipc://` endpoints for app `app`'s handlers, in the app's
     /// directory (the tests run as root and may enter it, as the app's uid may).
     pub fn handler_ipc(&self, frontend: &str, app: &str) -> (String, String) {
@@ -422,8 +458,11 @@ impl TestCluster {
             .path()
             .join(format!("worker-{name}"))
             .join("node-token.json");
-        let saved: Value = serde_json::from_slice(&std::fs::read(&path).expect("node-token.json"))
-            .expect("saved credentials");
+        // Written once the master answered its registration.
+        let saved: Value = eventually(Duration::from_secs(10), "node-token.json", || {
+            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+            serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+        });
         let keys = zeroku_bus::Keys::from_z85(
             saved["bus_public"].as_str().unwrap(),
             saved["bus_secret"].as_str().unwrap(),

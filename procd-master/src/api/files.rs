@@ -44,7 +44,12 @@ pub(super) async fn receive_file(
     limit: u64,
     what: &str,
 ) -> Result<u64, ApiError> {
-    let mut file = tokio::fs::File::create(path)
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
         .await
         .map_err(ApiError::internal)?;
     let res: Result<u64, ApiError> = async {

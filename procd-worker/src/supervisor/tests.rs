@@ -332,7 +332,7 @@ fn slugs_are_requested_once() {
         .into_iter()
         .filter(|e| matches!(e, Event::NeedSlug(_)))
         .collect();
-    assert_eq!(needs, vec![Event::NeedSlug("slug1".into())]);
+    assert_eq!(needs, vec![Event::NeedSlug("a/slug1".into())]);
     assert_eq!(fake.started().len(), 0);
 }
 
@@ -363,10 +363,10 @@ fn a_collected_slug_dir_is_fetched_again() {
     let fake = Fake::default();
     let t = Instant::now();
     let mut s = Supervisor::new(fake.clone(), cfg(), t);
-    s.slug_ready("slug1", PathBuf::from("/nonexistent/zeroku-slug"));
+    s.slug_ready("a/slug1", PathBuf::from("/nonexistent/zeroku-slug"));
     s.apply(list(1, vec![spec("a.web.1", 1)]), t);
     s.tick(t);
-    assert!(s.take_events().contains(&Event::NeedSlug("slug1".into())));
+    assert!(s.take_events().contains(&Event::NeedSlug("a/slug1".into())));
     assert_eq!(fake.started().len(), 0);
 }
 
@@ -377,8 +377,8 @@ fn a_slug_that_cannot_be_fetched_is_shown_and_retried_with_back_off() {
     let mut s = Supervisor::new(fake.clone(), cfg(), t);
     s.apply(list(1, vec![spec("a.web.1", 1)]), t);
     s.tick(t);
-    assert_eq!(s.take_events(), vec![Event::NeedSlug("slug1".into())]);
-    s.slug_failed("slug1", "404 no slug", t);
+    assert_eq!(s.take_events(), vec![Event::NeedSlug("a/slug1".into())]);
+    s.slug_failed("a/slug1", "404 no slug", t);
     let st = s.statuses();
     assert_eq!(
         st[0].last_exit.as_deref(),
@@ -389,7 +389,7 @@ fn a_slug_that_cannot_be_fetched_is_shown_and_retried_with_back_off() {
     assert!(s.take_events().is_empty(), "retried before the back-off");
     t += Duration::from_millis(150);
     s.tick(t);
-    assert_eq!(s.take_events(), vec![Event::NeedSlug("slug1".into())]);
+    assert_eq!(s.take_events(), vec![Event::NeedSlug("a/slug1".into())]);
 }
 
 #[test]
