@@ -269,14 +269,17 @@ PIDS+=($!)
 wait_for_file "$WORK/master/cli.env" 30
 # shellcheck disable=SC1091
 URL="$(. "$WORK/master/cli.env"; echo "$ZEROKU_URL")"; TOKEN="$(. "$WORK/master/cli.env"; echo "$ZEROKU_TOKEN")"
-JOIN="$(zk nodes:join-token)"
-"$BIN" worker --data "$WORKER_DATA" --config "$WORK/zeroku.toml" --node n1 --master "$URL" \
-  --token "$JOIN" > "$WORK/worker.log" 2>&1 &
+# A join token each (they work once), given in the environment, never on a command line.
+ZEROKU_JOIN_TOKEN="$(zk nodes:join-token 2>/dev/null)" \
+  "$BIN" worker --data "$WORKER_DATA" --config "$WORK/zeroku.toml" --node n1 --master "$URL" \
+  > "$WORK/worker.log" 2>&1 &
 PIDS+=($!)
+# The frontend shares node n1's host: handlers reach it over ipc://, as they do in `zeroku up`.
 # shellcheck disable=SC2086
-${CALLGRIND:+valgrind --tool=callgrind --dump-instr=no --callgrind-out-file=$WORK/callgrind.out.%p} \
+ZEROKU_JOIN_TOKEN="$(zk nodes:join-token 2>/dev/null)" ZEROKU_FRONTEND_NODE=n1 \
+  ${CALLGRIND:+valgrind --tool=callgrind --dump-instr=no --callgrind-out-file=$WORK/callgrind.out.%p} \
   "$BIN" frontend --data "$WORK/frontend" --config "$WORK/zeroku.toml" --name edge --master "$URL" \
-  --token "$JOIN" --http "127.0.0.1:$P_HTTP" --admin "127.0.0.1:$P_ADMIN" > "$WORK/frontend.log" 2>&1 &
+  --http "127.0.0.1:$P_HTTP" --admin "127.0.0.1:$P_ADMIN" > "$WORK/frontend.log" 2>&1 &
 FRONTEND=$!
 PIDS+=($FRONTEND)
 
@@ -305,7 +308,10 @@ for a in json.load(sys.stdin)["apps"]:
   sleep 0.1
 done
 [ -n "$ROUTE" ] || die "no handler route for app hello in GET /v1/routes"
-read -r ZK_SEND ZK_RECV <<< "$ROUTE"
+# Handlers on the frontend's node use its ipc:// sockets in the app's directory (this script runs
+# its handlers itself, as root).
+ZK_SEND="ipc://$WORK/frontend/handlers/hello/send"
+ZK_RECV="ipc://$WORK/frontend/handlers/hello/recv"
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P_HTTP") 2>/dev/null && break; sleep 0.1; done
 
 # ---- Mongrel2 with one handler route at /
@@ -323,9 +329,9 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$M2_HTTP") 2>/dev/null && b
 kill -0 "$MONGREL2" 2>/dev/null || die "mongrel2 exited: $(cat "$M2/mongrel2.out")"
 
 # ---- ONE Python handler process, connected to zeroku's and Mongrel2's sockets at once
-say "starting one python handler for zeroku (ports $ZK_SEND/$ZK_RECV) and Mongrel2 ($M2_SEND/$M2_RECV)"
-M2_SEND_SPEC="tcp://127.0.0.1:$ZK_SEND tcp://127.0.0.1:$M2_SEND" \
-  M2_RECV_SPEC="tcp://127.0.0.1:$ZK_RECV tcp://127.0.0.1:$M2_RECV" \
+say "starting one python handler for zeroku ($ZK_SEND, $ZK_RECV) and Mongrel2 (ports $M2_SEND/$M2_RECV)"
+M2_SEND_SPEC="$ZK_SEND tcp://127.0.0.1:$M2_SEND" \
+  M2_RECV_SPEC="$ZK_RECV tcp://127.0.0.1:$M2_RECV" \
   M2_SENDER_ID=bench-python-handler \
   "$PY" examples/python-handler/handler.py > "$WORK/python-handler.log" 2>&1 &
 PYH=$!
@@ -341,7 +347,7 @@ stop_pid "$PYH"
 stop_pid "$MONGREL2"
 
 # ---- the Rust handler, connected to zeroku only
-M2_SEND_SPEC="tcp://127.0.0.1:$ZK_SEND" M2_RECV_SPEC="tcp://127.0.0.1:$ZK_RECV" \
+M2_SEND_SPEC="$ZK_SEND" M2_RECV_SPEC="$ZK_RECV" \
   M2_SENDER_ID=bench-rust-handler "$RUST_HANDLER" > "$WORK/rust-handler.log" 2>&1 &
 RH=$!
 PIDS+=($RH)

@@ -214,8 +214,8 @@ MASTER=$!
 DAEMONS+=("$MASTER")
 wait_for_file "$WORK/m/cli.env" 30
 URL="$(. "$WORK/m/cli.env"; echo "$ZEROKU_URL")"; TOKEN="$(. "$WORK/m/cli.env"; echo "$ZEROKU_TOKEN")"
-JOIN="$(ZEROKU_URL="$URL" ZEROKU_TOKEN="$TOKEN" "$BIN" nodes:join-token)"
-"$BIN" worker --data "$WORK/w" --node n1 --master "$URL" --token "$JOIN" \
+JOIN="$(ZEROKU_URL="$URL" ZEROKU_TOKEN="$TOKEN" "$BIN" nodes:join-token 2>/dev/null)"
+ZEROKU_JOIN_TOKEN="$JOIN" "$BIN" worker --data "$WORK/w" --node n1 --master "$URL" \
   --capacity-mb 1000000 > "$WORK/worker.log" 2>&1 &
 WORKER=$!
 DAEMONS+=("$WORKER")

@@ -94,6 +94,75 @@ fn main() {
 
 // ---------------------------------------------------------------- helpers
 
+/// This process's CPU time so far, every thread (user + system).
+#[allow(unsafe_code)]
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU per message over one PUSH->PULL connection, plain and with CURVE (both ends here):
+/// what CURVE adds to every list published and every heartbeat received.
+fn bus_cost(list_bytes: usize, nodes: usize) -> Table {
+    let per_msg = |curve: bool, size: usize, n: usize| -> Duration {
+        let ctx = zmq::Context::new();
+        let (server, client) = (Keys::generate().unwrap(), Keys::generate().unwrap());
+        let pull = ctx.socket(zmq::PULL).unwrap();
+        if curve {
+            zeroku_bus::curve::server(&pull, &server, "bench").unwrap();
+        }
+        pull.bind("tcp://127.0.0.1:*").unwrap();
+        let ep = pull.get_last_endpoint().unwrap().unwrap();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.set_sndhwm(0).unwrap();
+        if curve {
+            zeroku_bus::curve::client(&push, &client, &server.public).unwrap();
+        }
+        push.connect(&ep).unwrap();
+        let msg = vec![0x5au8; size];
+        push.send(&msg[..], 0).unwrap();
+        pull.recv_bytes(0).unwrap();
+        let c0 = cpu_time();
+        let receiver = std::thread::spawn(move || {
+            for _ in 0..n {
+                pull.recv_bytes(0).unwrap();
+            }
+        });
+        for _ in 0..n {
+            push.send(&msg[..], 0).unwrap();
+        }
+        receiver.join().unwrap();
+        (cpu_time() - c0) / n as u32
+    };
+    let mut t = Table(Vec::new());
+    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    for (what, size, n, per_sec) in [
+        ("a node list", list_bytes, 20_000usize, None),
+        ("a heartbeat (~20 instances)", 2_000, 50_000, Some(nodes)),
+    ] {
+        let (plain, curve) = (per_msg(false, size, n), per_msg(true, size, n));
+        let added = curve.saturating_sub(plain);
+        t.row(
+            format!("{what}, {size} B: CPU per message plain / CURVE / added"),
+            format!("{} / {} / {}", us(plain), us(curve), us(added)),
+        );
+        match per_sec {
+            Some(k) => t.row(
+                format!("  added for {k} heartbeats a second"),
+                format!("{:.1}% of a core", added.as_secs_f64() * k as f64 * 100.0),
+            ),
+            None => t.row(
+                format!("  added for {nodes} lists (a full replan or republish)"),
+                ms(added * nodes as u32),
+            ),
+        }
+    }
+    t
+}
+
 /// One bus connection per node needs more descriptors than the usual soft limit of 1024.
 #[allow(unsafe_code)]
 fn raise_fd_limit() {
@@ -546,11 +615,12 @@ fn run(p: &Params) {
     // so every subscription has reached the PUB socket before timing.
     let t_warm = Instant::now();
     let mut ready = false;
-    for _round in 0..120 {
+    // (5,000 CURVE handshakes take a while on 2 cores: up to 3 minutes.)
+    for _round in 0..90 {
         for (n, k) in &node_keys {
             publisher.send(node_topic(n, &k.id()), WARMUP.to_vec());
         }
-        let until = Instant::now() + Duration::from_millis(500);
+        let until = Instant::now() + Duration::from_millis(2000);
         while !ready && Instant::now() < until {
             match lines.recv_timeout(Duration::from_millis(50)) {
                 Ok(Line::Ready) => ready = true,
@@ -574,11 +644,13 @@ fn run(p: &Params) {
     let (rss_before, _) = rss_kb(None);
 
     // --- 1. the full replan: place + SQLite + encode + publish 5,000 lists.
+    let cpu0 = cpu_time();
     let t0 = Instant::now();
     cluster.change(|_| Ok::<_, StoreError>(())).expect("replan");
     let t_replan = t0.elapsed();
     let got = collect(&lines, p.nodes, Duration::from_secs(120));
     let t_all = got.iter().map(|g| g.at).max().map_or(t_replan, |t| t - t0);
+    let cpu_replan = cpu_time() - cpu0;
     let (rss_after, hwm_after) = rss_kb(None);
     let (child_rss, _) = rss_kb(Some(child.id()));
     let got_instances: usize = got.iter().map(|g| g.instances).sum();
@@ -844,7 +916,11 @@ fn run(p: &Params) {
             p.nodes
         ),
     );
+    let cpu0 = cpu_time();
     let (_, t) = timed(|| cluster.republish());
+    // Let the PUB thread send (and encrypt) all of it before reading the CPU time.
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu_republish = cpu_time() - cpu0;
     other.row(
         format!("Cluster::republish() ({} lists, every 5 s)", p.nodes),
         ms(t),
@@ -959,10 +1035,24 @@ fn run(p: &Params) {
         mib(hwm_after),
     );
     t.row("master peak RSS (VmHWM) at the end", mib(hwm_end));
-    t.row("subscriber child RSS (10 SUB sockets)", mib(child_rss));
+    t.row(
+        format!("subscriber child RSS ({} CURVE SUB sockets)", p.nodes),
+        mib(child_rss),
+    );
+    t.row(
+        "master CPU (all threads) for the full replan, publish included",
+        ms(cpu_replan),
+    );
+    t.row(
+        format!("master CPU (all threads) for Cluster::republish() of {} lists", p.nodes),
+        ms(cpu_republish),
+    );
     t.print("master: place and publish");
     parts.print("where a replan's time goes (each step timed alone, same data)");
     other.print("other master work at this size (after the replans)");
+    bus_cost(wire_total / sizes.len().max(1), p.nodes).print(
+        "the bus's added CPU: one CURVE connection vs a plain one, sender and receiver in this process",
+    );
     println!(
         "\n(setup of the SQLite rows took {t_setup:.2?}; the master and the subscriber child share 2 cores.)"
     );
