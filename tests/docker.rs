@@ -116,7 +116,7 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     let in_docker = eventually(Duration::from_secs(15), "served from docker", || {
         let r = http_get(&fe, "box.localhost", "/")?;
         // The old native process drains first; then only the container answers.
-        if r.0 == 200 && running(&node, "box").len() == 1 && c.ps("box")[0]["release"] == 1 {
+        if r.0 == 200 && running(&node, "box").len() == 1 && c.ps("box")[0]["release"] == 2 {
             Ok(r)
         } else {
             Err(format!("{r:?}"))
@@ -513,4 +513,68 @@ fn a_handler_app_runs_in_a_container() {
     assert_eq!(running(&node, "hello").len(), 1);
     let ps = c.ps("hello");
     assert!(ps[0]["container"].is_string(), "{ps:?}");
+}
+
+#[test]
+fn two_clusters_on_one_engine_with_one_node_name_keep_their_containers() {
+    let node = format!("tw{}", std::process::id());
+    let _cleanup = DockerCleanup(node.clone());
+    let mut clusters = Vec::new();
+    for (i, port) in [(0u16, 38700u16), (1, 38800)] {
+        let mut c = TestCluster::start();
+        c.add_worker(&node, port);
+        eventually(Duration::from_secs(15), "docker offered", || {
+            let v = c.json(&["nodes"]);
+            if v[0]["runtimes"].to_string().contains("docker") {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        });
+        let stack = format!("zk-busybox-twin{i}");
+        import_busybox_stack(&c, &stack);
+        c.deploy(
+            &format!("twin{i}"),
+            &[("Procfile", "worker: sleep 100000\n")],
+        );
+        c.cli_ok(&[
+            "apps:settings",
+            "-a",
+            &format!("twin{i}"),
+            "runtime=docker",
+            &format!("stack={stack}"),
+        ])
+        .unwrap();
+        c.cli_ok(&["ps:scale", "-a", &format!("twin{i}"), "worker=1"])
+            .unwrap();
+        c.wait_up(&format!("twin{i}"), 1, Duration::from_secs(60));
+        clusters.push(c);
+    }
+    let containers = |app: &str| running(&node, app);
+    assert_eq!(containers("twin0").len(), 1);
+    assert_eq!(containers("twin1").len(), 1);
+    let theirs = containers("twin1");
+    // Cluster 0's worker restarts (kill -9) and adopts what it finds of its own: cluster 1's
+    // container, on a node of the same name, is not its own and is left alone.
+    let c0 = &mut clusters[0];
+    let (name, data) = (node.clone(), c0.dir.path().join(format!("worker-{node}")));
+    c0.worker(&name).1.kill9();
+    let d = c0.spawn_worker(&name, &data, 38700);
+    c0.worker(&name).1 = d;
+    eventually(Duration::from_secs(20), "the worker back", || {
+        let log = std::fs::read_to_string(c0.dir.path().join(format!("worker-{node}.log")))
+            .unwrap_or_default();
+        if log.matches("worker running").count() >= 2 {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        containers("twin1"),
+        theirs,
+        "cluster 0 touched cluster 1's container"
+    );
+    assert_eq!(containers("twin0").len(), 1, "cluster 0 kept its own");
 }

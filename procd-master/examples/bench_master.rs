@@ -1044,7 +1044,10 @@ fn run(p: &Params) {
         ms(cpu_replan),
     );
     t.row(
-        format!("master CPU (all threads) for Cluster::republish() of {} lists", p.nodes),
+        format!(
+            "master CPU (all threads) for Cluster::republish() of {} lists",
+            p.nodes
+        ),
         ms(cpu_republish),
     );
     t.print("master: place and publish");

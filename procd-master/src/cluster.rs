@@ -34,6 +34,8 @@ pub struct Cluster {
     pub peers: Peers,
     /// The master's public bus key (z85), which peers check the bus against.
     pub bus_key: String,
+    /// This cluster's identity (`<data>/cluster-id`, made on the first start).
+    pub cluster_id: String,
     /// The apps each node ran lately (its lists and heartbeats): a node's log lines are taken
     /// for these apps only.
     node_apps: Mutex<HashMap<String, HashMap<String, Instant>>>,
@@ -75,7 +77,11 @@ impl Cluster {
             &store.nodes().unwrap_or_default(),
             &store.frontends().unwrap_or_default(),
         );
+        let cluster_id = std::fs::read_to_string(data.join("cluster-id"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
         Cluster {
+            cluster_id,
             refused: Default::default(),
             peers,
             bus_key,

@@ -123,6 +123,7 @@ pub async fn run(
     let api_addr = listener.local_addr().map_err(data_err)?;
 
     let keys = bus_keys(data).map_err(data_err)?;
+    cluster_id(data).map_err(data_err)?;
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let (publisher, outbox) = bus::Publisher::channel(65_536).map_err(data_err)?;
@@ -230,6 +231,18 @@ pub async fn run(
     .await;
     tracing::info!("master stopped");
     Ok(())
+}
+
+/// Makes `<data>/cluster-id` on the first start: 12 random hex digits naming this cluster.
+fn cluster_id(data: &Path) -> std::io::Result<()> {
+    let path = data.join("cluster-id");
+    if std::fs::read_to_string(&path).is_ok_and(|s| s.trim().len() == 12) {
+        return Ok(());
+    }
+    let id = &store::new_token()?[..12];
+    let tmp = data.join("cluster-id.tmp");
+    zeroku_client::write_private(&tmp, id.as_bytes())?;
+    std::fs::rename(&tmp, &path)
 }
 
 /// The master's CURVE key pair on the bus, made on first start and kept in `<data>/bus.key`

@@ -19,6 +19,18 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
         .iter()
         .map(|n| (n.name.as_str(), n.state.as_str()))
         .collect();
+    // Why unplaced instances wait (before taking the live lock: the store's lock is taken
+    // first everywhere else).
+    let reasons: HashMap<&str, String> = placements
+        .iter()
+        .filter(|p| p.node.is_none())
+        .map(|p| {
+            (
+                p.id.as_str(),
+                pending_reason(c, app, &p.proc_type, p.memory_mb),
+            )
+        })
+        .collect();
     let live = c.live();
     let silent_after = std::time::Duration::from_millis(2 * c.cfg.heartbeat_interval_ms);
     let t = now();
@@ -39,9 +51,11 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 (Some(_), Some(s)) => s.state.to_string(),
                 (Some(_), None) => "starting".to_string(),
             };
+            let reason = reasons.get(p.id.as_str()).cloned();
             json!({
                 "id": p.id,
                 "type": p.proc_type,
+                "reason": reason,
                 "index": p.index,
                 "node": p.node,
                 "state": state,
@@ -51,12 +65,65 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 "restarts": status.map_or(0, |s| s.restarts),
                 "uptime_secs": status.filter(|s| s.pid.is_some()).map(|s| t.saturating_sub(s.started_at)),
                 "release": status.map(|s| s.release).or(current.as_ref().map(|r| r.version)),
-                "last_exit": status.and_then(|s| s.last_exit.clone()),
+                "last_exit": status.and_then(|s| s.last_exit.clone()).or(reason),
                 "memory_mb": p.memory_mb,
             })
         })
         .collect();
     Ok(json!(rows))
+}
+
+/// The schedulable node with the most memory free for `app`'s `proc_type` instances (its own
+/// instances of that type do not count, they are being resized): (node, MiB). `None` when
+/// no node can take instances at all.
+pub fn most_free(
+    c: &Cluster,
+    store: &crate::store::Store,
+    app: &str,
+    proc_type: &str,
+) -> Result<Option<(String, u64)>, ApiError> {
+    let _ = c;
+    let mut used: HashMap<String, u64> = HashMap::new();
+    for p in store.placements()? {
+        if p.app == app && p.proc_type == proc_type {
+            continue;
+        }
+        if let Some(n) = p.node {
+            *used.entry(n).or_default() += p.memory_mb;
+        }
+    }
+    Ok(store
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.state == "up" && !n.draining)
+        .map(|n| {
+            let free = n
+                .capacity_mb
+                .saturating_sub(used.get(&n.name).copied().unwrap_or(0));
+            (n.name, free)
+        })
+        .max_by_key(|(_, f)| *f))
+}
+
+/// Why an instance of `app` needing `memory_mb` is not placed.
+fn pending_reason(c: &Cluster, app: &str, proc_type: &str, memory_mb: u64) -> String {
+    let s = c.store();
+    let docker = s
+        .settings()
+        .unwrap_or_default()
+        .iter()
+        .any(|(a, k, v)| a == app && k == "runtime" && v == "docker");
+    if docker && c.docker_nodes().is_empty() {
+        return "no node offers docker".into();
+    }
+    match most_free(c, &s, app, proc_type) {
+        Ok(None) => "no node is up to run it (see `zeroku nodes`)".into(),
+        Ok(Some((node, free))) if free < memory_mb => {
+            format!("no node has {memory_mb} MB free (the most: {free} MB, on {node})")
+        }
+        Ok(Some(_)) => "the nodes' memory is taken by other instances (see `zeroku nodes`)".into(),
+        Err(_) => "not placed yet".into(),
+    }
 }
 
 pub fn nodes(c: &Cluster) -> Result<Value, ApiError> {

@@ -193,7 +193,8 @@ pub async fn run(
         .map_err(|e| WorkerError::Runtime(e.to_string()))?;
     let docker = {
         let (node, d, base) = (cfg.node.clone(), data.to_path_buf(), cfg.app_uid_base);
-        tokio::task::spawn_blocking(move || DockerRuntime::connect(&node, &d, base))
+        let cluster = joined.bus.cluster.clone();
+        tokio::task::spawn_blocking(move || DockerRuntime::connect(&node, &cluster, &d, base))
             .await
             .unwrap_or_else(|e| Err(e.to_string()))
     };
@@ -212,6 +213,7 @@ pub async fn run(
     let mut sup = Supervisor::new(rt, cfg.clone(), Instant::now());
     let relay_dir = data.join("relay");
     sup.set_relay_dir(relay_dir.clone());
+    sup.set_port_claims(&crate::ports::host_dir());
 
     // Never rely on PUB alone: the list over the API first.
     let list_path = format!("/v1/nodes/{}/list", cfg.node);

@@ -49,7 +49,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub struct DockerRuntime {
-    node: String,
+    /// This node of this cluster: the only containers it lists, adopts or stops.
+    owner: Owner,
     data: PathBuf,
     /// Image names the engine has (refreshed with the states).
     images: Arc<Mutex<Vec<String>>>,
@@ -67,18 +68,31 @@ pub struct DockerRuntime {
 }
 
 const LABEL_NODE: &str = "zeroku.node";
+/// The cluster a container belongs to: two clusters on one engine whose workers share a node
+/// name (`zeroku up`'s default `local`, say) never touch each other's containers.
+const LABEL_CLUSTER: &str = "zeroku.cluster";
 
 impl DockerRuntime {
     /// Connects to the local engine (`DOCKER_HOST` or the default socket);
     /// `Err` says why there is none.
-    pub fn connect(node: &str, data: &Path, uid_base: u32) -> Result<DockerRuntime, String> {
+    pub fn connect(
+        node: &str,
+        cluster: &str,
+        data: &Path,
+        uid_base: u32,
+    ) -> Result<DockerRuntime, String> {
         let logs = data.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(Docker, String), String>>();
         let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let states: States = Arc::default();
         let images: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (st, node_s, im) = (states.clone(), node.to_string(), images.clone());
+        let (st, im) = (states.clone(), images.clone());
+        let owner = Owner {
+            node: node.to_string(),
+            cluster: cluster.to_string(),
+        };
+        let owner_s = owner.clone();
         std::thread::Builder::new()
             .name("docker".into())
             .spawn(move || {
@@ -107,7 +121,7 @@ impl DockerRuntime {
                         .and_then(|v| v.version)
                         .unwrap_or_default();
                     let _ = ready_tx.send(Ok((docker.clone(), version)));
-                    tokio::spawn(refresh(docker.clone(), node_s, st, im));
+                    tokio::spawn(refresh(docker.clone(), owner_s, st, im));
                     while let Some(job) = rx.recv().await {
                         tokio::spawn(job(docker.clone()));
                     }
@@ -118,7 +132,7 @@ impl DockerRuntime {
             .recv()
             .map_err(|_| "the docker thread stopped".to_string())??;
         Ok(DockerRuntime {
-            node: node.to_string(),
+            owner,
             data: data.to_path_buf(),
             images,
             fetching: Arc::default(),
@@ -262,13 +276,36 @@ async fn connect() -> Result<Docker, String> {
     Ok(d)
 }
 
-fn node_filter(node: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node}")])])
+/// Whose containers these are: this node of this cluster.
+#[derive(Clone)]
+struct Owner {
+    node: String,
+    cluster: String,
+}
+
+impl Owner {
+    /// A filter for this owner's containers (both labels must match).
+    fn filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_NODE}={}", self.node),
+                format!("{LABEL_CLUSTER}={}", self.cluster),
+            ],
+        )])
+    }
+
+    fn labels(&self) -> [(String, String); 2] {
+        [
+            (LABEL_NODE.to_string(), self.node.clone()),
+            (LABEL_CLUSTER.to_string(), self.cluster.clone()),
+        ]
+    }
 }
 
 /// Keeps `states` in step with the engine (every container of this node),
 /// and `images` (the image names it has).
-async fn refresh(docker: Docker, node: String, states: States, images: Arc<Mutex<Vec<String>>>) {
+async fn refresh(docker: Docker, owner: Owner, states: States, images: Arc<Mutex<Vec<String>>>) {
     let mut n = 0u32;
     loop {
         if n.is_multiple_of(20) {
@@ -290,7 +327,7 @@ async fn refresh(docker: Docker, node: String, states: States, images: Arc<Mutex
         n = n.wrapping_add(1);
         let opts = ListContainersOptions {
             all: true,
-            filters: Some(node_filter(&node)),
+            filters: Some(owner.filter()),
             ..Default::default()
         };
         if let Ok(list) = docker.list_containers(Some(opts)).await {
@@ -496,14 +533,14 @@ impl Runtime for DockerRuntime {
         if let Some(t) = &tty {
             env.push(format!("TERM={}", t.term));
         }
-        let labels = HashMap::from([
-            (LABEL_NODE.to_string(), self.node.clone()),
+        let mut labels = HashMap::from([
             ("zeroku.app".to_string(), spec.app.clone()),
             ("zeroku.instance".to_string(), spec.id.clone()),
             ("zeroku.release".to_string(), spec.release.to_string()),
             ("zeroku.port".to_string(), req.port.to_string()),
             ("zeroku.start-id".to_string(), start_id.clone()),
         ]);
+        labels.extend(self.owner.labels());
         let port_key = format!("{}/tcp", req.port);
         let web = spec.proc_type == "web";
         let network = format!("zeroku-{}", spec.app);
@@ -564,7 +601,7 @@ impl Runtime for DockerRuntime {
             attach_stderr: Some(tty.is_some()),
             ..Default::default()
         };
-        let (node, app) = (self.node.clone(), spec.app.clone());
+        let (owner, app) = (self.owner.clone(), spec.app.clone());
         let cname = name.clone();
         let interactive = tty.is_some();
         let id = self
@@ -576,10 +613,13 @@ impl Runtime for DockerRuntime {
                 }
                 let req = NetworkCreateRequest {
                     name: network.clone(),
-                    labels: Some(HashMap::from([
-                        (LABEL_NODE.to_string(), node),
-                        ("zeroku.app".to_string(), app),
-                    ])),
+                    labels: Some(
+                        owner
+                            .labels()
+                            .into_iter()
+                            .chain([("zeroku.app".to_string(), app)])
+                            .collect(),
+                    ),
                     ..Default::default()
                 };
                 let inspect = || {
@@ -683,12 +723,12 @@ impl Runtime for DockerRuntime {
     fn kill_leftovers(&self, _rec: &ProcRecord) {}
 
     fn adopt(&self) -> Adopted {
-        let node = self.node.clone();
+        let owner = self.owner.clone();
         let found = self
             .call(move |d| async move {
                 let opts = ListContainersOptions {
                     all: true,
-                    filters: Some(node_filter(&node)),
+                    filters: Some(owner.filter()),
                     ..Default::default()
                 };
                 let list = d

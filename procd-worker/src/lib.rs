@@ -23,6 +23,7 @@ pub mod bus;
 pub mod docker;
 pub mod logs;
 pub mod native;
+pub mod ports;
 pub mod relay;
 pub mod runtime;
 pub mod runtimes;

@@ -45,6 +45,11 @@ struct Proc {
     killed: bool,
 }
 
+/// Whether nothing on this host is bound to `port` now.
+fn bindable(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 /// How the supervisor names an app's unpacked slug: `<app>/<sha256>`. Each
 /// app has its own copy, readable by its uid only, even when two apps run
 /// the same image.
@@ -163,9 +168,21 @@ pub struct Supervisor<R: Runtime> {
     /// Where handler relays put their `ipc://` sockets (`None`: no relays,
     /// handlers get remote frontends' TCP endpoints as they are).
     relay_dir: Option<PathBuf>,
+    /// `$PORT`s held against the other workers of this host.
+    ports: crate::ports::PortClaims,
 }
 
 impl<R: Runtime> Supervisor<R> {
+    /// Ports are claimed in `dir`, shared by every worker of this host (the
+    /// ports adopted processes hold are claimed at once).
+    pub fn set_port_claims(&mut self, dir: &std::path::Path) {
+        self.ports = crate::ports::PortClaims::new(Some(dir));
+        let held: Vec<u16> = self.adopted.iter().map(|p| p.rec.port).collect();
+        for p in held.into_iter().filter(|p| *p != 0) {
+            self.ports.claim(p);
+        }
+    }
+
     /// Handler processes from now on reach remote frontends through relays
     /// with sockets under `dir`.
     pub fn set_relay_dir(&mut self, dir: PathBuf) {
@@ -230,6 +247,7 @@ impl<R: Runtime> Supervisor<R> {
             events,
             changed: true,
             relay_dir: None,
+            ports: Default::default(),
         }
     }
 
@@ -382,16 +400,24 @@ impl<R: Runtime> Supervisor<R> {
 
     /// A port in the configured range that no process of ours uses and that
     /// nothing else on the machine has bound.
-    fn free_port(&self) -> Option<u16> {
-        let used: HashSet<u16> = self
-            .slots
+    /// The ports slots, stopping and adopted processes hold.
+    fn ports_in_use(&self) -> HashSet<u16> {
+        self.slots
             .values()
             .map(|s| s.port)
             .chain(self.stopping.iter().map(|p| p.rec.port))
             .chain(self.adopted.iter().map(|p| p.rec.port))
-            .collect();
-        let bindable = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        (self.cfg.port_min..=self.cfg.port_max).find(|p| !used.contains(p) && bindable(*p))
+            .filter(|p| *p != 0)
+            .collect()
+    }
+
+    /// A port no instance of this worker holds, no other worker of this host
+    /// has claimed, and nothing on this host is bound to.
+    fn free_port(&mut self) -> Option<u16> {
+        let used = self.ports_in_use();
+        self.ports.keep_only(&used);
+        (self.cfg.port_min..=self.cfg.port_max)
+            .find(|p| !used.contains(p) && bindable(*p) && self.ports.claim(*p))
     }
 
     fn system(&mut self, app: &str, instance: &str, release: u32, line: String) {
@@ -637,9 +663,28 @@ impl<R: Runtime> Supervisor<R> {
                 return;
             }
         };
+        // A port that something else took meanwhile (a process outside the
+        // cluster, another worker's instance) is replaced by another.
         let port = match port {
             0 => self.free_port(),
-            p => Some(p),
+            p if bindable(p) => Some(p),
+            p => {
+                let new = self.free_port();
+                if let (Some(slot), Some(n)) = (self.slots.get(key), new) {
+                    let (app, id, rel) = (
+                        slot.spec.app.clone(),
+                        slot.spec.id.clone(),
+                        slot.spec.release,
+                    );
+                    self.system(
+                        &app,
+                        &id,
+                        rel,
+                        format!("Port {p} is taken on this host: using {n}"),
+                    );
+                }
+                new
+            }
         };
         let cfg = self.cfg.clone();
         let node = self.node.clone();

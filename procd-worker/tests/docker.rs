@@ -126,7 +126,7 @@ fn running_as_root() -> bool {
 fn containers_run_serve_log_are_adopted_and_stop() {
     let data = tempfile::tempdir().unwrap();
     let node = format!("test-{}", std::process::id());
-    let rt = match DockerRuntime::connect(&node, data.path(), 100_000) {
+    let rt = match DockerRuntime::connect(&node, "test-cluster", data.path(), 100_000) {
         Ok(rt) => rt,
         Err(e) => panic!("this test needs the machine's Docker Engine: {e}"),
     };
@@ -190,7 +190,7 @@ fn containers_run_serve_log_are_adopted_and_stop() {
 
     // A new runtime (the worker restarted) adopts both, by label.
     drop(rt);
-    let rt = DockerRuntime::connect(&node, data.path(), 100_000).unwrap();
+    let rt = DockerRuntime::connect(&node, "test-cluster", data.path(), 100_000).unwrap();
     let found = rt.adopt();
     assert!(found.exited.is_empty(), "{:?}", found.exited);
     let ids: Vec<_> = found.running.iter().map(|r| r.container.clone()).collect();
@@ -225,7 +225,7 @@ fn containers_run_serve_log_are_adopted_and_stop() {
 fn containers_are_walled_off_and_limited() {
     let data = tempfile::tempdir().unwrap();
     let node = format!("wall-{}", std::process::id());
-    let rt = DockerRuntime::connect(&node, data.path(), 100_000)
+    let rt = DockerRuntime::connect(&node, "test-cluster", data.path(), 100_000)
         .unwrap_or_else(|e| panic!("this test needs the machine's Docker Engine: {e}"));
     let _cleanup = Cleanup(node.clone());
     stack(&rt, data.path());

@@ -141,9 +141,20 @@ pub async fn settings(api: &Api, app: &str, pairs: &[String]) -> Result<()> {
     };
     if api.json {
         json(&v);
-    } else if let Some(m) = v.as_object() {
-        for (k, v) in m {
-            println!("{k}={}", cell(v));
+    } else if pairs.is_empty() {
+        if let Some(m) = v.as_object() {
+            for (k, v) in m {
+                println!("{k}={}", cell(v));
+            }
+        }
+    } else {
+        let changed = v["changed"].as_array().map_or(0, Vec::len);
+        match v["release"].as_u64() {
+            Some(r) => println!(
+                "Settings changed: {app} is now at v{r}; its instances are being replaced (new ones up first, as on a deploy)."
+            ),
+            None if changed == 0 => println!("Nothing changed: {app} already had these settings."),
+            None => println!("Settings changed; running instances are not affected."),
         }
     }
     Ok(())

@@ -177,13 +177,25 @@ async fn patch_config(
         .map_err(explain)?;
     if api.json {
         json(&v);
-    } else {
-        match v["release"].as_u64() {
-            Some(r) => {
-                println!("Config updated: {app} is now at v{r}; instances are being replaced.")
-            }
-            None => println!("Config updated; it takes effect with the first release."),
+        return Ok(());
+    }
+    let not_set: Vec<String> = v["not_set"]
+        .as_array()
+        .map(|a| a.iter().map(cell).collect())
+        .unwrap_or_default();
+    if !not_set.is_empty() {
+        println!(
+            "{} {} not set on {app}.",
+            not_set.join(", "),
+            if not_set.len() == 1 { "was" } else { "were" }
+        );
+    }
+    match (v["release"].as_u64(), v["unchanged"] == true) {
+        (_, true) => println!("Nothing changed: no new release."),
+        (Some(r), _) => {
+            println!("Config updated: {app} is now at v{r}; instances are being replaced.")
         }
+        (None, _) => println!("Config updated; it takes effect with the first release."),
     }
     Ok(())
 }

@@ -50,6 +50,10 @@ pub struct BusInfo {
     pub heartbeat_interval_ms: u64,
     /// The master's CURVE public key (z85): a bus endpoint with another key is not the master.
     pub master_key: String,
+    /// The cluster's identity, made once by its master: what a worker labels its containers
+    /// with, so that two clusters on one Docker Engine never touch each other's.
+    #[serde(default)]
+    pub cluster: String,
 }
 
 /// The answer to [`RegisterNode`]: the node's own token, and the bus.

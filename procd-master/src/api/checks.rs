@@ -23,7 +23,15 @@ pub(super) fn check_settings(
                     "runtime must be native or docker, not {other:?}"
                 )))
             }
-            ("stack", s) => check_stack(s)?,
+            ("stack", s) => {
+                check_stack(s)?;
+                let tar = super::files::stacks_dir(c)?.join(format!("{s}.tar"));
+                if !tar.exists() {
+                    return Err(ApiError::invalid(format!(
+                        "there is no stack named {s:?}: `zeroku stacks` lists them, `zeroku stacks:import {s} <tarball>` adds one"
+                    )));
+                }
+            }
             ("cpu", v) => {
                 crate::settings::cpu_millis(v).ok_or_else(|| {
                     ApiError::invalid(format!(
@@ -107,9 +115,56 @@ pub(super) fn check_domain(d: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The base domain apps answer under (`<app>.<base>`), from the `app_url` setting.
+fn base_domain(c: &Cluster) -> Option<String> {
+    let rest = c
+        .cfg
+        .app_url
+        .split_once("://")
+        .map_or(c.cfg.app_url.as_str(), |(_, r)| r);
+    let host = rest.split(['/', ':']).next()?;
+    host.strip_prefix("{app}.").map(str::to_ascii_lowercase)
+}
+
+/// A custom domain may not be another app's address: nobody else's default host, and nothing
+/// under the base domain but the app's own name (and names below it).
+pub(super) fn check_domain_owner(c: &Cluster, app: &str, domain: &str) -> Result<(), ApiError> {
+    let Some(base) = base_domain(c) else {
+        return Ok(());
+    };
+    let own = format!("{app}.{base}");
+    if domain == base || domain == own || domain.ends_with(&format!(".{own}")) {
+        if domain == base {
+            return Err(ApiError::new(
+                hyper::StatusCode::CONFLICT,
+                "conflict",
+                format!("{domain} is the cluster's base domain, no app's"),
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(label) = domain.strip_suffix(&format!(".{base}")) {
+        let owner = label.rsplit('.').next().unwrap_or(label);
+        let taken = c.store().app(owner)?.is_some();
+        return Err(ApiError::new(
+            hyper::StatusCode::CONFLICT,
+            "conflict",
+            if taken {
+                format!("{domain} is app {owner}'s address: an app may add names under {base} only below its own, {own}")
+            } else {
+                format!("names under {base} are apps' own addresses: app {app} may add {own} or names below it, not {domain}")
+            },
+        ));
+    }
+    Ok(())
+}
+
 /// Largest quantity of one process type: a typo like `web=1000000` must not
 /// take the cluster down.
 const MAX_QUANTITY: u32 = 10_000;
+
+/// The least memory an instance may have, MiB: less and nothing useful starts.
+pub(crate) const MIN_MEMORY_MB: u64 = 32;
 
 pub(super) fn check_scale(
     c: &Cluster,
@@ -145,6 +200,23 @@ pub(super) fn check_scale(
                     .find(|f| f.proc_type == u.proc_type)
                     .map(|f| f.memory_mb)
             });
+            if let Some(m) = u.memory_mb {
+                if m < MIN_MEMORY_MB {
+                    return Err(ApiError::invalid(format!(
+                        "{} MB is too little memory for an instance: the minimum is {MIN_MEMORY_MB} MB",
+                        m
+                    )));
+                }
+                if u.quantity > 0 {
+                    if let Some((node, free)) = crate::views::most_free(c, &store, app, &u.proc_type)? {
+                        if m > free {
+                            return Err(ApiError::invalid(format!(
+                                "no node has {m} MB free: the most is {free} MB, on node {node} (the minimum is {MIN_MEMORY_MB} MB; see `zeroku nodes`)"
+                            )));
+                        }
+                    }
+                }
+            }
             Ok(Formation {
                 app: app.to_string(),
                 proc_type: u.proc_type,

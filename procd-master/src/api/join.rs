@@ -59,6 +59,7 @@ fn bus_info(c: &Cluster) -> v1::BusInfo {
             .unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
         heartbeat_interval_ms: c.cfg.heartbeat_interval_ms,
         master_key: c.bus_key.clone(),
+        cluster: c.cluster_id.clone(),
     }
 }
 

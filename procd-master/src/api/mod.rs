@@ -590,13 +590,33 @@ async fn dispatch(
         }
         (&Method::PATCH, ["apps", app, "config"]) => {
             app_exists(c, app)?;
-            let changes: BTreeMap<String, Option<String>> = body_json(req).await?;
-            for k in changes.keys() {
+            let asked: BTreeMap<String, Option<String>> = body_json(req).await?;
+            for k in asked.keys() {
                 check_config_key(k)?;
+            }
+            // Only what changes makes a release: unsetting a variable that is not set, or
+            // setting one to the value it has, changes nothing.
+            let current = c.store().config(app)?;
+            let not_set: Vec<&String> = asked
+                .iter()
+                .filter(|(k, v)| v.is_none() && !current.contains_key(*k))
+                .map(|(k, _)| k)
+                .collect();
+            let changes: BTreeMap<String, Option<String>> = asked
+                .iter()
+                .filter(|(k, v)| current.get(*k) != v.as_ref())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if changes.is_empty() {
+                return ok(
+                    json!({"config": current, "release": null, "unchanged": true, "not_set": not_set}),
+                );
             }
             let desc = describe_config(&changes);
             let rel = change(c, |s| s.set_config(app, &changes, &desc))?;
-            ok(json!({"config": c.store().config(app)?, "release": rel.map(|r| r.version)}))
+            ok(
+                json!({"config": c.store().config(app)?, "release": rel.map(|r| r.version), "not_set": not_set}),
+            )
         }
         (&Method::GET, ["apps", app, "releases"]) => {
             app_exists(c, app)?;
@@ -735,19 +755,46 @@ async fn dispatch(
             app_exists(c, app)?;
             let changes: BTreeMap<String, String> = body_json(req).await?;
             check_settings(c, Some(app), &changes)?;
-            for (k, v) in &changes {
-                c.store().set_setting(app, k, v)?;
-            }
-            if ["runtime", "stack", "cpu"]
+            let before: BTreeMap<String, String> = c
+                .store()
+                .settings()?
+                .into_iter()
+                .filter(|(a, _, _)| a == app)
+                .map(|(_, k, v)| (k, v))
+                .collect();
+            let changed: BTreeMap<&String, &String> = changes
                 .iter()
-                .any(|k| changes.contains_key(*k))
-            {
-                // Same release, other specs: every list is rebuilt.
-                c.invalidate_lists();
-                change(c, |_| Ok(()))?;
-            }
+                .filter(|(k, v)| before.get(*k) != Some(*v))
+                .collect();
+            let runs_differently = ["runtime", "stack", "cpu"]
+                .iter()
+                .any(|k| changed.keys().any(|c| c.as_str() == *k));
+            let desc = format!(
+                "Set {}",
+                changed
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            // How instances run changed: a new release, rolled out like a deploy (new
+            // instances up first; the old ones stay if the new never come up).
+            let release = change(c, |s| {
+                for (k, v) in &changed {
+                    s.set_setting(app, k, v)?;
+                }
+                if runs_differently {
+                    s.rerelease(app, &desc)
+                } else {
+                    Ok(None)
+                }
+            })?;
             c.refresh_routes();
-            ok(json!(changes))
+            ok(json!({
+                "settings": changes,
+                "changed": changed.keys().collect::<Vec<_>>(),
+                "release": release.map(|r| r.version),
+            }))
         }
         (&Method::GET, ["apps", app, "routes"]) => {
             app_exists(c, app)?;
@@ -813,6 +860,7 @@ async fn dispatch(
             let d: D = body_json(req).await?;
             let domain = d.domain.trim().trim_end_matches('.').to_ascii_lowercase();
             check_domain(&domain)?;
+            check_domain_owner(c, app, &domain)?;
             if let Some(other) = c.store().add_domain(app, &domain)? {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,

@@ -636,6 +636,24 @@ impl Store {
 
     /// Heroku's rollback: a new release with the slug, process types and
     /// env of `target`.
+    /// A new release with the current one's slug and config (an app setting changed the way
+    /// its instances run): instances are replaced as on a deploy. `None` before any release.
+    pub fn rerelease(&mut self, app: &str, description: &str) -> Result<Option<Release>> {
+        let tx = self.db.transaction()?;
+        let Some(cur) = current_release(&tx, app)? else {
+            return Ok(None);
+        };
+        let next = Release {
+            version: cur.version + 1,
+            description: description.to_string(),
+            created_at: now(),
+            ..cur
+        };
+        insert_release(&tx, &next)?;
+        tx.commit()?;
+        Ok(Some(next))
+    }
+
     pub fn rollback(&mut self, app: &str, target: &Release) -> Result<Release> {
         let tx = self.db.transaction()?;
         let version = current_release(&tx, app)?.map_or(1, |r| r.version + 1);
