@@ -74,9 +74,13 @@ pub enum SlugError {
     /// The image contains a setuid or setgid entry.
     #[error("slug entry {path:?} has setuid/setgid mode {mode:o}, which is not allowed in a slug")]
     SetId { path: String, mode: u32 },
-    /// The image contains an entry name that is not usable (empty, contains '/', duplicate).
+    /// The image contains an entry name that is not usable (empty, contains '/' or a NUL byte,
+    /// duplicate).
     #[error("slug entry {path:?} has an invalid name: {reason}")]
     InvalidName { path: String, reason: String },
+    /// A symlink's target has a NUL byte: no file system can store it.
+    #[error("slug entry {path:?} is a symlink to {target:?}, which contains a NUL byte")]
+    InvalidSymlink { path: String, target: String },
     /// The image is not a readable squashfs image (truncated, random bytes, inconsistent).
     #[error("slug {path:?} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
@@ -612,6 +616,19 @@ fn check_superblock(image: &Path) -> Result<()> {
             "inode table starts after the directory table",
         ));
     }
+    // libsquashfs allocates the whole fragment table (16 bytes an entry) from this count before
+    // reading it: a forged count would make it ask for up to 64 GiB. Every fragment is a block
+    // of at least one byte in the image, so a real image never declares more than it has bytes.
+    let fragments = u32_at(16);
+    if u64::from(fragments) > bytes_used {
+        return Err(corrupt(
+            image,
+            format!(
+                "superblock declares {fragments} fragments, more than a {bytes_used}-byte image \
+                 can hold"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -702,7 +719,18 @@ fn scan_image<'a>(archive: &'a Archive, image: &Path) -> Result<Vec<Entry<'a>>> 
             let kind = match data {
                 Data::Dir(_) => EntryKind::Dir,
                 Data::File(_) => EntryKind::File,
-                Data::Symlink(target) => EntryKind::Symlink(target.to_string_lossy().into_owned()),
+                Data::Symlink(target) => {
+                    let text = target.to_string_lossy().into_owned();
+                    // The kernel would refuse it at extraction: refuse it here, where `check`
+                    // sees it too.
+                    if target.as_os_str().as_bytes().contains(&0) {
+                        return Err(SlugError::InvalidSymlink {
+                            path: shown,
+                            target: text,
+                        });
+                    }
+                    EntryKind::Symlink(text)
+                }
                 Data::BlockDev(..) => return Err(forbidden(shown, "block device")),
                 Data::CharDev(..) => return Err(forbidden(shown, "character device")),
                 Data::Fifo => return Err(forbidden(shown, "fifo")),
@@ -775,6 +803,11 @@ fn entry_name(dir: &Path, child: &Path, shown: &str) -> Result<OsString> {
         (None, _) => return Err(invalid("empty name")),
         _ => return Err(invalid("name is \".\" or contains '/'")),
     };
+    // No file system takes a NUL in a name: refused here, so `check` refuses what `unpack` would
+    // fail to create.
+    if name.as_bytes().contains(&0) {
+        return Err(invalid("name contains a NUL byte"));
+    }
     // The reader built `child` as `dir.join(raw_name)`; anything but an exact match means the raw
     // name had extra separators or "." components.
     let expected = if dir.as_os_str().is_empty() {
@@ -892,9 +925,9 @@ pub fn check(image: &Path) -> Result<()> {
 /// Extracts the image at `image` into the new directory `dest`, which must not exist.
 ///
 /// The whole image is validated before anything is written. It is refused, leaving nothing at
-/// `dest`, if it contains an entry whose name is `..`, absolute or contains `/`, a symlink that is
-/// absolute or resolves outside the root, a device node, fifo or socket, or a setuid/setgid entry;
-/// errors name the offending path inside the slug. Extraction goes to `dest.tmp-XXXX` beside
+/// `dest`, if it contains an entry whose name is `..`, absolute or contains `/` or a NUL byte, a
+/// symlink that is absolute, resolves outside the root or has a NUL byte in its target, a device
+/// node, fifo or socket, or a setuid/setgid entry; errors name the offending path inside the slug. Extraction goes to `dest.tmp-XXXX` beside
 /// `dest`, which is then made read-only (directories 0555, files 0444, or 0555 if any x bit was
 /// set) and renamed to `dest`.
 ///
@@ -1043,5 +1076,122 @@ mod tests {
         fs::write(&p, vec![0u8; 4096]).expect("write");
         let e = check_superblock(&p).expect_err("zeros");
         assert!(e.to_string().contains("bad magic"), "{e}");
+    }
+
+    /// Writes the image given as hex lines (inputs `scripts/fuzz.sh` found) to `dir`.
+    fn image_from_hex(dir: &Path, lines: &[&str]) -> PathBuf {
+        let hex = lines.concat();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let image = dir.join("found.sqfs");
+        fs::write(&image, bytes).expect("write");
+        image
+    }
+
+    /// Found by `scripts/fuzz.sh` (target slug_image): a 608-byte slug whose superblock declares
+    /// 0x20000001 fragments (one flipped bit), which made libsquashfs malloc 8 GiB for the
+    /// fragment table when the first file was read. Refused up front now, by check and unpack.
+    #[test]
+    fn forged_fragment_count_is_refused_before_allocating() {
+        const IMAGE: [&str; 19] = [
+            "687371730c0000f400000000000002000100002006001100e002010004000000",
+            "640100000000000060020000000000005802000000000000ffffffffffffffff",
+            "d400000000000000710100000000000014020000000000004a02000000000000",
+            "28b52ffd20815d03001287181970cf03a82f9b42221a6b2c8d1b56b4c43fd20e",
+            "2c89a8ff3d160d890e0fe948f4a3650cb565c3fefc87308efeb4d5cd2748a503",
+            "81a00d8363964471c2ede8d1b792a2fda667c2fd9ced4eb854dadaa6e76bbf4a",
+            "b25df5d5da7041dfef55d970ba0a0100938484289b0028b52ffd6084008d0400",
+            "62071621a0ab398fabaaaa515567281dd5519624e1bb2fad29dfc9741fbbbe7d",
+            "ff5f4a9902ff52127dd4467ad3e490614847213af504c5c66046c3c1b88ea5f2",
+            "26c9b91fbe0e55db11a70856815f00d6198fb44ff6077be2ba3c591828e04c02",
+            "a91e100605143405790c0ac2027cb3ff0d5020779bd70f08c3216cf82cf71818",
+            "caaa18a12ed9242dc0ec8beea809e15bb48f0028b52ffd20c335040072ca1d1e",
+            "904d63ff9fbaebfe6f2955dbe65e8e90bfe5b191d7ed78bfbf85ffb74c01557b",
+            "2a3d18f858269216b4cd85776393aece6b3a381eec61123abe033bdd54e67c16",
+            "8eefc864492acab4e67fff7fc1ba6aa5709384c98de3bb02a5d1f1fdc3bf98db",
+            "3bf00e521a29539574e2f87ffff0629b763cfecb0f1c040096422e2645723040",
+            "068410806000000000000000740000000000000002020000000000002c0028b5",
+            "2ffd20601d0100a00020406080a0c0e50501254564010000000000000ba810f0",
+            "0ee01d10241fddb45e1a1c020000000000000480000000005202000000080000",
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = image_from_hex(dir.path(), &IMAGE);
+        let e = check(&image).expect_err("check");
+        assert!(e.to_string().contains("536870913 fragments"), "{e}");
+        let dest = dir.path().join("out");
+        let e = unpack(&image, &dest).expect_err("unpack");
+        assert!(matches!(e, SlugError::Corrupt { .. }), "{e}");
+        assert!(!dest.exists());
+    }
+
+    /// Found by `scripts/fuzz.sh` (target slug_image): the one-file slug of its seeds with the
+    /// file's name made "\0". check accepted it (the master would store it) and every unpack
+    /// failed with an I/O error ("file name contained an unexpected NUL byte").
+    #[test]
+    fn nul_in_a_name_is_refused_by_check() {
+        const IMAGE: [&str; 8] = [
+            "68737173022c000000000000000002000100000006001100e802010004000000",
+            "2000000000000000f600000000000000ee00000000000000ffffffffffffffff",
+            "69000000000000009600000000000000c600000000000000e000000000000000",
+            "7765623a202e2f780a2b0028b52ffd204015010042c2050de0690c0033000016",
+            "e5707bcb14ff79fce1ea2e771402031000d991d8d5021c800000000000000000",
+            "010000000000cc010000000000006f6366696c65108060000000000000000900",
+            "000100000000b400000000000000108000000000000000002000000000000000",
+            "ce00000000000000048000000000e800000000000000",
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = image_from_hex(dir.path(), &IMAGE);
+        let e = check(&image).expect_err("check");
+        assert!(matches!(e, SlugError::InvalidName { .. }), "{e}");
+        assert!(e.to_string().contains("NUL"), "{e}");
+        let e = unpack(&image, &dir.path().join("out")).expect_err("unpack");
+        assert!(matches!(e, SlugError::InvalidName { .. }), "{e}");
+    }
+
+    /// Found by `scripts/fuzz.sh` (target slug_image): a slug (made by `mksquashfs -noI`) whose
+    /// symlink `start` has a NUL byte in its target. check accepted it; unpack failed creating
+    /// the symlink, after extracting everything else.
+    #[test]
+    fn nul_in_a_symlink_target_is_refused_by_check() {
+        const IMAGE: [&str; 27] = [
+            "687371730b00000000000000000002000100000006001100cb03010004000000",
+            "44010000000000004f030000000000004703000000000000ffffffffffffffff",
+            "aa000000000000001002000000000000d7020000000000003903000000000000",
+            "7765623a20707974686f6e33206170702e70790a7072696e742827686927290a",
+            "23212f62696e2f73680a6578656320707974686f6e33206170702e70790a3c68",
+            "313e6891c3d097313e0a64810200a4010000000000000000010000000009fd00",
+            "0000000000000000140000000200a40100000000000000000200000000000000",
+            "00000000140000000c0000000200ed0100000000000000000400000000000000",
+            "00000000200000001e0000000100ed0100000000000000000300000000000000",
+            "020000001a0000000b0000000200a40100000000000000000500000020000000",
+            "ffffffff00000000000000000300ff0100000000000000000800000001000000",
+            "0d0000002e2f2e696e6465782e68746d6c0100ed010000000000000000070000",
+            "00000000000200000019001700060000000200a401007b000000000000090000",
+            "0000000000000000003e0000000c0000000100ed010000000000000000060000",
+            "0000000000030000002c002d000b0000000300ff0100000000000000000a0000",
+            "00010000002700000062696e2f722f6e0100ed0100000000000000000b000000",
+            "00000000040000006000560031000000b3800000000000000000040000004000",
+            "00000200020072756e000000000000000008000000a000000003000100757001",
+            "0000000000000007000000c500000001000200637373e500020002000900696e",
+            "6465782e68746d6c050000000000000001000000000000000229070050726f63",
+            "66696c6520000100020005006170702e7079600002000100020062696e800004",
+            "0002000400656d70747905010500010005007075626c69632501090003000400",
+            "7374617274108060000000000000004a00000100000000c50200000000000058",
+            "8000000000000000002000000000000000600000000000000040000000000000",
+            "0080000000000000000501000000000000c500000000000000a0000000000000",
+            "00e500000000000000250100000000000044010000000000000d000000000000",
+            "000480000000004103000000000000",
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = image_from_hex(dir.path(), &IMAGE);
+        let e = check(&image).expect_err("check");
+        assert!(
+            matches!(&e, SlugError::InvalidSymlink { path, .. } if path == "start"),
+            "{e}"
+        );
+        let e = unpack(&image, &dir.path().join("out")).expect_err("unpack");
+        assert!(matches!(e, SlugError::InvalidSymlink { .. }), "{e}");
     }
 }
