@@ -5,7 +5,7 @@
 # 1. Between crates: a worker node and the edge link no master or builder code, and neither
 #    links the other; the shared crates (zeroku-client, zeroku-slug) link none of the parts.
 # 2. Inside zeroku-master: the layers run one way, store -> scheduler -> cluster ->
-#    builds/git/keys -> api. A module may use modules of its own layer and below, never above.
+#    builds/git/keys/restarts -> api. A module may use modules of its own layer and below, never above.
 #
 # Run by scripts/test.sh; `bash scripts/check-layers.sh` on its own takes a few seconds.
 set -euo pipefail
@@ -45,11 +45,11 @@ declare -A layer=(
   [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0 [dirs]=0
   [scheduler]=1 [routes]=1
   [cluster]=2
-  [builds]=3 [git]=3 [keys]=3
+  [builds]=3 [git]=3 [keys]=3 [restarts]=3
   [api]=4 [views]=4 [error]=4
   [lib]=5
 )
-names=(store scheduler cluster "builds/git/keys" api root)
+names=(store scheduler cluster "builds/git/keys/restarts" api root)
 src=procd-master/src
 for f in "$src"/*.rs "$src"/*/*.rs; do
   [ -e "$f" ] || continue

@@ -10,6 +10,8 @@ use std::path::PathBuf;
     about = "Self-hosted platform-as-a-service: push, and it runs on your fleet"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub api: Api,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,9 +34,36 @@ pub struct Api {
 
 #[derive(Args, Debug, Clone)]
 pub struct AppArg {
-    /// The app.
+    /// The app (default: ZEROKU_APP, else the app of this directory's `zeroku` git remote).
     #[arg(short = 'a', long = "app", env = "ZEROKU_APP")]
-    pub app: String,
+    app: Option<String>,
+}
+
+impl AppArg {
+    /// The app named with `-a`, or by the `zeroku` git remote of the current directory (the
+    /// one `zeroku git:remote` adds: `.../git/<app>.git`).
+    pub fn name(&self) -> anyhow::Result<String> {
+        if let Some(a) = &self.app {
+            return Ok(a.clone());
+        }
+        let url = std::process::Command::new("git")
+            .args(["remote", "get-url", "zeroku"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        url.as_deref()
+            .and_then(|u| u.rsplit('/').next())
+            .and_then(|last| last.strip_suffix(".git"))
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "which app? Give -a APP (or ZEROKU_APP), or run this in a git repository with a zeroku remote (zeroku git:remote -a APP)"
+                )
+            })
+    }
 }
 
 /// Addresses every daemon listens on; each has a config key too.
@@ -78,6 +107,7 @@ pub enum Command {
     },
     /// Run the master (control plane).
     Master {
+        /// Data directory: the database, slugs, git repositories, keys.
         #[arg(long)]
         data: PathBuf,
         /// Config file; its [master] section is used.
@@ -85,11 +115,13 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         flags: MasterFlags,
+        /// Check the config and exit.
         #[arg(short = 't', long = "check")]
         check: bool,
     },
     /// Run a worker (node agent).
     Worker {
+        /// Data directory: slugs, instance state, the node's keys.
         #[arg(long)]
         data: PathBuf,
         /// Config file; its [worker] section is used.
@@ -112,13 +144,16 @@ pub enum Command {
         /// First $PORT handed out (config: worker.port_min).
         #[arg(long)]
         port_min: Option<u16>,
+        /// Last $PORT handed out (config: worker.port_max).
         #[arg(long)]
         port_max: Option<u16>,
+        /// Check the config and exit.
         #[arg(short = 't', long = "check")]
         check: bool,
     },
     /// Run a frontend (the HTTP edge) that follows the master's routes.
     Frontend {
+        /// Data directory: certificates, handler sockets, the node's keys.
         #[arg(long)]
         data: PathBuf,
         /// Config file; its [frontend] section is used.
@@ -141,14 +176,12 @@ pub enum Command {
         /// Metrics address, "" = off (config: frontend.admin).
         #[arg(long)]
         admin: Option<String>,
+        /// Check the config and exit.
         #[arg(short = 't', long = "check")]
         check: bool,
     },
     /// List apps.
-    Apps {
-        #[command(flatten)]
-        api: Api,
-    },
+    Apps,
     /// Create an app.
     #[command(name = "apps:create")]
     AppsCreate {
@@ -159,16 +192,12 @@ pub enum Command {
         /// The stack (root file system) a docker app runs in; see `zeroku stacks`.
         #[arg(long)]
         stack: Option<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// Show an app: release, formation, instances.
     #[command(name = "apps:info")]
     AppsInfo {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Delete an app and stop all its instances.
     #[command(name = "apps:destroy")]
@@ -178,26 +207,26 @@ pub enum Command {
         /// Repeat the app name to confirm.
         #[arg(long)]
         confirm: String,
-        #[command(flatten)]
-        api: Api,
     },
-    /// Show or change app settings: `m2_protocol=json|tnetstring` (how
-    /// handlers get request headers).
+    /// Show or change app settings. Changing runtime, stack or cpu rolls out a new release.
+    ///
+    /// Settings: runtime=native|docker (how instances run); stack=NAME (the base image:
+    /// `zeroku stacks`; docker apps need one); cpu=CORES (a limit per instance, e.g. 0.5;
+    /// 0 = none);
+    /// m2_protocol=json|tnetstring (how handlers get request headers);
+    /// maintenance=on|off and maintenance_page=HTML (the 503 page the edge serves while on;
+    /// see `maintenance:on`).
     #[command(name = "apps:settings")]
     AppsSettings {
         #[command(flatten)]
         app: AppArg,
         /// KEY=VALUE pairs to set.
         pairs: Vec<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// List an app's releases.
     Releases {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Pack a directory with a Procfile into a slug and release it.
     #[command(name = "releases:create")]
@@ -209,8 +238,6 @@ pub enum Command {
         /// Release description.
         #[arg(short, long)]
         message: Option<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// Build a directory or a .tar/.tar.gz archive with buildpacks and release it (as a git push does).
     Deploy {
@@ -219,16 +246,12 @@ pub enum Command {
         /// The app's source: a directory (its .git is left out) or an archive.
         #[arg(default_value = ".")]
         path: PathBuf,
-        #[command(flatten)]
-        api: Api,
     },
     /// Show the output of the app's last build.
     #[command(name = "builds:output")]
     BuildsOutput {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Run a one-off command in a new instance of the current release (`-- CMD ARGS...`);
     /// from a terminal, on a remote terminal (raw mode, resize, Ctrl-C reach it).
@@ -244,14 +267,9 @@ pub enum Command {
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// Stacks (root file systems for docker apps) and the nodes that have them.
-    Stacks {
-        #[command(flatten)]
-        api: Api,
-    },
+    Stacks,
     /// Make a root file system tarball a stack (stacks/busybox-rootfs.sh builds a tiny one).
     #[command(name = "stacks:import")]
     StacksImport {
@@ -259,14 +277,9 @@ pub enum Command {
         name: String,
         /// A tar of the root file system.
         tarball: PathBuf,
-        #[command(flatten)]
-        api: Api,
     },
     /// SSH keys that may git push (listed).
-    Keys {
-        #[command(flatten)]
-        api: Api,
-    },
+    Keys,
     /// Allow an SSH public key to git push; prints its authorized_keys line.
     #[command(name = "keys:add")]
     KeysAdd {
@@ -278,34 +291,19 @@ pub enum Command {
         /// Whose key (admins; others add their own): it pushes with that user's permissions.
         #[arg(long)]
         user: Option<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// Remove an SSH key.
     #[command(name = "keys:remove")]
-    KeysRemove {
-        name: String,
-        #[command(flatten)]
-        api: Api,
-    },
+    KeysRemove { name: String },
     /// Save a token (read from stdin, never from the command line) and the master's URL in
     /// ~/.config/zeroku/credentials (mode 0600) for later commands and `git push`.
-    Login {
-        #[command(flatten)]
-        api: Api,
-    },
+    Login,
     /// Forget the saved token.
     Logout,
     /// Who the token belongs to, and what it may do.
-    Whoami {
-        #[command(flatten)]
-        api: Api,
-    },
+    Whoami,
     /// List users (admins).
-    Users {
-        #[command(flatten)]
-        api: Api,
-    },
+    Users,
     /// Add a user; prints their token once (give it to them for `zeroku login`).
     #[command(name = "users:add")]
     UsersAdd {
@@ -313,29 +311,17 @@ pub enum Command {
         /// An admin: every permission on every app, users, nodes.
         #[arg(long)]
         admin: bool,
-        #[command(flatten)]
-        api: Api,
     },
     /// Remove a user, their tokens, permissions and SSH keys.
     #[command(name = "users:remove")]
-    UsersRemove {
-        name: String,
-        #[command(flatten)]
-        api: Api,
-    },
+    UsersRemove { name: String },
     /// A new token for a user (prints it once).
     #[command(name = "users:token")]
-    UsersToken {
-        name: String,
-        #[command(flatten)]
-        api: Api,
-    },
+    UsersToken { name: String },
     /// Who may do what on an app.
     Access {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Give a user permissions on an app (or change theirs).
     #[command(name = "access:add")]
@@ -347,8 +333,6 @@ pub enum Command {
         /// restart, stop), manage (domains, access, settings, destroy). view is always included.
         #[arg(long, default_value = "view,deploy")]
         permissions: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// Take a user's permissions on an app away.
     #[command(name = "access:remove")]
@@ -356,8 +340,6 @@ pub enum Command {
         user: String,
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// The audit log: who changed what, when (all apps: admins; one app: `manage` on it).
     Audit {
@@ -367,8 +349,6 @@ pub enum Command {
         /// How many entries, newest last.
         #[arg(short = 'n', long = "num", default_value_t = 100)]
         num: u32,
-        #[command(flatten)]
-        api: Api,
     },
     /// Add the app's git remote to the repository in this directory, pushing with the saved
     /// token through a credential helper (no token in the URL or .git/config).
@@ -379,8 +359,6 @@ pub enum Command {
         /// The remote's name.
         #[arg(short = 'r', long, default_value = "zeroku")]
         remote: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// git's credential helper for zeroku remotes (set up by `zeroku git:remote`).
     #[command(name = "git-credential", hide = true)]
@@ -391,10 +369,10 @@ pub enum Command {
     /// The command sshd runs for zeroku's keys (not for users).
     #[command(name = "git-ssh", hide = true)]
     GitSsh {
-        #[arg(long)]
-        url: String,
+        /// The file holding the master's git token.
         #[arg(long)]
         token_file: PathBuf,
+        /// The SSH key's name.
         #[arg(long)]
         key: String,
     },
@@ -403,61 +381,97 @@ pub enum Command {
     Hook {
         /// The hook: pre-receive.
         name: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// Go back to an earlier release (creates a new release with its slug and config).
     Rollback {
         #[command(flatten)]
         app: AppArg,
-        /// The release, e.g. v3.
-        version: String,
-        #[command(flatten)]
-        api: Api,
+        /// The release, e.g. v3 (default: the one before the current release).
+        version: Option<String>,
     },
     /// Show config vars.
     Config {
         #[command(flatten)]
         app: AppArg,
+    },
+    /// Print one config var's value (exit status 1 when it is not set).
+    #[command(name = "config:get")]
+    ConfigGet {
         #[command(flatten)]
-        api: Api,
+        app: AppArg,
+        key: String,
     },
     /// Set config vars (KEY=VALUE ...): a new release, instances replaced.
     #[command(name = "config:set")]
     ConfigSet {
         #[command(flatten)]
         app: AppArg,
+        /// KEY=VALUE pairs.
         #[arg(required = true)]
         pairs: Vec<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// Unset config vars: a new release.
     #[command(name = "config:unset")]
     ConfigUnset {
         #[command(flatten)]
         app: AppArg,
+        /// The keys to remove.
         #[arg(required = true)]
         keys: Vec<String>,
-        #[command(flatten)]
-        api: Api,
     },
     /// List instances: node, state, pid, restarts, uptime, release.
     Ps {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Scale process types: TYPE=N or TYPE=N:MEMORY_MB ...
     #[command(name = "ps:scale")]
     PsScale {
         #[command(flatten)]
         app: AppArg,
+        /// TYPE=N (how many instances of a Procfile type) or TYPE=N:MEMORY_MB (and the memory
+        /// each gets, from 32 MB to what the largest node has free), e.g. web=3 worker=2:512.
         #[arg(required = true)]
         changes: Vec<String>,
+    },
+    /// Stop a one-off (`<app>.run.<n>`, e.g. from `zeroku run --detach`). An instance of the
+    /// formation (`<app>.web.1`) is restarted instead, as Heroku does: `ps:scale` runs fewer.
+    #[command(name = "ps:stop")]
+    PsStop {
         #[command(flatten)]
-        api: Api,
+        app: AppArg,
+        /// The instance, e.g. blog.run.3 (or run.3).
+        instance: String,
+    },
+    /// Restart the app's instances one at a time, each new process up before its old one
+    /// stops (no new release). Prints each step; fails if one does not come up again, leaving
+    /// its old process serving.
+    #[command(name = "ps:restart")]
+    PsRestart {
+        #[command(flatten)]
+        app: AppArg,
+        /// A process type (web) or one instance (web.1 or blog.web.1); none: every instance.
+        target: Option<String>,
+    },
+    /// Answer every request with 503 and a maintenance page; no process is stopped.
+    #[command(name = "maintenance:on")]
+    MaintenanceOn {
+        #[command(flatten)]
+        app: AppArg,
+        /// An HTML file to show instead of zeroku's page (at most 64 KB).
+        #[arg(long)]
+        page: Option<PathBuf>,
+    },
+    /// Serve the app again.
+    #[command(name = "maintenance:off")]
+    MaintenanceOff {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Print the app's URL (and open it in a browser when there is one to open it in).
+    Open {
+        #[command(flatten)]
+        app: AppArg,
     },
     /// Show recent log lines of every instance.
     Logs {
@@ -469,15 +483,18 @@ pub enum Command {
         /// How many recent lines to show first.
         #[arg(short = 'n', long, default_value_t = 100)]
         num: usize,
-        #[command(flatten)]
-        api: Api,
+        /// Only one process type (web) or instance (web.2).
+        #[arg(short = 'p', long = "ps")]
+        ps: Option<String>,
+        /// Only the app's own output (app) or zeroku's lines about it (zeroku: deploys,
+        /// restarts, crashes).
+        #[arg(short = 's', long)]
+        source: Option<String>,
     },
     /// List an app's path routes.
     Routes {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Send a path prefix to a backend: `handler`, `web` or `dir:<dir in the app>`.
     #[command(name = "routes:add")]
@@ -487,8 +504,6 @@ pub enum Command {
         /// `/` or a prefix like `/static` (whole path segments match).
         prefix: String,
         backend: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// Remove a path route.
     #[command(name = "routes:remove")]
@@ -496,15 +511,11 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
         prefix: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// List an app's custom domains.
     Domains {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        api: Api,
     },
     /// Route a custom domain to an app.
     #[command(name = "domains:add")]
@@ -512,8 +523,6 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
         domain: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// Stop routing a custom domain to an app.
     #[command(name = "domains:remove")]
@@ -521,37 +530,32 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
         domain: String,
+    },
+    /// Remove every custom domain of the app.
+    #[command(name = "domains:clear")]
+    DomainsClear {
         #[command(flatten)]
-        api: Api,
+        app: AppArg,
     },
     /// List nodes: state, capacity, instances.
-    Nodes {
-        #[command(flatten)]
-        api: Api,
-    },
+    Nodes,
     /// Print a token that lets one new worker or frontend join, once, before it expires.
     #[command(name = "nodes:join-token")]
     NodesJoinToken {
         /// How long it works: seconds, or with a unit (90s, 10m, 1h, 2d; at most 7d).
         #[arg(long, default_value = "1h")]
         ttl: String,
-        #[command(flatten)]
-        api: Api,
     },
     /// Move every instance off a node and place nothing new on it.
     #[command(name = "nodes:drain")]
-    NodesDrain {
-        node: String,
-        #[command(flatten)]
-        api: Api,
-    },
+    NodesDrain { node: String },
     /// Let a drained node take instances again.
     #[command(name = "nodes:undrain")]
-    NodesUndrain {
-        node: String,
-        #[command(flatten)]
-        api: Api,
-    },
+    NodesUndrain { node: String },
+    /// Forget a node that is gone (dead): its token and bus key stop working, its instances are
+    /// placed elsewhere.
+    #[command(name = "nodes:remove")]
+    NodesRemove { node: String },
 }
 
 impl Command {
@@ -563,5 +567,28 @@ impl Command {
                 | Command::Worker { .. }
                 | Command::Frontend { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn api_flags_go_before_or_after_the_command() {
+        for args in [
+            &["zeroku", "--url", "http://m:1", "--json", "apps"][..],
+            &["zeroku", "apps", "--url", "http://m:1", "--json"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            assert_eq!(cli.api.url.as_deref(), Some("http://m:1"));
+            assert!(cli.api.json);
+        }
     }
 }

@@ -75,15 +75,15 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
     assert!(c.cli_ok(&["stacks"]).unwrap().contains("zk-busybox-e2e"));
 
     c.cli_ok(&["apps:create", "box"]).unwrap();
-    // First natively: the host's static busybox serves the same slug.
+    // First natively: the host's static busybox serves the same slug. The app is README's
+    // docker example, copied so that the test can change it.
     let src = dir.path().join("box");
-    write_tree(
-        &src,
-        &[
-            ("Procfile", "web: busybox httpd -f -p $PORT -h public\n"),
-            ("public/index.html", "hello from busybox\n"),
-        ],
-    );
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/busybox-web");
+    let cp = std::process::Command::new("cp")
+        .args(["-r", example, src.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
     c.cli_ok(&["deploy", "-a", "box", src.to_str().unwrap()])
         .unwrap_or_else(|e| panic!("{e}"));
     let native = wait_http_ok(&fe, "box.localhost", "/", Duration::from_secs(30));
@@ -127,6 +127,12 @@ fn a_docker_app_runs_in_a_container_from_an_imported_stack() {
         in_docker.2.contains("hello from busybox"),
         "{}",
         in_docker.2
+    );
+    // The example's CGI script runs in the container, with the instance's environment.
+    let (code, _, body) = http_get(&fe, "box.localhost", "/cgi-bin/env").unwrap();
+    assert!(
+        code == 200 && body.contains("instance: box.web."),
+        "{code} {body}"
     );
     // A new release of a docker app runs in docker too.
     std::fs::write(

@@ -219,3 +219,278 @@ fn workers_on_one_host_never_share_a_port_and_a_taken_port_is_replaced() {
     let logs = c.cli_ok(&["logs", "-a", "site", "-n", "200"]).unwrap();
     assert!(logs.contains(&format!("Port {port} is taken")), "{logs}");
 }
+
+#[test]
+fn herokus_everyday_verbs() {
+    let mut c = TestCluster::start();
+    c.add_worker("v1", 35700);
+    let fe = c.add_frontend("edge");
+    let src = c.dir.path().join("site-src");
+    write_tree(
+        &src,
+        &[
+            ("Procfile", "web: python3 -m http.server $PORT\n"),
+            ("index.html", "site up\n"),
+        ],
+    );
+    c.cli_ok(&["apps:create", "site"]).unwrap();
+    let out = c
+        .cli_ok(&["deploy", "-a", "site", src.to_str().unwrap()])
+        .unwrap();
+    // The deploy says what it is doing as it does it, in order.
+    let mut last = 0;
+    for step in [
+        "-----> Uploading ",
+        " sent in ",
+        "-----> Source received: 2 files",
+        "-----> Compressing slug: ",
+        " squashfs (sha256 ",
+        "-----> Released v1",
+        "deployed in",
+    ] {
+        let at = out[last..]
+            .find(step)
+            .unwrap_or_else(|| panic!("no {step:?} after byte {last} of:\n{out}"));
+        last += at + step.len();
+    }
+    c.cli_ok(&["ps:scale", "-a", "site", "web=1"]).unwrap();
+    c.wait_up("site", 1, Duration::from_secs(30));
+    wait_http_ok(&fe, "site.localhost", "/", Duration::from_secs(20));
+
+    // config:get
+    c.cli_ok(&["config:set", "-a", "site", "GREETING=hi"])
+        .unwrap();
+    assert_eq!(
+        c.cli_ok(&["config:get", "-a", "site", "GREETING"]).unwrap(),
+        "hi\n"
+    );
+    let o = c.cli(&["config:get", "-a", "site", "NOPE"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    // rollback with no version: to the release before the current one.
+    let n = releases(&c, "site");
+    let out = c.cli_ok(&["rollback", "-a", "site"]).unwrap();
+    assert!(out.contains(&format!("to v{}", n - 1)), "{out}");
+
+    // ps:restart TYPE: one instance at a time, each new process up before its
+    // old one stops, no new release, no request lost meanwhile.
+    c.cli_ok(&["ps:scale", "-a", "site", "web=2"]).unwrap();
+    c.wait_up("site", 2, Duration::from_secs(30));
+    let pids = |c: &TestCluster| -> Vec<(String, u64, u64)> {
+        c.ps("site")
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap_or("").to_string(),
+                    p["pid"].as_u64().unwrap_or(0),
+                    p["incarnation"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let before = pids(&c);
+    let n = releases(&c, "site");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (fe, stop) = (fe.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut codes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                codes.push(http_get(&fe, "site.localhost", "/").map_or(0, |r| r.0));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            codes
+        })
+    };
+    let out = c.cli_ok(&["ps:restart", "-a", "site", "web"]).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let codes = load.join().unwrap();
+    assert!(
+        !codes.is_empty() && codes.iter().all(|c| *c == 200),
+        "requests failed during the restart: {codes:?}"
+    );
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s:?} not in {out}"));
+    assert!(at("Restarting site.web.1 (1 of 2)") < at("site.web.1 is up again"));
+    assert!(at("site.web.1 is up again") < at("Restarting site.web.2 (2 of 2)"));
+    assert!(at("Restarting site.web.2 (2 of 2)") < at("site.web.2 is up again"));
+    assert_eq!(releases(&c, "site"), n, "a restart makes no release");
+    let after = eventually(Duration::from_secs(20), "both restarted", || {
+        let now = pids(&c);
+        if now.len() == 2 && now.iter().all(|(_, pid, inc)| *inc == 1 && *pid != 0) {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(b.1, a.1, "{b:?} has the same process after the restart");
+    }
+    // One instance (ps:stop of one of the formation's restarts it too): the other stays.
+    let out = c.cli_ok(&["ps:stop", "-a", "site", "web.2"]).unwrap();
+    assert!(out.contains("part of the formation"), "{out}");
+    let again = eventually(Duration::from_secs(20), "web.2 restarted", || {
+        let now = pids(&c);
+        if now.len() == 2 && now[1].2 == 2 && now[1].1 != 0 {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    assert_eq!(again[0], after[0], "web.1 untouched");
+    let o = c.cli(&["ps:restart", "-a", "site", "worker"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no instance or process type"),
+        "{err}"
+    );
+    c.cli_ok(&["ps:scale", "-a", "site", "web=1"]).unwrap();
+    c.wait_up("site", 1, Duration::from_secs(30));
+
+    // logs --ps and --source: zeroku's own lines about the web process.
+    let lines = c
+        .cli_ok(&[
+            "logs", "-a", "site", "--ps", "web", "--source", "zeroku", "-n", "50",
+        ])
+        .unwrap();
+    assert!(lines.contains("zeroku[site.web.1]"), "{lines}");
+    assert!(!lines.contains("app["), "{lines}");
+    let o = c.cli(&["logs", "-a", "site", "--source", "nobody"]);
+    assert!(!o.status.success());
+
+    // One-offs show in ps while they run, and ps:stop ends them.
+    let out = c
+        .cli_ok(&["run", "-a", "site", "--detach", "--", "sleep", "600"])
+        .unwrap();
+    assert!(out.contains("site.run.1"), "{out}");
+    eventually(Duration::from_secs(20), "the one-off in ps", || {
+        let ps = c.ps("site");
+        if ps
+            .iter()
+            .any(|p| p["id"] == "site.run.1" && p["state"] == "up")
+        {
+            Ok(())
+        } else {
+            Err(format!("{ps:?}"))
+        }
+    });
+    c.cli_ok(&["ps:stop", "-a", "site", "run.1"]).unwrap();
+    eventually(Duration::from_secs(20), "the one-off gone", || {
+        let ps = c.ps("site");
+        if ps.iter().all(|p| p["id"] != "site.run.1") {
+            Ok(())
+        } else {
+            Err(format!("{ps:?}"))
+        }
+    });
+    assert!(!c.cli(&["ps:stop", "-a", "site", "web"]).status.success());
+
+    // maintenance: 503 and the page, nothing stopped; then back.
+    let page = c.dir.path().join("maint.html");
+    std::fs::write(&page, "<h1>back soon</h1>").unwrap();
+    c.cli_ok(&[
+        "maintenance:on",
+        "-a",
+        "site",
+        "--page",
+        page.to_str().unwrap(),
+    ])
+    .unwrap();
+    let (st, head, body) = eventually(Duration::from_secs(10), "the maintenance page", || {
+        let r = http_get(&fe, "site.localhost", "/")?;
+        if r.0 == 503 {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    assert_eq!(st, 503);
+    assert!(body.contains("back soon"), "{body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    assert_eq!(c.ps("site")[0]["state"], "up", "nothing stopped");
+    c.cli_ok(&["maintenance:off", "-a", "site"]).unwrap();
+    wait_http_ok(&fe, "site.localhost", "/", Duration::from_secs(10));
+
+    // domains:clear
+    c.cli_ok(&["domains:add", "-a", "site", "a.example.test"])
+        .unwrap();
+    c.cli_ok(&["domains:add", "-a", "site", "b.example.test"])
+        .unwrap();
+    let out = c.cli_ok(&["domains:clear", "-a", "site"]).unwrap();
+    assert!(
+        out.contains("a.example.test") && out.contains("b.example.test"),
+        "{out}"
+    );
+    assert_eq!(c.json(&["domains", "-a", "site"]), serde_json::json!([]));
+
+    // open, and the app from the directory's zeroku git remote.
+    let repo = c.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["remote", "add", "zeroku", "http://127.0.0.1:1/git/site.git"]);
+    let o = std::process::Command::new(bin())
+        .args(["open"])
+        .current_dir(&repo)
+        .env("ZEROKU_URL", &c.master.url)
+        .env("ZEROKU_TOKEN", &c.master.token)
+        .env_remove("ZEROKU_APP")
+        .output()
+        .unwrap();
+    let url = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && url.contains("site.localhost"),
+        "{url}"
+    );
+    let o = std::process::Command::new(bin())
+        .args(["open"])
+        .current_dir(c.dir.path())
+        .env("ZEROKU_URL", &c.master.url)
+        .env("ZEROKU_TOKEN", &c.master.token)
+        .env_remove("ZEROKU_APP")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("which app?"));
+}
+
+#[test]
+fn a_node_that_is_gone_can_be_removed() {
+    let mut c = TestCluster::start();
+    c.add_worker("keep", 35800);
+    c.add_worker("gone", 35900);
+    let o = c.cli(&["nodes:remove", "gone"]);
+    assert!(!o.status.success(), "a live node was removed");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is up"));
+    c.worker("gone").1.kill9();
+    eventually(Duration::from_secs(15), "gone is dead", || {
+        let n = c.json(&["nodes"]);
+        let gone = n
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "gone")
+            .cloned();
+        match gone {
+            Some(g) if g["state"] == "dead" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    c.cli_ok(&["nodes:remove", "gone"]).unwrap();
+    let n = c.json(&["nodes"]);
+    assert!(!n.to_string().contains("\"gone\""), "{n}");
+    // Its token no longer works.
+    let path = c.dir.path().join("worker-gone/node-token.json");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let token = saved["token"].as_str().unwrap();
+    let (st, _, _) = http_request(
+        &c.master.api,
+        &format!("GET /v1/nodes/gone/list HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    )
+    .unwrap();
+    assert_eq!(st, 401);
+}

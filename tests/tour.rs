@@ -233,6 +233,28 @@ fn tour() {
         }
     });
     assert!(body.contains("chat.handler."), "{body}");
+    // The ws-echo example with its own client, as its README says to run it: the client
+    // reaches `echo.localhost` at 127.0.0.1 with the name in the Host header.
+    up.ok(&["apps:create", "echo"]);
+    up.ok(&["releases:create", "-a", "echo", &ex("ws-echo")]);
+    up.ok(&["ps:scale", "-a", "echo", "handler=1"]);
+    let url = format!(
+        "ws://echo.localhost:{}/echo",
+        http.rsplit(':').next().unwrap()
+    );
+    let client = ex("ws-echo/client.py");
+    eventually(Duration::from_secs(30), "the ws-echo client", || {
+        let o = Command::new("python3")
+            .args([client.as_str(), url.as_str(), "hello", "again"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let out = String::from_utf8_lossy(&o.stdout);
+        if o.status.success() && out == "hello\nagain\n" {
+            Ok(())
+        } else {
+            Err(format!("{out} {}", String::from_utf8_lossy(&o.stderr)))
+        }
+    });
     up.ok(&["apps:create", "site"]);
     up.ok(&["releases:create", "-a", "site", &ex("python-web")]);
     let body = eventually(Duration::from_secs(30), "the python web app", || {

@@ -153,11 +153,18 @@ pub fn run(req: &Request<'_>, out: Sink) -> Result<Built, BuildError> {
         ));
     }
     let slug_path = req.work.join("slug.sqfs");
+    out(&format!(
+        "-----> Compressing slug: {} files, {} to pack",
+        count_files(&app),
+        human(dir_bytes(&app))
+    ));
+    let packing = std::time::Instant::now();
     let info = slug::pack(&app, &slug_path)?;
     out(&format!(
-        "-----> Compressing slug: {} (sha256 {})",
+        "       {} squashfs (sha256 {}) in {:.1}s",
         human(info.size),
-        &info.sha256[..12]
+        &info.sha256[..12],
+        packing.elapsed().as_secs_f64()
     ));
     // Heroku's release phase: once, before the switch, with the config.
     if let Some(command) = types.remove(RELEASE_TYPE) {
@@ -386,6 +393,21 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
         }
     }
     Ok(())
+}
+
+/// The bytes of the regular files under `dir` (symlinks not followed).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => n += dir_bytes(&e.path()),
+                Ok(t) if t.is_file() => n += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    n
 }
 
 fn count_files(dir: &Path) -> usize {

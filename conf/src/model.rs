@@ -65,6 +65,11 @@ pub struct InstanceSpec {
     /// replies. The worker turns them into `M2_SEND_SPEC`/`M2_RECV_SPEC`.
     #[serde(default)]
     pub handler: Vec<HandlerEndpoint>,
+    /// The instance's incarnation (`zeroku ps:restart`): a new number is a new
+    /// process next to the running one, which stops once the new one is up,
+    /// as for a new release.
+    #[serde(default)]
+    pub restart: u32,
 }
 
 /// Where one frontend exchanges a handler instance's requests and replies.
@@ -155,6 +160,10 @@ pub struct InstanceStatus {
     /// The container's id (12 hex digits) when the Docker runtime runs it.
     #[serde(default)]
     pub container: Option<String>,
+    /// The incarnation ([`InstanceSpec::restart`]) this process runs; 0 for
+    /// a process being stopped.
+    #[serde(default)]
+    pub restart: u32,
 }
 
 /// Sent by every worker each interval (and at once after a change): the whole
@@ -227,6 +236,10 @@ pub struct AppRoute {
     /// The current release's slug, when a `dir` route serves files from it.
     #[serde(default)]
     pub slug: Option<SlugRef>,
+    /// In maintenance (`zeroku maintenance:on`): the frontend answers 503 with this page (the
+    /// app's own, or zeroku's when empty) and stops nothing.
+    #[serde(default)]
+    pub maintenance: Option<String>,
 }
 
 /// Requests whose path is `prefix` or below it (whole segments) go to

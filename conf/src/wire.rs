@@ -92,6 +92,7 @@ mod tests {
                 stack: None,
                 tty: None,
                 handler: Vec::new(),
+                restart: 0,
             }],
         })
     }

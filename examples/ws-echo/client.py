@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Tiny stdlib WebSocket client: `client.py ws://host:port/path MESSAGE...`
-sends each MESSAGE as a text frame, prints each echo, then closes."""
+sends each MESSAGE as a text frame, prints each echo, then closes.
+
+Python's resolver does not know `*.localhost` names (curl and browsers do), so for
+`ws://echo.localhost:8080/...` it connects to 127.0.0.1 and sends `Host: echo.localhost:8080`,
+which is all the frontend routes on. ZEROKU_CONNECT=HOST:PORT connects there instead, with the
+URL's host in the Host header (e.g. a frontend on another address)."""
 
 import base64
 import hashlib
@@ -50,7 +55,13 @@ def main():
         sys.exit(__doc__)
     u = urlsplit(sys.argv[1])
     port = u.port or 80
-    s = socket.create_connection((u.hostname, port), timeout=10)
+    addr = (u.hostname, port)
+    if os.environ.get("ZEROKU_CONNECT"):
+        h, _, p = os.environ["ZEROKU_CONNECT"].rpartition(":")
+        addr = (h, int(p))
+    elif u.hostname.endswith(".localhost"):
+        addr = ("127.0.0.1", port)
+    s = socket.create_connection(addr, timeout=10)
     key = base64.b64encode(os.urandom(16))
     host = u.hostname if port == 80 else "%s:%d" % (u.hostname, port)
     s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"

@@ -38,6 +38,30 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
     r
 }
 
+/// An app in maintenance: 503 with its page (HTML) or zeroku's, and `Retry-After`.
+fn maintenance_page(page: &str) -> Response<Body> {
+    let (body, ctype) = if page.is_empty() {
+        (
+            "503 Service Unavailable\n\nThis app is down for maintenance. Please try again soon.\n\n-- zeroku\n".to_string(),
+            "text/plain; charset=utf-8",
+        )
+    } else {
+        (page.to_string(), "text/html; charset=utf-8")
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    h.insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("60"),
+    );
+    r
+}
+
 /// What every connection shares.
 pub struct Edge {
     pub routes: RwLock<Arc<Routes>>,
@@ -282,6 +306,12 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         return resp;
     };
     let app = route.app.clone();
+    if let Some(page) = &route.maintenance {
+        let resp = maintenance_page(page);
+        edge.access.log(&app, &host, &method, &path, 503, started);
+        edge.metrics.observe(&app, 503, started.elapsed());
+        return resp;
+    }
     let too_big = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)

@@ -72,6 +72,7 @@ mod tests {
             web: vec![],
             paths: vec![],
             slug: None,
+            maintenance: None,
         }
     }
 

@@ -886,6 +886,7 @@ fn run(p: &Params) {
                         started_at: 1_700_000_000,
                         last_exit: None,
                         container: None,
+                        restart: 0,
                     })
                     .collect(),
             }

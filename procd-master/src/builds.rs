@@ -311,7 +311,7 @@ impl Builds {
                     }
                 ));
                 say(&format!(
-                    "       {url} deployed in {:.1}s",
+                    "       {url} deployed in {:.1}s (build and release, from the source's arrival)",
                     started.elapsed().as_secs_f64()
                 ));
                 Ok(rel.version)

@@ -192,6 +192,7 @@ impl Cluster {
             apps: stacks.keys().map(|a| a.to_string()).collect(),
             nodes: lock(&self.docker_nodes).clone(),
         };
+        let restarts = store.restarts()?;
         let current = store.placements()?;
         let mut placed = scheduler::place_with(&slots, &formation, &current, &containers);
         if placed != current {
@@ -240,7 +241,7 @@ impl Cluster {
                 let want = wanted.get(n).map_or(&[][..], Vec::as_slice);
                 lists
                     .get(*n)
-                    .is_none_or(|l| !same_instances(&l.instances, want, &releases))
+                    .is_none_or(|l| !same_instances(&l.instances, want, &releases, &restarts))
             })
             .collect();
         if changed.is_empty() {
@@ -258,6 +259,7 @@ impl Cluster {
                             .and_then(|st| images.get(st))
                             .cloned();
                         s.limits.cpu_millis = cpus.get(p.app.as_str()).copied().unwrap_or(0);
+                        s.restart = restarts.get(&p.id).copied().unwrap_or(0);
                         if let Some((cmd, tty)) = oneoffs.get(&p.id) {
                             s.command = cmd.clone();
                             s.tty = tty.clone();
@@ -612,11 +614,13 @@ fn same_instances(
     have: &[InstanceSpec],
     want: &[&Placement],
     releases: &HashMap<String, Release>,
+    restarts: &HashMap<String, u32>,
 ) -> bool {
     have.len() == want.len()
         && have.iter().zip(want).all(|(h, p)| {
             h.id == p.id
                 && h.limits.memory_mb == p.memory_mb
+                && h.restart == restarts.get(&p.id).copied().unwrap_or(0)
                 && releases.get(&p.app).is_some_and(|r| r.version == h.release)
         })
 }
@@ -647,5 +651,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
         stack: None,
         tty: None,
         handler: Vec::new(),
+        restart: 0,
     }
 }

@@ -33,6 +33,7 @@ pub mod keys;
 pub mod live;
 pub mod logbook;
 pub mod peers;
+pub mod restarts;
 pub mod routes;
 pub mod scheduler;
 pub mod settings;

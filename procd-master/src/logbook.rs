@@ -38,11 +38,26 @@ impl LogBook {
     /// Lines of `app` with a sequence number above `after`, at most `limit`
     /// (the newest ones), and the sequence number to ask after next time.
     pub fn read(&self, app: &str, after: u64, limit: usize) -> (Vec<(u64, LogLine)>, u64) {
+        self.read_where(app, after, limit, |_| true)
+    }
+
+    /// [`LogBook::read`] of the lines `keep` keeps (one process type or instance, one source).
+    pub fn read_where(
+        &self,
+        app: &str,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&LogLine) -> bool,
+    ) -> (Vec<(u64, LogLine)>, u64) {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Some(q) = g.1.get(app) else {
             return (Vec::new(), after.max(g.0));
         };
-        let newer: Vec<_> = q.iter().filter(|(s, _)| *s > after).cloned().collect();
+        let newer: Vec<_> = q
+            .iter()
+            .filter(|(s, l)| *s > after && keep(l))
+            .cloned()
+            .collect();
         let skip = newer.len().saturating_sub(limit);
         let out: Vec<_> = newer.into_iter().skip(skip).collect();
         let next = out.last().map_or(after.max(g.0), |(s, _)| *s);

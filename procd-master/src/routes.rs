@@ -92,14 +92,15 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
         ) else {
             continue;
         };
-        // The newest release of the instance that is up: during a deploy
-        // the old process serves until the new one is up, then drains
+        // The newest release (and incarnation) of the instance that is up:
+        // during a deploy or a restart the old process serves until the new
+        // one is up, then drains
         // (still running, no longer routed to) before it is stopped.
         if let Some(st) = hb
             .instances
             .iter()
             .filter(|s| s.id == p.id && s.state == InstanceState::Up)
-            .max_by_key(|s| s.release)
+            .max_by_key(|s| (s.release, s.restart))
         {
             if let Some(port) = st.port {
                 web.entry(p.app.as_str())
@@ -168,6 +169,14 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                     .cmp(&x.prefix.len())
                     .then(x.prefix.cmp(&y.prefix))
             });
+            let setting = |key: &str| {
+                i.settings
+                    .iter()
+                    .find(|(app, k, _)| *app == a.name && k == key)
+                    .map(|(_, _, v)| v.clone())
+            };
+            let maintenance = (setting("maintenance").as_deref() == Some("on"))
+                .then(|| setting("maintenance_page").unwrap_or_default());
             let slug = p
                 .iter()
                 .any(|r| matches!(r.backend, Backend::Dir { .. }))
@@ -182,6 +191,7 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                 web: w,
                 paths: p,
                 slug,
+                maintenance,
             })
         })
         .collect();

@@ -10,11 +10,23 @@ use zeroku_conf::InstanceStatus;
 
 /// Every instance of `app`: placement plus the newest status its node sent.
 pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
-    let (placements, current, nodes) = {
+    let (mut placements, current, nodes) = {
         let s = c.store();
-        let p = s.placements_of(app)?;
+        let mut p = s.placements_of(app)?;
+        // One-offs that are still running are instances too (`<app>.run.<n>`).
+        for o in s.active_oneoffs()?.into_iter().filter(|o| o.app == app) {
+            p.push(crate::store::Placement {
+                id: o.id,
+                app: o.app,
+                proc_type: zeroku_conf::RUN_TYPE.to_string(),
+                index: o.n,
+                node: Some(o.node),
+                memory_mb: c.cfg.default_memory_mb,
+            });
+        }
         (p, s.current_release(app)?, s.nodes()?)
     };
+    placements.sort_by(|a, b| (&a.proc_type, a.index).cmp(&(&b.proc_type, b.index)));
     let node_state: HashMap<&str, &str> = nodes
         .iter()
         .map(|n| (n.name.as_str(), n.state.as_str()))
@@ -42,7 +54,7 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 .as_deref()
                 .and_then(|n| live.get(n))
                 .and_then(|l| l.heartbeat.as_ref())
-                .and_then(|hb| hb.instances.iter().filter(|i| i.id == p.id).max_by_key(|i| i.release));
+                .and_then(|hb| hb.instances.iter().filter(|i| i.id == p.id).max_by_key(|i| (i.release, i.restart)));
             let state = match (p.node.as_deref(), status) {
                 (None, _) => "pending".to_string(),
                 (Some(n), _) if node_state.get(n) == Some(&"dead") => "lost".to_string(),
@@ -63,6 +75,7 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 "container": status.and_then(|s| s.container.clone()),
                 "port": status.and_then(|s| s.port),
                 "restarts": status.map_or(0, |s| s.restarts),
+                "incarnation": status.map_or(0, |s| s.restart),
                 "uptime_secs": status.filter(|s| s.pid.is_some()).map(|s| t.saturating_sub(s.started_at)),
                 "release": status.map(|s| s.release).or(current.as_ref().map(|r| r.version)),
                 "last_exit": status.and_then(|s| s.last_exit.clone()).or(reason),

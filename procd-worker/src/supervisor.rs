@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use zeroku_conf::config::WorkerConfig;
 use zeroku_conf::{InstanceSpec, InstanceState, InstanceStatus, NodeList};
 
-type Key = (String, u32);
+/// A slot: instance id, release and incarnation (`ps:restart`). A new
+/// release or incarnation is a new slot next to the old one.
+type Key = (String, u32, u32);
 
 /// The process type that serves HTTP on `$PORT`.
 const WEB: &str = "web";
@@ -43,6 +45,14 @@ struct Proc {
     /// replacement until the process itself has exited.
     handler: Option<InstanceSpec>,
     killed: bool,
+}
+
+/// `pid N`, or `container ID` for a container.
+fn what(rec: &ProcRecord) -> String {
+    match &rec.container {
+        Some(c) => format!("container {}", &c[..c.len().min(12)]),
+        None => format!("pid {}", rec.pid),
+    }
 }
 
 /// Whether nothing on this host is bound to `port` now.
@@ -337,7 +347,7 @@ impl<R: Runtime> Supervisor<R> {
         }
         let mut wanted_ids = HashMap::new();
         for spec in list.instances {
-            let key = (spec.id.clone(), spec.release);
+            let key = (spec.id.clone(), spec.release, spec.restart);
             wanted_ids.insert(spec.id.clone(), spec.clone());
             if let Some(slot) = self.slots.get_mut(&key) {
                 slot.desired = true;
@@ -369,9 +379,19 @@ impl<R: Runtime> Supervisor<R> {
         for p in std::mem::take(&mut self.adopted) {
             match wanted_ids.get(&p.rec.instance) {
                 Some(newer) => {
-                    let key = (p.rec.instance.clone(), p.rec.release);
+                    // A process of an earlier incarnation (the worker restarted
+                    // during a `ps:restart`) takes a number no slot has.
+                    let mut restart = newer.restart;
+                    while self
+                        .slots
+                        .contains_key(&(p.rec.instance.clone(), p.rec.release, restart))
+                    {
+                        restart = restart.wrapping_sub(1);
+                    }
+                    let key = (p.rec.instance.clone(), p.rec.release, restart);
                     let spec = InstanceSpec {
                         release: p.rec.release,
+                        restart,
                         ..newer.clone()
                     };
                     let p = p.serving(&spec);
@@ -393,6 +413,7 @@ impl<R: Runtime> Supervisor<R> {
             .adopted
             .iter()
             .position(|p| p.rec.instance == key.0 && p.rec.release == key.1)?;
+        // (Any incarnation: the record does not keep it.)
         let mut p = self.adopted.swap_remove(i);
         p.slug = slug.cloned();
         Some(p)
@@ -431,7 +452,7 @@ impl<R: Runtime> Supervisor<R> {
 
     fn stop(&mut self, mut p: Proc, now: Instant) {
         if p.term_at.is_none() {
-            let msg = format!("Stopping process (pid {}) with SIGTERM", p.rec.pid);
+            let msg = format!("Stopping process ({}) with SIGTERM", what(&p.rec));
             self.system(
                 &p.rec.app.clone(),
                 &p.rec.instance.clone(),
@@ -603,9 +624,11 @@ impl<R: Runtime> Supervisor<R> {
                 if (slot.crashed || slot.backoff > initial)
                     && ran >= Duration::from_millis(cfg.backoff_reset_ms)
                 {
-                    // Stable again: the back-off starts over.
+                    // Stable again: the back-off starts over, and the exit that
+                    // made it restart is history.
                     slot.backoff = initial;
                     slot.crashed = false;
+                    slot.last_exit = None;
                     self.changed = true;
                 }
                 return;
@@ -735,8 +758,9 @@ impl<R: Runtime> Supervisor<R> {
                     slot.restarted(now, &cfg);
                 }
                 let line = format!(
-                    "Starting process with command `{}` (pid {}, PORT {port})",
-                    spec.command, rec.pid
+                    "Starting process with command `{}` ({}, PORT {port})",
+                    spec.command,
+                    what(&rec)
                 );
                 slot.proc = Some(Proc {
                     rec,
@@ -785,6 +809,7 @@ impl<R: Runtime> Supervisor<R> {
                     started_at: s.proc.as_ref().map_or(0, |p| p.rec.started_at),
                     last_exit: s.last_exit.clone(),
                     container: s.proc.as_ref().and_then(|p| container_of(&p.rec)),
+                    restart: s.spec.restart,
                 }
             })
             .collect();
@@ -798,8 +823,9 @@ impl<R: Runtime> Supervisor<R> {
             started_at: p.rec.started_at,
             last_exit: None,
             container: container_of(&p.rec),
+            restart: 0,
         }));
-        out.sort_by(|a, b| (&a.id, a.release).cmp(&(&b.id, b.release)));
+        out.sort_by(|a, b| (&a.id, a.release, a.restart).cmp(&(&b.id, b.release, b.restart)));
         out
     }
 }

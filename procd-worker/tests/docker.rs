@@ -50,6 +50,7 @@ fn spec(id: &str, proc_type: &str, command: &str) -> InstanceSpec {
         stack: Some(STACK.into()),
         tty: None,
         handler: Vec::new(),
+        restart: 0,
     }
 }
 

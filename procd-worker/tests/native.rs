@@ -34,6 +34,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
         stack: None,
         tty: None,
         handler: Vec::new(),
+        restart: 0,
     }
 }
 

@@ -159,3 +159,54 @@ pub async fn settings(api: &Api, app: &str, pairs: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// `maintenance:on|off`: 503 and a page for every request, nothing stopped.
+pub async fn maintenance(
+    api: &Api,
+    app: &str,
+    on: bool,
+    page: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut changes = serde_json::Map::new();
+    changes.insert("maintenance".into(), json!(if on { "on" } else { "off" }));
+    if let Some(p) = page {
+        let html = std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+        changes.insert("maintenance_page".into(), json!(html));
+    }
+    let v: Value = client(api)?
+        .send(
+            Method::PATCH,
+            &format!("/v1/apps/{}/settings", enc(app)),
+            &Value::Object(changes),
+        )
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else if on {
+        println!("{app} is in maintenance: every request gets 503 and the maintenance page; its processes keep running.");
+    } else {
+        println!("{app} is serving again.");
+    }
+    Ok(())
+}
+
+/// `open`: the app's URL, and a browser on it when one can be started.
+pub async fn open(api: &Api, app: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}", enc(app)))
+        .await
+        .map_err(explain)?;
+    let url = v["web_url"].as_str().unwrap_or_default().to_string();
+    println!("{url}");
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && std::env::var_os("DISPLAY").is_some() {
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    Ok(())
+}

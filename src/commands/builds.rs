@@ -5,8 +5,12 @@ use super::{client, enc, explain};
 use crate::cli::Api;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, ReadBuf};
 use zeroku_client::v1::BUILD_RESULT_PREFIX as RESULT_PREFIX;
 
 /// Sends a source archive (a tar, streamed) to the build and prints its
@@ -60,11 +64,77 @@ pub async fn deploy(api: &Api, app: &str, path: &Path) -> Result<()> {
     let file = tokio::fs::File::open(&archive)
         .await
         .with_context(|| format!("cannot read {}", archive.display()))?;
-    let r = build(api, app, zeroku_client::reader_body(file), None).await;
+    let total = file.metadata().await.map_or(0, |m| m.len());
+    println!("-----> Uploading {} ({})", mb(total), path.display());
+    let body = Progress::new(file, total, std::io::stderr().is_terminal());
+    let r = build(api, app, zeroku_client::reader_body(body), None).await;
     if temp {
         let _ = std::fs::remove_file(&archive);
     }
     r.map(|_| ())
+}
+
+/// `12.3 MB`.
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1048576.0)
+}
+
+/// The source on its way to the master: counts what is sent, shows it on a
+/// terminal twice a second, and says when all of it is sent.
+struct Progress<R> {
+    inner: R,
+    sent: u64,
+    total: u64,
+    started: Instant,
+    shown: Instant,
+    tty: bool,
+    done: bool,
+}
+
+impl<R> Progress<R> {
+    fn new(inner: R, total: u64, tty: bool) -> Progress<R> {
+        let now = Instant::now();
+        Progress {
+            inner,
+            sent: 0,
+            total,
+            started: now,
+            shown: now,
+            tty,
+            done: false,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let n = (buf.filled().len() - before) as u64;
+            self.sent += n;
+            if n == 0 && !self.done {
+                self.done = true;
+                if self.tty {
+                    eprint!("\r\x1b[K");
+                }
+                println!(
+                    "       {} sent in {:.1}s; building",
+                    mb(self.sent),
+                    self.started.elapsed().as_secs_f64()
+                );
+            } else if self.tty && self.shown.elapsed() >= Duration::from_millis(500) {
+                self.shown = Instant::now();
+                let pct = (self.sent * 100).checked_div(self.total).unwrap_or(100);
+                eprint!("\r       {} of {} ({pct}%)", mb(self.sent), mb(self.total));
+            }
+        }
+        r
+    }
 }
 
 /// A tar of `dir` (regular files, directories and symlinks; not `.git`).

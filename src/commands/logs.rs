@@ -9,14 +9,29 @@ use serde_json::Value;
 use std::io::Write;
 use std::time::Duration;
 
-pub async fn show(api: &Api, app: &str, tail: bool, num: usize) -> Result<()> {
+/// Which lines `logs` shows.
+pub struct Filter {
+    /// A process type (`web`) or instance (`web.2`).
+    pub ps: Option<String>,
+    /// `app` or `zeroku`.
+    pub source: Option<String>,
+}
+
+pub async fn show(api: &Api, app: &str, tail: bool, num: usize, filter: &Filter) -> Result<()> {
     let c = client(api)?;
     let mut after = 0u64;
     let mut limit = num;
+    let mut query = String::new();
+    if let Some(p) = &filter.ps {
+        query.push_str(&format!("&ps={}", enc(p)));
+    }
+    if let Some(s) = &filter.source {
+        query.push_str(&format!("&source={}", enc(s)));
+    }
     loop {
         let v: Value = c
             .get(&format!(
-                "/v1/apps/{}/logs?after={after}&lines={limit}",
+                "/v1/apps/{}/logs?after={after}&lines={limit}{query}",
                 enc(app)
             ))
             .await

@@ -20,6 +20,7 @@ use zeroku_client::{Client, ClientError};
 
 pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
     use Command::*;
+    let api = cli.api;
     match cli.command {
         Up {
             data,
@@ -76,26 +77,22 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             };
             daemons::worker(data, config, flags, token, check).await
         }
-        Apps { api } => apps::list(&api).await,
+        Apps => apps::list(&api).await,
         AppsCreate {
             name,
             runtime,
             stack,
-            api,
         } => apps::create(&api, &name, runtime.as_deref(), stack.as_deref()).await,
-        AppsInfo { app, api } => apps::info(&api, &app.app).await,
-        AppsDestroy { app, confirm, api } => apps::destroy(&api, &app.app, &confirm).await,
-        AppsSettings { app, pairs, api } => apps::settings(&api, &app.app, &pairs).await,
-        Releases { app, api } => releases::list(&api, &app.app).await,
-        ReleasesCreate {
-            app,
-            dir,
-            message,
-            api,
-        } => releases::create(&api, &app.app, &dir, message).await,
-        Deploy { app, path, api } => builds::deploy(&api, &app.app, &path).await,
-        BuildsOutput { app, api } => builds::output(&api, &app.app).await,
-        Hook { name, api } => match name.as_str() {
+        AppsInfo { app } => apps::info(&api, &app.name()?).await,
+        AppsDestroy { app, confirm } => apps::destroy(&api, &app.name()?, &confirm).await,
+        AppsSettings { app, pairs } => apps::settings(&api, &app.name()?, &pairs).await,
+        Releases { app } => releases::list(&api, &app.name()?).await,
+        ReleasesCreate { app, dir, message } => {
+            releases::create(&api, &app.name()?, &dir, message).await
+        }
+        Deploy { app, path } => builds::deploy(&api, &app.name()?, &path).await,
+        BuildsOutput { app } => builds::output(&api, &app.name()?).await,
+        Hook { name } => match name.as_str() {
             "pre-receive" => builds::pre_receive(&api).await,
             other => Err(anyhow!("no hook named {other:?}")),
         },
@@ -104,68 +101,78 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             detach,
             no_tty,
             command,
-            api,
-        } => logs::run(&api, &app.app, &command, detach, no_tty).await,
-        Stacks { api } => nodes::stacks(&api).await,
-        StacksImport { name, tarball, api } => nodes::stacks_import(&api, &name, &tarball).await,
-        Keys { api } => keys::list(&api).await,
-        KeysAdd {
-            file,
-            name,
-            user,
-            api,
-        } => keys::add(&api, file, name, user).await,
-        Login { api } => people::login(&api).await,
+        } => logs::run(&api, &app.name()?, &command, detach, no_tty).await,
+        Stacks => nodes::stacks(&api).await,
+        StacksImport { name, tarball } => nodes::stacks_import(&api, &name, &tarball).await,
+        Keys => keys::list(&api).await,
+        KeysAdd { file, name, user } => keys::add(&api, file, name, user).await,
+        Login => people::login(&api).await,
         Logout => people::logout(),
-        Whoami { api } => people::whoami(&api).await,
-        Users { api } => people::users(&api).await,
-        UsersAdd { name, admin, api } => people::add_user(&api, &name, admin).await,
-        UsersRemove { name, api } => people::remove_user(&api, &name).await,
-        UsersToken { name, api } => people::user_token(&api, &name).await,
-        Access { app, api } => people::access(&api, &app.app).await,
+        Whoami => people::whoami(&api).await,
+        Users => people::users(&api).await,
+        UsersAdd { name, admin } => people::add_user(&api, &name, admin).await,
+        UsersRemove { name } => people::remove_user(&api, &name).await,
+        UsersToken { name } => people::user_token(&api, &name).await,
+        Access { app } => people::access(&api, &app.name()?).await,
         AccessAdd {
             user,
             app,
             permissions,
-            api,
-        } => people::add_access(&api, &app.app, &user, &permissions).await,
-        AccessRemove { user, app, api } => people::remove_access(&api, &app.app, &user).await,
-        Audit { app, num, api } => people::audit(&api, app.as_deref(), num).await,
-        GitRemote { app, remote, api } => git::remote(&api, &app.app, &remote).await,
+        } => people::add_access(&api, &app.name()?, &user, &permissions).await,
+        AccessRemove { user, app } => people::remove_access(&api, &app.name()?, &user).await,
+        Audit { app, num } => people::audit(&api, app.as_deref(), num).await,
+        GitRemote { app, remote } => git::remote(&api, &app.name()?, &remote).await,
         GitCredential { operation } => git::credential(&operation),
-        KeysRemove { name, api } => keys::remove(&api, &name).await,
-        GitSsh {
-            url,
-            token_file,
-            key,
-        } => keys::git_ssh(&url, &token_file, &key).await,
-        Rollback { app, version, api } => releases::rollback(&api, &app.app, &version).await,
-        Config { app, api } => releases::config(&api, &app.app).await,
-        ConfigSet { app, pairs, api } => releases::config_set(&api, &app.app, &pairs).await,
-        ConfigUnset { app, keys, api } => releases::config_unset(&api, &app.app, &keys).await,
-        Ps { app, api } => ps::list(&api, &app.app).await,
-        PsScale { app, changes, api } => ps::scale(&api, &app.app, &changes).await,
+        KeysRemove { name } => keys::remove(&api, &name).await,
+        GitSsh { token_file, key } => {
+            let url = api
+                .url
+                .as_deref()
+                .context("git-ssh needs --url (the master's API)")?;
+            keys::git_ssh(url, &token_file, &key).await
+        }
+        Rollback { app, version } => {
+            releases::rollback(&api, &app.name()?, version.as_deref()).await
+        }
+        Config { app } => releases::config(&api, &app.name()?).await,
+        ConfigGet { app, key } => releases::config_get(&api, &app.name()?, &key).await,
+        PsStop { app, instance } => ps::stop(&api, &app.name()?, &instance).await,
+        PsRestart { app, target } => ps::restart(&api, &app.name()?, target.as_deref()).await,
+        MaintenanceOn { app, page } => {
+            apps::maintenance(&api, &app.name()?, true, page.as_deref()).await
+        }
+        MaintenanceOff { app } => apps::maintenance(&api, &app.name()?, false, None).await,
+        Open { app } => apps::open(&api, &app.name()?).await,
+        DomainsClear { app } => routing::clear_domains(&api, &app.name()?).await,
+        NodesRemove { node } => nodes::remove(&api, &node).await,
+        ConfigSet { app, pairs } => releases::config_set(&api, &app.name()?, &pairs).await,
+        ConfigUnset { app, keys } => releases::config_unset(&api, &app.name()?, &keys).await,
+        Ps { app } => ps::list(&api, &app.name()?).await,
+        PsScale { app, changes } => ps::scale(&api, &app.name()?, &changes).await,
         Logs {
             app,
             tail,
             num,
-            api,
-        } => logs::show(&api, &app.app, tail, num).await,
-        Domains { app, api } => routing::domains(&api, &app.app).await,
-        DomainsAdd { app, domain, api } => routing::add_domain(&api, &app.app, &domain).await,
-        DomainsRemove { app, domain, api } => routing::remove_domain(&api, &app.app, &domain).await,
-        Routes { app, api } => routing::routes(&api, &app.app).await,
+            ps,
+            source,
+        } => {
+            let filter = logs::Filter { ps, source };
+            logs::show(&api, &app.name()?, tail, num, &filter).await
+        }
+        Domains { app } => routing::domains(&api, &app.name()?).await,
+        DomainsAdd { app, domain } => routing::add_domain(&api, &app.name()?, &domain).await,
+        DomainsRemove { app, domain } => routing::remove_domain(&api, &app.name()?, &domain).await,
+        Routes { app } => routing::routes(&api, &app.name()?).await,
         RoutesAdd {
             app,
             prefix,
             backend,
-            api,
-        } => routing::add_route(&api, &app.app, &prefix, &backend).await,
-        RoutesRemove { app, prefix, api } => routing::remove_route(&api, &app.app, &prefix).await,
-        Nodes { api } => nodes::list(&api).await,
-        NodesJoinToken { ttl, api } => nodes::join_token(&api, &ttl).await,
-        NodesDrain { node, api } => nodes::drain(&api, &node, true).await,
-        NodesUndrain { node, api } => nodes::drain(&api, &node, false).await,
+        } => routing::add_route(&api, &app.name()?, &prefix, &backend).await,
+        RoutesRemove { app, prefix } => routing::remove_route(&api, &app.name()?, &prefix).await,
+        Nodes => nodes::list(&api).await,
+        NodesJoinToken { ttl } => nodes::join_token(&api, &ttl).await,
+        NodesDrain { node } => nodes::drain(&api, &node, true).await,
+        NodesUndrain { node } => nodes::drain(&api, &node, false).await,
     }
 }
 

@@ -105,6 +105,24 @@ pub async fn drain(api: &Api, node: &str, draining: bool) -> Result<()> {
     Ok(())
 }
 
+/// `nodes:remove`: forgets a node that is gone.
+pub async fn remove(api: &Api, node: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .send(
+            Method::DELETE,
+            &format!("/v1/nodes/{}", enc(node)),
+            &json!({}),
+        )
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else {
+        println!("Removed node {node}: its token and bus key no longer work; its instances are placed on other nodes.");
+    }
+    Ok(())
+}
+
 /// `zeroku stacks`: the stacks the master holds, and the nodes that have them.
 pub async fn stacks(api: &Api) -> Result<()> {
     let v: Value = client(api)?.get("/v1/stacks").await.map_err(explain)?;

@@ -103,6 +103,75 @@ pub async fn scale(api: &Api, app: &str, changes: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `ps:stop INSTANCE`: stops a one-off; an instance of the formation is
+/// restarted instead (the formation says it runs: `ps:scale` runs fewer).
+pub async fn stop(api: &Api, app: &str, instance: &str) -> Result<()> {
+    let local = instance
+        .strip_prefix(&format!("{app}."))
+        .unwrap_or(instance);
+    let Some(n) = local
+        .strip_prefix("run.")
+        .and_then(|n| n.parse::<u32>().ok())
+    else {
+        if !local.contains('.') {
+            bail!("{instance:?} is not an instance: name one as `zeroku ps -a {app}` shows it (e.g. {app}.web.1 or {app}.run.3)");
+        }
+        if !api.json {
+            println!("{app}.{local} is part of the formation: restarting it (to run fewer, use ps:scale)");
+        }
+        return restart(api, app, Some(local)).await;
+    };
+    let v: Value = client(api)?
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{}/runs/{n}/stop", enc(app)),
+            &json!({}),
+        )
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else if v["stopped"] == true {
+        println!("Stopping {app}.run.{n}");
+    } else {
+        println!("{app}.run.{n} has already ended ({})", cell(&v["exit"]));
+    }
+    Ok(())
+}
+
+/// `ps:restart [TYPE | INSTANCE]`: a rolling restart, one instance at a time,
+/// each new process up before its old one stops; prints the master's
+/// progress as it comes. Fails when an instance did not come up again.
+pub async fn restart(api: &Api, app: &str, target: Option<&str>) -> Result<()> {
+    let body = serde_json::to_vec(&json!({ "target": target }))?;
+    let mut result: Option<Value> = None;
+    let json_out = api.json;
+    client(api)?
+        .post_lines(
+            &format!("/v1/apps/{}/restart", enc(app)),
+            zeroku_client::reader_body(std::io::Cursor::new(body)),
+            |line| {
+                if let Some(r) = line.strip_prefix(zeroku_client::v1::BUILD_RESULT_PREFIX) {
+                    result = serde_json::from_str(r).ok();
+                } else if !json_out {
+                    println!("{line}");
+                }
+            },
+        )
+        .await
+        .map_err(explain)?;
+    let Some(r) = result else {
+        bail!("the master ended the restart without a result (did it restart?); see `zeroku ps -a {app}`");
+    };
+    if json_out {
+        json(&r);
+    }
+    if r["ok"] != true {
+        bail!("the restart of {app} did not finish (see above)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

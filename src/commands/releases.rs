@@ -122,9 +122,30 @@ fn tempfile_in_tmp() -> Result<std::path::PathBuf> {
     Ok(dir.join(name))
 }
 
-pub async fn rollback(api: &Api, app: &str, version: &str) -> Result<()> {
-    let Some(n) = version.trim_start_matches('v').parse::<u32>().ok() else {
-        bail!("{version:?} is not a release version like v3");
+pub async fn rollback(api: &Api, app: &str, version: Option<&str>) -> Result<()> {
+    let n = match version {
+        Some(version) => {
+            let Some(n) = version.trim_start_matches('v').parse::<u32>().ok() else {
+                bail!("{version:?} is not a release version like v3");
+            };
+            n
+        }
+        // Heroku's `rollback` alone: the release before the current one.
+        None => {
+            let rels: Value = client(api)?
+                .get(&format!("/v1/apps/{}/releases", enc(app)))
+                .await
+                .map_err(explain)?;
+            let mut versions: Vec<u64> = rels
+                .as_array()
+                .map(|a| a.iter().filter_map(|r| r["version"].as_u64()).collect())
+                .unwrap_or_default();
+            versions.sort_unstable();
+            match versions.as_slice() {
+                [.., before, _current] => *before as u32,
+                _ => bail!("{app} has no release before its current one to roll back to"),
+            }
+        }
     };
     let rel: Value = client(api)?
         .send(
@@ -143,6 +164,21 @@ pub async fn rollback(api: &Api, app: &str, version: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `config:get KEY`: the value alone (for scripts); exit status 1 when it is not set.
+pub async fn config_get(api: &Api, app: &str, key: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}/config", enc(app)))
+        .await
+        .map_err(explain)?;
+    match v.get(key).and_then(Value::as_str) {
+        Some(val) => {
+            println!("{val}");
+            Ok(())
+        }
+        None => bail!("{key} is not set on {app} (zeroku config -a {app} lists what is)"),
+    }
 }
 
 pub async fn config(api: &Api, app: &str) -> Result<()> {

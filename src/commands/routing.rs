@@ -61,6 +61,41 @@ pub async fn remove_domain(api: &Api, app: &str, domain: &str) -> Result<()> {
     Ok(())
 }
 
+/// `domains:clear`: every custom domain off the app.
+pub async fn clear_domains(api: &Api, app: &str) -> Result<()> {
+    let c = client(api)?;
+    let v: Value = c
+        .get(&format!("/v1/apps/{}/domains", enc(app)))
+        .await
+        .map_err(explain)?;
+    let domains: Vec<String> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for d in &domains {
+        let _: Value = c
+            .send(
+                Method::DELETE,
+                &format!("/v1/apps/{}/domains/{}", enc(app), enc(d)),
+                &json!({}),
+            )
+            .await
+            .map_err(explain)?;
+    }
+    if api.json {
+        json(&json!({"removed": domains}));
+    } else if domains.is_empty() {
+        println!("{app} has no custom domains.");
+    } else {
+        println!("Removed {} from {app}.", domains.join(", "));
+    }
+    Ok(())
+}
+
 pub async fn routes(api: &Api, app: &str) -> Result<()> {
     let v: Value = client(api)?
         .get(&format!("/v1/apps/{}/routes", enc(app)))

@@ -18,6 +18,18 @@ pub(super) fn check_settings(
         match (k.as_str(), v.as_str()) {
             ("m2_protocol", "json" | "tnetstring") => {}
             ("runtime", "native" | "docker") => {}
+            ("maintenance", "on" | "off") => {}
+            ("maintenance", other) => {
+                return Err(ApiError::invalid(format!(
+                    "maintenance is on or off, not {other:?}"
+                )))
+            }
+            ("maintenance_page", page) if page.len() > 64 << 10 => {
+                return Err(ApiError::invalid(
+                    "a maintenance page is at most 64 KB (link to images instead of embedding them)",
+                ))
+            }
+            ("maintenance_page", _) => {}
             ("runtime", other) => {
                 return Err(ApiError::invalid(format!(
                     "runtime must be native or docker, not {other:?}"
@@ -46,7 +58,7 @@ pub(super) fn check_settings(
             }
             (other, _) => {
                 return Err(ApiError::invalid(format!(
-                    "unknown app setting {other:?} (known: m2_protocol, runtime, stack, cpu)"
+                    "unknown app setting {other:?} (known: m2_protocol, runtime, stack, cpu, maintenance, maintenance_page)"
                 )))
             }
         }

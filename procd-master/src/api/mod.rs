@@ -219,6 +219,22 @@ pub(crate) fn change<T>(
     Ok(out)
 }
 
+/// An answer streamed as the lines `rx` receives (a build's output, a
+/// restart's progress), until its sender is dropped.
+fn line_stream(rx: tokio::sync::mpsc::UnboundedReceiver<String>) -> Response<Body> {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|l| (Ok::<_, std::io::Error>(Frame::data(Bytes::from(l))), rx))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
 /// Slug garbage collection after a deploy, off the request path.
 fn spawn_gc(cluster: &Arc<Cluster>) {
     let c = cluster.clone();
@@ -359,17 +375,7 @@ async fn dispatch(
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let origin = crate::builds::Origin { commit };
             tokio::spawn(builds.run(cluster.clone(), app.to_string(), src, origin, tx));
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|l| (Ok::<_, std::io::Error>(Frame::data(Bytes::from(l))), rx))
-            });
-            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            Ok(Reply::Raw(r))
+            Ok(Reply::Raw(line_stream(rx)))
         }
         (&Method::POST, ["apps", app, "runs"]) => {
             // A one-off instance of the current release (zeroku run).
@@ -711,7 +717,30 @@ async fn dispatch(
             let q = query(&req);
             let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
             let lines = q.get("lines").and_then(|v| v.parse().ok()).unwrap_or(100);
-            let (lines, next) = c.logs.read(app, after, lines);
+            // ps=web (a process type) or ps=web.2 (an instance); source=app|zeroku.
+            let ps = q.get("ps").cloned().unwrap_or_default();
+            let source = q.get("source").cloned().unwrap_or_default();
+            if !matches!(source.as_str(), "" | "app" | "zeroku") {
+                return Err(ApiError::invalid(format!(
+                    "source is app (the app's own output) or zeroku (deploys, restarts, crashes), not {source:?}"
+                )));
+            }
+            let keep = |l: &zeroku_conf::LogLine| {
+                let local = l
+                    .instance
+                    .strip_prefix(&format!("{app}."))
+                    .unwrap_or(&l.instance);
+                let ps_ok =
+                    ps.is_empty() || local == ps || local.split('.').next() == Some(ps.as_str());
+                let system = l.stream == zeroku_conf::Stream::System;
+                let source_ok = match source.as_str() {
+                    "app" => !system,
+                    "zeroku" => system,
+                    _ => true,
+                };
+                ps_ok && source_ok
+            };
+            let (lines, next) = c.logs.read_where(app, after, lines, keep);
             let lines: Vec<Value> = lines
                 .into_iter()
                 .map(|(seq, l)| json!({"seq": seq, "ts_ms": l.ts_ms, "instance": l.instance, "release": l.release, "stream": l.stream, "line": l.line}))
@@ -892,6 +921,61 @@ async fn dispatch(
                 )));
             }
             ok(json!(c.list(node)))
+        }
+        (&Method::DELETE, ["nodes", node]) => {
+            // Only a node that is gone: a live one would go on running what it runs.
+            let n = c.store().node(node)?.ok_or_else(|| {
+                ApiError::not_found(format!("no node named {node:?} (see `zeroku nodes`)"))
+            })?;
+            if n.state == "up" {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("node {node} is up: stop its worker first (zeroku nodes:drain {node} moves its instances off)"),
+                ));
+            }
+            change(c, |s| s.remove_node(node))?;
+            c.peers.set_node(node, "");
+            c.live().remove(*node);
+            ok(json!({"removed": node}))
+        }
+        (&Method::POST, ["apps", app, "restart"]) => {
+            // A rolling restart, one instance at a time (crate::restarts).
+            #[derive(Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Restart {
+                /// A process type or an instance; none: every instance.
+                #[serde(default)]
+                target: Option<String>,
+            }
+            let r: Restart = body_json(req).await?;
+            app_exists(c, app)?;
+            let placed = c.store().placements_of(app)?;
+            let ids = crate::restarts::targets(&placed, app, r.target.as_deref())
+                .map_err(ApiError::invalid)?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            tokio::spawn(crate::restarts::roll(
+                m.cluster.clone(),
+                app.to_string(),
+                ids,
+                caller.actor(),
+                tx,
+            ));
+            Ok(Reply::Raw(line_stream(rx)))
+        }
+        (&Method::POST, ["apps", app, "runs", n, "stop"]) => {
+            app_exists(c, app)?;
+            let o = c
+                .store()
+                .oneoff(app, n.parse().unwrap_or(0))?
+                .ok_or_else(|| ApiError::not_found(format!("app {app} has no one-off {n:?}")))?;
+            if o.exit.is_some() {
+                return ok(json!({"id": o.id, "stopped": false, "exit": o.exit}));
+            }
+            let why = format!("stopped by {}", caller.actor());
+            // Out of its node's list: the worker stops it.
+            change(c, |s| s.finish_oneoff(&o.id, &why))?;
+            ok(json!({"id": o.id, "stopped": true}))
         }
         (&Method::POST, ["nodes", node, verb @ ("drain" | "undrain")]) => {
             let draining = *verb == "drain";

@@ -202,6 +202,7 @@ CREATE TABLE IF NOT EXISTS oneoff_ttys (id TEXT PRIMARY KEY, cols INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS ssh_keys (name TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, admin INTEGER NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS app_access (app TEXT NOT NULL, user TEXT NOT NULL, perms TEXT NOT NULL, PRIMARY KEY (app, user));
+CREATE TABLE IF NOT EXISTS restarts (id TEXT PRIMARY KEY, app TEXT NOT NULL, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 ";
 
@@ -397,12 +398,31 @@ impl Store {
             "app_settings",
             "oneoffs",
             "app_access",
+            "restarts",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
         let n = tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(n > 0)
+    }
+
+    // ---- incarnations (zeroku ps:restart)
+
+    /// Each restarted instance's incarnation (instances never restarted are 0).
+    pub fn restarts(&self) -> Result<std::collections::HashMap<String, u32>> {
+        let mut st = self.db.prepare("SELECT id, n FROM restarts")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Gives the instance `id` of `app` its next incarnation, and returns it.
+    pub fn bump_restart(&mut self, app: &str, id: &str) -> Result<u32> {
+        Ok(self.db.query_row(
+            "INSERT INTO restarts (id, app, n) VALUES (?1, ?2, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1 RETURNING n",
+            params![id, app],
+            |r| r.get(0),
+        )?)
     }
 
     // ---- one-off instances (zeroku run)
@@ -865,6 +885,21 @@ impl Store {
             "UPDATE nodes SET state = ?2 WHERE name = ?1",
             params![name, state],
         )? > 0)
+    }
+
+    /// Forgets a node: its row, its token, and where its instances were (they are placed
+    /// again). False if there is no such node.
+    pub fn remove_node(&mut self, name: &str) -> Result<bool> {
+        let role = serde_json::to_string(&Role::Node)?;
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM tokens WHERE role = ?1 AND node = ?2",
+            params![role, name],
+        )?;
+        tx.execute("UPDATE instances SET node = NULL WHERE node = ?1", [name])?;
+        let n = tx.execute("DELETE FROM nodes WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     pub fn set_node_draining(&self, name: &str, draining: bool) -> Result<bool> {

@@ -147,6 +147,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         stack: None,
         tty: None,
         handler: Vec::new(),
+        restart: 0,
     }
 }
 
@@ -334,6 +335,69 @@ fn slugs_are_requested_once() {
         .collect();
     assert_eq!(needs, vec![Event::NeedSlug("a/slug1".into())]);
     assert_eq!(fake.started().len(), 0);
+}
+
+#[test]
+fn a_new_incarnation_starts_before_the_old_process_stops() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    let restarted = InstanceSpec {
+        restart: 1,
+        ..spec("a.web.1", 2)
+    };
+    s.apply(list(2, vec![restarted.clone()]), t);
+    run(&mut s, &mut t, 500);
+    assert_eq!(
+        fake.alive(),
+        2,
+        "the old process stopped before the new was up"
+    );
+    let st = s.statuses();
+    assert!(
+        st.iter()
+            .any(|x| x.restart == 0 && x.state == InstanceState::Up),
+        "{st:?}"
+    );
+    run(&mut s, &mut t, 1000);
+    assert_eq!(fake.alive(), 1);
+    let st = s.statuses();
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert_eq!((st[0].restart, st[0].state), (1, InstanceState::Up));
+    assert_eq!(fake.started().len(), 2);
+    // The same list again changes nothing; a worker restarted now adopts the
+    // new process and starts nothing.
+    s.apply(list(2, vec![restarted.clone()]), t);
+    drop(s);
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(3, vec![restarted]), t);
+    run(&mut s, &mut t, 1500);
+    assert_eq!((fake.alive(), fake.started().len()), (1, 2));
+}
+
+#[test]
+fn a_worker_restarted_mid_restart_keeps_one_process_of_the_instance() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![spec("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    let restarted = InstanceSpec {
+        restart: 1,
+        ..spec("a.web.1", 2)
+    };
+    s.apply(list(2, vec![restarted.clone()]), t);
+    run(&mut s, &mut t, 200);
+    assert_eq!(fake.alive(), 2);
+    drop(s);
+    // Both processes are adopted: one takes the slot, the other drains.
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(3, vec![restarted]), t);
+    run(&mut s, &mut t, 1500);
+    assert_eq!(fake.alive(), 1);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
 }
 
 #[test]
