@@ -39,6 +39,17 @@ pub struct AppArg {
     app: Option<String>,
 }
 
+/// The URL of the current directory's `zeroku` git remote, if it has one.
+pub fn zeroku_remote() -> Option<String> {
+    std::process::Command::new("git")
+        .args(["remote", "get-url", "zeroku"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
 impl AppArg {
     /// The app named with `-a`, or by the `zeroku` git remote of the current directory (the
     /// one `zeroku git:remote` adds: `.../git/<app>.git`).
@@ -46,14 +57,8 @@ impl AppArg {
         if let Some(a) = &self.app {
             return Ok(a.clone());
         }
-        let url = std::process::Command::new("git")
-            .args(["remote", "get-url", "zeroku"])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        url.as_deref()
+        zeroku_remote()
+            .as_deref()
             .and_then(|u| u.rsplit('/').next())
             .and_then(|last| last.strip_suffix(".git"))
             .filter(|a| !a.is_empty())
@@ -207,6 +212,17 @@ pub enum Command {
         /// Repeat the app name to confirm.
         #[arg(long)]
         confirm: String,
+    },
+    /// Rename an app. Its config, releases, custom domains, access and data stay; its
+    /// instances are replaced by ones under the new name (a short gap while they boot, as with
+    /// Dokku), and it answers at the new name's address only. This directory's `zeroku` git
+    /// remote is pointed at the new name.
+    #[command(name = "apps:rename")]
+    AppsRename {
+        /// The new name.
+        new_name: String,
+        #[command(flatten)]
+        app: AppArg,
     },
     /// Show or change app settings. Changing runtime, stack or cpu rolls out a new release.
     ///

@@ -1,7 +1,9 @@
 //! What an operator hits in the first hour (issue: "Operator CLI"), each a regression test:
 //! settings checked before they act and rolled out like a deploy, impossible sizes refused and
 //! pending instances explained, another app's host refused as a domain, a config change that
-//! changes nothing making no release.
+//! changes nothing making no release, ports never shared; and Heroku's everyday verbs end to
+//! end (rolling ps:restart, ps:stop, config:get, rollback, logs filters, maintenance,
+//! domains:clear, open, apps:rename, nodes:remove, deploy progress).
 
 mod common;
 use common::*;
@@ -456,6 +458,115 @@ fn herokus_everyday_verbs() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("which app?"));
+}
+
+#[test]
+fn an_app_can_be_renamed_and_keeps_everything_but_its_name() {
+    let mut c = TestCluster::start();
+    c.add_worker("r1", 35800);
+    let fe = c.add_frontend("edge");
+    c.deploy(
+        "old",
+        &[
+            ("Procfile", "web: python3 -m http.server $PORT\n"),
+            ("index.html", "renamed app\n"),
+        ],
+    );
+    c.cli_ok(&["config:set", "-a", "old", "GREETING=hi"])
+        .unwrap();
+    c.cli_ok(&["domains:add", "-a", "old", "www.rename.test"])
+        .unwrap();
+    c.cli_ok(&["domains:add", "-a", "old", "api.old.localhost"])
+        .unwrap();
+    c.cli_ok(&["apps:create", "other"]).unwrap();
+    c.wait_up("old", 1, Duration::from_secs(30));
+    wait_http_ok(&fe, "old.localhost", "/", Duration::from_secs(20));
+    let n = releases(&c, "old");
+
+    // Not while a one-off runs: its id would change under it.
+    c.cli_ok(&["run", "-a", "old", "--detach", "--", "sleep", "600"])
+        .unwrap();
+    let o = c.cli(&["apps:rename", "new", "-a", "old"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("old.run.1 is running"),
+        "{err}"
+    );
+    c.cli_ok(&["ps:stop", "-a", "old", "run.1"]).unwrap();
+    // Not onto another app, nor to a name that is no name.
+    let o = c.cli(&["apps:rename", "other", "-a", "old"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert!(!c
+        .cli(&["apps:rename", "Bad/Name", "-a", "old"])
+        .status
+        .success());
+
+    // From the app's git checkout: the zeroku remote follows the new name.
+    let repo = c.dir.path().join("old-repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    let zeroku = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .current_dir(&repo)
+            .env("ZEROKU_URL", &c.master.url)
+            .env("ZEROKU_TOKEN", &c.master.token)
+            .env_remove("ZEROKU_APP")
+            .output()
+            .unwrap()
+    };
+    assert!(zeroku(&["git:remote", "-a", "old"]).status.success());
+    let o = zeroku(&["apps:rename", "new"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("Renamed old to new") && out.contains("api.old.localhost"),
+        "{out}"
+    );
+    assert!(git(&["remote", "get-url", "zeroku"]).ends_with("/new.git"));
+
+    // Everything but the name stays: config, releases, custom domains; it runs and answers
+    // under the new name only, with no new release.
+    let apps = c.cli_ok(&["apps"]).unwrap();
+    assert!(apps.contains("new") && !apps.contains("old"), "{apps}");
+    assert_eq!(
+        c.cli_ok(&["config:get", "-a", "new", "GREETING"]).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(releases(&c, "new"), n);
+    let ps = c.wait_up("new", 1, Duration::from_secs(30));
+    assert_eq!(ps[0]["id"], "new.web.1", "{ps:?}");
+    let (_, _, body) = wait_http_ok(&fe, "new.localhost", "/", Duration::from_secs(20));
+    assert!(body.contains("renamed app"), "{body}");
+    wait_http_ok(&fe, "www.rename.test", "/", Duration::from_secs(20));
+    eventually(
+        Duration::from_secs(10),
+        "the old name unrouted",
+        || match http_get(&fe, "old.localhost", "/")? {
+            (404, _, _) => Ok(()),
+            r => Err(format!("{r:?}")),
+        },
+    );
+    let domains = c.json(&["domains", "-a", "new"]).to_string();
+    assert!(
+        domains.contains("www.rename.test") && !domains.contains("old.localhost"),
+        "{domains}"
+    );
+    let logs = c.cli_ok(&["logs", "-a", "new", "-n", "500"]).unwrap();
+    assert!(
+        logs.contains("old.web.1"),
+        "the log history came along: {logs}"
+    );
+    // The old name is free again.
+    c.cli_ok(&["apps:create", "old"]).unwrap();
 }
 
 #[test]

@@ -99,6 +99,47 @@ impl Builds {
         self.root.join("logs").join(format!("{app}.log"))
     }
 
+    /// Renames the app `old` to `new` with `rename` (the store's change) while
+    /// no build of it runs, then moves its build cache, last build's output and
+    /// git repository to the new name. Err: a build is running, or what
+    /// `rename` said.
+    pub fn rename<E: std::fmt::Display>(
+        &self,
+        old: &str,
+        new: &str,
+        rename: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), String> {
+        let lock = {
+            let mut m = self.per_app.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(old.to_string()).or_default().clone()
+        };
+        let Ok(_guard) = lock.try_lock() else {
+            return Err(format!(
+                "a build of {old} is running: rename it once the build is done"
+            ));
+        };
+        rename().map_err(|e| e.to_string())?;
+        let moves = [
+            (
+                self.root.join("cache").join(old),
+                self.root.join("cache").join(new),
+            ),
+            (self.log_path(old), self.log_path(new)),
+            (
+                crate::git::repo_dir(&self.data, old),
+                crate::git::repo_dir(&self.data, new),
+            ),
+        ];
+        for (from, to) in moves {
+            if from.exists() {
+                if let Err(e) = std::fs::rename(&from, &to) {
+                    tracing::warn!(app = new, error = %e, "moving {} to {}", from.display(), to.display());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets an app's cache and log (the app was deleted).
     pub fn forget(&self, app: &str) {
         let _ = std::fs::remove_dir_all(self.root.join("cache").join(app));

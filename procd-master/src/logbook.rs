@@ -64,6 +64,14 @@ impl LogBook {
         (out, next)
     }
 
+    /// The lines of `old` are kept as the lines of `new` (the app was renamed).
+    pub fn rename(&self, old: &str, new: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lines) = g.1.remove(old) {
+            g.1.insert(new.to_string(), lines);
+        }
+    }
+
     pub fn forget(&self, app: &str) {
         self.inner
             .lock()

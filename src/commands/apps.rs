@@ -122,6 +122,35 @@ pub async fn destroy(api: &Api, app: &str, confirm: &str) -> Result<()> {
     Ok(())
 }
 
+/// `apps:rename NEW -a OLD`; re-points this directory's `zeroku` remote when it was the old
+/// name's.
+pub async fn rename(api: &Api, app: &str, new: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{}/rename", enc(app)),
+            &json!({ "name": new }),
+        )
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else {
+        println!(
+            "Renamed {app} to {new}: {} (its instances restart under the new name)",
+            cell(&v["url"])
+        );
+        if let Some(gone) = v["domains_removed"].as_array().filter(|d| !d.is_empty()) {
+            let gone: Vec<String> = gone.iter().map(cell).collect();
+            println!("Removed the old name's domains: {}", gone.join(", "));
+        }
+    }
+    if crate::cli::zeroku_remote().is_some_and(|u| u.ends_with(&format!("/{app}.git"))) {
+        super::git::remote(api, new, "zeroku").await?;
+    }
+    Ok(())
+}
+
 pub async fn settings(api: &Api, app: &str, pairs: &[String]) -> Result<()> {
     let c = client(api)?;
     let path = format!("/v1/apps/{}/settings", enc(app));

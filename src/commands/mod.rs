@@ -85,6 +85,7 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         } => apps::create(&api, &name, runtime.as_deref(), stack.as_deref()).await,
         AppsInfo { app } => apps::info(&api, &app.name()?).await,
         AppsDestroy { app, confirm } => apps::destroy(&api, &app.name()?, &confirm).await,
+        AppsRename { app, new_name } => apps::rename(&api, &app.name()?, &new_name).await,
         AppsSettings { app, pairs } => apps::settings(&api, &app.name()?, &pairs).await,
         Releases { app } => releases::list(&api, &app.name()?).await,
         ReleasesCreate { app, dir, message } => {

@@ -72,6 +72,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/v1/apps", User),
     r("GET", "/v1/apps/:app", App(View)),
     r("DELETE", "/v1/apps/:app", App(Manage)),
+    r("POST", "/v1/apps/:app/rename", App(Manage)),
     r("POST", "/v1/apps/:app/builds", App(Deploy)),
     r("GET", "/v1/apps/:app/builds/output", App(View)),
     r("POST", "/v1/apps/:app/repo", App(Deploy)),

@@ -138,6 +138,20 @@ fn base_domain(c: &Cluster) -> Option<String> {
     host.strip_prefix("{app}.").map(str::to_ascii_lowercase)
 }
 
+/// The custom domains of `app` that are its name under the base domain (`<app>.<base>` and
+/// names below it): they go when the app is renamed, as its name is then free for another app.
+pub(super) fn name_domains(c: &Cluster, app: &str, domains: &[(String, String)]) -> Vec<String> {
+    let Some(base) = base_domain(c) else {
+        return Vec::new();
+    };
+    let own = format!("{app}.{base}");
+    domains
+        .iter()
+        .filter(|(d, a)| a == app && (*d == own || d.ends_with(&format!(".{own}"))))
+        .map(|(d, _)| d.clone())
+        .collect()
+}
+
 /// A custom domain may not be another app's address: nobody else's default host, and nothing
 /// under the base domain but the app's own name (and names below it).
 pub(super) fn check_domain_owner(c: &Cluster, app: &str, domain: &str) -> Result<(), ApiError> {

@@ -581,6 +581,64 @@ async fn dispatch(
             })?;
             ok(json!({"output": out}))
         }
+        (&Method::POST, ["apps", app, "rename"]) => {
+            // Dokku's apps:rename: the app's instances are replaced by ones
+            // under the new name (new ids); its data, config, releases,
+            // domains, access and uid stay.
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Rename {
+                name: String,
+            }
+            let r: Rename = body_json(req).await?;
+            let new = r.name.as_str();
+            names::app(new).map_err(|e| ApiError::invalid(e.to_string()))?;
+            app_exists(c, app)?;
+            if let Some(o) = c
+                .store()
+                .active_oneoffs()?
+                .into_iter()
+                .find(|o| o.app == *app)
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "{} is running: rename {app} once its one-offs are done (or ps:stop them)",
+                        o.id
+                    ),
+                ));
+            }
+            // Names under the base domain that were the old name's go with it.
+            let dropped = checks::name_domains(c, app, &c.store().domains()?);
+            let mut taken = false;
+            b.rename(app, new, || {
+                change(c, |s| {
+                    taken = !s.rename_app(app, new)?;
+                    if !taken {
+                        for d in &dropped {
+                            s.remove_domain(new, d)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e))?;
+            if taken {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("app {new:?} already exists"),
+                ));
+            }
+            c.logs.rename(app, new);
+            ok(json!({
+                "renamed": app,
+                "name": new,
+                "url": c.cfg.app_url.replace("{app}", new),
+                "domains_removed": dropped,
+            }))
+        }
         (&Method::DELETE, ["apps", app]) => {
             app_exists(c, app)?;
             change(c, |s| s.delete_app(app))?;

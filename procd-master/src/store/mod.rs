@@ -425,6 +425,51 @@ impl Store {
         )?)
     }
 
+    /// Renames app `old` to `new` everywhere the store names it, instance ids
+    /// (`old.web.1` → `new.web.1`) included; the audit log keeps the names
+    /// it was written with. `Ok(false)` when `new` is taken.
+    pub fn rename_app(&mut self, old: &str, new: &str) -> Result<bool> {
+        let tx = self.db.transaction()?;
+        let taken: bool = tx
+            .prepare("SELECT 1 FROM apps WHERE name = ?1")?
+            .exists([new])?;
+        if taken {
+            return Ok(false);
+        }
+        // Ids are `<app>.<rest>`: the new name, then the rest as it was.
+        let id = "?2 || substr(id, length(?1) + 1)";
+        tx.execute(
+            &format!("UPDATE oneoff_ttys SET id = {id} WHERE id IN (SELECT id FROM oneoffs WHERE app = ?1)"),
+            params![old, new],
+        )?;
+        for table in ["instances", "oneoffs", "restarts"] {
+            tx.execute(
+                &format!("UPDATE {table} SET app = ?2, id = {id} WHERE app = ?1"),
+                params![old, new],
+            )?;
+        }
+        for table in [
+            "config_vars",
+            "releases",
+            "formation",
+            "domains",
+            "routes",
+            "app_settings",
+            "app_access",
+        ] {
+            tx.execute(
+                &format!("UPDATE {table} SET app = ?2 WHERE app = ?1"),
+                params![old, new],
+            )?;
+        }
+        tx.execute(
+            "UPDATE apps SET name = ?2 WHERE name = ?1",
+            params![old, new],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     // ---- one-off instances (zeroku run)
 
     /// Records a one-off `<app>.run.<n>` on `node`; returns it.
@@ -1121,6 +1166,55 @@ mod tests {
         assert_eq!((v3.version, v3.env.len()), (3, 0));
         assert!(s.config("hello").unwrap().is_empty());
         assert_eq!(s.releases("hello").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_renamed_app_keeps_everything_under_its_new_name() {
+        let mut s = Store::open_in_memory().unwrap();
+        let seq = s.create_app("hello").unwrap().unwrap().seq;
+        s.create_app("taken").unwrap().unwrap();
+        let pt: BTreeMap<_, _> = [("web".to_string(), "run".to_string())].into();
+        let meta = BuildMeta::default();
+        let new = || NewRelease {
+            slug_sha256: "aa",
+            slug_size: 1,
+            process_types: &pt,
+            description: "first",
+            build: &meta,
+        };
+        s.create_release("hello", new(), 256).unwrap();
+        let ch = [("GREETING".to_string(), Some("hi".to_string()))].into();
+        s.set_config("hello", &ch, "Set GREETING").unwrap().unwrap();
+        s.add_domain("hello", "www.example.test").unwrap();
+        let placed = Placement {
+            id: "hello.web.1".into(),
+            app: "hello".into(),
+            proc_type: "web".into(),
+            index: 1,
+            node: Some("n1".into()),
+            memory_mb: 256,
+        };
+        s.update_placements(&[], std::slice::from_ref(&placed))
+            .unwrap();
+        s.bump_restart("hello", "hello.web.1").unwrap();
+
+        assert!(!s.rename_app("hello", "taken").unwrap(), "a taken name");
+        assert!(s.rename_app("hello", "world").unwrap());
+        assert!(s.app("hello").unwrap().is_none());
+        assert_eq!(s.app("world").unwrap().unwrap().seq, seq, "same uid");
+        assert_eq!(s.config("world").unwrap()["GREETING"], "hi");
+        assert_eq!(s.releases("world").unwrap().len(), 2);
+        assert_eq!(s.formation("world").unwrap()[0].quantity, 1);
+        let ids: Vec<String> = s
+            .placements_of("world")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["world.web.1"]);
+        assert_eq!(s.restarts().unwrap().get("world.web.1"), Some(&1));
+        assert!(s.placements_of("hello").unwrap().is_empty());
+        assert!(s.config("hello").unwrap().is_empty());
     }
 
     #[test]
