@@ -38,6 +38,36 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
     r
 }
 
+/// An error page after which the connection is closed: what follows the
+/// request on it cannot be trusted to be where a request starts.
+pub(crate) fn closing_page(status: StatusCode, message: &str) -> Response<Body> {
+    let mut r = error_page(status, message);
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// Marks a response that must not be written: the connection is closed
+/// with no bytes (a handler's empty reply, as Mongrel2 does).
+#[derive(Clone, Copy, Debug)]
+struct CloseSilently;
+
+impl std::fmt::Display for CloseSilently {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the handler closed the connection")
+    }
+}
+
+impl std::error::Error for CloseSilently {}
+
+fn close_silently() -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
+    r.extensions_mut().insert(CloseSilently);
+    r
+}
+
 /// An app in maintenance: 503 with its page (HTML) or zeroku's, and `Retry-After`.
 fn maintenance_page(page: &str) -> Response<Body> {
     let (body, ctype) = if page.is_empty() {
@@ -228,7 +258,14 @@ async fn serve_conn<I>(
     let (e2, c2) = (edge.clone(), conn.clone());
     let svc = hyper::service::service_fn(move |req| {
         let (edge, conn) = (e2.clone(), c2.clone());
-        async move { Ok::<_, std::convert::Infallible>(handle(&edge, &conn, req).await) }
+        async move {
+            let resp = handle(&edge, &conn, req).await;
+            // A service error makes hyper close the connection, writing nothing.
+            match resp.extensions().get::<CloseSilently>() {
+                Some(c) => Err(*c),
+                None => Ok(resp),
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -285,6 +322,13 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             &format!("the {k} header line is over 8 KB"),
         );
+    }
+    if let Some(why) = crate::framing::ambiguous(req.headers()) {
+        let resp = closing_page(StatusCode::BAD_REQUEST, why);
+        edge.access
+            .log("", "", req.method(), req.uri().path(), 400, started);
+        edge.metrics.observe("-", 400, started.elapsed());
+        return resp;
     }
     // The Host value itself (a cheap clone), not a copy of it.
     let host_header = req.headers().get(hyper::header::HOST).cloned();
@@ -355,7 +399,9 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
                 port: edge.port_header.clone(),
                 request_id: request_id(&req),
             };
-            edge.proxy.forward(&app, &route.web, req, &forwarded).await
+            edge.proxy
+                .forward(&app, &route.web, req, &forwarded, edge.max_body)
+                .await
         }
         Backend::Dir { dir } => {
             let prefix = matched.map_or("/", |r| r.prefix.as_str());
@@ -429,12 +475,15 @@ async fn to_handler(
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let version = http_version(parts.version);
-    {
+    // The hub is told of the client going away only if a request of this
+    // connection reached it (Mongrel2 sends no disconnect for a connection
+    // whose request never arrived whole).
+    let served = || {
         let mut hubs = conn.hubs.lock().unwrap_or_else(|e| e.into_inner());
         if !hubs.iter().any(|h| Arc::ptr_eq(h, &hub)) {
             hubs.push(hub.clone());
         }
-    }
+    };
     let uuid = edge.hubs.uuid.as_str();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut guard = Forget {
@@ -457,6 +506,7 @@ async fn to_handler(
             hub_protocol(&hub),
         );
         hub.send(conn.id, msg, tx.clone(), false);
+        served();
         let reply = match read_head(edge, &mut rx).await {
             Ok(h) => h,
             Err(resp) => return resp,
@@ -526,6 +576,7 @@ async fn to_handler(
             hub_protocol(&hub),
         );
         hub.send(conn.id, msg, tx, false);
+        served();
         if let Err(resp) = write_upload(body, &path, edge.max_body).await {
             return resp;
         }
@@ -560,6 +611,7 @@ async fn to_handler(
             m2::codec::encode_request_ref(uuid, conn.id, &head, &[], &body, hub_protocol(&hub));
         // Safe to send again if a handler dies holding it.
         hub.send(conn.id, msg, tx, crate::idempotent(&parts.method));
+        served();
     }
     match read_head(edge, &mut rx).await {
         Ok(head) => build_response(head, rx, guard),
@@ -793,12 +845,8 @@ async fn read_head(edge: &Edge, rx: &mut UnboundedReceiver<Chunk>) -> Result<Hea
                     ),
                 ))
             }
-            Chunk::Close => {
-                return Err(error_page(
-                    StatusCode::BAD_GATEWAY,
-                    "the app's handler closed the connection without an answer",
-                ))
-            }
+            // An empty reply before any answer: closed with no bytes, as Mongrel2 does.
+            Chunk::Close => return Err(close_silently()),
             Chunk::Data(d) => d,
         };
         // A head in one reply (the usual case) is parsed where it is; one

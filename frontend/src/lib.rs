@@ -21,6 +21,7 @@ pub mod dir;
 pub mod edge;
 pub mod endpoints;
 pub mod follow;
+pub mod framing;
 pub mod handlers;
 pub mod head_timeout;
 pub mod m2;

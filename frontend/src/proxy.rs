@@ -5,7 +5,7 @@
 //! pooled connection the instance had closed is replaced by a new one;
 //! bodies stream both ways.
 
-use crate::edge::{error_page, Body};
+use crate::edge::{closing_page, error_page, Body};
 use crate::upstream::{Pool, PooledBody};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -22,8 +22,15 @@ use std::time::Duration;
 /// failed never read it, so the next attempt can still send it.
 #[derive(Clone)]
 struct SharedBody {
-    inner: Arc<Mutex<Option<Incoming>>>,
+    inner: Arc<Mutex<Option<Inner>>>,
     touched: Arc<AtomicBool>,
+}
+
+/// A body as it arrives, or one read whole first (a chunked one: checked
+/// before anything goes upstream).
+enum Inner {
+    Streamed(Incoming),
+    Whole(Option<Bytes>),
 }
 
 impl hyper::body::Body for SharedBody {
@@ -37,21 +44,28 @@ impl hyper::body::Body for SharedBody {
         self.touched.store(true, Ordering::Relaxed);
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_mut() {
-            Some(b) => Pin::new(b).poll_frame(cx),
+            Some(Inner::Streamed(b)) => Pin::new(b).poll_frame(cx),
+            Some(Inner::Whole(b)) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().is_none_or(|b| b.is_end_stream())
+        match guard.as_ref() {
+            Some(Inner::Streamed(b)) => b.is_end_stream(),
+            Some(Inner::Whole(b)) => b.is_none(),
+            None => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+        match guard.as_ref() {
+            Some(Inner::Streamed(b)) => b.size_hint(),
+            Some(Inner::Whole(b)) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -70,7 +84,7 @@ enum Failed {
 }
 
 /// Headers that belong to one connection, not to the request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     hyper::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -80,6 +94,8 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     hyper::header::TRAILER,
     hyper::header::TRANSFER_ENCODING,
     hyper::header::UPGRADE,
+    // Only ever sent with `Upgrade: h2c` (RFC 7540 §3.2.1).
+    HeaderName::from_static("http2-settings"),
 ];
 
 impl Proxy {
@@ -151,6 +167,7 @@ impl Proxy {
         upstreams: &[String],
         req: Request<Incoming>,
         forwarded: &Forwarded,
+        max_body: u64,
     ) -> Response<Body> {
         if upstreams.is_empty() {
             return error_page(
@@ -159,12 +176,47 @@ impl Proxy {
             );
         }
         let (mut parts, body) = req.into_parts();
+        // A chunked body is read whole before anything goes upstream (as
+        // nginx buffers request bodies): a malformed one is the client's
+        // error, refused with nothing sent, and the instance gets a body
+        // with a Content-Length.
+        let body = if parts.headers.contains_key(hyper::header::TRANSFER_ENCODING) {
+            match http_body_util::Limited::new(body, max_body as usize)
+                .collect()
+                .await
+            {
+                Ok(b) => {
+                    let b = b.to_bytes();
+                    parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+                    parts
+                        .headers
+                        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                    Inner::Whole(Some(b))
+                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return closing_page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("request bodies are limited to {max_body} bytes"),
+                    )
+                }
+                Err(e) => {
+                    return closing_page(
+                        StatusCode::BAD_REQUEST,
+                        &format!("the request's chunked body is malformed: {e}"),
+                    )
+                }
+            }
+        } else {
+            Inner::Streamed(body)
+        };
         // A WebSocket (or other) upgrade is carried through: the upstream's
-        // 101 joins the two connections byte for byte.
+        // 101 joins the two connections byte for byte. Not h2c: HTTP/2 is
+        // not offered, and never passed on.
         let upgrade = parts
             .headers
             .get(hyper::header::UPGRADE)
             .cloned()
+            .filter(|_| !crate::framing::asks_h2c(&parts.headers))
             .filter(|_| {
                 parts
                     .headers
