@@ -2,28 +2,53 @@
 
 use serde_json::Value;
 
+/// Longest cell a table shows; longer ones end in `…` (`--json` has them whole).
+const MAX_CELL: usize = 120;
+
 /// Prints rows as columns aligned under `headers`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut width: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in rows {
+    print!("{}", table_text(headers, rows));
+}
+
+fn table_text(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let shorten = |c: &str| -> String {
+        if c.chars().count() > MAX_CELL {
+            c.chars().take(MAX_CELL - 1).chain(['…']).collect()
+        } else {
+            c.to_string()
+        }
+    };
+    let head: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| shorten(c)).collect())
+        .collect();
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in &body {
         for (i, c) in r.iter().enumerate() {
             if i < width.len() {
                 width[i] = width[i].max(c.chars().count());
             }
         }
     }
-    let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = width.get(i).copied().unwrap_or(0)))
-            .collect();
-        println!("{}", s.join("  ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_uppercase()).collect());
-    for r in rows {
-        line(r.clone());
+    let mut out = String::new();
+    for cells in std::iter::once(&head).chain(&body) {
+        let mut line = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(c);
+            let pad = width.get(i).copied().unwrap_or(0);
+            line.extend(std::iter::repeat_n(
+                ' ',
+                pad.saturating_sub(c.chars().count()),
+            ));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
 pub fn json(v: &Value) {
@@ -64,6 +89,20 @@ pub fn timestamp(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_and_shorten_what_no_terminal_shows() {
+        let rows = vec![
+            vec!["v1".to_string(), "x".repeat(100_000)],
+            vec!["v22".to_string(), "short".to_string()],
+        ];
+        let t = table_text(&["version", "description"], &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "VERSION  DESCRIPTION");
+        assert!(lines[1].starts_with("v1       xxx") && lines[1].ends_with('…'));
+        assert_eq!(lines[1].chars().count(), 9 + MAX_CELL);
+        assert_eq!(lines[2], "v22      short");
+    }
 
     #[test]
     fn times() {

@@ -574,20 +574,24 @@ fn a_node_that_is_gone_can_be_removed() {
     let mut c = TestCluster::start();
     c.add_worker("keep", 35800);
     c.add_worker("gone", 35900);
+    let state = |c: &TestCluster| {
+        c.json(&["nodes"])
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == "gone").cloned())
+            .map(|n| n["state"].as_str().unwrap_or("").to_string())
+    };
+    eventually(Duration::from_secs(15), "gone is up", || match state(&c) {
+        Some(s) if s == "up" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
     let o = c.cli(&["nodes:remove", "gone"]);
     assert!(!o.status.success(), "a live node was removed");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("is up"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is up"), "{err}");
     c.worker("gone").1.kill9();
     eventually(Duration::from_secs(15), "gone is dead", || {
-        let n = c.json(&["nodes"]);
-        let gone = n
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == "gone")
-            .cloned();
-        match gone {
-            Some(g) if g["state"] == "dead" => Ok(()),
+        match state(&c) {
+            Some(s) if s == "dead" => Ok(()),
             other => Err(format!("{other:?}")),
         }
     });

@@ -75,6 +75,8 @@ pub enum BuildError {
     ReleasePhase { command: String },
     #[error("the build has nothing to run: no Procfile, and no buildpack declared process types or routes")]
     NothingToRun,
+    #[error("the app's process types cannot be started: {0}")]
+    Unstartable(String),
     #[error("cannot pack the slug: {0}")]
     Slug(#[from] SlugError),
     #[error("{op} {path}: {source}")]
@@ -143,6 +145,11 @@ pub fn run(req: &Request<'_>, out: Sink) -> Result<Built, BuildError> {
     }
     if types.is_empty() && release.default_routes.is_empty() {
         return Err(BuildError::NothingToRun);
+    }
+    // Buildpacks' defaults too must be startable (a Procfile's are checked as it is read).
+    zeroku_conf::limits::process_types(types.len()).map_err(BuildError::Unstartable)?;
+    for (kind, command) in &types {
+        zeroku_conf::limits::command(kind, command).map_err(BuildError::Unstartable)?;
     }
     if !types.is_empty() {
         let list: Vec<&str> = types.keys().map(String::as_str).collect();

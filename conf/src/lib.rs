@@ -6,12 +6,14 @@
 //! - [`wire`]: the versioned rmp-serde envelope every ZMQ message travels in.
 //! - [`config`]: each daemon's TOML config file, with defaults and validation.
 //! - [`procfile`]: the Heroku `Procfile` parser.
+//! - [`limits`]: what a process can be started with (command and environment sizes).
 //!
 //! This crate is pure data and codecs: it must not open sockets, start
 //! threads or touch the process table.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod limits;
 pub mod model;
 pub mod names;
 pub mod procfile;

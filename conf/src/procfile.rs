@@ -38,8 +38,17 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, ProcfileError> {
         if command.is_empty() {
             return Err(err(format!("process type {name:?} has no command")));
         }
+        crate::limits::command(name, command).map_err(|why| ProcfileError::Line {
+            line: i + 1,
+            // (the command itself may be huge: not repeated)
+            text: format!("{name}: ..."),
+            why,
+        })?;
         if out.insert(name.to_string(), command.to_string()).is_some() {
             return Err(err(format!("process type {name:?} is declared twice")));
+        }
+        if let Err(why) = crate::limits::process_types(out.len()) {
+            return Err(err(why));
         }
     }
     if out.is_empty() {
@@ -67,5 +76,20 @@ mod tests {
         assert!(parse("web:").is_err());
         assert!(parse("web: a\nweb: b").is_err());
         assert_eq!(parse("\n# only\n"), Err(ProcfileError::Empty));
+    }
+
+    #[test]
+    fn commands_no_process_can_start_with_are_refused() {
+        let e = parse("web: a\0b\n").unwrap_err().to_string();
+        assert!(e.contains("NUL"), "{e}");
+        let e = parse(&format!("web: {}\n", "x".repeat(1 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MAX_ARG_STRLEN") && e.len() < 500, "{e}");
+        let many: String = (0..101).map(|i| format!("t{i}: run\n")).collect();
+        assert!(parse(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 100"));
     }
 }

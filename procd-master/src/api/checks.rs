@@ -281,12 +281,20 @@ pub(super) fn describe_config(changes: &BTreeMap<String, Option<String>>) -> Str
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| k.as_str())
         .collect();
+    // A release's description is a line: ten names at most, then how many more.
+    let names = |v: &[&str]| {
+        let shown = v.iter().take(10).copied().collect::<Vec<_>>().join(", ");
+        match v.len() {
+            n if n > 10 => format!("{shown} and {} more", n - 10),
+            _ => shown,
+        }
+    };
     let mut parts = Vec::new();
     if !set.is_empty() {
-        parts.push(format!("Set {}", set.join(", ")));
+        parts.push(format!("Set {}", names(&set)));
     }
     if !unset.is_empty() {
-        parts.push(format!("Unset {}", unset.join(", ")));
+        parts.push(format!("Unset {}", names(&unset)));
     }
     if parts.is_empty() {
         "Config unchanged".into()

@@ -676,6 +676,15 @@ async fn dispatch(
                     json!({"config": current, "release": null, "unchanged": true, "not_set": not_set}),
                 );
             }
+            // What the app's processes would be started with must be startable.
+            let mut after = current.clone();
+            for (k, v) in &changes {
+                match v {
+                    Some(v) => after.insert(k.clone(), v.clone()),
+                    None => after.remove(k),
+                };
+            }
+            zeroku_conf::limits::config(&after).map_err(ApiError::invalid)?;
             let desc = describe_config(&changes);
             let rel = change(c, |s| s.set_config(app, &changes, &desc))?;
             ok(
@@ -694,6 +703,7 @@ async fn dispatch(
                     "a release needs at least one process type (is the Procfile empty?)",
                 ));
             }
+            zeroku_conf::limits::process_types(n.process_types.len()).map_err(ApiError::invalid)?;
             for (t, cmd) in &n.process_types {
                 names::process_type(t).map_err(|e| ApiError::invalid(e.to_string()))?;
                 if cmd.trim().is_empty() {
@@ -701,6 +711,7 @@ async fn dispatch(
                         "process type {t:?} has no command"
                     )));
                 }
+                zeroku_conf::limits::command(t, cmd).map_err(ApiError::invalid)?;
             }
             if !c
                 .slugs
