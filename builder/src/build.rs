@@ -39,6 +39,8 @@ pub struct Request<'a> {
     pub limits: Limits,
     /// Largest unpacked source, in bytes.
     pub max_source_bytes: u64,
+    /// Deepest path in the source, in components.
+    pub max_depth: usize,
 }
 
 /// What a build made.
@@ -102,7 +104,7 @@ pub fn run(req: &Request<'_>, out: Sink) -> Result<Built, BuildError> {
         fs::create_dir_all(d).map_err(io("creating", d))?;
     }
     fs::create_dir_all(req.cache_dir).map_err(io("creating", req.cache_dir))?;
-    let bytes = unpack_source(req.source, &app, req.max_source_bytes)?;
+    let bytes = unpack_source(req.source, &app, req.max_source_bytes, req.max_depth)?;
     out(&format!(
         "-----> Source received: {} files, {}",
         count_files(&app),
@@ -329,7 +331,7 @@ fn copy_buildpack(b: &Buildpack, dest: &Path) -> Result<Buildpack, BuildError> {
 }
 
 /// Unpacks a tar (or tar.gz) into `dir`; returns the bytes written.
-fn unpack_source(src: &Path, dir: &Path, limit: u64) -> Result<u64, BuildError> {
+fn unpack_source(src: &Path, dir: &Path, limit: u64, max_depth: usize) -> Result<u64, BuildError> {
     let bad = |e: std::io::Error| BuildError::Source(e.to_string());
     let mut f = fs::File::open(src).map_err(io("opening", src))?;
     let mut magic = [0u8; 2];
@@ -354,6 +356,17 @@ fn unpack_source(src: &Path, dir: &Path, limit: u64) -> Result<u64, BuildError> 
         }) {
             return Err(BuildError::Source(format!(
                 "entry {shown:?} leaves the source directory (absolute or `..`)"
+            )));
+        }
+        // Refused as it arrives, not after minutes of walking it.
+        let depth = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .count();
+        if depth > max_depth {
+            return Err(BuildError::Source(format!(
+                "entry {:?}… is {depth} levels deep: a source may nest at most {max_depth} ([master] build_max_depth)",
+                shown.chars().take(80).collect::<String>()
             )));
         }
         let kind = entry.header().entry_type();
@@ -438,5 +451,45 @@ pub fn human(bytes: u64) -> String {
         format!("{} KB", bytes.div_ceil(1 << 10))
     } else {
         format!("{bytes} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar with one file at `depth` directories.
+    fn deep_tar(path: &Path, depth: usize) {
+        let mut t = tar::Builder::new(fs::File::create(path).unwrap());
+        let name: String = (0..depth).map(|_| "d/").collect::<String>() + "f";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        t.append_data(&mut h, &name, &b"x"[..]).unwrap();
+        t.finish().unwrap();
+    }
+
+    #[test]
+    fn a_source_too_deep_is_refused_at_its_first_deep_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (ok, deep) = (dir.join("ok.tar"), dir.join("deep.tar"));
+        deep_tar(&ok, 30);
+        deep_tar(&deep, 2000);
+        for d in ["a", "b"] {
+            fs::create_dir(dir.join(d)).unwrap();
+        }
+        if let Err(e) = unpack_source(&ok, &dir.join("a"), 1 << 20, 100) {
+            panic!("{e}");
+        }
+        let e = unpack_source(&deep, &dir.join("b"), 1 << 20, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2001 levels deep") && e.contains("build_max_depth"),
+            "{e}"
+        );
+        assert!(e.len() < 400, "{e}");
     }
 }

@@ -73,6 +73,8 @@ pub struct MasterConfig {
     pub build_memory_mb: u64,
     /// Largest source a push or deploy may unpack to, MiB.
     pub build_max_source_mb: u64,
+    /// Deepest path a source may hold, in levels (`a/b/c` is 3).
+    pub build_max_depth: usize,
     /// When the master runs as root, app N builds as uid/gid
     /// `build_uid_base + N` (the same uid the worker runs it under).
     pub build_uid_base: u32,
@@ -104,6 +106,7 @@ impl Default for MasterConfig {
             build_timeout_secs: 900,
             build_memory_mb: 2048,
             build_max_source_mb: 512,
+            build_max_depth: 100,
             build_uid_base: 100_000,
             deploy_timeout_secs: 60,
         }

@@ -234,10 +234,11 @@ impl Builds {
             self.next_id.fetch_add(1, Ordering::Relaxed)
         ));
         let cache = self.root.join("cache").join(app);
-        let (me, src, max) = (
+        let (me, src, max, depth) = (
             self.clone(),
             source.to_path_buf(),
             cfg.build_max_source_mb << 20,
+            cfg.build_max_depth,
         );
         let (w2, say2) = (work.clone(), say.clone());
         let built = tokio::task::spawn_blocking(move || {
@@ -249,6 +250,7 @@ impl Builds {
                 builtin: &me.builtin,
                 limits,
                 max_source_bytes: max,
+                max_depth: depth,
             };
             let mut sink = |l: &str| say2(l);
             build::run(&req, &mut sink)

@@ -507,12 +507,28 @@ impl<R: Runtime> Supervisor<R> {
             .filter(|s| s.desired)
             .map(|s| s.spec.id.clone())
             .collect();
+        // Of an instance's replaced processes, only the newest one that is up
+        // keeps serving while its successor is not up: one that never came
+        // up serves nothing (several quick releases that do not start must
+        // not pile up processes), and an older one is superseded.
+        let mut serving: HashMap<&str, (u32, u32)> = HashMap::new();
+        for s in self.slots.values().filter(|s| !s.desired) {
+            if s.proc.as_ref().is_some_and(|p| p.up) {
+                let e = serving.entry(s.spec.id.as_str()).or_insert((0, 0));
+                *e = (*e).max((s.spec.release, s.spec.restart));
+            }
+        }
+        let serving: HashMap<String, (u32, u32)> = serving
+            .into_iter()
+            .map(|(id, v)| (id.to_string(), v))
+            .collect();
         for key in keys {
             let retire = match self.slots.get(&key) {
                 Some(s) if !s.desired => {
                     up_ids.contains(&s.spec.id)
                         || !wanted_ids.contains(&s.spec.id)
-                        || s.proc.is_none()
+                        || s.proc.as_ref().is_none_or(|p| !p.up)
+                        || serving.get(&s.spec.id) != Some(&(s.spec.release, s.spec.restart))
                 }
                 _ => false,
             };

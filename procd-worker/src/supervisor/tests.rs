@@ -90,8 +90,8 @@ impl Runtime for Fake {
         None
     }
     fn accepting(&self, rec: &ProcRecord, _health_path: Option<&str>) -> bool {
-        // Processes of release 7 never bind their port.
-        rec.release != 7 && {
+        // Processes of release 7 and later never bind their port.
+        rec.release < 7 && {
             let s = self.0.lock().unwrap();
             s.bind_after.is_none_or(|n| s.polls >= n)
         }
@@ -580,6 +580,32 @@ fn the_old_release_drains_after_its_replacement_is_up() {
     run(&mut s, &mut t, 600);
     assert_eq!(fake.alive(), 1);
     assert_eq!(state_of(&s, "a.web.1", 2), None);
+}
+
+#[test]
+fn quick_releases_that_never_come_up_leave_one_old_process_serving() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    s.apply(list(1, vec![web("a.web.1", 2)]), t);
+    run(&mut s, &mut t, 500);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+    // Three releases in quick succession, none of which ever binds its port.
+    for (g, rel) in [(2, 7), (3, 8), (4, 9)] {
+        s.apply(list(g, vec![web("a.web.1", rel)]), t);
+        run(&mut s, &mut t, 300);
+    }
+    // (past the stop grace time: a replaced process that ignores SIGTERM is killed)
+    run(&mut s, &mut t, 6000);
+    // v2 still serves, v9 keeps trying (killed at the boot timeout, restarted); v7 and v8
+    // are gone.
+    let releases: Vec<u32> = s.statuses().iter().map(|x| x.release).collect();
+    assert_eq!(releases, [2, 9], "{:?}", s.statuses());
+    assert!(fake.alive() <= 2);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+    assert!(state_of(&s, "a.web.1", 9).is_some());
+    assert_eq!(state_of(&s, "a.web.1", 7), None);
+    assert_eq!(state_of(&s, "a.web.1", 8), None);
 }
 
 #[test]
