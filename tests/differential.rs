@@ -3,6 +3,10 @@
 //! handler process connected to both (tests/m2/capture_handler.py). The
 //! messages the handler receives must match field by field and in order,
 //! except for the sender UUID, connection ids and upload temp file names.
+//! Where the handler ends a connection early (an empty reply), what the
+//! client receives must match too: status, body, and the close.
+//! A request whose body never arrives whole reaches neither handler, and
+//! zeroku sends no disconnect for a connection the handler never heard of.
 
 mod common;
 #[path = "common/mongrel2.rs"]
@@ -49,9 +53,55 @@ fn h(req: &[u8]) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Runs one scenario against a server's HTTP port.
-fn run(name: &str, port: u16) {
+/// Sends `req` and reads until the server closes: everything the client got.
+fn until_closed(port: u16, req: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut s = mongrel2::connect(port);
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// What a client makes of a response read to the close: status, body
+/// (de-chunked), and nothing else.
+fn client_view(raw: &[u8]) -> (String, Vec<u8>) {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (text.into_owned(), Vec::new());
+    };
+    let status = head.lines().next().unwrap_or("").to_string();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut out = Vec::new();
+    if chunked {
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&after.as_bytes()[..n.min(after.len())]);
+            rest = after.get(n + 2..).unwrap_or("");
+        }
+    } else {
+        out.extend_from_slice(body.as_bytes());
+    }
+    (status, out)
+}
+
+/// Runs one scenario against a server's HTTP port; for the scenarios whose
+/// client side is compared, what the client received.
+fn run(name: &str, port: u16) -> Option<Vec<u8>> {
     match name {
+        "empty" => return Some(until_closed(port, &h(requests::EMPTY))),
+        "unfinished" => {
+            let mut s = mongrel2::connect(port);
+            s.write_all(&h(requests::UNFINISHED)).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            drop(s);
+        }
         "get" => {
             mongrel2::http_exchange(port, &h(requests::GET)).unwrap();
         }
@@ -94,6 +144,7 @@ fn run(name: &str, port: u16) {
         }
         other => panic!("no scenario {other}"),
     }
+    None
 }
 
 #[test]
@@ -158,10 +209,28 @@ fn differential(protocol: &str) {
     );
     let probe_records = h.records().len();
 
-    let scenarios = ["get", "post", "chunked", "large", "ws", "noreply"];
+    let scenarios = [
+        "get",
+        "post",
+        "chunked",
+        "large",
+        "ws",
+        "noreply",
+        "empty",
+        "unfinished",
+    ];
     for name in scenarios {
-        run(name, m2.http_port);
-        run(name, fe_port);
+        let m2_saw = run(name, m2.http_port);
+        let zk_saw = run(name, fe_port);
+        if let (Some(a), Some(b)) = (m2_saw, zk_saw) {
+            assert_eq!(
+                client_view(&a),
+                client_view(&b),
+                "{name}: the client got\n m2: {:?}\n zk: {:?}",
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b)
+            );
+        }
     }
     // Disconnect notices come last; give both servers a moment.
     let m2_uuid = m2.sender_uuid.clone();
@@ -191,10 +260,16 @@ fn differential(protocol: &str) {
                 .cloned()
                 .collect::<Vec<_>>()
         };
+        // (A connection the handler closed itself, with an empty reply, is
+        // not reported back to it.)
         let answered = |v: &[Value]| {
             let ids: std::collections::BTreeSet<String> = v
                 .iter()
                 .filter(|r| !is_disc(r))
+                .filter(|r| {
+                    let p = r["path"].as_str().unwrap_or("");
+                    !p.starts_with("/empty")
+                })
                 .filter_map(|r| r["conn_id"].as_str().map(String::from))
                 .collect();
             ids.iter()
@@ -243,11 +318,51 @@ fn differential(protocol: &str) {
         disc_text(&zk_recs),
         "disconnect notices differ"
     );
+    // A request whose body never arrived whole reaches neither handler, and
+    // zeroku tells its handler of no connection it never had a request from.
+    for (who, v) in [("mongrel2", &m2_recs), ("zeroku", &zk_recs)] {
+        assert!(
+            v.iter().all(|r| r["path"] != "/unfinished/1"),
+            "{who} passed on an unfinished request"
+        );
+    }
+    // (from every record of zeroku's, the probes' included)
+    let all = h.records();
+    let zk_ids: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter(|r| r["sender"] != m2_uuid.as_str() && !is_disc(r))
+        .filter_map(|r| r["conn_id"].as_str())
+        .collect();
+    let closed_by_handler = |v: &[Value]| -> std::collections::BTreeSet<String> {
+        v.iter()
+            .filter(|r| {
+                let p = r["path"].as_str().unwrap_or("");
+                p.starts_with("/empty")
+            })
+            .filter_map(|r| r["conn_id"].as_str().map(String::from))
+            .collect()
+    };
+    // (Mongrel2 itself sometimes does, when the client's close races the
+    // handler's: only zeroku is held to it.)
+    let closed = closed_by_handler(&zk_recs);
+    assert!(
+        !zk_recs
+            .iter()
+            .any(|r| is_disc(r) && closed.contains(r["conn_id"].as_str().unwrap_or(""))),
+        "zeroku told the handler of a connection it closed itself"
+    );
+    for d in zk_recs.iter().filter(|r| is_disc(r)) {
+        let id = d["conn_id"].as_str().unwrap_or("?");
+        assert!(
+            zk_ids.contains(id),
+            "zeroku sent a disconnect for connection {id}, which never had a request"
+        );
+    }
     let m2_recs: Vec<Value> = m2_recs.into_iter().filter(|r| !is_disc(r)).collect();
     let zk_recs: Vec<Value> = zk_recs.into_iter().filter(|r| !is_disc(r)).collect();
     assert_eq!(
         m2_recs.len(),
-        10,
+        11,
         "scenarios sent {} requests through Mongrel2",
         m2_recs.len()
     );

@@ -171,6 +171,9 @@ struct Conn {
     hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
     /// Upgraded to a WebSocket: its session tells the handler when it ends.
     upgraded: std::sync::atomic::AtomicBool,
+    /// A handler closed it (an empty reply): it knows, and is not told, as
+    /// Mongrel2 does not tell it.
+    handler_closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Limits every connection shares.
@@ -254,6 +257,7 @@ async fn serve_conn<I>(
         https,
         hubs: std::sync::Mutex::new(Vec::new()),
         upgraded: std::sync::atomic::AtomicBool::new(false),
+        handler_closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
     let (e2, c2) = (edge.clone(), conn.clone());
     let svc = hyper::service::service_fn(move |req| {
@@ -290,8 +294,9 @@ async fn serve_conn<I>(
             let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
         }
     }
-    // The client is gone: handlers that served it are told.
-    if conn.upgraded.load(Ordering::Relaxed) {
+    // The client is gone: handlers that served it are told (unless one of
+    // them closed it).
+    if conn.upgraded.load(Ordering::Relaxed) || conn.handler_closed.load(Ordering::Relaxed) {
         return;
     }
     let hubs = std::mem::take(&mut *conn.hubs.lock().unwrap_or_else(|e| e.into_inner()));
@@ -512,7 +517,7 @@ async fn to_handler(
             Err(resp) => return resp,
         };
         if reply.status != 101 {
-            return build_response(reply, rx, guard);
+            return build_response(reply, rx, guard, conn.handler_closed.clone());
         }
         let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return error_page(
@@ -614,8 +619,13 @@ async fn to_handler(
         served();
     }
     match read_head(edge, &mut rx).await {
-        Ok(head) => build_response(head, rx, guard),
-        Err(resp) => resp,
+        Ok(head) => build_response(head, rx, guard, conn.handler_closed.clone()),
+        Err(resp) => {
+            if resp.extensions().get::<CloseSilently>().is_some() {
+                conn.handler_closed.store(true, Ordering::Relaxed);
+            }
+            resp
+        }
     }
 }
 
@@ -960,7 +970,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, httparse::Error> {
 
 /// The response for a handler's head; the body follows as framed by the
 /// head (Content-Length, chunked, or until the handler closes).
-fn build_response(head: Head, rx: UnboundedReceiver<Chunk>, guard: Forget) -> Response<Body> {
+fn build_response(
+    head: Head,
+    rx: UnboundedReceiver<Chunk>,
+    guard: Forget,
+    handler_closed: Arc<std::sync::atomic::AtomicBool>,
+) -> Response<Body> {
     let Head {
         status,
         mut headers,
@@ -996,6 +1011,7 @@ fn build_response(head: Head, rx: UnboundedReceiver<Chunk>, guard: Forget) -> Re
         pending: rest,
         done: false,
         _guard: guard,
+        handler_closed,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         let item = s.next().await?;
@@ -1089,6 +1105,8 @@ struct BodyState {
     pending: Bytes,
     done: bool,
     _guard: Forget,
+    /// Set when the handler ends the body by closing (an empty reply).
+    handler_closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BodyState {
@@ -1127,8 +1145,11 @@ impl BodyState {
             }
             match self.rx.recv().await {
                 Some(Chunk::Data(d)) => self.pending = d,
-                Some(Chunk::Close) | None => {
+                c @ (Some(Chunk::Close) | None) => {
                     self.done = true;
+                    if c.is_some() {
+                        self.handler_closed.store(true, Ordering::Relaxed);
+                    }
                     return match self.framing {
                         Framing::UntilClose => None,
                         _ => Some(Err(

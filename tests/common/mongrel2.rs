@@ -671,6 +671,11 @@ Origin: http://localhost\r\n\
 
     /// A GET the capture handler never answers (`/noreply...`).
     pub const NOREPLY: &[u8] = b"GET /noreply/1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    /// A GET the capture handler closes with only an empty reply.
+    pub const EMPTY: &[u8] = b"GET /empty/1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    /// A POST whose body stops after 3 of 100 bytes (the client then leaves).
+    pub const UNFINISHED: &[u8] =
+        b"POST /unfinished/1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc";
     /// A GET the capture handler answers after 1 s (`/delay/<ms>/...`).
     pub const DELAYED: &[u8] = b"GET /delay/1000/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
     /// An incomplete request head.

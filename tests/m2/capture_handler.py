@@ -39,7 +39,8 @@ Replies:
                      paths starting /noreply get no reply; /delay/<ms>/...
                      is answered after <ms> milliseconds (to provoke a
                      reply to a dead connection); /close/... is answered and
-                     then closed with an empty reply
+                     then closed with an empty reply; /empty/... gets only an
+                     empty reply (close, no answer)
   upload-start       nothing
   upload-done        200 with body "uploaded <size>" (size of the temp file)
   websocket_handshake  101 Switching Protocols with the accept key from BODY
@@ -300,6 +301,9 @@ def main():
                     rec["reply_delayed_ms"] = ms
                 elif path.startswith("/close"):
                     replies = [resp, b""]
+                elif path.startswith("/empty"):
+                    replies = [b""]
+
                 else:
                     replies = [resp]
             elif kind == "upload-done":
