@@ -34,28 +34,39 @@ class H(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-/// A handler that logs every message it gets and answers `/empty` with an empty reply.
-const LOGGING_HANDLER_PY: &str = r#"
-import json, os, zmq
+/// What every handler below starts with: its sockets, `send`, and `requests()`, which yields
+/// each message as (sender, conn_id, path, headers, body).
+const HANDLER_PRELUDE: &str = r#"
+import json, os, stat, zmq
 ctx = zmq.Context()
 pull, pub = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
 for ep in os.environ["M2_SEND_SPEC"].split():
     pull.connect(ep)
 for ep in os.environ["M2_RECV_SPEC"].split():
     pub.connect(ep)
-while True:
-    msg = pull.recv()
-    sender, conn_id, path, rest = msg.split(b" ", 3)
-    hlen, rest = rest.split(b":", 1)
-    headers = json.loads(rest[: int(hlen)])
-    rest = rest[int(hlen) + 1 :]
-    blen, rest = rest.split(b":", 1)
-    body = rest[: int(blen)]
+def send(sender, conn_id, data):
+    pub.send(sender + b" " + str(len(conn_id)).encode() + b":" + conn_id + b", " + data)
+def requests():
+    while True:
+        sender, conn_id, path, rest = pull.recv().split(b" ", 3)
+        hlen, rest = rest.split(b":", 1)
+        headers = json.loads(rest[: int(hlen)])
+        blen, rest = rest[int(hlen) + 1 :].split(b":", 1)
+        yield sender, conn_id, path, headers, rest[: int(blen)]
+"#;
+
+/// A handler app's script: the prelude, then `body`.
+fn handler_py(body: &str) -> String {
+    format!("{HANDLER_PRELUDE}{body}")
+}
+
+/// A handler that logs every message it gets and answers `/empty` with an empty reply.
+const LOGGING_HANDLER_PY: &str = r#"
+for sender, conn_id, path, headers, body in requests():
     print("GOT conn=%s %s %s %s" % (conn_id.decode(), headers.get("METHOD"), path.decode(), body.decode("utf-8", "replace")), flush=True)
     if headers.get("METHOD") == "JSON":
         continue
-    reply = b"" if path == b"/empty" else b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    pub.send(sender + b" " + str(len(conn_id)).encode() + b":" + conn_id + b", " + reply)
+    send(sender, conn_id, b"" if path == b"/empty" else b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 "#;
 
 /// Sends `raw` on a new connection, then reads until the edge closes it (or 5 s pass).
@@ -163,7 +174,6 @@ fn ambiguous_and_malformed_requests_get_400_and_reach_no_backend() {
         format!("GET /h2c HTTP/1.1\r\n{host}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n").as_bytes(),
     );
     assert!(status(&reply).starts_with("HTTP/1.1 200"), "{reply:?}");
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(http_get(&fe, "site.localhost", "/marker").unwrap().0, 200);
     let logs = logs_through(&c, "site", "REACHED GET /marker");
     assert!(
@@ -196,7 +206,7 @@ fn an_empty_reply_closes_and_an_unfinished_body_is_never_announced() {
         "hand",
         &[
             ("Procfile", "handler: python3 handler.py\n"),
-            ("handler.py", LOGGING_HANDLER_PY),
+            ("handler.py", &handler_py(LOGGING_HANDLER_PY)),
         ],
     );
     c.wait_up("hand", 1, Duration::from_secs(30));
@@ -258,18 +268,7 @@ fn an_empty_reply_closes_and_an_unfinished_body_is_never_announced() {
 /// A handler that does with its upload files what handler libraries do: checks they are its
 /// own, writes to them, renames and deletes them.
 const UPLOAD_HANDLER_PY: &str = r#"
-import json, os, stat, zmq
-ctx = zmq.Context()
-pull, pub = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
-for ep in os.environ["M2_SEND_SPEC"].split():
-    pull.connect(ep)
-for ep in os.environ["M2_RECV_SPEC"].split():
-    pub.connect(ep)
-while True:
-    msg = pull.recv()
-    sender, conn_id, path, rest = msg.split(b" ", 3)
-    hlen, rest = rest.split(b":", 1)
-    headers = json.loads(rest[: int(hlen)])
+for sender, conn_id, path, headers, body in requests():
     done = headers.get("x-mongrel2-upload-done")
     if headers.get("METHOD") == "JSON" or (headers.get("x-mongrel2-upload-start") and not done):
         continue
@@ -284,8 +283,7 @@ while True:
         out = b"mine=%s mode=%o size=%d" % (str(st.st_uid == os.getuid()).encode(), stat.S_IMODE(st.st_mode), size)
     else:
         out = b"no upload"
-    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out)
-    pub.send(sender + b" " + str(len(conn_id)).encode() + b":" + conn_id + b", " + reply)
+    send(sender, conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
 "#;
 
 #[test]
@@ -297,7 +295,7 @@ fn a_handler_owns_its_upload_files() {
         "up",
         &[
             ("Procfile", "handler: python3 handler.py\n"),
-            ("handler.py", UPLOAD_HANDLER_PY),
+            ("handler.py", &handler_py(UPLOAD_HANDLER_PY)),
         ],
     );
     c.wait_up("up", 1, Duration::from_secs(30));
@@ -320,21 +318,8 @@ fn a_handler_owns_its_upload_files() {
 /// A handler that streams: on `/clock` a head and a first line, then the rest of the lines and
 /// an empty message (close) only once `/go` arrives on another connection.
 const STREAMING_HANDLER_PY: &str = r#"
-import json, os, zmq
-ctx = zmq.Context()
-pull, pub = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
-for ep in os.environ["M2_SEND_SPEC"].split():
-    pull.connect(ep)
-for ep in os.environ["M2_RECV_SPEC"].split():
-    pub.connect(ep)
-def send(sender, conn_id, data):
-    pub.send(sender + b" " + str(len(conn_id)).encode() + b":" + conn_id + b", " + data)
 clock = None
-while True:
-    msg = pull.recv()
-    sender, conn_id, path, rest = msg.split(b" ", 3)
-    hlen, rest = rest.split(b":", 1)
-    headers = json.loads(rest[: int(hlen)])
+for sender, conn_id, path, headers, body in requests():
     if headers.get("METHOD") == "JSON":
         continue
     if path == b"/clock":
@@ -359,7 +344,7 @@ fn a_streaming_handler_reaches_the_client_piece_by_piece() {
         "clock",
         &[
             ("Procfile", "handler: python3 handler.py\n"),
-            ("handler.py", STREAMING_HANDLER_PY),
+            ("handler.py", &handler_py(STREAMING_HANDLER_PY)),
         ],
     );
     c.wait_up("clock", 1, Duration::from_secs(30));
