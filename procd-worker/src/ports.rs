@@ -1,10 +1,12 @@
 //! [`PortClaims`]: `$PORT`s no other worker on this host hands out. Each worker takes a lock
 //! on `<dir>/<port>` (an advisory file lock, released when it lets go or dies) for every port
 //! an instance of its holds, so two workers on one host never give two instances one port,
-//! whatever their port ranges.
+//! whatever their port ranges. The directory is 0700 and the files 0600: an app's process
+//! could otherwise open a claim file and lock it, taking ports from every worker.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Where every worker of this host claims its ports: the same directory for all of them.
@@ -32,6 +34,7 @@ impl PortClaims {
     pub fn new(dir: Option<&Path>) -> PortClaims {
         let dir = dir.and_then(|d| {
             std::fs::create_dir_all(d)
+                .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)))
                 .map_err(|e| tracing::warn!(dir = %d.display(), error = %e, "cannot keep port claims: ports are not coordinated with other workers"))
                 .ok()
                 .map(|()| d.to_path_buf())
@@ -54,6 +57,7 @@ impl PortClaims {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(dir.join(port.to_string()))
         {
             Ok(f) => f,
@@ -87,6 +91,10 @@ mod tests {
         );
         assert!(a.claim(20000));
         assert!(a.claim(20000), "its own claim again");
+        // Only the workers' user may enter the directory or open a claim.
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(d.path()), 0o700);
+        assert_eq!(mode(&d.path().join("20000")), 0o600);
         assert!(!b.claim(20000), "held by the other");
         assert!(b.claim(20001));
         a.keep_only(&Default::default());
