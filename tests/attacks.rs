@@ -206,7 +206,11 @@ fn an_app_reaches_nothing_of_another_app() {
     let upload = std::thread::spawn(move || {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(&fe_up).unwrap();
-        s.write_all(b"POST /upload HTTP/1.1\r\nHost: bank.localhost\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nsecret-upload-00\r\n").unwrap();
+        // (past the 20 KB upload threshold: the body is in a file from here on)
+        s.write_all(b"POST /upload HTTP/1.1\r\nHost: bank.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5400\r\n").unwrap();
+        s.write_all(&b"secret-upload-00".repeat(0x5400 / 16))
+            .unwrap();
+        s.write_all(b"\r\n").unwrap();
         std::thread::sleep(Duration::from_secs(25));
         let _ = s.write_all(b"0\r\n\r\n");
     });

@@ -3,8 +3,10 @@
 //! handler process connected to both (tests/m2/capture_handler.py). The
 //! messages the handler receives must match field by field and in order,
 //! except for the sender UUID, connection ids and upload temp file names.
-//! Where the handler ends a connection early (an empty reply), what the
-//! client receives must match too: status, body, and the close.
+//! Where the handler ends a connection (an empty reply), what the client
+//! receives must match too: byte for byte for a response the handler wrote
+//! whole (its header case and order, nothing added) and for bytes it sent
+//! past a complete response; status, body and the close for the rest.
 //! A request whose body never arrives whole reaches neither handler, and
 //! zeroku sends no disconnect for a connection the handler never heard of.
 
@@ -96,6 +98,10 @@ fn client_view(raw: &[u8]) -> (String, Vec<u8>) {
 fn run(name: &str, port: u16) -> Option<Vec<u8>> {
     match name {
         "empty" => return Some(until_closed(port, &h(requests::EMPTY))),
+        "close" | "extra" => {
+            let req = format!("GET /{name}/1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            return Some(until_closed(port, &h(req.as_bytes())));
+        }
         "unfinished" => {
             let mut s = mongrel2::connect(port);
             s.write_all(&h(requests::UNFINISHED)).unwrap();
@@ -217,12 +223,28 @@ fn differential(protocol: &str) {
         "ws",
         "noreply",
         "empty",
+        "close",
+        "extra",
         "unfinished",
     ];
+    // What the client gets byte for byte, where the handler wrote it all.
+    let exact = ["close", "extra"];
     for name in scenarios {
         let m2_saw = run(name, m2.http_port);
         let zk_saw = run(name, fe_port);
         if let (Some(a), Some(b)) = (m2_saw, zk_saw) {
+            if exact.contains(&name) {
+                assert!(
+                    String::from_utf8_lossy(&a).contains(&format!("ok /{name}/1")),
+                    "{name}: mongrel2 sent {:?}",
+                    String::from_utf8_lossy(&a)
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&a),
+                    String::from_utf8_lossy(&b),
+                    "{name}: the client's bytes differ"
+                );
+            }
             assert_eq!(
                 client_view(&a),
                 client_view(&b),
@@ -252,6 +274,13 @@ fn differential(protocol: &str) {
     // client, and for its own readiness probes): each connection that got
     // requests must get at least one, in the same format, on both sides.
     let is_disc = |r: &Value| r["path"] == "@*";
+    // (connections the handler closed itself, with an empty reply)
+    let closed_by_handler = |r: &Value| {
+        let p = r["path"].as_str().unwrap_or("");
+        ["/empty", "/close", "/extra"]
+            .iter()
+            .any(|x| p.starts_with(x))
+    };
     let (m2_recs, zk_recs) = eventually(Duration::from_secs(10), "both servers' messages", || {
         let (a, b) = split();
         let reqs = |v: &[Value]| {
@@ -266,10 +295,7 @@ fn differential(protocol: &str) {
             let ids: std::collections::BTreeSet<String> = v
                 .iter()
                 .filter(|r| !is_disc(r))
-                .filter(|r| {
-                    let p = r["path"].as_str().unwrap_or("");
-                    !p.starts_with("/empty")
-                })
+                .filter(|r| !closed_by_handler(r))
                 .filter_map(|r| r["conn_id"].as_str().map(String::from))
                 .collect();
             ids.iter()
@@ -333,18 +359,15 @@ fn differential(protocol: &str) {
         .filter(|r| r["sender"] != m2_uuid.as_str() && !is_disc(r))
         .filter_map(|r| r["conn_id"].as_str())
         .collect();
-    let closed_by_handler = |v: &[Value]| -> std::collections::BTreeSet<String> {
+    let closed_conns = |v: &[Value]| -> std::collections::BTreeSet<String> {
         v.iter()
-            .filter(|r| {
-                let p = r["path"].as_str().unwrap_or("");
-                p.starts_with("/empty")
-            })
+            .filter(|r| closed_by_handler(r))
             .filter_map(|r| r["conn_id"].as_str().map(String::from))
             .collect()
     };
     // (Mongrel2 itself sometimes does, when the client's close races the
     // handler's: only zeroku is held to it.)
-    let closed = closed_by_handler(&zk_recs);
+    let closed = closed_conns(&zk_recs);
     assert!(
         !zk_recs
             .iter()
@@ -362,7 +385,7 @@ fn differential(protocol: &str) {
     let zk_recs: Vec<Value> = zk_recs.into_iter().filter(|r| !is_disc(r)).collect();
     assert_eq!(
         m2_recs.len(),
-        11,
+        13,
         "scenarios sent {} requests through Mongrel2",
         m2_recs.len()
     );

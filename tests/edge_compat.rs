@@ -6,7 +6,8 @@
 //! reply closes the client's connection with no bytes; a request whose body never arrived whole
 //! is never announced, not even by a disconnect; upload files are the handler's own (its uid,
 //! 0600) to write, rename and delete; a handler's several messages stream to the client as they
-//! come.
+//! come; what a handler writes reaches the client byte for byte (header case and order, nothing
+//! added), messages after a complete response included.
 
 mod common;
 use common::*;
@@ -128,6 +129,18 @@ fn ambiguous_and_malformed_requests_get_400_and_reach_no_backend() {
             ),
         ),
         (
+            "two equal Content-Length lines",
+            format!(
+                "POST /two-equal-cl HTTP/1.1\r\n{host}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc"
+            ),
+        ),
+        (
+            "Content-Length and Transfer-Encoding",
+            format!(
+                "POST /cl-te HTTP/1.1\r\n{chunked}Content-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            ),
+        ),
+        (
             "a bare LF in a chunk line",
             format!("POST /bare-lf HTTP/1.1\r\n{chunked}\r\n3\nabc\r\n0\r\n\r\n"),
         ),
@@ -184,6 +197,8 @@ fn ambiguous_and_malformed_requests_get_400_and_reach_no_backend() {
     for path in [
         "/two-hosts",
         "/two-cl",
+        "/two-equal-cl",
+        "/cl-te",
         "/bare-lf",
         "/minus-one",
         "/hex-prefix",
@@ -373,4 +388,120 @@ fn a_streaming_handler_reaches_the_client_piece_by_piece() {
         at("tick 1") < at("tick 2") && at("tick 2") < at("tick 3"),
         "{text}"
     );
+}
+
+/// A handler that writes its responses its own way: mixed-case headers in its order, no Date;
+/// on `/more`, bytes past the end of a complete response; every message is logged.
+const EXACT_HANDLER_PY: &str = r#"
+for sender, conn_id, path, headers, body in requests():
+    print("GOT %s %s" % (headers.get("METHOD"), path.decode()), flush=True)
+    if headers.get("METHOD") == "JSON":
+        continue
+    if path == b"/exact":
+        send(sender, conn_id, b"HTTP/1.1 200 OK\r\nX-Custom-Case: Yes\r\nContent-Length: 5\r\nx-lower: a\r\n\r\nhello")
+        send(sender, conn_id, b"")
+    elif path == b"/more":
+        send(sender, conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        send(sender, conn_id, b"AFTER")
+        send(sender, conn_id, b"")
+    else:
+        out = b"%s %d" % (path, len(body))
+        send(sender, conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
+"#;
+
+#[test]
+fn a_handlers_bytes_reach_the_client_as_written_and_hostile_requests_do_not_reach_it() {
+    let mut c = TestCluster::start();
+    c.add_worker("h5", 36700);
+    let fe = c.add_frontend("edge");
+    c.deploy(
+        "exact",
+        &[
+            ("Procfile", "handler: python3 handler.py\n"),
+            ("handler.py", &handler_py(EXACT_HANDLER_PY)),
+        ],
+    );
+    c.wait_up("exact", 1, Duration::from_secs(30));
+    wait_http_ok(&fe, "exact.localhost", "/", Duration::from_secs(20));
+    let host = "Host: exact.localhost\r\n";
+
+    // Byte for byte: the handler's header case and order, no Date added.
+    let reply = exchange(&fe, format!("GET /exact HTTP/1.1\r\n{host}\r\n").as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "HTTP/1.1 200 OK\r\nX-Custom-Case: Yes\r\nContent-Length: 5\r\nx-lower: a\r\n\r\nhello"
+    );
+    // Messages after a complete response reach the client too, in order.
+    let reply = exchange(&fe, format!("GET /more HTTP/1.1\r\n{host}\r\n").as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokAFTER"
+    );
+    // Keep-alive: two requests on one connection (the second with a body), answered in order.
+    let mut s = std::net::TcpStream::connect(&fe).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET /one HTTP/1.1\r\n{host}\r\nPOST /two HTTP/1.1\r\n{host}Content-Length: 3\r\n\r\nabc").as_bytes())
+        .unwrap();
+    let want = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n/one 0HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n/two 3";
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < want.len() {
+        let n = s.read(&mut buf).expect("both answers");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    drop(s);
+
+    // What two readers could take differently is refused, and the handler never hears of it.
+    let chunked = format!("{host}Transfer-Encoding: chunked\r\n");
+    let cases = [
+        format!("GET /two-hosts HTTP/1.1\r\n{host}Host: other.localhost\r\n\r\n"),
+        format!("POST /two-equal-cl HTTP/1.1\r\n{host}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
+        format!("POST /cl-te HTTP/1.1\r\n{chunked}Content-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        format!("POST /bare-lf HTTP/1.1\r\n{chunked}\r\n3\nabc\r\n0\r\n\r\n"),
+        format!("POST /minus-one HTTP/1.1\r\n{chunked}\r\n-1\r\nabc\r\n0\r\n\r\n"),
+        format!("POST /hex-prefix HTTP/1.1\r\n{chunked}\r\n0x3\r\nabc\r\n0\r\n\r\n"),
+        format!("POST /huge HTTP/1.1\r\n{chunked}\r\n1FFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n"),
+    ];
+    for raw in &cases {
+        let reply = exchange(&fe, raw.as_bytes());
+        assert!(
+            status(&reply).starts_with("HTTP/1.1 400"),
+            "{raw:?}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert_eq!(
+            http_get(&fe, "exact.localhost", "/").unwrap().0,
+            200,
+            "{raw:?}"
+        );
+    }
+    // A well-formed chunked body arrives whole (as an upload file, as in Mongrel2).
+    let reply = exchange(
+        &fe,
+        format!("POST /good-chunks HTTP/1.1\r\n{chunked}\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(
+        reply.is_empty() || status(&reply).starts_with("HTTP/1.1 200"),
+        "{reply:?}"
+    );
+    assert_eq!(http_get(&fe, "exact.localhost", "/marker").unwrap().0, 200);
+    let logs = logs_through(&c, "exact", "GOT GET /marker");
+    assert!(logs.contains("GOT POST /good-chunks"), "{logs}");
+    for path in [
+        "/two-hosts",
+        "/two-equal-cl",
+        "/cl-te",
+        "/bare-lf",
+        "/minus-one",
+        "/hex-prefix",
+        "/huge",
+    ] {
+        assert!(
+            !logs.contains(&format!(" {path}")),
+            "{path} reached the handler: {logs}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! `web` instances. Errors become small pages in one place
 //! ([`error_page`]).
 
+use crate::chunked::Dechunk;
 use crate::handlers::{Chunk, Hub};
 use crate::m2;
 use crate::proxy::{Forwarded, Proxy};
@@ -69,7 +70,7 @@ fn close_silently() -> Response<Body> {
 }
 
 /// An app in maintenance: 503 with its page (HTML) or zeroku's, and `Retry-After`.
-fn maintenance_page(page: &str) -> Response<Body> {
+pub(crate) fn maintenance_page(page: &str) -> Response<Body> {
     let (body, ctype) = if page.is_empty() {
         (
             "503 Service Unavailable\n\nThis app is down for maintenance. Please try again soon.\n\n-- zeroku\n".to_string(),
@@ -159,14 +160,14 @@ impl Edge {
 }
 
 /// The state of one client connection.
-struct Conn {
-    id: u64,
+pub(crate) struct Conn {
+    pub(crate) id: u64,
     /// The peer's address as a header value, for `X-Forwarded-For`.
     peer_ip: hyper::header::HeaderValue,
     /// The peer's address, for handlers (`REMOTE_ADDR`).
-    remote_addr: String,
+    pub(crate) remote_addr: String,
     /// Came in over TLS.
-    https: bool,
+    pub(crate) https: bool,
     /// Hubs this connection has talked to: told when the client leaves.
     hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
     /// Upgraded to a WebSocket: its session tells the handler when it ends.
@@ -247,7 +248,31 @@ async fn serve_conn<I>(
         + Send
         + 'static,
 {
-    let (io, timed_out) = crate::head_timeout::Watched::new(io);
+    let (mut io, timed_out) = crate::head_timeout::Watched::new(io);
+    // The first request decides who serves the connection: an app served
+    // only by handlers gets it whole, as Mongrel2 serves it.
+    let mut first = BytesMut::new();
+    let owner = tokio::select! {
+        f = crate::passthrough::first_request(&mut io, &mut first, &edge, &limits) => f,
+        _ = shutdown.cancelled() => return,
+    };
+    let hub = match owner {
+        crate::passthrough::First::Gone => return,
+        crate::passthrough::First::TimedOut => {
+            // Dropping the stream answers 408 if a head was begun.
+            timed_out.store(true, Ordering::Relaxed);
+            return;
+        }
+        crate::passthrough::First::Handler(hub) => Some(hub),
+        crate::passthrough::First::Hyper => None,
+        crate::passthrough::First::Ambiguous(why, method, path) => {
+            edge.access.log("", "", &method, &path, 400, Instant::now());
+            edge.metrics.observe("-", 400, Duration::from_secs(0));
+            let page = closing_page(StatusCode::BAD_REQUEST, why);
+            let _ = crate::passthrough::write_page(&mut io, page).await;
+            return;
+        }
+    };
     let remote_addr = peer.ip().to_string();
     let conn = Arc::new(Conn {
         id: edge.next_conn.fetch_add(1, Ordering::Relaxed),
@@ -259,6 +284,11 @@ async fn serve_conn<I>(
         upgraded: std::sync::atomic::AtomicBool::new(false),
         handler_closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
+    if let Some(hub) = hub {
+        crate::passthrough::serve(io, first, &edge, &conn, hub, &limits, &shutdown).await;
+        return;
+    }
+    let io = crate::prefixed::Prefixed::new(first.freeze(), io);
     let (e2, c2) = (edge.clone(), conn.clone());
     let svc = hyper::service::service_fn(move |req| {
         let (edge, conn) = (e2.clone(), c2.clone());
@@ -306,7 +336,7 @@ async fn serve_conn<I>(
 }
 
 /// Longest request target and header line, as Mongrel2's 8 KB.
-const MAX_LINE: usize = 8 << 10;
+pub(crate) const MAX_LINE: usize = 8 << 10;
 
 async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -705,7 +735,7 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    fn create(&self, hub: &Hub) -> std::io::Result<std::path::PathBuf> {
+    pub(crate) fn create(&self, hub: &Hub) -> std::io::Result<std::path::PathBuf> {
         use std::os::unix::fs::OpenOptionsExt;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = hub.dir.join(format!(
@@ -726,7 +756,7 @@ impl Uploads {
 }
 
 /// The header encoding the app's handlers asked for.
-fn hub_protocol(hub: &Hub) -> m2::codec::Protocol {
+pub(crate) fn hub_protocol(hub: &Hub) -> m2::codec::Protocol {
     if hub.tnetstring.load(Ordering::Relaxed) {
         m2::codec::Protocol::Tnetstring
     } else {
@@ -795,18 +825,37 @@ fn request_head<'a>(
         path: uri.path(),
         query: uri.query(),
         fragment: None,
-        // The target as sent (authority-form: the authority).
-        uri: uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .or_else(|| uri.authority().map(|a| a.as_str()))
-            .unwrap_or(""),
+        uri: target_of(uri),
         version,
         headers: HyperHeaders(&parts.headers),
         remote_addr: &conn.remote_addr,
         pattern: "/",
         url_scheme: if conn.https { "https" } else { "http" },
     }
+}
+
+/// The request target as sent, for `URI` (authority-form: the authority).
+pub(crate) fn target_of(uri: &hyper::Uri) -> &str {
+    uri.path_and_query()
+        .map(|p| p.as_str())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// A client's WebSocket message for the handlers: `METHOD=WEBSOCKET`, with
+/// its frame's first byte in `FLAGS`.
+pub(crate) fn websocket_message(
+    uuid: &str,
+    conn_id: u64,
+    head: &m2::codec::RequestHead,
+    m: &crate::ws::Message,
+    hub: &Hub,
+) -> Vec<u8> {
+    let extra = [
+        ("METHOD".to_string(), "WEBSOCKET".to_string()),
+        ("FLAGS".to_string(), format!("0x{:x}", m.first_byte)),
+    ];
+    m2::codec::encode_request(uuid, conn_id, head, &extra, &m.payload, hub_protocol(hub))
 }
 
 /// A handler's response head: status, headers (without the hop-by-hop
@@ -1063,11 +1112,7 @@ impl WsSession {
                     loop {
                         match reader.next_message() {
                             Ok(Some(m)) => {
-                                let extra = [
-                                    ("METHOD".to_string(), "WEBSOCKET".to_string()),
-                                    ("FLAGS".to_string(), format!("0x{:x}", m.first_byte)),
-                                ];
-                                let msg = m2::codec::encode_request(&self.uuid, self.conn_id, &self.head, &extra, &m.payload, hub_protocol(&self.hub));
+                                let msg = websocket_message(&self.uuid, self.conn_id, &self.head, &m, &self.hub);
                                 self.hub.send(self.conn_id, msg, self.tx.clone(), false);
                             }
                             Ok(None) => break,
@@ -1160,90 +1205,5 @@ impl BodyState {
                 Some(Chunk::NoHandler) => return Some(Err("handler gone".into())),
             }
         }
-    }
-}
-
-/// Decodes `Transfer-Encoding: chunked` incrementally.
-#[derive(Default)]
-pub struct Dechunk {
-    /// Bytes left in the current chunk's data.
-    left: u64,
-    /// A partial size line or trailer.
-    line: Vec<u8>,
-    /// Waiting for the CRLF after a chunk's data.
-    need_crlf: bool,
-    in_trailer: bool,
-}
-
-impl Dechunk {
-    /// Feeds raw bytes; returns decoded data and whether the body ended.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(Bytes, bool), String> {
-        let mut out = BytesMut::new();
-        while !input.is_empty() {
-            if self.left > 0 {
-                let n = (self.left as usize).min(input.len());
-                out.extend_from_slice(&input[..n]);
-                self.left -= n as u64;
-                input = &input[n..];
-                if self.left == 0 {
-                    self.need_crlf = true;
-                }
-                continue;
-            }
-            let Some(nl) = input.iter().position(|b| *b == b'\n') else {
-                self.line.extend_from_slice(input);
-                if self.line.len() > 4096 {
-                    return Err("chunk size line too long".into());
-                }
-                break;
-            };
-            self.line.extend_from_slice(&input[..nl]);
-            input = &input[nl + 1..];
-            let line = std::mem::take(&mut self.line);
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            if self.need_crlf {
-                if !line.is_empty() {
-                    return Err("missing CRLF after chunk data".into());
-                }
-                self.need_crlf = false;
-                continue;
-            }
-            if self.in_trailer {
-                if line.is_empty() {
-                    return Ok((out.freeze(), true));
-                }
-                continue;
-            }
-            let size = std::str::from_utf8(line)
-                .ok()
-                .map(|s| s.split(';').next().unwrap_or("").trim())
-                .and_then(|s| u64::from_str_radix(s, 16).ok())
-                .ok_or_else(|| {
-                    format!("bad chunk size line {:?}", String::from_utf8_lossy(line))
-                })?;
-            if size == 0 {
-                self.in_trailer = true;
-            } else {
-                self.left = size;
-            }
-        }
-        Ok((out.freeze(), false))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dechunk_across_feeds() {
-        let mut d = Dechunk::default();
-        let (a, done) = d.feed(b"5\r\nhel").unwrap();
-        assert_eq!((&a[..], done), (&b"hel"[..], false));
-        let (b, done) = d.feed(b"lo\r\n3;x=y\r\n wo\r\n0\r\n").unwrap();
-        assert_eq!((&b[..], done), (&b"lo wo"[..], false));
-        let (c, done) = d.feed(b"\r\n").unwrap();
-        assert_eq!((&c[..], done), (&b""[..], true));
-        assert!(Dechunk::default().feed(b"zz\r\n").is_err());
     }
 }

@@ -6,16 +6,41 @@
 //!
 //! This module only decides; the edge answers and closes the connection.
 
-use hyper::header::{HeaderMap, HOST, UPGRADE};
+use hyper::header::{HeaderMap, UPGRADE};
 
-/// Why `headers` must be refused, if they must. (hyper's parser already
-/// decides the two length ambiguities its own way before this sees them: a
-/// Transfer-Encoding with a Content-Length wins and the connection closes
-/// after the answer; identical Content-Length lines are merged, differing
-/// ones are a 400.)
+/// Why `headers` must be refused, if they must (an answer of 400 and a
+/// closed connection): two `Host` lines, two `Content-Length` lines (even
+/// equal ones), a length that is not a number, or both `Content-Length` and
+/// `Transfer-Encoding`.
 pub fn ambiguous(headers: &HeaderMap) -> Option<&'static str> {
-    if headers.get_all(HOST).iter().nth(1).is_some() {
+    ambiguous_fields(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
+}
+
+/// [`ambiguous`] for header lines as parsed (any case).
+pub fn ambiguous_fields<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Option<&'static str> {
+    let (mut hosts, mut lengths, mut te) = (0, 0, false);
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || value.len() > 19 {
+                return Some("the Content-Length is not a number (RFC 9112 §6.3)");
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            te = true;
+        }
+    }
+    if hosts > 1 {
         return Some("the request has more than one Host header line (RFC 9112 §3.2)");
+    }
+    if lengths > 1 {
+        return Some("the request has more than one Content-Length header line (RFC 9112 §6.3)");
+    }
+    if lengths == 1 && te {
+        return Some("the request has both Content-Length and Transfer-Encoding (RFC 9112 §6.1)");
     }
     None
 }
@@ -47,6 +72,14 @@ mod tests {
         assert!(ambiguous(&headers(&[("host", "a"), ("content-length", "3")])).is_none());
         let two_hosts = headers(&[("host", "a"), ("host", "a")]);
         assert!(ambiguous(&two_hosts).unwrap().contains("Host"));
+        let two = headers(&[("content-length", "3"), ("content-length", "3")]);
+        assert!(ambiguous(&two)
+            .unwrap()
+            .contains("more than one Content-Length"));
+        let both = headers(&[("content-length", "3"), ("transfer-encoding", "chunked")]);
+        assert!(ambiguous(&both).unwrap().contains("both"));
+        let signed = headers(&[("content-length", "+3")]);
+        assert!(ambiguous(&signed).unwrap().contains("not a number"));
     }
 
     #[test]

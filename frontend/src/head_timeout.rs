@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-const RESPONSE_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 50\r\nConnection: close\r\n\r\nzeroku: the request head did not arrive in time.\r\n";
+pub(crate) const RESPONSE_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 50\r\nConnection: close\r\n\r\nzeroku: the request head did not arrive in time.\r\n";
 
 /// A stream that can write a last message without waiting, from `Drop`.
 pub trait LastWords {

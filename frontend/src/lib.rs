@@ -16,6 +16,7 @@
 
 pub mod access_log;
 mod ascii;
+mod chunked;
 mod coarse;
 pub mod dir;
 pub mod edge;
@@ -26,6 +27,8 @@ pub mod handlers;
 pub mod head_timeout;
 pub mod m2;
 pub mod metrics;
+mod passthrough;
+mod prefixed;
 pub mod proxy;
 pub mod routing;
 pub mod tls;

@@ -40,7 +40,8 @@ Replies:
                      is answered after <ms> milliseconds (to provoke a
                      reply to a dead connection); /close/... is answered and
                      then closed with an empty reply; /empty/... gets only an
-                     empty reply (close, no answer)
+                     empty reply (close, no answer); /extra/... is answered,
+                     then sent "EXTRA" past the response's end, then closed
   upload-start       nothing
   upload-done        200 with body "uploaded <size>" (size of the temp file)
   websocket_handshake  101 Switching Protocols with the accept key from BODY
@@ -303,6 +304,8 @@ def main():
                     replies = [resp, b""]
                 elif path.startswith("/empty"):
                     replies = [b""]
+                elif path.startswith("/extra"):
+                    replies = [resp, b"EXTRA", b""]
 
                 else:
                     replies = [resp]
