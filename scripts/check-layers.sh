@@ -45,11 +45,11 @@ declare -A layer=(
   [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0 [dirs]=0
   [scheduler]=1 [routes]=1
   [cluster]=2
-  [builds]=3 [git]=3 [keys]=3 [restarts]=3
+  [builds]=3 [git]=3 [keys]=3 [restarts]=3 [drains]=3
   [api]=4 [views]=4 [error]=4
   [lib]=5
 )
-names=(store scheduler cluster "builds/git/keys/restarts" api root)
+names=(store scheduler cluster "builds/git/keys/restarts/drains" api root)
 src=procd-master/src
 for f in "$src"/*.rs "$src"/*/*.rs; do
   [ -e "$f" ] || continue

@@ -528,6 +528,28 @@ pub enum Command {
         app: AppArg,
         prefix: String,
     },
+    /// List where an app's log also goes.
+    Drains {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Send an app's log to a syslog server or an HTTPS endpoint too (as Heroku's drains).
+    #[command(name = "drains:add")]
+    DrainsAdd {
+        #[command(flatten)]
+        app: AppArg,
+        /// syslog+tcp://HOST:PORT, or https://HOST[:PORT]/PATH.
+        #[arg(value_name = "URL")]
+        drain: String,
+    },
+    /// Stop sending an app's log to a drain.
+    #[command(name = "drains:remove")]
+    DrainsRemove {
+        #[command(flatten)]
+        app: AppArg,
+        #[arg(value_name = "URL")]
+        drain: String,
+    },
     /// List an app's custom domains.
     Domains {
         #[command(flatten)]

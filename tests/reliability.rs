@@ -1,7 +1,8 @@
 //! What a fault-injection run found (issue: "Nothing runs twice, nothing is lost"), each a
 //! regression test: sources a master killed mid-upload leaves are gone when it starts again;
 //! config vars and commands no process could be started with are refused with the limit named;
-//! no CLI table breaks on what the API returns.
+//! no CLI table breaks on what the API returns; a deploy the master was waiting on when it was
+//! killed is resumed (and rolled back) when it starts again; an app's log outlives the master.
 
 mod common;
 use common::*;
@@ -119,4 +120,290 @@ fn what_no_process_can_start_with_is_refused_with_the_limit_named() {
     assert!(desc.ends_with("_0009 and 990 more"), "{desc}");
     let out = c.cli_ok(&["releases", "-a", "lim"]).unwrap();
     assert!(out.lines().all(|l| l.chars().count() < 400), "{out}");
+}
+
+/// Item 2: a deploy waiting for its release to come up when the master is killed is resumed when
+/// the master starts again, and rolled back as it would have been: the release that never came
+/// up does not stay current.
+#[test]
+fn a_deploy_cut_off_by_a_master_kill_is_resumed_and_rolled_back() {
+    let mut c = TestCluster::start_with(
+        &TEST_CONFIG.replace("[master]\n", "[master]\ndeploy_timeout_secs = 6\n"),
+    );
+    c.add_worker("r2", 36900);
+    let v1 = c.dir.path().join("src-resume-v1");
+    write_tree(
+        &v1,
+        &[("Procfile", "web: exec python3 -m http.server $PORT\n")],
+    );
+    c.cli_ok(&["apps:create", "resume"]).unwrap();
+    c.cli_ok(&["deploy", "-a", "resume", v1.to_str().unwrap()])
+        .unwrap();
+    c.wait_up("resume", 1, Duration::from_secs(30));
+    // v2 never comes up (it listens nowhere, and does not exit): its deploy waits.
+    let src = c.dir.path().join("src-resume-v2");
+    write_tree(&src, &[("Procfile", "web: exec sleep 100000\n")]);
+    let mut deploy = std::process::Command::new(bin())
+        .args(["deploy", "-a", "resume", src.to_str().unwrap()])
+        .env("ZEROKU_URL", &c.master.url)
+        .env("ZEROKU_TOKEN", &c.master.token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // (`releases --json` lists the oldest first)
+    let newest = |rel: &serde_json::Value| rel.as_array().and_then(|a| a.last()).cloned();
+    eventually(Duration::from_secs(30), "v2 released, coming up", || {
+        let rel = c.json(&["releases", "-a", "resume"]);
+        if newest(&rel).is_some_and(|r| r["version"] == 2) {
+            Ok(())
+        } else {
+            Err(rel.to_string())
+        }
+    });
+    // Item 1: `ps` shows every process the worker runs: v1's, which serves until v2 is up, too.
+    eventually(Duration::from_secs(20), "both processes in ps", || {
+        let ps = c.ps("resume");
+        let old = ps
+            .iter()
+            .any(|p| p["replaced"] == true && p["release"] == 1 && p["pid"].is_u64());
+        let new = ps
+            .iter()
+            .any(|p| p["replaced"].is_null() && p["release"] == 2);
+        if ps.len() == 2 && old && new {
+            Ok(())
+        } else {
+            Err(format!("{ps:?}"))
+        }
+    });
+    let table = c.cli_ok(&["ps", "-a", "resume"]).unwrap();
+    assert!(table.contains("up, replaced"), "{table}");
+    c.restart_master();
+    let _ = deploy.kill();
+    let _ = deploy.wait();
+    // The master waits out the deploy's time and rolls back: v3 is v1 again, and serves.
+    let rel = eventually(Duration::from_secs(30), "the rollback", || {
+        let rel = c.json(&["releases", "-a", "resume"]);
+        match newest(&rel) {
+            Some(r) if r["description"] == "Rollback to v1" => Ok(r),
+            _ => Err(rel.to_string()),
+        }
+    });
+    assert_eq!(rel["version"], 3, "{rel}");
+    eventually(Duration::from_secs(30), "v3 up", || {
+        let ps = c.ps("resume");
+        let up = |p: &serde_json::Value| p["state"] == "up" && p["release"] == 3;
+        if ps.len() == 1 && ps.iter().all(up) {
+            Ok(())
+        } else {
+            Err(format!("{ps:?}"))
+        }
+    });
+    let logs = c.cli_ok(&["logs", "-a", "resume", "-n", "1000"]).unwrap();
+    assert!(logs.contains("waiting for it again"), "{logs}");
+    assert!(logs.contains("rolled back to v1 as v3"), "{logs}");
+}
+
+/// Item 4: an app's log outlives a master restart (kept on disk, in a directory only the master
+/// may enter).
+#[test]
+fn an_apps_log_outlives_a_master_restart() {
+    let mut c = TestCluster::start();
+    c.add_worker("r3", 37100);
+    c.deploy(
+        "diary",
+        &[(
+            "Procfile",
+            "worker: echo written-before-the-restart; exec sleep 100000\n",
+        )],
+    );
+    c.cli_ok(&["ps:scale", "-a", "diary", "worker=1"]).unwrap();
+    eventually(Duration::from_secs(30), "the line in the log", || {
+        let logs = c.cli_ok(&["logs", "-a", "diary", "-n", "1000"])?;
+        if logs.contains("written-before-the-restart") {
+            Ok(())
+        } else {
+            Err(logs)
+        }
+    });
+    c.restart_master();
+    let logs = c.cli_ok(&["logs", "-a", "diary", "-n", "1000"]).unwrap();
+    assert!(logs.contains("written-before-the-restart"), "{logs}");
+    assert!(logs.contains("Starting process"), "{logs}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(c.master.data.join("logs"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// Receives log drains: a syslog server on TCP (what it gets, raw, in `syslog`) and an HTTPS
+/// endpoint with a certificate from a test CA (each POST's content type, message count and
+/// drain token, then its body, in `https`). Writes its two ports to `ports`.
+const DRAIN_RECEIVER_PY: &str = r#"
+import http.server, socket, ssl, sys, threading
+out = sys.argv[1]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+def syslog():
+    while True:
+        c, _ = srv.accept()
+        with open(out + "/syslog", "ab") as f:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                f.write(b)
+                f.flush()
+threading.Thread(target=syslog, daemon=True).start()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        h = self.headers
+        with open(out + "/https", "ab") as f:
+            f.write(("%s %s %s\n" % (h["Content-Type"], h["Logplex-Msg-Count"], h["Logplex-Drain-Token"])).encode() + body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+httpd = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(out + "/leaf.pem", out + "/leaf.key")
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+with open(out + "/ports.tmp", "w") as f:
+    f.write("%d %d" % (srv.getsockname()[1], httpd.server_address[1]))
+import os
+os.rename(out + "/ports.tmp", out + "/ports")
+httpd.serve_forever()
+"#;
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Item 4: an app's log goes to the drains its users add — a syslog server over TCP (RFC 5424,
+/// octet-counted) and an HTTPS endpoint (Heroku's logplex POSTs, the server's certificate checked
+/// against the CA bundle the master is given) — and stops going when a drain is removed.
+#[test]
+fn an_apps_log_goes_to_its_drains() {
+    let mut c = TestCluster::start();
+    let dir = c.dir.path().join("drains");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sh = |script: &str| {
+        let o = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=zeroku-test-ca 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN=localhost 2>/dev/null
+        printf 'subjectAltName=DNS:localhost\n' > san.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 1 -extfile san.ext 2>/dev/null");
+    std::fs::write(dir.join("receiver.py"), DRAIN_RECEIVER_PY).unwrap();
+    let _receiver = KillOnDrop(
+        std::process::Command::new("python3")
+            .arg(dir.join("receiver.py"))
+            .arg(&dir)
+            .spawn()
+            .unwrap(),
+    );
+    let ports = eventually(Duration::from_secs(10), "the receiver's ports", || {
+        std::fs::read_to_string(dir.join("ports")).map_err(|e| e.to_string())
+    });
+    let (syslog_port, https_port) = ports.split_once(' ').unwrap();
+    // The master trusts the test CA (as OpenSSL does, from SSL_CERT_FILE).
+    c.master.daemon.kill9();
+    let argv: Vec<&str> = c.master.args.iter().map(String::as_str).collect();
+    let ca = dir.join("ca.pem");
+    c.master.daemon = Daemon::spawn_with_env(
+        &argv,
+        c.dir.path().join("master.log"),
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    eventually(Duration::from_secs(20), "the master again", || {
+        c.cli_ok(&["apps"]).map(|_| ())
+    });
+    c.add_worker("r4", 37300);
+    c.deploy(
+        "drained",
+        &[(
+            "Procfile",
+            "worker: echo drained-line-1; echo drained-line-2 >&2; exec sleep 100000\n",
+        )],
+    );
+    let err = c
+        .cli_ok(&["drains:add", "-a", "drained", "ftp://example.com/"])
+        .unwrap_err();
+    assert!(err.contains("syslog+tcp://HOST:PORT"), "{err}");
+    let syslog = format!("syslog+tcp://127.0.0.1:{syslog_port}");
+    let https = format!("https://localhost:{https_port}/logs");
+    for url in [&syslog, &https] {
+        c.cli_ok(&["drains:add", "-a", "drained", url]).unwrap();
+    }
+    let list = c.json(&["drains", "-a", "drained"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    c.cli_ok(&["ps:scale", "-a", "drained", "worker=1"])
+        .unwrap();
+    let got = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    eventually(Duration::from_secs(30), "both lines at both drains", || {
+        let (s, h) = (got("syslog"), got("https"));
+        let both = |t: &str| t.contains("drained-line-1") && t.contains("drained-line-2");
+        if both(&s) && both(&h) {
+            Ok(())
+        } else {
+            Err(format!("syslog: {s:?}\nhttps: {h:?}"))
+        }
+    });
+    // RFC 5424, octet-counted: `LEN <PRI>1 TIME HOST APP PROCID - - MSG`; zeroku's own lines
+    // as app-name `zeroku`.
+    let s = got("syslog");
+    let mut messages = Vec::new();
+    let mut rest = s.as_bytes();
+    while !rest.is_empty() {
+        let (len, after) = std::str::from_utf8(rest).unwrap().split_once(' ').unwrap();
+        let len: usize = len
+            .parse()
+            .unwrap_or_else(|_| panic!("a frame length in {s}"));
+        messages.push(String::from_utf8_lossy(&after.as_bytes()[..len]).into_owned());
+        rest = &after.as_bytes()[len..];
+    }
+    assert!(
+        messages.iter().all(|m| m.starts_with("<190>1 20")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.ends_with(" drained app worker.1 - - drained-line-1")),
+        "{messages:?}"
+    );
+    assert!(
+        s.contains(" drained zeroku worker.1 - - Starting process"),
+        "{s}"
+    );
+    let h = got("https");
+    let token = list[0]["token"].as_str().unwrap_or("");
+    assert!(h.starts_with("application/logplex-1 "), "{h}");
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| h.contains(d["token"].as_str().unwrap_or("?"))),
+        "{token} {h}"
+    );
+    // Removed: gone from the list.
+    c.cli_ok(&["drains:remove", "-a", "drained", &syslog])
+        .unwrap();
+    let list = c.json(&["drains", "-a", "drained"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }

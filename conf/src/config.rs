@@ -54,8 +54,14 @@ pub struct MasterConfig {
     /// An uploaded slug no release refers to yet is kept at least this long
     /// (seconds), so a deploy's upload is never collected before its release.
     pub slug_gc_grace_secs: u64,
-    /// Log lines kept per app for `zeroku logs`.
+    /// Log lines kept per app in memory for `zeroku logs` (loaded from disk
+    /// when the master starts).
     pub log_lines_per_app: usize,
+    /// Each app's log on disk (`<data>/logs/<app>`) is cut to this many MiB,
+    /// oldest lines first; 0 keeps no log on disk (memory only).
+    pub log_retention_mb: u64,
+    /// Log lines older than this many hours are deleted from disk.
+    pub log_retention_hours: u64,
     /// Memory reserved per instance when a formation says nothing, MiB.
     pub default_memory_mb: u64,
     /// Each app with a `handler` process type gets two ports from here,
@@ -97,6 +103,8 @@ impl Default for MasterConfig {
             keep_releases: 5,
             slug_gc_grace_secs: 3600,
             log_lines_per_app: 1000,
+            log_retention_mb: 64,
+            log_retention_hours: 168,
             default_memory_mb: 512,
             // Below Linux's ephemeral range (32768-60999): an outgoing
             // connection never holds a handler port the frontends must bind.

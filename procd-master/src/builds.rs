@@ -304,6 +304,8 @@ impl Builds {
         let mem = cluster.cfg.default_memory_mb;
         let c = cluster.clone();
         let (app_s, types) = (app.to_string(), process_types.clone());
+        let prev_version = previous.as_ref().map(|p| p.version);
+        let timeout = Duration::from_secs(cluster.cfg.deploy_timeout_secs);
         let rel = tokio::task::spawn_blocking(move || {
             let rel = c.change(|s| {
                 let rel = s.create_release(
@@ -317,6 +319,10 @@ impl Builds {
                     },
                     mem,
                 )?;
+                // With the release: a master that dies while it comes up
+                // resumes the wait when it starts (`resume_deploys`).
+                let deadline = crate::store::now() + timeout.as_secs();
+                s.begin_deploy(&app_s, rel.version, prev_version, deadline)?;
                 // Routes the buildpacks declared, where the app has none.
                 let have: Vec<String> = s
                     .routes()?
@@ -341,7 +347,11 @@ impl Builds {
         let c = cluster.clone();
         tokio::task::spawn_blocking(move || c.gc_slugs());
         say(&format!("-----> Releasing v{} ...", rel.version));
-        match self.wait_up(cluster, app, rel.version, say).await {
+        let waited = wait_up(cluster, app, rel.version, Instant::now() + timeout, say).await;
+        if waited.is_ok() || previous.is_none() {
+            end_deploy(cluster, app, rel.version).await;
+        }
+        match waited {
             Ok(running) => {
                 let url = cluster.cfg.app_url.replace("{app}", app);
                 say(&format!(
@@ -367,16 +377,7 @@ impl Builds {
                     " !     v{} did not start: {why}; rolling back to v{}",
                     rel.version, prev.version
                 ));
-                let c = cluster.clone();
-                let (a, p) = (app.to_string(), prev.clone());
-                let back = tokio::task::spawn_blocking(move || {
-                    let r = c.change(|s| s.rollback(&a, &p));
-                    c.refresh_routes();
-                    r
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                let back = roll_back(cluster, app, rel.version, prev.clone()).await?;
                 Err(format!(
                     "v{} did not start ({why}); rolled back to v{} as v{}, which keeps serving",
                     rel.version, prev.version, back.version
@@ -384,45 +385,142 @@ impl Builds {
             }
         }
     }
+}
 
-    /// Waits until every instance of the app runs `version` and is up.
-    /// Returns `web=2 handler=1`, or why not.
-    async fn wait_up(
-        &self,
-        cluster: &Arc<Cluster>,
-        app: &str,
-        version: u32,
-        say: &impl Fn(&str),
-    ) -> Result<String, String> {
-        let deadline = Instant::now() + Duration::from_secs(cluster.cfg.deploy_timeout_secs);
-        let mut last_report = Instant::now();
-        loop {
-            let p = progress(cluster, app, version).map_err(|e| e.to_string())?;
-            if let Some(why) = p.failed {
-                return Err(why);
-            }
-            if p.waiting == 0 {
-                // Frontends hear of the new instances now, not at the next tick.
-                let c = cluster.clone();
-                let _ = tokio::task::spawn_blocking(move || c.refresh_routes()).await;
-                let text: Vec<String> = p.up.iter().map(|(t, n)| format!("{t}={n}")).collect();
-                return Ok(text.join(" "));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} of its instances were not up after {} s",
-                    p.waiting, cluster.cfg.deploy_timeout_secs
-                ));
-            }
-            if last_report.elapsed() >= Duration::from_secs(5) {
-                say(&format!(
-                    "       waiting for {} instance(s) to come up",
-                    p.waiting
-                ));
-                last_report = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until every instance of the app runs `version` and is up (or
+/// `deadline`). Returns `web=2 handler=1`, or why not.
+async fn wait_up(
+    cluster: &Arc<Cluster>,
+    app: &str,
+    version: u32,
+    deadline: Instant,
+    say: &impl Fn(&str),
+) -> Result<String, String> {
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let p = progress(cluster, app, version).map_err(|e| e.to_string())?;
+        if let Some(why) = p.failed {
+            return Err(why);
         }
+        if p.waiting == 0 {
+            // Frontends hear of the new instances now, not at the next tick.
+            let c = cluster.clone();
+            let _ = tokio::task::spawn_blocking(move || c.refresh_routes()).await;
+            let text: Vec<String> = p.up.iter().map(|(t, n)| format!("{t}={n}")).collect();
+            return Ok(text.join(" "));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} of its instances were not up after {} s",
+                p.waiting,
+                started.elapsed().as_secs()
+            ));
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            say(&format!(
+                "       waiting for {} instance(s) to come up",
+                p.waiting
+            ));
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes `prev` current again (as a new release) in place of `version`,
+/// which did not come up, and ends its deploy.
+async fn roll_back(
+    cluster: &Arc<Cluster>,
+    app: &str,
+    version: u32,
+    prev: Release,
+) -> Result<Release, String> {
+    let c = cluster.clone();
+    let a = app.to_string();
+    tokio::task::spawn_blocking(move || {
+        let r = c.change(|s| {
+            let back = s.rollback(&a, &prev)?;
+            s.end_deploy(&a, version)?;
+            Ok(back)
+        });
+        c.refresh_routes();
+        r
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+async fn end_deploy(cluster: &Arc<Cluster>, app: &str, version: u32) {
+    let c = cluster.clone();
+    let a = app.to_string();
+    let r = tokio::task::spawn_blocking(move || c.change(|s| s.end_deploy(&a, version))).await;
+    if let Ok(Err(e)) = r {
+        tracing::error!(app, version, error = %e, "cannot record the end of a deploy");
+    }
+}
+
+/// Deploys a master stopped while their release came up (a crash, a kill):
+/// each waits on from where it was — until its deadline, and at least long
+/// enough for every worker to report in again — and is rolled back if its
+/// release does not come up, as if the master had never stopped. What
+/// happens goes to the app's log. A deploy whose app has moved on since (a
+/// newer release, a rollback) is only forgotten.
+pub fn resume_deploys(cluster: &Arc<Cluster>) {
+    let deploys = match cluster.store().deploys() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the deploys in progress");
+            return;
+        }
+    };
+    for crate::store::Deploy {
+        app,
+        version,
+        previous,
+        deadline,
+    } in deploys
+    {
+        let c = cluster.clone();
+        tokio::spawn(async move {
+            let current = c.store().current_release(&app).ok().flatten();
+            if current.map(|r| r.version) != Some(version) {
+                end_deploy(&c, &app, version).await;
+                return;
+            }
+            let say = |line: &str| c.system_log(&app, "", line.trim_start().to_string());
+            say(&format!(
+                "-----> the master restarted while v{version} was coming up: waiting for it again"
+            ));
+            let left = Duration::from_secs(deadline.saturating_sub(crate::store::now()));
+            // Workers report in within the dead timeout; give them that much.
+            let floor = Duration::from_millis(c.cfg.dead_after_ms) + Duration::from_secs(2);
+            let until = Instant::now() + left.max(floor);
+            match wait_up(&c, &app, version, until, &say).await {
+                Ok(running) => {
+                    end_deploy(&c, &app, version).await;
+                    say(&format!("-----> Released v{version}: {running} running"));
+                }
+                Err(why) => {
+                    let prev = previous.and_then(|p| c.store().release(&app, p).ok().flatten());
+                    let Some(prev) = prev else {
+                        end_deploy(&c, &app, version).await;
+                        say(&format!(" !     v{version} did not start: {why}"));
+                        return;
+                    };
+                    match roll_back(&c, &app, version, prev.clone()).await {
+                        Ok(back) => say(&format!(
+                            " !     v{version} did not start ({why}); rolled back to v{} as v{}",
+                            prev.version, back.version
+                        )),
+                        Err(e) => say(&format!(
+                            " !     v{version} did not start ({why}), and the rollback failed: {e}"
+                        )),
+                    }
+                }
+            }
+        });
     }
 }
 

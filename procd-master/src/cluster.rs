@@ -64,7 +64,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Each app's log, on disk under `<data>/logs` unless `log_retention_mb` is 0
+/// (or the directory cannot be used: then in memory, and said so).
+fn open_logs(cfg: &MasterConfig, data: &Path) -> LogBook {
+    if cfg.log_retention_mb == 0 {
+        return LogBook::new(cfg.log_lines_per_app);
+    }
+    let keep = crate::logbook::Retention {
+        max_bytes: cfg.log_retention_mb << 20,
+        max_age: std::time::Duration::from_secs(cfg.log_retention_hours.saturating_mul(3600)),
+    };
+    let dir = data.join("logs");
+    LogBook::open(&dir, cfg.log_lines_per_app, keep).unwrap_or_else(|e| {
+        tracing::error!(dir = %dir.display(), error = %e, "cannot keep logs on disk; keeping them in memory only");
+        LogBook::new(cfg.log_lines_per_app)
+    })
+}
+
 impl Cluster {
+    /// A line in `app`'s log from zeroku itself (`zeroku logs --source
+    /// zeroku`), naming `instance` or, when empty, none.
+    pub fn system_log(&self, app: &str, instance: &str, line: String) {
+        tracing::info!(app, instance, "{line}");
+        let ts_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.logs.push(vec![zeroku_conf::LogLine {
+            app: app.to_string(),
+            instance: if instance.is_empty() {
+                "zeroku".into()
+            } else {
+                instance.to_string()
+            },
+            release: 0,
+            ts_ms,
+            stream: zeroku_conf::Stream::System,
+            line,
+        }]);
+    }
+
     pub fn new(
         cfg: MasterConfig,
         data: &Path,
@@ -86,7 +124,7 @@ impl Cluster {
             peers,
             bus_key,
             node_apps: Mutex::default(),
-            logs: LogBook::new(cfg.log_lines_per_app),
+            logs: open_logs(&cfg, data),
             cfg,
             data: data.to_path_buf(),
             slugs,

@@ -26,6 +26,7 @@ pub mod builds;
 pub mod bus;
 pub mod cluster;
 pub mod dirs;
+pub mod drains;
 pub mod error;
 pub mod exe;
 pub mod git;
@@ -163,6 +164,7 @@ pub async fn run(
     let master = Arc::new(api::Master {
         cluster: cluster.clone(),
         builds: Arc::new(builds),
+        drains: drains::Drains::default(),
     });
     keys::setup(&cluster, data, &api_addr.to_string()).map_err(data_err)?;
     let weak = Arc::downgrade(&cluster);
@@ -185,6 +187,8 @@ pub async fn run(
             tracing::error!(error = %e, "initial placement");
         }
     }
+    builds::resume_deploys(&cluster);
+    master.drains.sync(&cluster);
     tracing::info!(api = %api_addr, pub_endpoint = %cfg.pub_endpoint, pull_endpoint = %cfg.pull_endpoint, data = %data.display(), "master running");
     if let Some(tx) = started {
         let _ = tx.send(Started {
@@ -200,6 +204,7 @@ pub async fn run(
             let mut live = tokio::time::interval(Duration::from_millis(250));
             let mut republish =
                 tokio::time::interval(Duration::from_millis(cfg.republish_interval_ms.max(100)));
+            let mut prune_logs = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -215,6 +220,10 @@ pub async fn run(
                     _ = republish.tick() => {
                         c.republish();
                         let _ = c.store().drop_expired_tokens();
+                    }
+                    _ = prune_logs.tick() => {
+                        let c = c.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.logs.prune()).await;
                     }
                 }
             }

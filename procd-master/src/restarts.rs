@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use zeroku_client::v1::BUILD_RESULT_PREFIX as RESULT_PREFIX;
-use zeroku_conf::{InstanceState, LogLine, Stream};
+use zeroku_conf::InstanceState;
 
 /// The instances of `app` that `target` names, in order: all of them
 /// (`None`), a process type (`web`) or one instance (`web.1`, or
@@ -148,22 +148,7 @@ fn incarnation_up(c: &Cluster, app: &str, id: &str, n: u32) -> Option<bool> {
 
 /// A line in the app's log from zeroku itself.
 fn log(c: &Cluster, app: &str, id: &str, line: String) {
-    tracing::info!(app, instance = id, "{line}");
-    let ts_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    c.logs.push(vec![LogLine {
-        app: app.to_string(),
-        instance: if id.is_empty() {
-            "zeroku".into()
-        } else {
-            id.to_string()
-        },
-        release: 0,
-        ts_ms,
-        stream: Stream::System,
-        line,
-    }]);
+    c.system_log(app, id, line);
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
     let t = now();
     let rows: Vec<Value> = placements
         .iter()
-        .map(|p| {
+        .flat_map(|p| {
             let status: Option<&InstanceStatus> = p
                 .node
                 .as_deref()
@@ -64,7 +64,7 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 (Some(_), None) => "starting".to_string(),
             };
             let reason = reasons.get(p.id.as_str()).cloned();
-            json!({
+            let main = json!({
                 "id": p.id,
                 "type": p.proc_type,
                 "reason": reason,
@@ -80,7 +80,41 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
                 "release": status.map(|s| s.release).or(current.as_ref().map(|r| r.version)),
                 "last_exit": status.and_then(|s| s.last_exit.clone()).or(reason),
                 "memory_mb": p.memory_mb,
-            })
+            });
+            // Every other process of the instance a node runs (one its successor replaces
+            // once up, or one left where the instance was before it moved) is a row too.
+            let current = status.map(|s| (p.node.as_deref(), s.release, s.restart));
+            let mut rows = vec![main];
+            for (node, l) in live.iter() {
+                if l.last_seen.elapsed() > silent_after {
+                    continue;
+                }
+                let Some(hb) = l.heartbeat.as_ref() else { continue };
+                for i in hb.instances.iter().filter(|i| i.id == p.id) {
+                    let running = i.pid.is_some() || i.container.is_some();
+                    if !running || current == Some((Some(node.as_str()), i.release, i.restart)) {
+                        continue;
+                    }
+                    rows.push(json!({
+                        "id": p.id,
+                        "type": p.proc_type,
+                        "index": p.index,
+                        "node": node,
+                        "state": i.state.to_string(),
+                        "replaced": true,
+                        "pid": i.pid,
+                        "container": i.container,
+                        "port": i.port,
+                        "restarts": i.restarts,
+                        "incarnation": i.restart,
+                        "uptime_secs": t.saturating_sub(i.started_at),
+                        "release": i.release,
+                        "last_exit": "replaced: stops once the instance's new process is up",
+                        "memory_mb": p.memory_mb,
+                    }));
+                }
+            }
+            rows
         })
         .collect();
     Ok(json!(rows))

@@ -1,13 +1,14 @@
 //! `logs [--tail]`: lines from every instance, oldest first, each prefixed
 //! with its time and instance.
 
-use super::{client, enc, explain};
+use super::{act, client, enc, explain};
 use crate::cli::Api;
-use crate::output::timestamp;
+use crate::output::{cell, each, json, timestamp};
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
+use zeroku_client::Method;
 
 /// Which lines `logs` shows.
 pub struct Filter {
@@ -187,4 +188,44 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// `drains`: where the app's log also goes.
+pub async fn drains(api: &Api, app: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}/drains", enc(app)))
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else if v.as_array().is_none_or(|a| a.is_empty()) {
+        println!("{app} has no log drains. Add one with: zeroku drains:add -a {app} URL");
+    } else {
+        for d in each(&v, |d| {
+            format!("{}  ({})", cell(&d["url"]), cell(&d["token"]))
+        }) {
+            println!("{d}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn add_drain(api: &Api, app: &str, url: &str) -> Result<()> {
+    let path = format!("/v1/apps/{}/drains", enc(app));
+    act(api, Method::POST, &path, &json!({ "url": url }), |v| {
+        format!(
+            "{app}'s log now also goes to {} (drain token {}).",
+            cell(&v["url"]),
+            cell(&v["token"])
+        )
+    })
+    .await
+}
+
+pub async fn remove_drain(api: &Api, app: &str, url: &str) -> Result<()> {
+    let path = format!("/v1/apps/{}/drains", enc(app));
+    act(api, Method::DELETE, &path, &json!({ "url": url }), |_| {
+        format!("{app}'s log no longer goes to {url}.")
+    })
+    .await
 }

@@ -161,6 +161,9 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             logs::show(&api, &app.name()?, tail, num, &filter).await
         }
         Domains { app } => routing::domains(&api, &app.name()?).await,
+        Drains { app } => logs::drains(&api, &app.name()?).await,
+        DrainsAdd { app, drain } => logs::add_drain(&api, &app.name()?, &drain).await,
+        DrainsRemove { app, drain } => logs::remove_drain(&api, &app.name()?, &drain).await,
         DomainsAdd { app, domain } => routing::add_domain(&api, &app.name()?, &domain).await,
         DomainsRemove { app, domain } => routing::remove_domain(&api, &app.name()?, &domain).await,
         Routes { app } => routing::routes(&api, &app.name()?).await,
@@ -202,6 +205,27 @@ pub fn client(api: &Api) -> Result<Client> {
         anyhow!("no API token: run `zeroku login`, or set ZEROKU_TOKEN (e.g. `. <data>/cli.env` after `zeroku up --data <data>`)")
     })?;
     Client::new(&url, &token).context("ZEROKU_URL")
+}
+
+/// Sends `body` to `path`, then prints the answer (`--json`) or what `say`
+/// makes of it.
+pub async fn act(
+    api: &Api,
+    method: zeroku_client::Method,
+    path: &str,
+    body: &serde_json::Value,
+    say: impl FnOnce(&serde_json::Value) -> String,
+) -> Result<()> {
+    let v: serde_json::Value = client(api)?
+        .send(method, path, body)
+        .await
+        .map_err(explain)?;
+    if api.json {
+        crate::output::json(&v);
+    } else {
+        println!("{}", say(&v));
+    }
+    Ok(())
 }
 
 /// Turns an API error into a message a user can act on.

@@ -20,7 +20,11 @@ pub async fn list(api: &Api, app: &str) -> Result<()> {
         vec![
             cell(&p["id"]),
             cell(&p["node"]),
-            cell(&p["state"]),
+            if p["replaced"] == true {
+                format!("{}, replaced", cell(&p["state"]))
+            } else {
+                cell(&p["state"])
+            },
             match p["container"].as_str() {
                 Some(c) => format!("container {c}"),
                 None => cell(&p["pid"]),

@@ -49,6 +49,7 @@ use zeroku_conf::names;
 pub struct Master {
     pub cluster: Arc<Cluster>,
     pub builds: Arc<Builds>,
+    pub drains: crate::drains::Drains,
 }
 
 fn full(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
@@ -632,6 +633,7 @@ async fn dispatch(
                 ));
             }
             c.logs.rename(app, new);
+            m.drains.sync(&m.cluster);
             ok(json!({
                 "renamed": app,
                 "name": new,
@@ -643,6 +645,7 @@ async fn dispatch(
             app_exists(c, app)?;
             change(c, |s| s.delete_app(app))?;
             c.logs.forget(app);
+            m.drains.sync(&m.cluster);
             b.forget(app);
             let _ = std::fs::remove_dir_all(crate::git::repo_dir(&b.data, app));
             spawn_gc(cluster);
@@ -937,6 +940,55 @@ async fn dispatch(
             }
             c.refresh_routes();
             ok(json!({"removed": prefix}))
+        }
+        (&Method::GET, ["apps", app, "drains"]) => {
+            app_exists(c, app)?;
+            let mine: Vec<_> = c
+                .store()
+                .drains()?
+                .into_iter()
+                .filter(|d| d.app == *app)
+                .collect();
+            ok(json!(mine))
+        }
+        (&Method::POST, ["apps", app, "drains"]) => {
+            app_exists(c, app)?;
+            #[derive(Deserialize)]
+            struct D {
+                url: String,
+            }
+            let d: D = body_json(req).await?;
+            let url = d.url.trim().to_string();
+            crate::drains::parse(&url).map_err(ApiError::bad_request)?;
+            let token = format!("d.{}", &new_token()?[..32]);
+            if !c.store().add_drain(app, &url, &token)? {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("app {app} has drain {url} already"),
+                ));
+            }
+            m.drains.sync(&m.cluster);
+            Ok(Reply::Json(
+                StatusCode::CREATED,
+                json!({"app": app, "url": url, "token": token}),
+            ))
+        }
+        (&Method::DELETE, ["apps", app, "drains"]) => {
+            app_exists(c, app)?;
+            #[derive(Deserialize)]
+            struct D {
+                url: String,
+            }
+            let d: D = body_json(req).await?;
+            if !c.store().remove_drain(app, d.url.trim())? {
+                return Err(ApiError::not_found(format!(
+                    "app {app} has no drain {} (see `zeroku drains -a {app}`)",
+                    d.url.trim()
+                )));
+            }
+            m.drains.sync(&m.cluster);
+            ok(json!({"app": app, "removed": d.url.trim()}))
         }
         (&Method::GET, ["apps", app, "domains"]) => {
             app_exists(c, app)?;

@@ -154,6 +154,28 @@ pub struct Placement {
     pub memory_mb: u64,
 }
 
+/// Where an app's log also goes (`zeroku drains:add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drain {
+    pub app: String,
+    pub url: String,
+    /// Sent with each batch (`Logplex-Drain-Token`), so the receiver can
+    /// tell drains apart.
+    pub token: String,
+    pub created_at: u64,
+}
+
+/// A deploy waiting for its release to come up ([`Store::begin_deploy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deploy {
+    pub app: String,
+    pub version: u32,
+    /// The release to roll back to.
+    pub previous: Option<u32>,
+    /// Unix seconds.
+    pub deadline: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -203,6 +225,8 @@ CREATE TABLE IF NOT EXISTS ssh_keys (name TEXT PRIMARY KEY, key TEXT NOT NULL, f
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, admin INTEGER NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS app_access (app TEXT NOT NULL, user TEXT NOT NULL, perms TEXT NOT NULL, PRIMARY KEY (app, user));
 CREATE TABLE IF NOT EXISTS restarts (id TEXT PRIMARY KEY, app TEXT NOT NULL, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS drains (app TEXT NOT NULL, url TEXT NOT NULL, token TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (app, url));
+CREATE TABLE IF NOT EXISTS deploys (app TEXT PRIMARY KEY, version INTEGER NOT NULL, previous INTEGER, deadline INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 ";
 
@@ -399,6 +423,8 @@ impl Store {
             "oneoffs",
             "app_access",
             "restarts",
+            "deploys",
+            "drains",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
@@ -456,6 +482,8 @@ impl Store {
             "routes",
             "app_settings",
             "app_access",
+            "deploys",
+            "drains",
         ] {
             tx.execute(
                 &format!("UPDATE {table} SET app = ?2 WHERE app = ?1"),
@@ -468,6 +496,87 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(true)
+    }
+
+    // ---- log drains
+
+    /// Adds a drain to `app`'s log; `false` when it has it already.
+    pub fn add_drain(&mut self, app: &str, url: &str, token: &str) -> Result<bool> {
+        let n = self.db.execute(
+            "INSERT OR IGNORE INTO drains (app, url, token, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![app, url, token, now() as i64],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Removes a drain; `false` when `app` had no such drain.
+    pub fn remove_drain(&mut self, app: &str, url: &str) -> Result<bool> {
+        let n = self.db.execute(
+            "DELETE FROM drains WHERE app = ?1 AND url = ?2",
+            params![app, url],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Every app's drains, by app and URL.
+    pub fn drains(&self) -> Result<Vec<Drain>> {
+        let mut st = self
+            .db
+            .prepare("SELECT app, url, token, created_at FROM drains ORDER BY app, url")?;
+        let rows = st.query_map([], |r| {
+            Ok(Drain {
+                app: r.get(0)?,
+                url: r.get(1)?,
+                token: r.get(2)?,
+                created_at: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- deploys waiting for their release to come up
+
+    /// Records that `version` of `app` is being deployed: until
+    /// [`Store::end_deploy`], a master that starts again resumes the wait
+    /// (until `deadline`, Unix seconds) and rolls back to `previous` if the
+    /// release does not come up.
+    pub fn begin_deploy(
+        &mut self,
+        app: &str,
+        version: u32,
+        previous: Option<u32>,
+        deadline: u64,
+    ) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO deploys (app, version, previous, deadline) VALUES (?1, ?2, ?3, ?4)",
+            params![app, version, previous, deadline as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The deploy of `version` of `app` is over (up, rolled back or superseded).
+    pub fn end_deploy(&mut self, app: &str, version: u32) -> Result<()> {
+        self.db.execute(
+            "DELETE FROM deploys WHERE app = ?1 AND version = ?2",
+            params![app, version],
+        )?;
+        Ok(())
+    }
+
+    /// Deploys in progress.
+    pub fn deploys(&self) -> Result<Vec<Deploy>> {
+        let mut st = self
+            .db
+            .prepare("SELECT app, version, previous, deadline FROM deploys ORDER BY app")?;
+        let rows = st.query_map([], |r| {
+            Ok(Deploy {
+                app: r.get(0)?,
+                version: r.get(1)?,
+                previous: r.get(2)?,
+                deadline: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     // ---- one-off instances (zeroku run)
@@ -1213,6 +1322,20 @@ mod tests {
             .collect();
         assert_eq!(ids, ["world.web.1"]);
         assert_eq!(s.restarts().unwrap().get("world.web.1"), Some(&1));
+        s.begin_deploy("world", 3, Some(2), 99).unwrap();
+        assert_eq!(
+            s.deploys().unwrap(),
+            vec![Deploy {
+                app: "world".into(),
+                version: 3,
+                previous: Some(2),
+                deadline: 99
+            }]
+        );
+        s.end_deploy("world", 2).unwrap();
+        assert_eq!(s.deploys().unwrap().len(), 1, "another version's end");
+        s.end_deploy("world", 3).unwrap();
+        assert!(s.deploys().unwrap().is_empty());
         assert!(s.placements_of("hello").unwrap().is_empty());
         assert!(s.config("hello").unwrap().is_empty());
     }
