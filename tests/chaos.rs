@@ -48,21 +48,6 @@ impl Rng {
     }
 }
 
-/// Pids of the app's web processes on this machine (by the marker on their command line).
-fn marked_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(MARKER))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Starts the frontend (again: same data and address).
 fn spawn_frontend(c: &TestCluster, http: &str) -> Daemon {
     let join = c.cli_ok(&["nodes:join-token"]).expect("join token");
@@ -192,7 +177,7 @@ fn changes_survive_daemons_killed_at_random_moments() {
         let settled = eventually(Duration::from_secs(90), "the cluster to settle", || {
             let ps = c.ps("chaos");
             let listed: Vec<u64> = ps.iter().filter_map(|p| p["pid"].as_u64()).collect();
-            let running = marked_pids();
+            let running = pids_with(MARKER);
             let up = ps.iter().filter(|p| p["state"] == "up").count() as u64;
             let ok = ps.len() as u64 == web
                 && up == web

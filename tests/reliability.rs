@@ -407,3 +407,196 @@ fn an_apps_log_goes_to_its_drains() {
     let list = c.json(&["drains", "-a", "drained"]);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }
+
+/// A network namespace joined to this one by a veth pair, deleted when dropped.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let n = std::process::id() % 250 + 1;
+        let ns = Netns {
+            name: format!("zkpart{n}"),
+            host_if: format!("zkh{n}"),
+            host_ip: format!("10.251.{n}.1"),
+        };
+        let (name, host_if, ns_if) = (&ns.name, &ns.host_if, format!("zkn{n}"));
+        let script = format!(
+            "ip netns del {name} 2>/dev/null || true
+             ip link del {host_if} 2>/dev/null || true
+             ip netns add {name}
+             ip link add {host_if} type veth peer name {ns_if}
+             ip link set {ns_if} netns {name}
+             ip addr add {}/30 dev {host_if}
+             ip link set {host_if} up
+             ip netns exec {name} ip addr add 10.251.{n}.2/30 dev {ns_if}
+             ip netns exec {name} ip link set {ns_if} up
+             ip netns exec {name} ip link set lo up",
+            ns.host_ip
+        );
+        let o = std::process::Command::new("sh")
+            .args(["-ec", &script])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "cannot make a network namespace (this test runs as root): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        ns
+    }
+
+    /// Cuts (`false`) or restores (`true`) the link.
+    fn link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let ok = std::process::Command::new("ip")
+            .args(["link", "set", &self.host_if, state])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link set {} {state}", self.host_if);
+    }
+
+    /// The namespace's identity, as `/proc/PID/ns/net` shows it.
+    fn id(&self) -> String {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, "readlink", "/proc/self/ns/net"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+    }
+}
+
+/// The network namespace of each running process whose command line has `marker`.
+fn marked(marker: &str) -> Vec<(u32, String)> {
+    pids_with(marker)
+        .into_iter()
+        .filter_map(|pid| {
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+            Some((pid, ns.display().to_string()))
+        })
+        .collect()
+}
+
+/// Item 5: with the app setting `stop_when_lost_ms`, a worker cut off from the master by a network
+/// partition (the worker in its own network namespace, the link taken down) stops the app's
+/// instances once that long has passed, while the master has moved them to another node; when
+/// the link is back, nothing starts again behind the partition.
+#[test]
+fn a_partitioned_worker_stops_what_the_master_moved() {
+    let marker = format!("partition-marker-{}", std::process::id());
+    let net = Netns::new();
+    let mut c = TestCluster::start_reachable_at(TEST_CONFIG, &net.host_ip);
+    // The worker behind the partition.
+    let data = c.dir.path().join("worker-np");
+    let _apps = KillApps(data.clone());
+    let join = c.cli_ok(&["nodes:join-token"]).unwrap();
+    let cfg = c.config_path();
+    let mut behind = KillOnDrop(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &net.name, bin(), "worker", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--node", "np", "--master", &c.master.url])
+            .args(["--port-min", "37700", "--port-max", "37799"])
+            .env("ZEROKU_JOIN_TOKEN", join.trim())
+            .stdout(std::fs::File::create(c.dir.path().join("worker-np.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let src = c.dir.path().join("src-part");
+    let cmd = format!("worker: exec python3 -c 'import time; time.sleep(100000)' {marker}\n");
+    write_tree(&src, &[("Procfile", &cmd)]);
+    c.cli_ok(&["apps:create", "part"]).unwrap();
+    let err = c
+        .cli_ok(&["apps:settings", "-a", "part", "stop_when_lost_ms=10"])
+        .unwrap_err();
+    assert!(err.contains("at least 3000"), "{err}");
+    c.cli_ok(&["apps:settings", "-a", "part", "stop_when_lost_ms=3000"])
+        .unwrap();
+    c.cli_ok(&["releases:create", "-a", "part", src.to_str().unwrap()])
+        .unwrap();
+    c.cli_ok(&["ps:scale", "-a", "part", "worker=2"]).unwrap();
+    let inside = net.id();
+    eventually(
+        Duration::from_secs(30),
+        "both instances behind the partition",
+        || {
+            let m = marked(&marker);
+            let ps = c.ps("part");
+            let up = ps
+                .iter()
+                .filter(|p| p["state"] == "up" && p["node"] == "np")
+                .count();
+            if up == 2 && m.len() == 2 && m.iter().all(|(_, ns)| *ns == inside) {
+                Ok(())
+            } else {
+                Err(format!("{ps:?} {m:?}"))
+            }
+        },
+    );
+    c.add_worker("hp", 37800);
+    net.link(false);
+    // The master moves the instances (dead timeout 3 s); the worker behind the partition stops
+    // its own (3 s without a word): two processes, both outside.
+    eventually(
+        Duration::from_secs(40),
+        "the instances moved, none left behind",
+        || {
+            let m = marked(&marker);
+            let ps = c.ps("part");
+            let moved = ps
+                .iter()
+                .filter(|p| p["state"] == "up" && p["node"] == "hp")
+                .count();
+            if moved == 2 && m.len() == 2 && m.iter().all(|(_, ns)| *ns != inside) {
+                Ok(())
+            } else {
+                Err(format!("{ps:?} {m:?}"))
+            }
+        },
+    );
+    // The link back: the worker hears its (empty) list; nothing starts behind it again.
+    net.link(true);
+    eventually(Duration::from_secs(30), "the worker back", || {
+        let nodes = c.json(&["nodes"]);
+        let np = nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == "np"))
+            .cloned();
+        match np {
+            Some(n) if n["state"] == "up" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let m = marked(&marker);
+    assert!(
+        m.len() == 2 && m.iter().all(|(_, ns)| *ns != inside),
+        "{m:?}"
+    );
+    let _ = behind.0.kill();
+}
+
+/// Kills the app processes a worker started (from its records), when dropped.
+struct KillApps(std::path::PathBuf);
+
+impl Drop for KillApps {
+    fn drop(&mut self) {
+        kill_apps(&self.0);
+    }
+}

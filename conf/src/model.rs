@@ -70,6 +70,11 @@ pub struct InstanceSpec {
     /// as for a new release.
     #[serde(default)]
     pub restart: u32,
+    /// The app's `stop_when_lost_ms`: a worker that has heard nothing from
+    /// the master for this long stops the instance (the master has moved it
+    /// by then, Nomad's stop-on-client-disconnect). `None`: it runs on.
+    #[serde(default)]
+    pub stop_when_lost_ms: Option<u64>,
 }
 
 /// Where one frontend exchanges a handler instance's requests and replies.

@@ -93,6 +93,7 @@ mod tests {
                 tty: None,
                 handler: Vec::new(),
                 restart: 0,
+                stop_when_lost_ms: None,
             }],
         })
     }

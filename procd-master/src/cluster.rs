@@ -225,6 +225,12 @@ impl Cluster {
             .filter(|(_, k, _)| k == "cpu")
             .filter_map(|(a, _, v)| Some((a.as_str(), crate::settings::cpu_millis(v)?)))
             .collect();
+        // Instances a worker stops when it loses the master (`stop_when_lost_ms`).
+        let stop_when_lost: HashMap<&str, u64> = settings
+            .iter()
+            .filter(|(_, k, _)| k == "stop_when_lost_ms")
+            .filter_map(|(a, _, v)| Some((a.as_str(), v.parse().ok()?)))
+            .collect();
         // Docker apps only go to nodes whose heartbeat offers docker.
         let containers = scheduler::Containers {
             apps: stacks.keys().map(|a| a.to_string()).collect(),
@@ -297,6 +303,7 @@ impl Cluster {
                             .and_then(|st| images.get(st))
                             .cloned();
                         s.limits.cpu_millis = cpus.get(p.app.as_str()).copied().unwrap_or(0);
+                        s.stop_when_lost_ms = stop_when_lost.get(p.app.as_str()).copied();
                         s.restart = restarts.get(&p.id).copied().unwrap_or(0);
                         if let Some((cmd, tty)) = oneoffs.get(&p.id) {
                             s.command = cmd.clone();
@@ -690,5 +697,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
         tty: None,
         handler: Vec::new(),
         restart: 0,
+        stop_when_lost_ms: None,
     }
 }

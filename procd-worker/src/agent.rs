@@ -292,10 +292,13 @@ pub async fn run(
     let mut last_hb = Instant::now() - hb_every;
     let mut last_gc = Instant::now();
     let mut pending_logs: Vec<LogLine> = Vec::new();
+    // When the master was last heard from (every list, republished ones too).
+    let mut heard = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(list) = list_rx.recv() => {
+                heard = Instant::now();
                 if sup.apply(list, Instant::now()) {
                     tracing::info!(generation = sup.generation(), "applied new list");
                     // Act on it now rather than at the next tick.
@@ -311,6 +314,7 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 let now = Instant::now();
+                sup.master_silent(now.duration_since(heard));
                 sup.tick(now);
                 relays.sync(
                     sup.running_handlers()

@@ -441,6 +441,29 @@ impl<R: Runtime> Supervisor<R> {
             .find(|p| !used.contains(p) && bindable(*p) && self.ports.claim(*p))
     }
 
+    /// Nothing has come from the master for `silent`: the instances of apps
+    /// whose `stop_when_lost_ms` that passes stop, as if their list no
+    /// longer had them (the master has moved them elsewhere by then). The
+    /// next list the master sends decides again.
+    pub fn master_silent(&mut self, silent: Duration) {
+        let mut lost = Vec::new();
+        for s in self.slots.values_mut() {
+            let limit = s.spec.stop_when_lost_ms.map(Duration::from_millis);
+            if s.desired && limit.is_some_and(|l| silent >= l) {
+                s.desired = false;
+                lost.push((s.spec.app.clone(), s.spec.id.clone(), s.spec.release));
+            }
+        }
+        for (app, id, release) in lost {
+            let line = format!(
+                "No word from the master for {} s: stopping (the app's stop_when_lost_ms)",
+                silent.as_secs()
+            );
+            self.system(&app, &id, release, line);
+            self.changed = true;
+        }
+    }
+
     fn system(&mut self, app: &str, instance: &str, release: u32, line: String) {
         self.events.push(Event::System {
             app: app.to_string(),

@@ -51,6 +51,7 @@ fn spec(id: &str, proc_type: &str, command: &str) -> InstanceSpec {
         tty: None,
         handler: Vec::new(),
         restart: 0,
+        stop_when_lost_ms: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
         tty: None,
         handler: Vec::new(),
         restart: 0,
+        stop_when_lost_ms: None,
     }
 }
 

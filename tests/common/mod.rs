@@ -168,6 +168,21 @@ pub fn kill_apps(worker_data: &Path) {
     }
 }
 
+/// Pids of the running processes whose command line holds `marker`.
+pub fn pids_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct Master {
     pub daemon: Daemon,
     pub url: String,
@@ -231,6 +246,16 @@ impl TestCluster {
     /// A cluster whose master binds its bus (PUB, PULL) on `bus_host`, e.g. `0.0.0.0` for
     /// peers in a network namespace.
     pub fn start_on(config: &str, bus_host: &str) -> TestCluster {
+        Self::start_with_hosts(config, bus_host, "127.0.0.1")
+    }
+
+    /// A master whose bus and API are both bound to `host` (reachable from a
+    /// worker in another network namespace).
+    pub fn start_reachable_at(config: &str, host: &str) -> TestCluster {
+        Self::start_with_hosts(config, host, host)
+    }
+
+    fn start_with_hosts(config: &str, bus_host: &str, api_host: &str) -> TestCluster {
         let dir = tempdir();
         let cfg = dir.path().join("zeroku.toml");
         // Handler sockets of parallel tests must not collide.
@@ -244,7 +269,7 @@ impl TestCluster {
         };
         std::fs::write(&cfg, config).expect("write config");
         let data = dir.path().join("master");
-        let api = format!("127.0.0.1:{}", free_port());
+        let api = format!("{api_host}:{}", free_port());
         let pub_ep = format!("tcp://{bus_host}:{}", free_port());
         let pull = format!("tcp://{bus_host}:{}", free_port());
         let args: Vec<String> = [

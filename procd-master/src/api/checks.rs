@@ -51,6 +51,19 @@ pub(super) fn check_settings(
                     ))
                 })?;
             }
+            ("stop_when_lost_ms", "off") => {}
+            ("stop_when_lost_ms", v) => {
+                // A worker hears the master at least every republish interval.
+                let min = 3 * c.cfg.republish_interval_ms.max(1000);
+                match v.parse::<u64>() {
+                    Ok(ms) if ms >= min => {}
+                    _ => {
+                        return Err(ApiError::invalid(format!(
+                            "stop_when_lost_ms is milliseconds, at least {min} (three republish intervals), or off; not {v:?}"
+                        )))
+                    }
+                }
+            }
             ("m2_protocol", other) => {
                 return Err(ApiError::invalid(format!(
                     "m2_protocol must be json or tnetstring, not {other:?}"
@@ -58,7 +71,7 @@ pub(super) fn check_settings(
             }
             (other, _) => {
                 return Err(ApiError::invalid(format!(
-                    "unknown app setting {other:?} (known: m2_protocol, runtime, stack, cpu, maintenance, maintenance_page)"
+                    "unknown app setting {other:?} (known: m2_protocol, runtime, stack, cpu, maintenance, maintenance_page, stop_when_lost_ms)"
                 )))
             }
         }

@@ -878,6 +878,10 @@ async fn dispatch(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            // What workers do without the master changed: the same specs, told again.
+            if changed.keys().any(|k| k.as_str() == "stop_when_lost_ms") {
+                c.invalidate_lists();
+            }
             // How instances run changed: a new release, rolled out like a deploy (new
             // instances up first; the old ones stay if the new never come up).
             let release = change(c, |s| {

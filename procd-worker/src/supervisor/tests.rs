@@ -148,6 +148,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         tty: None,
         handler: Vec::new(),
         restart: 0,
+        stop_when_lost_ms: None,
     }
 }
 
@@ -628,4 +629,30 @@ fn a_one_off_runs_once_and_is_reported_done() {
     s.apply(list(2, vec![]), t);
     run(&mut s, &mut t, 200);
     assert!(s.statuses().is_empty());
+}
+
+#[test]
+fn instances_that_ask_stop_when_the_master_is_silent_too_long() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    let careful = InstanceSpec {
+        stop_when_lost_ms: Some(3000),
+        ..spec("a.web.1", 2)
+    };
+    s.apply(list(1, vec![careful.clone(), spec("b.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    assert_eq!(fake.alive(), 2);
+    s.master_silent(Duration::from_millis(2900));
+    run(&mut s, &mut t, 500);
+    assert_eq!(fake.alive(), 2, "not yet");
+    s.master_silent(Duration::from_millis(3000));
+    run(&mut s, &mut t, 500);
+    assert_eq!(state_of(&s, "a.web.1", 2), None);
+    assert_eq!(state_of(&s, "b.web.1", 2), Some(InstanceState::Up));
+    assert_eq!(fake.alive(), 1, "the other app runs on");
+    // The master is back and still wants it here: it starts again.
+    s.apply(list(1, vec![careful, spec("b.web.1", 2)]), t);
+    run(&mut s, &mut t, 1200);
+    assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
 }
