@@ -249,6 +249,8 @@ count_instructions() { # name port host
   callgrind_control -d "$FRONTEND" > /dev/null
   local f ir n
   f="$(ls -t "$WORK"/callgrind.out.* | head -1)"
+  # (KEEP=1: each case's profile stays, for callgrind_annotate)
+  [ -z "${KEEP:-}" ] || cp "$f" "$WORK/profile-${1//[^a-zA-Z0-9]/_}.callgrind"
   ir="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
   n="$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$WORK/wrk.out")"
   printf '%s\t%s\t%s\n' "$1" "$n" "$ir" >> "$INSTRUCTIONS"
