@@ -123,14 +123,30 @@ pub(super) fn decide<W>(s: &Session<'_, W>, inbuf: &[u8]) -> Decision {
         let page = closing_page(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &msg);
         return refuse(at(""), page, true, n);
     }
-    let uri: hyper::Uri = match target.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            let page = closing_page(StatusCode::BAD_REQUEST, "the request target is malformed");
-            return refuse(at(""), page, true, n);
+    // The usual origin-form target is split where it is (up to a fragment,
+    // as `http::Uri` reads it); the other forms are parsed.
+    let parsed: hyper::Uri;
+    let (path_ref, query, uri_text) = if target.starts_with('/') {
+        let t = target.split('#').next().unwrap_or("");
+        match t.split_once('?') {
+            Some((p, q)) => (p, Some(q), t),
+            None => (t, None, t),
         }
+    } else {
+        parsed = match target.parse() {
+            Ok(u) => u,
+            Err(_) => {
+                let page = closing_page(StatusCode::BAD_REQUEST, "the request target is malformed");
+                return refuse(at(""), page, true, n);
+            }
+        };
+        (
+            parsed.path(),
+            parsed.query(),
+            crate::edge::target_of(&parsed),
+        )
     };
-    let path = uri.path().to_string();
+    let path = path_ref.to_string();
     if let Some(why) = crate::framing::ambiguous_fields(headers.into_iter()) {
         return refuse(
             at(&path),
@@ -212,10 +228,10 @@ pub(super) fn decide<W>(s: &Session<'_, W>, inbuf: &[u8]) -> Decision {
     let version_text = if version == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
     let head = m2::codec::RequestHeadRef {
         method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
+        path: path_ref,
+        query,
         fragment: None,
-        uri: crate::edge::target_of(&uri),
+        uri: uri_text,
         version: version_text,
         headers,
         remote_addr: &s.conn.remote_addr,
