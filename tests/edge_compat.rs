@@ -328,6 +328,18 @@ fn a_handler_owns_its_upload_files() {
         (200, "mine=True mode=600 size=30008"),
         "{text}"
     );
+    // A chunked body that passes the threshold part way arrives whole too.
+    let chunk = "y".repeat(10_000);
+    let chunks = format!("2710\r\n{chunk}\r\n").repeat(3);
+    let raw = format!(
+        "POST /upload HTTP/1.1\r\nHost: up.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunks}0\r\n\r\n"
+    );
+    let (st, _, text) = http_request(&fe, &raw).unwrap();
+    assert_eq!(
+        (st, text.as_str()),
+        (200, "mine=True mode=600 size=30008"),
+        "{text}"
+    );
 }
 
 /// A handler that streams: on `/clock` a head and a first line, then the rest of the lines and
@@ -463,6 +475,8 @@ fn a_handlers_bytes_reach_the_client_as_written_and_hostile_requests_do_not_reac
         format!("POST /minus-one HTTP/1.1\r\n{chunked}\r\n-1\r\nabc\r\n0\r\n\r\n"),
         format!("POST /hex-prefix HTTP/1.1\r\n{chunked}\r\n0x3\r\nabc\r\n0\r\n\r\n"),
         format!("POST /huge HTTP/1.1\r\n{chunked}\r\n1FFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n"),
+        // A handshake with a body: the body could be read as the next request.
+        format!("GET /ws-body HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 49\r\n\r\nGET /smuggled HTTP/1.1\r\n{host}\r\n"),
     ];
     for raw in &cases {
         let reply = exchange(&fe, raw.as_bytes());
@@ -498,6 +512,8 @@ fn a_handlers_bytes_reach_the_client_as_written_and_hostile_requests_do_not_reac
         "/minus-one",
         "/hex-prefix",
         "/huge",
+        "/ws-body",
+        "/smuggled",
     ] {
         assert!(
             !logs.contains(&format!(" {path}")),

@@ -588,7 +588,7 @@ async fn to_handler(
     if chunked || length.is_some_and(|n| n > edge.upload_threshold) {
         // As Mongrel2: the body goes to a temp file; the handler hears of
         // it when it starts and when it is complete.
-        let path = match edge.uploads.create(&hub) {
+        let (path, file) = match edge.uploads.create(&hub) {
             Ok(p) => p,
             Err(e) => {
                 return error_page(
@@ -612,7 +612,7 @@ async fn to_handler(
         );
         hub.send(conn.id, msg, tx, false);
         served();
-        if let Err(resp) = write_upload(body, &path, edge.max_body).await {
+        if let Err(resp) = write_upload(body, file, edge.max_body).await {
             return resp;
         }
         let done = (
@@ -679,19 +679,13 @@ fn websocket_key(parts: &hyper::http::request::Parts) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Streams a request body into `path`, at most `max` bytes.
+/// Streams a request body into `f`, at most `max` bytes.
 async fn write_upload(
     mut body: Incoming,
-    path: &std::path::Path,
+    mut f: tokio::fs::File,
     max: u64,
 ) -> Result<(), Response<Body>> {
     use tokio::io::AsyncWriteExt;
-    let mut f = tokio::fs::File::create(path).await.map_err(|e| {
-        error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot store the upload: {e}"),
-        )
-    })?;
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -735,7 +729,10 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    pub(crate) fn create(&self, hub: &Hub) -> std::io::Result<std::path::PathBuf> {
+    pub(crate) fn create(
+        &self,
+        hub: &Hub,
+    ) -> std::io::Result<(std::path::PathBuf, tokio::fs::File)> {
         use std::os::unix::fs::OpenOptionsExt;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = hub.dir.join(format!(
@@ -749,9 +746,15 @@ impl Uploads {
             .mode(0o600)
             .open(&path)?;
         if let Some(uid) = hub.uid {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(uid))?;
+            if let Err(e) = std::os::unix::fs::fchown(&f, Some(uid), Some(uid)) {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
         }
-        Ok(path)
+        // The body is written through this open file, never by path again:
+        // the directory is the app's, and its handler could put a symlink
+        // where the file was.
+        Ok((path, tokio::fs::File::from_std(f)))
     }
 }
 

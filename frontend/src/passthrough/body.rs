@@ -26,15 +26,8 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
                 &format!("cannot store the upload: {e}"),
             )
         };
-        let path = self.edge.uploads.create(&self.hub).map_err(fail)?;
+        let (path, file) = self.edge.uploads.create(&self.hub).map_err(fail)?;
         pending.upload = Some(path.clone());
-        let file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(fail(e));
-            }
-        };
         let start = (
             "x-mongrel2-upload-start".to_string(),
             path.display().to_string(),
@@ -88,8 +81,9 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
         // threshold, so a malformed one reaches no handler; past the
         // threshold (or whole) it becomes an upload, as Mongrel2 has it.
         let chunked = matches!(b.framing, BodyFraming::Chunked(_));
-        if chunked && (done || b.got > self.edge.upload_threshold) {
-            // (a held body's request is not waiting yet; an upload's is)
+        // (a held body's request is not waiting yet; an upload's is)
+        let holding = chunked && b.pending.is_some() && matches!(b.sink, Sink::Memory(_));
+        if holding && (done || b.got > self.edge.upload_threshold) {
             if let Some(mut pending) = b.pending.take() {
                 let held = match std::mem::replace(&mut b.sink, Sink::Memory(BytesMut::new())) {
                     Sink::Memory(m) => m,

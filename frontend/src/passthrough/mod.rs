@@ -8,9 +8,10 @@
 //! client goes.
 //!
 //! Replies are also read along the way, without changing them, to know the
-//! status (access log, metrics), where each response ends (a client that
-//! closed its side is closed once its answers are out) and when a WebSocket
-//! handshake was accepted.
+//! status (access log, metrics), where each response ends (a client's
+//! `Connection: close` is honoured once its answer is out) and when a
+//! WebSocket handshake was accepted. A client that closes its end closes the
+//! connection, and the handlers are told, as in Mongrel2 and nginx.
 //!
 //! This module must not route elsewhere: a request on the connection for
 //! another app or backend is answered (404/421) and the connection closed,
@@ -307,12 +308,14 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
     /// The next moment something must be checked.
     fn deadline(&self, inbuf: &BytesMut) -> Instant {
         let mut d = Instant::now() + Duration::from_secs(3600);
-        if let Some(p) = self.waiting.front() {
-            if let (None, Some(sent)) = (p.status, p.sent) {
-                d = d.min(sent + self.edge.hold + self.edge.timeout);
-            }
+        if let Some(t) = self.answer_due() {
+            d = d.min(t);
         }
-        if matches!(self.reading, Reading::Head) {
+        if matches!(self.reading, Reading::Body(_)) {
+            // A body that stops arriving.
+            d = d.min(self.last_io + self.edge.timeout);
+        }
+        if matches!(self.reading, Reading::Head) && self.wants_input(inbuf) {
             if let Some(t) = self.head_started {
                 d = d.min(t + self.limits.header_timeout);
             } else if self.waiting.is_empty() && inbuf.is_empty() {
@@ -326,27 +329,38 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
         d
     }
 
+    /// When the request in front must have its answer's head: the hold
+    /// time (for a handler to connect) and the timeout after it was sent.
+    fn answer_due(&self) -> Option<Instant> {
+        let p = self.waiting.front()?;
+        match (p.status, p.sent) {
+            (None, Some(sent)) => Some(sent + self.edge.hold + self.edge.timeout),
+            _ => None,
+        }
+    }
+
     async fn on_timeout(&mut self, inbuf: &BytesMut) -> Flow {
         let now = Instant::now();
         if self.shutting.is_some_and(|t| now >= t) {
             return Flow::End;
         }
-        let late = self.waiting.front().is_some_and(|p| {
-            p.status.is_none()
-                && p.head.is_empty()
-                && p.sent
-                    .is_some_and(|t| now >= t + self.edge.hold + self.edge.timeout)
-        });
-        if late {
-            let msg = format!(
-                "the app's handler did not answer within {} s",
-                self.edge.timeout.as_secs()
-            );
-            self.answer_front(closing_page(StatusCode::GATEWAY_TIMEOUT, &msg))
-                .await;
+        if self.answer_due().is_some_and(|t| now >= t) {
+            // Nothing of an answer: 504. Part of a head: the connection
+            // closes (the client has bytes it cannot finish reading).
+            if self.waiting.front().is_some_and(|p| p.head.is_empty()) {
+                let msg = format!(
+                    "the app's handler did not answer within {} s",
+                    self.edge.timeout.as_secs()
+                );
+                self.answer_front(closing_page(StatusCode::GATEWAY_TIMEOUT, &msg))
+                    .await;
+            }
             return Flow::End;
         }
-        if matches!(self.reading, Reading::Head) {
+        if matches!(self.reading, Reading::Body(_)) && now >= self.last_io + self.edge.timeout {
+            return Flow::End;
+        }
+        if matches!(self.reading, Reading::Head) && self.wants_input(inbuf) {
             if let Some(t) = self.head_started {
                 if now >= t + self.limits.header_timeout {
                     let _ = self.wr.write_all(crate::head_timeout::RESPONSE_408).await;
@@ -587,7 +601,10 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
         match chunk {
             Chunk::Data(d) => {
                 self.last_io = Instant::now();
-                if self.wr.write_all(&d).await.is_err() {
+                // A client that stops reading is let go (what the handler
+                // sends it meanwhile waits in memory only this long).
+                let write = tokio::time::timeout(self.edge.timeout, self.wr.write_all(&d));
+                if !matches!(write.await, Ok(Ok(()))) {
                     return Flow::End;
                 }
                 self.track(&d)
@@ -611,7 +628,7 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
                     let close = self
                         .answer_front(error_page(StatusCode::SERVICE_UNAVAILABLE, &msg))
                         .await;
-                    if matches!(self.reading, Reading::Upgrading(_)) {
+                    if matches!(self.reading, Reading::Upgrading(_)) && self.waiting.is_empty() {
                         self.reading = Reading::Head;
                     }
                     if close {

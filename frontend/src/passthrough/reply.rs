@@ -131,7 +131,8 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
                 let websocket = p.websocket;
                 let p_done = matches!(p.body, ReplyBody::Length(0));
                 self.log(self.waiting.front().expect("front"), status);
-                if let Reading::Upgrading(_) = self.reading {
+                // (only the handshake's own answer ends the wait for it)
+                if let (Reading::Upgrading(_), true) = (&self.reading, websocket) {
                     let Reading::Upgrading(head) =
                         std::mem::replace(&mut self.reading, Reading::Head)
                     else {

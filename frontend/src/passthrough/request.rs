@@ -240,6 +240,12 @@ pub(super) fn decide<W>(s: &Session<'_, W>, inbuf: &[u8]) -> Decision {
     };
     let retryable = crate::idempotent(&method);
     let websocket = method == hyper::Method::GET && upgrade_ws && connection_upgrade;
+    if websocket && has_body {
+        // What follows a handshake is frames or, if it is refused, the next
+        // request: a body would be read as one or the other.
+        let page = closing_page(StatusCode::BAD_REQUEST, "a WebSocket handshake has no body");
+        return refuse(at(&path), page, true, n);
+    }
     let pending = Pending {
         started: Instant::now(),
         sent: None,
