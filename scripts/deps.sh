@@ -3,7 +3,7 @@
 # Sourced by scripts/up.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
-need=(pkg-config iproute2 libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq)
+need=(pkg-config iproute2 libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq postgresql redis-server redis-tools libnss-wrapper)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,7 +14,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
+  # Add-on servers are zeroku's own (one per add-on, under its worker): no system-wide
+  # PostgreSQL cluster is wanted from the package.
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    $sudo mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/zeroku.conf >/dev/null
+  fi
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Nor a system-wide Redis: the package starts one where systemd runs.
+  if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
 fi
 # zeroku needs Rust 1.80 or newer (rustup's). Debian's own cargo (installed above for the rust
 # buildpack: it is what app builds use) is older, so rustup's goes first on PATH.

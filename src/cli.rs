@@ -528,6 +528,127 @@ pub enum Command {
         app: AppArg,
         prefix: String,
     },
+    /// Add-ons (PostgreSQL, Redis): those of the apps you may see, or of one app.
+    Addons {
+        /// Only this app's (default: all).
+        #[arg(short = 'a', long = "app", env = "ZEROKU_APP")]
+        app: Option<String>,
+    },
+    /// Create a database for an app: its own server, attached as DATABASE_URL (postgres) or
+    /// REDIS_URL (redis) in a new release.
+    #[command(name = "addons:create")]
+    AddonsCreate {
+        /// postgres or redis.
+        kind: String,
+        #[command(flatten)]
+        app: AppArg,
+        /// The config var to set (REPORTING for REPORTING_URL); default DATABASE / REDIS.
+        #[arg(long = "as", value_name = "NAME")]
+        alias: Option<String>,
+        /// Return once it is created, without waiting for its server to be up.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// An add-on: where it runs, its state, the apps it is attached to.
+    #[command(name = "addons:info")]
+    AddonsInfo {
+        addon: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Give another app an add-on's URL (needs manage on the add-on's app too).
+    #[command(name = "addons:attach")]
+    AddonsAttach {
+        addon: String,
+        #[command(flatten)]
+        app: AppArg,
+        /// The config var to set (default DATABASE / REDIS).
+        #[arg(long = "as", value_name = "NAME")]
+        alias: Option<String>,
+    },
+    /// Take an add-on's URL away from an app it was attached to.
+    #[command(name = "addons:detach")]
+    AddonsDetach {
+        addon: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Delete an add-on, its server and its backups (its data directory stays on its node).
+    #[command(name = "addons:destroy")]
+    AddonsDestroy {
+        addon: String,
+        #[command(flatten)]
+        app: AppArg,
+        /// Repeat the add-on's name to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
+        /// Detach it from other apps too (refused while attached elsewhere otherwise).
+        #[arg(long)]
+        detach: bool,
+    },
+    /// A new password for an add-on; every attached app gets the new URL in a new release.
+    #[command(name = "addons:credentials:rotate")]
+    AddonsRotate {
+        addon: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// psql on the app's database, from a one-off of the app (as heroku pg:psql).
+    #[command(name = "pg:psql")]
+    PgPsql {
+        /// The add-on or its config var (default: DATABASE_URL's).
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        /// Run this SQL and exit.
+        #[arg(short = 'c', long = "command")]
+        sql: Option<String>,
+    },
+    /// redis-cli on the app's Redis, from a one-off of the app.
+    #[command(name = "redis:cli")]
+    RedisCli {
+        /// The add-on or its config var (default: REDIS_URL's).
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Backups of an add-on (PostgreSQL dumps, Redis RDB files).
+    #[command(name = "pg:backups")]
+    PgBackups {
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Back up an add-on now: prints the backup's id, size and sha256.
+    #[command(name = "pg:backups:capture")]
+    PgBackupsCapture {
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Replace an add-on's data with a backup (all or nothing).
+    #[command(name = "pg:backups:restore")]
+    PgBackupsRestore {
+        /// b001
+        backup: String,
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        /// Repeat the app's name to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Save a backup to a file (pg_restore's custom format, or an RDB file).
+    #[command(name = "pg:backups:download")]
+    PgBackupsDownload {
+        backup: String,
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        /// The file to write (default: <backup>.dump / .rdb).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// List where an app's log also goes.
     Drains {
         #[command(flatten)]

@@ -68,6 +68,11 @@ pub struct MasterConfig {
     /// bound by every frontend: `handler_port_min + 2 * (n - 1)` (PUSH) and
     /// the next (SUB), `n` being the app's number.
     pub handler_port_min: u16,
+    /// Add-on servers (PostgreSQL, Redis) listen on ports from here, one each, on their
+    /// node's every address: `addon_port_min` to `addon_port_min + 999`.
+    pub addon_port_min: u16,
+    /// Memory limit of a new add-on's server, MiB.
+    pub addon_memory_mb: u64,
     /// The address users see for an app, `{app}` replaced by its name
     /// (printed after a deploy and in `apps:info`).
     pub app_url: String,
@@ -109,6 +114,9 @@ impl Default for MasterConfig {
             // Below Linux's ephemeral range (32768-60999): an outgoing
             // connection never holds a handler port the frontends must bind.
             handler_port_min: 10000,
+            // Above the handler ports, below the ephemeral range.
+            addon_port_min: 15400,
+            addon_memory_mb: 256,
             app_url: "http://{app}.localhost:8080".into(),
             builds_at_once: 2,
             build_timeout_secs: 900,
@@ -123,6 +131,15 @@ impl Default for MasterConfig {
 
 impl MasterConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if self.addon_port_min == 0 || self.addon_port_min > u16::MAX - 999 {
+            return Err(format!(
+                "addon_port_min = {} leaves no room for 1000 add-on ports",
+                self.addon_port_min
+            ));
+        }
+        if self.addon_memory_mb < 32 {
+            return Err("addon_memory_mb must be at least 32".into());
+        }
         if self.api.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "api = {:?} is not an address like 127.0.0.1:7070",

@@ -75,6 +75,19 @@ pub struct InstanceSpec {
     /// by then, Nomad's stop-on-client-disconnect). `None`: it runs on.
     #[serde(default)]
     pub stop_when_lost_ms: Option<u64>,
+    /// For an add-on's server: it runs `command` (from no slug) in its data directory on this
+    /// node, which is kept across restarts, on a fixed port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addon: Option<AddonRun>,
+}
+
+/// How an add-on's server runs: see [`InstanceSpec::addon`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonRun {
+    /// `postgres`, `redis`.
+    pub kind: String,
+    /// Its `$PORT`, the same on every start: apps have it in their URL.
+    pub port: u16,
 }
 
 /// Where one frontend exchanges a handler instance's requests and replies.

@@ -94,6 +94,7 @@ mod tests {
                 handler: Vec::new(),
                 restart: 0,
                 stop_when_lost_ms: None,
+                addon: None,
             }],
         })
     }

@@ -258,12 +258,31 @@ impl Cluster {
                 (o.id, (o.command, o.tty))
             })
             .collect();
+        // Add-on servers run on the node that holds their data, whatever its state.
+        let mut addon_specs: HashMap<String, InstanceSpec> = HashMap::new();
+        for a in store.addons()? {
+            let Some(spec) = crate::addons::spec(&a) else {
+                tracing::warn!(addon = %a.name, kind = %a.kind, "add-on of an unknown kind: not run");
+                continue;
+            };
+            placed.push(Placement {
+                id: spec.id.clone(),
+                app: a.name.clone(),
+                proc_type: a.kind.clone(),
+                index: 1,
+                node: Some(a.node.clone()),
+                memory_mb: a.memory_mb,
+            });
+            lock(&self.known_apps).insert(a.name.clone());
+            addon_specs.insert(spec.id.clone(), spec);
+        }
         // What each node should run. A list only changes when an instance
         // is added or removed, or changes release or memory (releases are
         // immutable), so specs are built only for nodes whose list changed.
         let mut wanted: HashMap<&str, Vec<&Placement>> = HashMap::new();
         for p in &placed {
-            if let (Some(node), true) = (p.node.as_deref(), releases.contains_key(&p.app)) {
+            let runnable = releases.contains_key(&p.app) || addon_specs.contains_key(&p.id);
+            if let (Some(node), true) = (p.node.as_deref(), runnable) {
                 wanted.entry(node).or_default().push(p);
             }
         }
@@ -296,6 +315,9 @@ impl Cluster {
             let instances = wanted.get(node).map_or_else(Vec::new, |ps| {
                 ps.iter()
                     .map(|p| {
+                        if let Some(spec) = addon_specs.get(&p.id) {
+                            return spec.clone();
+                        }
                         let seq = seqs.get(&p.app).copied().unwrap_or(0);
                         let mut s = spec(p, &releases[&p.app], seq);
                         s.stack = stacks
@@ -666,7 +688,8 @@ fn same_instances(
             h.id == p.id
                 && h.limits.memory_mb == p.memory_mb
                 && h.restart == restarts.get(&p.id).copied().unwrap_or(0)
-                && releases.get(&p.app).is_some_and(|r| r.version == h.release)
+                && (h.addon.is_some()
+                    || releases.get(&p.app).is_some_and(|r| r.version == h.release))
         })
 }
 
@@ -698,5 +721,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
         handler: Vec::new(),
         restart: 0,
         stop_when_lost_ms: None,
+        addon: None,
     }
 }

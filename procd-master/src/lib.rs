@@ -21,6 +21,7 @@
 //! a process itself — only workers do that, from the lists it publishes.
 #![forbid(unsafe_code)]
 
+pub mod addons;
 pub mod api;
 pub mod builds;
 pub mod bus;
@@ -188,6 +189,18 @@ pub async fn run(
         }
     }
     builds::resume_deploys(&cluster);
+    // A backup cut off by the master's stop is not one.
+    match cluster
+        .store()
+        .fail_running_backups("the master stopped while it ran")
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            backups = n,
+            "backups cut off by the last stop marked failed"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot mark cut-off backups failed"),
+    }
     master.drains.sync(&cluster);
     tracing::info!(api = %api_addr, pub_endpoint = %cfg.pub_endpoint, pull_endpoint = %cfg.pull_endpoint, data = %data.display(), "master running");
     if let Some(tx) = started {

@@ -213,6 +213,21 @@ pub async fn run(
     let mut sup = Supervisor::new(rt, cfg.clone(), Instant::now());
     let relay_dir = data.join("relay");
     sup.set_relay_dir(relay_dir.clone());
+    // Add-on servers' data: each in a 0700 directory of its own uid, under one they can only
+    // pass through.
+    let addons_dir = data.join("addons");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&addons_dir)
+            .map_err(|source| WorkerError::Data {
+                path: addons_dir.clone(),
+                source,
+            })?;
+    }
+    sup.set_addons_dir(addons_dir);
     sup.set_port_claims(&crate::ports::host_dir());
 
     // Never rely on PUB alone: the list over the API first.

@@ -285,17 +285,38 @@ impl Runtime for NativeRuntime {
         }
         let slug_dir = std::path::absolute(req.slug_dir)
             .map_err(|e| start_err(format!("bad slug dir {}: {e}", req.slug_dir.display())))?;
+        let uid = if self.as_root {
+            Some(self.app_uid(req)?)
+        } else {
+            None
+        };
+        if spec.addon.is_some() {
+            // An add-on's data directory: its server's alone, kept across starts.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&slug_dir)
+                .map_err(|e| {
+                    io_err(
+                        format!("{instance}: cannot create {}", slug_dir.display()),
+                        e,
+                    )
+                })?;
+            if let Some(uid) = uid {
+                std::os::unix::fs::chown(&slug_dir, Some(uid), Some(uid)).map_err(|e| {
+                    io_err(
+                        format!("{instance}: cannot chown {}", slug_dir.display()),
+                        e,
+                    )
+                })?;
+            }
+        }
         if !slug_dir.is_dir() {
             return Err(start_err(format!(
                 "slug dir {} is not a directory",
                 slug_dir.display()
             )));
         }
-        let uid = if self.as_root {
-            Some(self.app_uid(req)?)
-        } else {
-            None
-        };
 
         // $TMPDIR, private to the app.
         let tmp = self.tmp_path(instance, spec.release);

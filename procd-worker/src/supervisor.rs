@@ -178,6 +178,8 @@ pub struct Supervisor<R: Runtime> {
     /// Where handler relays put their `ipc://` sockets (`None`: no relays,
     /// handlers get remote frontends' TCP endpoints as they are).
     relay_dir: Option<PathBuf>,
+    /// Where add-on servers keep their data: `<addons_dir>/<add-on name>`.
+    addons_dir: Option<PathBuf>,
     /// `$PORT`s held against the other workers of this host.
     ports: crate::ports::PortClaims,
 }
@@ -195,6 +197,11 @@ impl<R: Runtime> Supervisor<R> {
 
     /// Handler processes from now on reach remote frontends through relays
     /// with sockets under `dir`.
+    /// Where add-on servers keep their data (`<data>/addons`).
+    pub fn set_addons_dir(&mut self, dir: PathBuf) {
+        self.addons_dir = Some(dir);
+    }
+
     pub fn set_relay_dir(&mut self, dir: PathBuf) {
         self.relay_dir = Some(dir);
     }
@@ -257,6 +264,7 @@ impl<R: Runtime> Supervisor<R> {
             events,
             changed: true,
             relay_dir: None,
+            addons_dir: None,
             ports: Default::default(),
         }
     }
@@ -353,7 +361,9 @@ impl<R: Runtime> Supervisor<R> {
                 slot.desired = true;
                 // Same release, other environment or command (e.g. handler
                 // endpoints after a frontend joined): restart it.
-                let changed = slot.spec.env != spec.env
+                // Not an add-on's server for its environment: that only seeds its first
+                // start (a rotated password is the server's own business by then).
+                let changed = (slot.spec.env != spec.env && spec.addon.is_none())
                     || slot.spec.command != spec.command
                     || slot.spec.stack != spec.stack
                     || slot.spec.handler != spec.handler;
@@ -610,7 +620,9 @@ impl<R: Runtime> Supervisor<R> {
                 let ran = now.duration_since(p.since);
                 // A web process is up once it accepts on $PORT; others
                 // once they have run a while.
-                let web = slot.spec.proc_type == WEB && p.rec.port != 0;
+                // Add-on servers too: a database is up when it accepts.
+                let web =
+                    (slot.spec.proc_type == WEB || slot.spec.addon.is_some()) && p.rec.port != 0;
                 // Readiness is checked until the process is up, then no more.
                 let ready = if p.up {
                     true
@@ -640,6 +652,7 @@ impl<R: Runtime> Supervisor<R> {
                     self.changed = true;
                 } else if !p.up
                     && web
+                    && slot.spec.addon.is_none()
                     && !p.killed
                     && ran >= Duration::from_millis(cfg.boot_timeout_ms)
                 {
@@ -713,6 +726,10 @@ impl<R: Runtime> Supervisor<R> {
         let Some(slot) = self.slots.get(key) else {
             return;
         };
+        if slot.spec.addon.is_some() {
+            self.start_addon(key, now);
+            return;
+        }
         let sha = slug_key(&slot.spec);
         let dir = match self.slugs.get(&sha) {
             // Unpacked slugs can be collected while unused: fetch it again.
@@ -749,7 +766,6 @@ impl<R: Runtime> Supervisor<R> {
             }
         };
         let cfg = self.cfg.clone();
-        let node = self.node.clone();
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
@@ -759,17 +775,71 @@ impl<R: Runtime> Supervisor<R> {
                 "no free port in {}-{} (port_min/port_max)",
                 cfg.port_min, cfg.port_max
             );
-            slot.failed(why.clone(), now, &cfg);
-            self.system(
-                &spec.app,
-                &spec.id,
-                spec.release,
-                format!("Failed to start: {why}"),
-            );
-            self.changed = true;
+            self.cannot_start(key, why, now);
             return;
         };
         slot.port = port;
+        self.launch(key, &spec, &dir, port, Some(sha), now);
+    }
+
+    /// Starts an add-on's server: from its data directory, on its own port.
+    fn start_addon(&mut self, key: &Key, now: Instant) {
+        let cfg = self.cfg.clone();
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let spec = slot.spec.clone();
+        let Some(run) = &spec.addon else { return };
+        let port = run.port;
+        let dir = match &self.addons_dir {
+            Some(d) => d.join(&spec.app),
+            None => {
+                slot.failed("this worker keeps no add-on data".into(), now, &cfg);
+                return;
+            }
+        };
+        if !bindable(port) {
+            let why =
+                format!("port {port} is taken on this node: the add-on's server cannot listen");
+            self.cannot_start(key, why, now);
+            return;
+        }
+        slot.port = port;
+        self.launch(key, &spec, &dir, port, None, now);
+    }
+
+    /// A start that could not happen: retried with back-off, the reason in the app's log.
+    fn cannot_start(&mut self, key: &Key, why: String, now: Instant) {
+        let cfg = self.cfg.clone();
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        slot.failed(why.clone(), now, &cfg);
+        let (app, id, release) = (
+            slot.spec.app.clone(),
+            slot.spec.id.clone(),
+            slot.spec.release,
+        );
+        self.system(&app, &id, release, format!("Failed to start: {why}"));
+        self.changed = true;
+    }
+
+    /// Starts `spec`'s process from `dir` on `port` and records it in its slot.
+    fn launch(
+        &mut self,
+        key: &Key,
+        spec: &InstanceSpec,
+        dir: &std::path::Path,
+        port: u16,
+        sha: Option<String>,
+        now: Instant,
+    ) {
+        let cfg = self.cfg.clone();
+        let node = self.node.clone();
+        let relay_dir = self.relay_dir.clone();
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         let mut env: BTreeMap<String, String> = spec.env.clone();
         env.insert("PORT".into(), port.to_string());
         env.insert("ZEROKU_APP".into(), spec.app.clone());
@@ -779,13 +849,13 @@ impl<R: Runtime> Supervisor<R> {
         env.insert("ZEROKU_NODE".into(), node);
         env.insert("DYNO".into(), format!("{}.{}", spec.proc_type, spec.index));
         if !spec.handler.is_empty() {
-            let (send, recv) = crate::relay::handler_specs(self.relay_dir.as_deref(), &spec);
+            let (send, recv) = crate::relay::handler_specs(relay_dir.as_deref(), spec);
             env.insert("M2_SEND_SPEC".into(), send);
             env.insert("M2_RECV_SPEC".into(), recv);
         }
         let req = StartRequest {
-            spec: &spec,
-            slug_dir: &dir,
+            spec,
+            slug_dir: dir,
             port,
             env,
         };
@@ -803,7 +873,7 @@ impl<R: Runtime> Supervisor<R> {
                 );
                 slot.proc = Some(Proc {
                     rec,
-                    slug: Some(sha),
+                    slug: sha,
                     since: now,
                     up: false,
                     up_at: None,

@@ -52,6 +52,7 @@ fn spec(id: &str, proc_type: &str, command: &str) -> InstanceSpec {
         handler: Vec::new(),
         restart: 0,
         stop_when_lost_ms: None,
+        addon: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
         handler: Vec::new(),
         restart: 0,
         stop_when_lost_ms: None,
+        addon: None,
     }
 }
 

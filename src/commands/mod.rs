@@ -1,6 +1,7 @@
 //! One file per group of commands; `dispatch` maps the parsed command line
 //! to them.
 
+mod addons;
 mod apps;
 mod builds;
 mod daemons;
@@ -161,6 +162,73 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             logs::show(&api, &app.name()?, tail, num, &filter).await
         }
         Domains { app } => routing::domains(&api, &app.name()?).await,
+        Addons { app } => addons::list(&api, app.as_deref()).await,
+        AddonsCreate {
+            kind,
+            app,
+            alias,
+            no_wait,
+        } => addons::create(&api, &app.name()?, &kind, alias.as_deref(), !no_wait).await,
+        AddonsInfo { addon, app } => addons::info(&api, &app.name()?, &addon).await,
+        AddonsAttach { addon, app, alias } => {
+            addons::attach(&api, &app.name()?, &addon, alias.as_deref()).await
+        }
+        AddonsDetach { addon, app } => addons::detach(&api, &app.name()?, &addon).await,
+        AddonsDestroy {
+            addon,
+            app,
+            confirm,
+            detach,
+        } => addons::destroy(&api, &app.name()?, &addon, confirm.as_deref(), detach).await,
+        AddonsRotate { addon, app } => addons::rotate(&api, &app.name()?, &addon).await,
+        PgPsql { database, app, sql } => {
+            let app = app.name()?;
+            let (_, kind, var) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            let extra: Vec<String> = sql
+                .into_iter()
+                .flat_map(|c| ["-c".to_string(), c])
+                .collect();
+            let line = addons::client_command(&kind, &var, &extra)?;
+            logs::run(&api, &app, &[line], false, false).await
+        }
+        RedisCli { database, app } => {
+            let app = app.name()?;
+            let (_, kind, var) = addons::pick(&api, &app, "redis", database.as_deref()).await?;
+            let line = addons::client_command(&kind, &var, &[])?;
+            logs::run(&api, &app, &[line], false, false).await
+        }
+        PgBackups { database, app } => {
+            let app = app.name()?;
+            let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            addons::backups(&api, &app, &name).await
+        }
+        PgBackupsCapture { database, app } => {
+            let app = app.name()?;
+            let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            addons::capture(&api, &app, &name).await
+        }
+        PgBackupsRestore {
+            backup,
+            database,
+            app,
+            confirm,
+        } => {
+            let app = app.name()?;
+            let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            addons::restore(&api, &app, &name, &backup, confirm.as_deref()).await
+        }
+        PgBackupsDownload {
+            backup,
+            database,
+            app,
+            output,
+        } => {
+            let app = app.name()?;
+            let (name, kind, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            let ext = zeroku_services::kind(&kind).map_or("backup", |k| k.backup_extension());
+            let out = output.unwrap_or_else(|| std::path::PathBuf::from(format!("{backup}.{ext}")));
+            addons::download(&api, &app, &name, &backup, &out).await
+        }
         Drains { app } => logs::drains(&api, &app.name()?).await,
         DrainsAdd { app, drain } => logs::add_drain(&api, &app.name()?, &drain).await,
         DrainsRemove { app, drain } => logs::remove_drain(&api, &app.name()?, &drain).await,

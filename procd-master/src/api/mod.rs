@@ -16,6 +16,7 @@
 //! This is the top layer of the master: it may use every module below it
 //! (store, scheduler, cluster, builds, git, keys), and none of them uses it.
 
+mod addons;
 pub mod auth;
 mod checks;
 mod files;
@@ -296,6 +297,16 @@ async fn dispatch(
     let (cluster, b) = (&m.cluster, &m.builds);
     let c = cluster.as_ref();
     let path = req.uri().path().to_string();
+    if segs.get(1) == Some(&"addons")
+        || segs
+            .get(3)
+            .is_some_and(|s| *s == "addons" || *s == "attachments")
+    {
+        if let Some(reply) = addons::dispatch(m, caller, req, method, &segs[1..]).await {
+            return reply;
+        }
+        return Err(ApiError::not_found(format!("no API route {method} {path}")));
+    }
     match (method, &segs[1..]) {
         (&Method::GET, ["status"]) => ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -643,6 +654,23 @@ async fn dispatch(
         }
         (&Method::DELETE, ["apps", app]) => {
             app_exists(c, app)?;
+            let owned: Vec<String> = c
+                .store()
+                .addons()?
+                .into_iter()
+                .filter(|a| a.app == **app)
+                .map(|a| a.name)
+                .collect();
+            if !owned.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "has_addons",
+                    format!(
+                        "{app} has add-ons with data: destroy them first (zeroku addons:destroy {} -a {app})",
+                        owned.join(" ")
+                    ),
+                ));
+            }
             change(c, |s| s.delete_app(app))?;
             c.logs.forget(app);
             m.drains.sync(&m.cluster);

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
+mod addons;
 mod users;
+pub use addons::{url_var, Addon, Attachment, Backup, NewAddon, Refused};
 pub use users::{AuditEntry, Perm, User};
 
 #[derive(Debug, Error)]
@@ -227,6 +229,11 @@ CREATE TABLE IF NOT EXISTS app_access (app TEXT NOT NULL, user TEXT NOT NULL, pe
 CREATE TABLE IF NOT EXISTS restarts (id TEXT PRIMARY KEY, app TEXT NOT NULL, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS drains (app TEXT NOT NULL, url TEXT NOT NULL, token TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (app, url));
 CREATE TABLE IF NOT EXISTS deploys (app TEXT PRIMARY KEY, version INTEGER NOT NULL, previous INTEGER, deadline INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS addons (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, app TEXT NOT NULL,
+  node TEXT NOT NULL, port INTEGER NOT NULL, password TEXT NOT NULL, admin_password TEXT NOT NULL, memory_mb INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS addon_attachments (addon TEXT NOT NULL, app TEXT NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (addon, app), UNIQUE (app, alias));
+CREATE TABLE IF NOT EXISTS backups (addon TEXT NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+  state TEXT NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (addon, n));
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 ";
 
@@ -366,7 +373,8 @@ impl Store {
     pub fn create_app(&self, name: &str) -> Result<Option<App>> {
         let created_at = now();
         let n = self.db.execute(
-            "INSERT OR IGNORE INTO apps (name, created_at) VALUES (?1, ?2)",
+            "INSERT OR IGNORE INTO apps (name, created_at)
+             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM addons WHERE name = ?1)",
             params![name, created_at],
         )?;
         if n == 0 {
@@ -425,6 +433,7 @@ impl Store {
             "restarts",
             "deploys",
             "drains",
+            "addon_attachments",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
@@ -457,7 +466,9 @@ impl Store {
     pub fn rename_app(&mut self, old: &str, new: &str) -> Result<bool> {
         let tx = self.db.transaction()?;
         let taken: bool = tx
-            .prepare("SELECT 1 FROM apps WHERE name = ?1")?
+            .prepare(
+                "SELECT 1 FROM apps WHERE name = ?1 UNION SELECT 1 FROM addons WHERE name = ?1",
+            )?
             .exists([new])?;
         if taken {
             return Ok(false);
@@ -484,6 +495,8 @@ impl Store {
             "app_access",
             "deploys",
             "drains",
+            "addons",
+            "addon_attachments",
         ] {
             tx.execute(
                 &format!("UPDATE {table} SET app = ?2 WHERE app = ?1"),
@@ -708,33 +721,7 @@ impl Store {
         description: &str,
     ) -> Result<Option<Release>> {
         let tx = self.db.transaction()?;
-        for (k, v) in changes {
-            match v {
-                Some(v) => tx.execute(
-                    "INSERT OR REPLACE INTO config_vars (app, key, value) VALUES (?1, ?2, ?3)",
-                    params![app, k, v],
-                )?,
-                None => tx.execute(
-                    "DELETE FROM config_vars WHERE app = ?1 AND key = ?2",
-                    params![app, k],
-                )?,
-            };
-        }
-        let release = match current_release(&tx, app)? {
-            None => None,
-            Some(cur) => {
-                let env = config_of(&tx, app)?;
-                let next = Release {
-                    version: cur.version + 1,
-                    env,
-                    description: description.to_string(),
-                    created_at: now(),
-                    ..cur
-                };
-                insert_release(&tx, &next)?;
-                Some(next)
-            }
-        };
+        let release = apply_config(&tx, app, changes, description)?;
         tx.commit()?;
         Ok(release)
     }
@@ -1122,6 +1109,44 @@ impl Store {
         )?;
         Ok(last + 1 - n)
     }
+}
+
+/// Applies config `changes` to `app` (`None` unsets) and, when the app has a release, inserts
+/// the next release with the new env: for a caller's transaction.
+fn apply_config(
+    tx: &Connection,
+    app: &str,
+    changes: &BTreeMap<String, Option<String>>,
+    description: &str,
+) -> Result<Option<Release>> {
+    for (k, v) in changes {
+        match v {
+            Some(v) => tx.execute(
+                "INSERT OR REPLACE INTO config_vars (app, key, value) VALUES (?1, ?2, ?3)",
+                params![app, k, v],
+            )?,
+            None => tx.execute(
+                "DELETE FROM config_vars WHERE app = ?1 AND key = ?2",
+                params![app, k],
+            )?,
+        };
+    }
+    let release = match current_release(tx, app)? {
+        None => None,
+        Some(cur) => {
+            let env = config_of(tx, app)?;
+            let next = Release {
+                version: cur.version + 1,
+                env,
+                description: description.to_string(),
+                created_at: now(),
+                ..cur
+            };
+            insert_release(tx, &next)?;
+            Some(next)
+        }
+    };
+    Ok(release)
 }
 
 fn config_of(db: &Connection, app: &str) -> Result<BTreeMap<String, String>> {

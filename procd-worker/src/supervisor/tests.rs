@@ -149,6 +149,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         handler: Vec::new(),
         restart: 0,
         stop_when_lost_ms: None,
+        addon: None,
     }
 }
 

@@ -1,0 +1,514 @@
+//! `/v1/apps/:app/addons…` and `/v1/apps/:app/attachments…`: creating, attaching, backing up,
+//! restoring and destroying add-ons. An add-on is reached through an app it is attached to, and
+//! the route's permission is on that app; what reaches another app's data (attaching an add-on
+//! to a second app) also needs `manage` on the add-on's own app.
+
+use super::{app_exists, body_json, change, files::file_reply, ok, Caller, Master, Reply};
+use crate::addons;
+use crate::cluster::Cluster;
+use crate::error::ApiError;
+use crate::store::{Addon, Backup, NewAddon, Perm};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+struct Create {
+    kind: String,
+    /// The config var's name without `_URL`; the kind's default (`DATABASE`) when absent.
+    #[serde(default, rename = "as")]
+    alias: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Attach {
+    addon: String,
+    #[serde(default, rename = "as")]
+    alias: Option<String>,
+}
+
+/// `DATABASE`, `REPORTING`: what goes before `_URL`.
+fn check_alias(alias: &str) -> Result<(), ApiError> {
+    let ok = !alias.is_empty()
+        && alias.len() <= 64
+        && alias.starts_with(|c: char| c.is_ascii_uppercase())
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{alias:?} is not a config var name: use capitals, digits and _ (e.g. DATABASE for DATABASE_URL)"
+        )))
+    }
+}
+
+/// The add-on `name`, which must be attached to `app`.
+fn attached(c: &Cluster, app: &str, name: &str) -> Result<Addon, ApiError> {
+    let store = c.store();
+    let on_app = store
+        .attachments(Some(app), Some(name))?
+        .into_iter()
+        .next()
+        .is_some();
+    match store.addon(name)? {
+        Some(a) if on_app || a.app == app => Ok(a),
+        _ => Err(ApiError::not_found(format!(
+            "no add-on {name:?} attached to {app} (see `zeroku addons -a {app}`)"
+        ))),
+    }
+}
+
+/// An add-on as `addons` and `addons:info` show it.
+fn view(c: &Cluster, a: &Addon) -> Result<Value, ApiError> {
+    let attachments: Vec<Value> = c
+        .store()
+        .attachments(None, Some(&a.name))?
+        .into_iter()
+        .map(|t| json!({"app": t.app, "as": crate::store::url_var(&t.alias)}))
+        .collect();
+    let id = addons::instance_id(a);
+    let (state, last_exit) = c
+        .live()
+        .get(&a.node)
+        .and_then(|l| l.heartbeat.as_ref())
+        .and_then(|h| h.instances.iter().find(|i| i.id == id))
+        .map_or(("starting".to_string(), None), |i| {
+            (i.state.to_string(), i.last_exit.clone())
+        });
+    Ok(json!({
+        "name": a.name,
+        "kind": a.kind,
+        "app": a.app,
+        "node": a.node,
+        "port": a.port,
+        "state": state,
+        "last_exit": last_exit,
+        "memory_mb": a.memory_mb,
+        "created_at": a.created_at,
+        "attachments": attachments,
+        "backups": c.store().backups(&a.name)?.iter().filter(|b| b.state == "ok").count(),
+    }))
+}
+
+fn backup_view(b: &Backup) -> Value {
+    json!({
+        "id": b.id(),
+        "addon": b.addon,
+        "kind": b.kind,
+        "state": b.state,
+        "size": b.size,
+        "sha256": b.sha256,
+        "error": b.error,
+        "created_at": b.created_at,
+    })
+}
+
+/// `b001` → 1.
+fn backup_number(id: &str) -> Result<u32, ApiError> {
+    id.strip_prefix('b')
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::invalid(format!("{id:?} is not a backup id like b001")))
+}
+
+fn find_backup(c: &Cluster, a: &Addon, id: &str) -> Result<Backup, ApiError> {
+    let n = backup_number(id)?;
+    c.store().backup(&a.name, n)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no backup {id} of {} (see `zeroku pg:backups -a {}`)",
+            a.name, a.app
+        ))
+    })
+}
+
+/// Where a new add-on goes: the up, undrained node with the fewest add-ons.
+fn pick_node(c: &Cluster) -> Result<String, ApiError> {
+    let store = c.store();
+    let addons = store.addons()?;
+    store
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.state == "up" && !n.draining)
+        .min_by_key(|n| {
+            (
+                addons.iter().filter(|a| a.node == n.name).count(),
+                std::cmp::Reverse(n.capacity_mb),
+                n.name.clone(),
+            )
+        })
+        .map(|n| n.name)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_node",
+                "no node is up to run the add-on (see `zeroku nodes`)",
+            )
+        })
+}
+
+fn new_secret() -> Result<String, ApiError> {
+    crate::store::new_token().map_err(ApiError::internal)
+}
+
+/// The routes of this module; `None` when the path is not one of them.
+pub(super) async fn dispatch(
+    m: &Master,
+    caller: &Caller,
+    req: Request<Incoming>,
+    method: &Method,
+    segs: &[&str],
+) -> Option<Result<Reply, ApiError>> {
+    let c = &m.cluster;
+    let out = match (method, segs) {
+        (&Method::GET, ["addons"]) => list_all(c, caller),
+        (&Method::GET, ["apps", app, "addons"]) => list(c, app),
+        (&Method::POST, ["apps", app, "addons"]) => create(c, app, req).await,
+        (&Method::GET, ["apps", app, "addons", name]) => attached(c, app, name)
+            .and_then(|a| view(c, &a))
+            .and_then(ok),
+        (&Method::DELETE, ["apps", app, "addons", name]) => destroy(c, app, name, &req),
+        (&Method::POST, ["apps", app, "attachments"]) => attach(c, caller, app, req).await,
+        (&Method::DELETE, ["apps", app, "attachments", name]) => detach(c, app, name),
+        (&Method::POST, ["apps", app, "addons", name, "credentials"]) => rotate(c, app, name).await,
+        (&Method::GET, ["apps", app, "addons", name, "backups"]) => attached(c, app, name)
+            .and_then(|a| Ok(c.store().backups(&a.name)?))
+            .and_then(|bs| ok(json!(bs.iter().map(backup_view).collect::<Vec<_>>()))),
+        (&Method::POST, ["apps", app, "addons", name, "backups"]) => capture(c, app, name),
+        (&Method::GET, ["apps", app, "addons", name, "backups", id]) => attached(c, app, name)
+            .and_then(|a| find_backup(c, &a, id))
+            .and_then(|b| ok(backup_view(&b))),
+        (&Method::GET, ["apps", app, "addons", name, "backups", id, "file"]) => {
+            download(c, app, name, id).await
+        }
+        (&Method::POST, ["apps", app, "addons", name, "backups", id, "restore"]) => {
+            restore(c, app, name, id).await
+        }
+        _ => return None,
+    };
+    Some(out)
+}
+
+fn list_all(c: &Arc<Cluster>, caller: &Caller) -> Result<Reply, ApiError> {
+    let all = c.store().addons()?;
+    let mut out = Vec::new();
+    for a in &all {
+        if caller.perms(c, &a.app)?.contains(&Perm::View) {
+            out.push(view(c, a)?);
+        }
+    }
+    ok(json!(out))
+}
+
+fn list(c: &Arc<Cluster>, app: &str) -> Result<Reply, ApiError> {
+    app_exists(c, app)?;
+    let names: Vec<String> = c
+        .store()
+        .attachments(Some(app), None)?
+        .into_iter()
+        .map(|t| t.addon)
+        .collect();
+    let mut out = Vec::new();
+    for n in names {
+        // The store's guard must be gone before `view` takes it again.
+        let addon = c.store().addon(&n)?;
+        if let Some(a) = addon {
+            out.push(view(c, &a)?);
+        }
+    }
+    ok(json!(out))
+}
+
+async fn create(c: &Arc<Cluster>, app: &str, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    app_exists(c, app)?;
+    let body: Create = body_json(req).await?;
+    let kind = zeroku_services::kind(&body.kind).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let alias = body
+        .alias
+        .unwrap_or_else(|| kind.default_alias().to_string());
+    check_alias(&alias)?;
+    let node = pick_node(c)?;
+    let host = c
+        .store()
+        .nodes()?
+        .into_iter()
+        .find(|n| n.name == node)
+        .map(|n| n.host)
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let (password, admin_password) = (new_secret()?, new_secret()?);
+    let min = c.cfg.addon_port_min;
+    let url = |a: &Addon| addons::url(a, &host).unwrap_or_default();
+    let new = NewAddon {
+        kind: kind.name(),
+        prefix: kind.prefix(),
+        app,
+        alias: &alias,
+        node: &node,
+        ports: min..=min.saturating_add(999),
+        password: &password,
+        admin_password: &admin_password,
+        memory_mb: c.cfg.addon_memory_mb,
+        url: &url,
+    };
+    let (a, rel) = match change(c, |s| s.create_addon(&new))? {
+        Ok(v) => v,
+        Err(why) => return Err(refused(app, why)),
+    };
+    c.system_log(
+        app,
+        &a.name,
+        format!(
+            "Created {} ({}) on {} as {alias}_URL",
+            a.name, a.kind, a.node
+        ),
+    );
+    Ok(Reply::Json(
+        StatusCode::CREATED,
+        json!({"addon": view(c, &a)?, "as": format!("{alias}_URL"), "release": rel.map(|r| r.version)}),
+    ))
+}
+
+fn refused(app: &str, why: crate::store::Refused) -> ApiError {
+    use crate::store::Refused as R;
+    match why {
+        R::AliasTaken { alias, addon } => ApiError::new(
+            StatusCode::CONFLICT,
+            "alias_taken",
+            format!("{app} already has {alias}_URL from {addon}: choose another name with --as"),
+        ),
+        R::Attached { alias } => ApiError::new(
+            StatusCode::CONFLICT,
+            "attached",
+            format!("it is already attached to {app} as {alias}_URL"),
+        ),
+        R::NoPort => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_port",
+            "every add-on port is in use (1000 from addon_port_min)",
+        ),
+    }
+}
+
+fn destroy(
+    c: &Arc<Cluster>,
+    app: &str,
+    name: &str,
+    req: &Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    if a.app != app {
+        return Err(ApiError::forbidden(format!(
+            "{name} belongs to {}: destroy it from there (-a {})",
+            a.app, a.app
+        )));
+    }
+    let detach = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "detach=true" || kv == "detach=1")
+    });
+    let others: Vec<String> = c
+        .store()
+        .attachments(None, Some(name))?
+        .into_iter()
+        .filter(|t| t.app != app)
+        .map(|t| t.app)
+        .collect();
+    if !others.is_empty() && !detach {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "attached",
+            format!(
+                "{name} is attached to {} too: detach it there first, or destroy with --detach",
+                others.join(", ")
+            ),
+        ));
+    }
+    let shas = change(c, |s| s.destroy_addon(name))?;
+    // The server stops with the next list; its data directory stays on the node until an
+    // operator removes it (a mistaken destroy is not a lost database).
+    let dir = addons::backups_dir(&c.data).map_err(ApiError::internal)?;
+    for sha in shas {
+        if !c.store().backup_file_used(&sha)? {
+            let _ = std::fs::remove_file(dir.join(&sha));
+        }
+    }
+    c.system_log(app, name, format!("Destroyed {name}"));
+    ok(json!({"destroyed": name, "detached": others}))
+}
+
+async fn attach(
+    c: &Arc<Cluster>,
+    caller: &Caller,
+    app: &str,
+    req: Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    app_exists(c, app)?;
+    let body: Attach = body_json(req).await?;
+    let a = c.store().addon(&body.addon)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no add-on named {:?} (see `zeroku addons`)",
+            body.addon
+        ))
+    })?;
+    // Its credentials go to `app`: the caller must be able to manage the add-on's own app.
+    if !caller.perms(c, &a.app)?.contains(&Perm::Manage) {
+        return Err(ApiError::forbidden(format!(
+            "attaching {} needs `manage` on {}, the app it belongs to",
+            a.name, a.app
+        )));
+    }
+    let kind = addons::kind_of(&a).map_err(ApiError::internal)?;
+    let alias = body
+        .alias
+        .unwrap_or_else(|| kind.default_alias().to_string());
+    check_alias(&alias)?;
+    let host = addons::host(&c.store(), &a)?;
+    let url = addons::url(&a, &host).map_err(ApiError::internal)?;
+    let rel = match change(c, |s| s.attach(&a.name, app, &alias, &url))? {
+        Ok(r) => r,
+        Err(why) => return Err(refused(app, why)),
+    };
+    c.system_log(app, &a.name, format!("Attached {} as {alias}_URL", a.name));
+    ok(
+        json!({"addon": a.name, "app": app, "as": format!("{alias}_URL"), "release": rel.map(|r| r.version)}),
+    )
+}
+
+fn detach(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
+    app_exists(c, app)?;
+    let a = attached(c, app, name)?;
+    if a.app == app {
+        return Err(ApiError::forbidden(format!(
+            "{name} belongs to {app}: destroy it instead (zeroku addons:destroy {name} -a {app})"
+        )));
+    }
+    match change(c, |s| s.detach(name, app))? {
+        Some(rel) => {
+            c.system_log(app, name, format!("Detached {name}"));
+            ok(json!({"addon": name, "app": app, "release": rel.map(|r| r.version)}))
+        }
+        None => Err(ApiError::not_found(format!(
+            "{name} is not attached to {app}"
+        ))),
+    }
+}
+
+/// A new password for the apps: set on the server, then in every attached app's URL (a new
+/// release each); the old one is refused from then on.
+async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    if a.app != app {
+        return Err(ApiError::forbidden(format!(
+            "{name} belongs to {}: rotate its credentials from there",
+            a.app
+        )));
+    }
+    let kind = addons::kind_of(&a).map_err(ApiError::internal)?;
+    let host = addons::host(&c.store(), &a)?;
+    let password = new_secret()?;
+    let service = zeroku_services::Addon {
+        name: &a.name,
+        port: a.port,
+        password: &a.password,
+        admin_password: &a.admin_password,
+        memory_mb: a.memory_mb,
+    };
+    let (tool, input) = kind
+        .rotate(&service, &host, &password)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let said = addons::run_with_input(&tool, &input)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "addon_failed", e))?;
+    if kind.rotate_failed(&said) {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "addon_failed",
+            format!("the server refused the new password: {}", said.trim()),
+        ));
+    }
+    let mut rotated = a.clone();
+    rotated.password = password;
+    let url = addons::url(&rotated, &host).map_err(ApiError::internal)?;
+    let releases = change(c, |s| {
+        s.set_addon_password(&a.name, &rotated.password, &url)
+    })?;
+    c.system_log(app, name, format!("Rotated the credentials of {name}"));
+    ok(json!({"addon": name, "releases": releases}))
+}
+
+/// Starts a backup; it runs on after the answer (`GET …/backups/:id` follows it).
+fn capture(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    if c.store()
+        .backups(&a.name)?
+        .iter()
+        .any(|b| b.state == "running")
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            format!("a backup of {name} is running already"),
+        ));
+    }
+    let b = c.store().start_backup(&a.name, &a.kind)?;
+    let host = addons::host(&c.store(), &a)?;
+    let (cluster, n, app) = (c.clone(), b.n, app.to_string());
+    tokio::spawn(async move {
+        let out = addons::capture(&cluster.data, &a, &host).await;
+        let line = match &out {
+            Ok((sha, size)) => format!(
+                "Backup b{n:03} of {} captured: {size} bytes, sha256 {sha}",
+                a.name
+            ),
+            Err(e) => format!("Backup b{n:03} of {} failed: {e}", a.name),
+        };
+        let outcome = out
+            .as_ref()
+            .map(|(s, z)| (s.as_str(), *z))
+            .map_err(String::as_str);
+        if let Err(e) = cluster.store().finish_backup(&a.name, n, outcome) {
+            tracing::error!(addon = %a.name, error = %e, "cannot record a backup's end");
+        }
+        cluster.system_log(&app, &a.name, line);
+    });
+    Ok(Reply::Json(StatusCode::ACCEPTED, backup_view(&b)))
+}
+
+async fn download(c: &Arc<Cluster>, app: &str, name: &str, id: &str) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    let b = find_backup(c, &a, id)?;
+    let path = addons::backup_path(&c.data, &b).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{id} did not succeed: there is nothing to download"
+        ))
+    })?;
+    file_reply(
+        &path,
+        &format!("{id}'s file is missing from the backup store"),
+    )
+    .await
+}
+
+async fn restore(c: &Arc<Cluster>, app: &str, name: &str, id: &str) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    let b = find_backup(c, &a, id)?;
+    let data = c.data.clone();
+    let (a2, b2) = (a.clone(), b.clone());
+    let path = tokio::task::spawn_blocking(move || addons::verify(&data, &a2, &b2))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::invalid)?;
+    let host = addons::host(&c.store(), &a)?;
+    addons::restore(&a, &host, &path).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "restore_failed",
+            format!("{e} (the database is as it was)"),
+        )
+    })?;
+    c.system_log(app, name, format!("Restored {id} into {name}"));
+    ok(json!({"restored": b.id(), "addon": name}))
+}

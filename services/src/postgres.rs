@@ -1,0 +1,255 @@
+//! PostgreSQL: one server per add-on, one role and one database in it for the apps, a
+//! superuser (`zeroku`) only the master uses. Passwords only (SCRAM), checksums on, no Unix
+//! socket, and nobody but the role may connect to its database.
+
+use crate::{find_tool, ident, Addon, Error, Kind, Tool};
+
+/// The role and database of add-on `name` (`pg-blog-1` → `db_blog_1`: names starting with
+/// `pg_` are PostgreSQL's own).
+pub fn db_name(name: &str) -> String {
+    format!("db_{}", ident(name.strip_prefix("pg-").unwrap_or(name)))
+}
+use std::collections::BTreeMap;
+
+/// The PostgreSQL add-on.
+#[derive(Debug)]
+pub struct Postgres;
+
+/// The server's administrator: never in an app's URL.
+const ADMIN: &str = "zeroku";
+
+/// `tool` from the newest PostgreSQL installed.
+fn pg_tool(tool: &str) -> Result<String, Error> {
+    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    let mut candidates: Vec<String> = versions
+        .iter()
+        .map(|v| format!("/usr/lib/postgresql/{v}/bin/{tool}"))
+        .collect();
+    candidates.push(format!("/usr/bin/{tool}"));
+    find_tool(&candidates, "postgresql-client")
+}
+
+const SCRIPT: &str = r#"set -eu
+umask 077
+PGBIN=
+for d in /usr/lib/postgresql/*/bin; do [ -x "$d/postgres" ] && PGBIN=$d; done
+if [ -z "$PGBIN" ]; then
+  echo "zeroku: PostgreSQL is not installed on this node (apt-get install postgresql)" >&2
+  exit 1
+fi
+# initdb and postgres want a user name for their uid: the add-on's uid has none on the host,
+# so it gets one of its own (nss_wrapper, as the official PostgreSQL images do).
+if ! id -un > /dev/null 2>&1; then
+  NSSW=
+  for l in /usr/lib/*/libnss_wrapper.so /usr/lib/libnss_wrapper.so; do [ -e "$l" ] && NSSW=$l; done
+  if [ -z "$NSSW" ]; then
+    echo "zeroku: uid $(id -u) has no name here and libnss-wrapper is not installed (apt-get install libnss-wrapper)" >&2
+    exit 1
+  fi
+  printf 'postgres:x:%s:%s:PostgreSQL:%s:/bin/false\n' "$(id -u)" "$(id -g)" "$PWD" > passwd
+  printf 'postgres:x:%s:\n' "$(id -g)" > group
+  export LD_PRELOAD="$NSSW" NSS_WRAPPER_PASSWD="$PWD/passwd" NSS_WRAPPER_GROUP="$PWD/group"
+fi
+DB="$ZEROKU_ADDON_DB"
+if [ ! -s data/PG_VERSION ]; then
+  echo "zeroku: creating the database cluster"
+  rm -rf init
+  printf '%s\n' "$ZEROKU_ADDON_ADMIN_PASSWORD" > .pw
+  "$PGBIN/initdb" -D init -U zeroku --pwfile=.pw --auth=scram-sha-256 --data-checksums \
+    -E UTF8 --locale=C.UTF-8 --no-instructions > /dev/null
+  rm -f .pw
+  "$PGBIN/postgres" --single -D init postgres > init.out 2>&1 <<SQL
+CREATE ROLE "$DB" LOGIN PASSWORD '$ZEROKU_ADDON_PASSWORD';
+CREATE DATABASE "$DB" OWNER "$DB";
+REVOKE CONNECT, TEMPORARY ON DATABASE "$DB" FROM PUBLIC;
+REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
+REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;
+SQL
+  if grep -q ERROR init.out; then
+    cat init.out >&2
+    echo "zeroku: preparing the database failed" >&2
+    exit 1
+  fi
+  rm -f init.out
+  printf 'host "%s" "%s" all scram-sha-256\nhost all zeroku all scram-sha-256\n' "$DB" "$DB" \
+    > init/pg_hba.conf
+  mv init data
+fi
+exec "$PGBIN/postgres" -D data -p "$PORT" -c listen_addresses='*' \
+  -c unix_socket_directories='' -c shared_buffers="${ZEROKU_ADDON_SHARED_BUFFERS_MB}MB" \
+  -c logging_collector=off -c log_line_prefix='' -c password_encryption=scram-sha-256
+"#;
+
+impl Kind for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn prefix(&self) -> &'static str {
+        "pg"
+    }
+
+    fn default_alias(&self) -> &'static str {
+        "DATABASE"
+    }
+
+    fn packages(&self) -> &'static [&'static str] {
+        &["postgresql", "postgresql-client", "libnss-wrapper"]
+    }
+
+    fn start_script(&self) -> String {
+        SCRIPT.to_string()
+    }
+
+    fn start_env(&self, a: &Addon) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("ZEROKU_ADDON_DB".into(), db_name(a.name)),
+            ("ZEROKU_ADDON_PASSWORD".into(), a.password.to_string()),
+            (
+                "ZEROKU_ADDON_ADMIN_PASSWORD".into(),
+                a.admin_password.to_string(),
+            ),
+            // A quarter of the memory limit, as the PostgreSQL docs advise.
+            (
+                "ZEROKU_ADDON_SHARED_BUFFERS_MB".into(),
+                (a.memory_mb / 4).max(16).to_string(),
+            ),
+        ])
+    }
+
+    fn url(&self, a: &Addon, host: &str) -> String {
+        let db = db_name(a.name);
+        format!("postgres://{db}:{}@{host}:{}/{db}", a.password, a.port)
+    }
+
+    fn backup(&self, a: &Addon, host: &str) -> Result<Tool, Error> {
+        let db = db_name(a.name);
+        Ok(Tool {
+            program: pg_tool("pg_dump")?,
+            args: vec![
+                "--format=custom".into(),
+                format!("--host={host}"),
+                format!("--port={}", a.port),
+                format!("--username={db}"),
+                format!("--dbname={db}"),
+                "--no-password".into(),
+            ],
+            env: vec![
+                ("PGPASSWORD".into(), a.password.to_string()),
+                ("PGCONNECT_TIMEOUT".into(), "10".into()),
+            ],
+        })
+    }
+
+    fn restore(&self, a: &Addon, host: &str, path: &str) -> Result<Tool, Error> {
+        let db = db_name(a.name);
+        Ok(Tool {
+            program: pg_tool("pg_restore")?,
+            args: vec![
+                "--clean".into(),
+                "--if-exists".into(),
+                "--no-owner".into(),
+                "--no-acl".into(),
+                // All or nothing: a restore that fails leaves the database as it was.
+                "--single-transaction".into(),
+                "--exit-on-error".into(),
+                format!("--host={host}"),
+                format!("--port={}", a.port),
+                format!("--username={db}"),
+                format!("--dbname={db}"),
+                "--no-password".into(),
+                path.to_string(),
+            ],
+            env: vec![
+                ("PGPASSWORD".into(), a.password.to_string()),
+                ("PGCONNECT_TIMEOUT".into(), "10".into()),
+            ],
+        })
+    }
+
+    fn rotate(&self, a: &Addon, host: &str, new_password: &str) -> Result<(Tool, String), Error> {
+        let db = db_name(a.name);
+        let sql = format!(
+            "ALTER ROLE \"{db}\" PASSWORD '{}';\n",
+            new_password.replace('\'', "''")
+        );
+        Ok((Postgres::admin_psql(a, host)?, sql))
+    }
+
+    fn is_backup(&self, head: &[u8]) -> bool {
+        head.starts_with(b"PGDMP")
+    }
+
+    fn backup_extension(&self) -> &'static str {
+        "dump"
+    }
+}
+
+impl Postgres {
+    /// The administrator's connection, for what only a superuser may do (rotating the apps'
+    /// password): `psql` with the statement on its standard input.
+    pub fn admin_psql(a: &Addon, host: &str) -> Result<Tool, Error> {
+        Ok(Tool {
+            program: pg_tool("psql")?,
+            args: vec![
+                format!("--host={host}"),
+                format!("--port={}", a.port),
+                format!("--username={ADMIN}"),
+                "--dbname=postgres".into(),
+                "--no-password".into(),
+                "--quiet".into(),
+                "--set=ON_ERROR_STOP=1".into(),
+            ],
+            env: vec![
+                ("PGPASSWORD".into(), a.admin_password.to_string()),
+                ("PGCONNECT_TIMEOUT".into(), "10".into()),
+            ],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addon() -> Addon<'static> {
+        Addon {
+            name: "pg-blog-1",
+            port: 15432,
+            password: "s3cret",
+            admin_password: "adm1n",
+            memory_mb: 512,
+        }
+    }
+
+    #[test]
+    fn the_url_names_the_role_and_database() {
+        assert_eq!(
+            Postgres.url(&addon(), "10.0.0.5"),
+            "postgres://db_blog_1:s3cret@10.0.0.5:15432/db_blog_1"
+        );
+    }
+
+    #[test]
+    fn secrets_are_in_the_environment_not_the_arguments() {
+        let env = Postgres.start_env(&addon());
+        assert_eq!(env["ZEROKU_ADDON_SHARED_BUFFERS_MB"], "128");
+        assert!(!Postgres.start_script().contains("s3cret"));
+        if let Ok(t) = Postgres.backup(&addon(), "h") {
+            assert!(t.args.iter().all(|a| !a.contains("s3cret")), "{t:?}");
+            assert!(t.env.contains(&("PGPASSWORD".into(), "s3cret".into())));
+        }
+    }
+
+    #[test]
+    fn custom_format_dumps_are_recognised() {
+        assert!(Postgres.is_backup(b"PGDMP\x01\x0e"));
+        assert!(!Postgres.is_backup(b"REDIS0010"));
+    }
+}

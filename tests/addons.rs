@@ -1,0 +1,401 @@
+//! Add-ons on real PostgreSQL and Redis servers: created for an app deployed with `git push`,
+//! reached through `DATABASE_URL`/`REDIS_URL`, shared by attaching, walled off from each other,
+//! backed up and restored, and surviving kills of their worker and of themselves.
+
+mod common;
+#[path = "common/git.rs"]
+#[allow(dead_code)] // this file uses part of it
+mod git;
+
+use common::*;
+use git::Repo;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+/// A cluster with one worker and one frontend, its add-on ports free now.
+fn cluster(port_min: u16) -> (TestCluster, String) {
+    let config = TEST_CONFIG.replace(
+        "[master]\n",
+        &format!(
+            "[master]\ndeploy_timeout_secs = 30\naddon_port_min = {}\n",
+            handler_port_base()
+        ),
+    );
+    let mut c = TestCluster::start_with(&config);
+    c.add_worker("n1", port_min);
+    let fe = c.add_frontend("edge");
+    (c, fe)
+}
+
+/// `notes-app` pushed with git as `app`.
+fn push_notes(c: &TestCluster, app: &str) {
+    c.cli_ok(&["apps:create", app])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = c.json(&["apps:info", "-a", app])["git_url"]
+        .as_str()
+        .expect("git_url")
+        .to_string();
+    let repo = Repo::from_dir(
+        &example("notes-app"),
+        &c.dir.path().join(format!("repo-{app}")),
+    );
+    c.git_login(&repo.home);
+    let (ok, out) = repo.push(&url, "main");
+    assert!(ok, "push failed:\n{out}");
+}
+
+fn get(fe: &str, app: &str, path: &str) -> (u16, String) {
+    let (code, _, body) = http_get(fe, &format!("{app}.localhost"), path).unwrap_or((
+        0,
+        String::new(),
+        String::new(),
+    ));
+    (code, body)
+}
+
+/// Waits until `GET path` on `app` answers 200 with `want` in its body.
+fn wait_body(fe: &str, app: &str, path: &str, want: &str) -> String {
+    eventually(
+        Duration::from_secs(60),
+        &format!("{want:?} from {app}{path}"),
+        || {
+            let (code, body) = get(fe, app, path);
+            if code == 200 && body.contains(want) {
+                Ok(body)
+            } else {
+                Err(format!("{code} {body}"))
+            }
+        },
+    )
+}
+
+fn post(fe: &str, app: &str, path: &str, body: &str) -> (u16, String) {
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: {app}.localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (code, _, b) = http_request(fe, &raw).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    (code, b)
+}
+
+fn config(c: &TestCluster, app: &str) -> Value {
+    c.json(&["config", "-a", app])
+}
+
+/// psql as a client of `url` (its password in the environment): (success, output).
+fn psql(url: &str, sql: &str) -> (bool, String) {
+    let u = url.strip_prefix("postgres://").expect("postgres URL");
+    let (cred, rest) = u.split_once('@').expect("credentials");
+    let (user, pass) = cred.split_once(':').expect("password");
+    let (hostport, db) = rest.split_once('/').expect("database");
+    let (host, port) = hostport.rsplit_once(':').expect("port");
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            user,
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", pass)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("psql");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+fn psql_ok(url: &str, sql: &str) -> String {
+    let (ok, out) = psql(url, sql);
+    assert!(ok, "{sql}: {out}");
+    out
+}
+
+fn addon_of(c: &TestCluster, app: &str, kind: &str) -> Value {
+    let all = c.json(&["addons", "-a", app]);
+    all.as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["kind"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} add-on of {app}: {all}"))
+}
+
+#[test]
+fn an_app_gets_a_database_and_a_redis_shares_them_and_nothing_leaks() {
+    let (c, fe) = cluster(39600);
+    push_notes(&c, "notes");
+    let (code, body) = get(&fe, "notes", "/");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("no database attached"), "{body}");
+
+    // One command: a server of its own, DATABASE_URL in a new release, the app on it.
+    let out = c.cli(&["addons:create", "postgres", "-a", "notes"]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("Creating pg-notes-1 (postgres) on n1: DATABASE_URL set, release v2"),
+        "{said}"
+    );
+    assert!(said.trim_end().ends_with("done"), "{said}");
+    wait_body(&fe, "notes", "/", "notes: 0, visits: None");
+    let (code, id) = post(&fe, "notes", "/notes", "buy milk");
+    assert_eq!((code, id.trim()), (200, "1"));
+    assert!(wait_body(&fe, "notes", "/notes", "buy milk").contains("1 buy milk"));
+
+    // Redis next to it: REDIS_URL, visits counted.
+    c.cli_ok(&["addons:create", "redis", "-a", "notes"])
+        .unwrap();
+    wait_body(&fe, "notes", "/", "visits: 1");
+    wait_body(&fe, "notes", "/", "visits: 2");
+    let cfg = config(&c, "notes");
+    let db_url = cfg["DATABASE_URL"]
+        .as_str()
+        .expect("DATABASE_URL")
+        .to_string();
+    assert!(
+        cfg["REDIS_URL"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("redis://default:")),
+        "{cfg}"
+    );
+
+    // The add-on's server is not root's, and runs from its own 0700 directory.
+    let pg = addon_of(&c, "notes", "postgres");
+    assert_eq!(pg["state"], "up");
+    assert_eq!(pg["attachments"][0]["as"], "DATABASE_URL");
+    let ps = Command::new("ps")
+        .args(["-o", "uid=,args=", "-C", "postgres"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let line = ps
+        .lines()
+        .find(|l| l.contains(&format!("-p {}", pg["port"])))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert_ne!(line.split_whitespace().next(), Some("0"), "{line}");
+    assert!(
+        !ps.contains(db_url.split(['@', ':']).nth(2).unwrap_or("?")),
+        "a password on a command line: {ps}"
+    );
+
+    // A second database for the same app, under another name.
+    c.cli_ok(&[
+        "addons:create",
+        "postgres",
+        "-a",
+        "notes",
+        "--as",
+        "REPORTING",
+    ])
+    .unwrap();
+    let report_url = config(&c, "notes")["REPORTING_URL"]
+        .as_str()
+        .expect("REPORTING_URL")
+        .to_string();
+    assert_ne!(report_url, db_url);
+    // One add-on's role cannot get into another's database, with its own password or not.
+    let (user1, pass1) = {
+        let cred = db_url
+            .trim_start_matches("postgres://")
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string();
+        let (u, p) = cred.split_once(':').unwrap();
+        (u.to_string(), p.to_string())
+    };
+    let (rest2, db2) = report_url.rsplit_once('/').unwrap();
+    let hostport2 = rest2.rsplit_once('@').unwrap().1;
+    let crossed = format!("postgres://{user1}:{pass1}@{hostport2}/{db2}");
+    let (ok, out) = psql(&crossed, "SELECT 1");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("password authentication failed") || out.contains("no pg_hba.conf entry"),
+        "{out}"
+    );
+    // Nor into the server's own databases.
+    let (ok, out) = psql(
+        &format!("{}/postgres", db_url.rsplit_once('/').unwrap().0),
+        "SELECT 1",
+    );
+    assert!(!ok && out.contains("no pg_hba.conf entry"), "{out}");
+
+    // Another app: no URL until attached; then the same rows.
+    push_notes(&c, "reader");
+    assert!(config(&c, "reader").get("DATABASE_URL").is_none());
+    let (code, body) = get(&fe, "reader", "/");
+    assert_eq!(code, 503, "{body}");
+    let out = c
+        .cli_ok(&["addons:attach", "pg-notes-1", "-a", "reader"])
+        .unwrap();
+    assert!(
+        out.contains("Attached pg-notes-1 to reader as DATABASE_URL"),
+        "{out}"
+    );
+    wait_body(&fe, "reader", "/notes", "1 buy milk");
+    assert_eq!(
+        attachments(&c, "notes", "pg-notes-1"),
+        vec!["DATABASE_URL on notes", "DATABASE_URL on reader"]
+    );
+    // Attaching twice, or under a name the app uses: refused.
+    let e = c
+        .cli_ok(&[
+            "addons:attach",
+            "pg-notes-1",
+            "-a",
+            "reader",
+            "--as",
+            "OTHER",
+        ])
+        .unwrap_err();
+    assert!(
+        e.contains("already attached to reader as DATABASE_URL"),
+        "{e}"
+    );
+    let e = c
+        .cli_ok(&["addons:attach", "pg-notes-2", "-a", "reader"])
+        .unwrap_err();
+    assert!(
+        e.contains("reader already has DATABASE_URL from pg-notes-1"),
+        "{e}"
+    );
+
+    // Rotation: the old password is refused, both apps keep working on the new one.
+    let out = c
+        .cli_ok(&["addons:credentials:rotate", "pg-notes-1", "-a", "notes"])
+        .unwrap();
+    assert!(
+        out.contains("Rotated the credentials of pg-notes-1"),
+        "{out}"
+    );
+    let (ok, out) = psql(&db_url, "SELECT 1");
+    assert!(
+        !ok && out.contains("password authentication failed"),
+        "{out}"
+    );
+    let new_url = config(&c, "notes")["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_url, db_url);
+    assert_eq!(
+        config(&c, "reader")["DATABASE_URL"].as_str(),
+        Some(new_url.as_str())
+    );
+    assert_eq!(psql_ok(&new_url, "SELECT count(*) FROM notes"), "1");
+    // Once the apps' new releases are up (until then the old password is refused).
+    eventually(
+        Duration::from_secs(60),
+        "notes on the new password",
+        || match post(&fe, "notes", "/notes", "after rotation") {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code} {body}")),
+        },
+    );
+    wait_body(&fe, "reader", "/notes", "2 after rotation");
+    // Redis too.
+    let redis_url = config(&c, "notes")["REDIS_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let redis_name = addon_of(&c, "notes", "redis")["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.cli_ok(&["addons:credentials:rotate", &redis_name, "-a", "notes"])
+        .unwrap();
+    assert!(
+        redis(&redis_url, &["PING"]).contains("NOAUTH")
+            || redis(&redis_url, &["PING"]).contains("WRONGPASS")
+    );
+    let redis_new = config(&c, "notes")["REDIS_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(redis(&redis_new, &["PING"]), "PONG");
+
+    // The app's one-offs reach it too: pg:psql, with no password on any command line.
+    let out = c
+        .cli_ok(&[
+            "pg:psql",
+            "-a",
+            "reader",
+            "-c",
+            "SELECT 'from psql: ' || count(*) FROM notes",
+        ])
+        .unwrap();
+    assert!(out.contains("from psql: 2"), "{out}");
+
+    // Detach: the URL goes away in a new release; the owner cannot detach its own.
+    c.cli_ok(&["addons:detach", "pg-notes-1", "-a", "reader"])
+        .unwrap();
+    assert!(config(&c, "reader").get("DATABASE_URL").is_none());
+    let e = c
+        .cli_ok(&["addons:detach", "pg-notes-1", "-a", "notes"])
+        .unwrap_err();
+    assert!(e.contains("destroy it instead"), "{e}");
+    // An app with add-ons is not deleted from under them.
+    let e = c
+        .cli_ok(&["apps:destroy", "-a", "notes", "--confirm", "notes"])
+        .unwrap_err();
+    assert!(e.contains("has add-ons with data"), "{e}");
+}
+
+fn attachments(c: &TestCluster, app: &str, addon: &str) -> Vec<String> {
+    let v = c.json(&["addons:info", addon, "-a", app]);
+    v["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{} on {}",
+                t["as"].as_str().unwrap_or(""),
+                t["app"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// redis-cli against `url` (password in the environment): its output.
+fn redis(url: &str, args: &[&str]) -> String {
+    let u = url.strip_prefix("redis://default:").expect("redis URL");
+    let (pass, hostport) = u.split_once('@').expect("password");
+    let (host, port) = hostport.rsplit_once(':').expect("port");
+    let out = Command::new("redis-cli")
+        .args(["--no-auth-warning", "-h", host, "-p", port])
+        .args(args)
+        .env("REDISCLI_AUTH", pass)
+        .output()
+        .expect("redis-cli");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_string()
+}
