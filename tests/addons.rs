@@ -399,3 +399,262 @@ fn redis(url: &str, args: &[&str]) -> String {
     .trim()
     .to_string()
 }
+
+/// md5 of a table's rows in order, as `COPY … TO STDOUT` writes them.
+fn table_md5(url: &str, table: &str) -> String {
+    psql_ok(
+        url,
+        &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {table} t"),
+    )
+}
+
+#[test]
+fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
+    let (c, _fe) = cluster(39800);
+    c.deploy("shop", &[("Procfile", "worker: sleep 1000\n")]);
+    c.cli_ok(&["addons:create", "postgres", "-a", "shop"])
+        .unwrap();
+    c.cli_ok(&["addons:create", "redis", "-a", "shop"]).unwrap();
+    let cfg = config(&c, "shop");
+    let db = cfg["DATABASE_URL"].as_str().unwrap().to_string();
+    let rd = cfg["REDIS_URL"].as_str().unwrap().to_string();
+    psql_ok(
+        &db,
+        "CREATE TABLE orders (id int PRIMARY KEY, item text, at timestamptz DEFAULT now());
+         INSERT INTO orders (id, item) SELECT g, 'item ' || g FROM generate_series(1, 5000) g;",
+    );
+    let before = table_md5(&db, "orders");
+    assert!(before.starts_with("5000 "), "{before}");
+
+    // Capture: an id, a size and a sha256; listed as good.
+    let out = c.cli_ok(&["pg:backups:capture", "-a", "shop"]).unwrap();
+    assert!(
+        out.starts_with("b001: ") && out.contains("sha256 "),
+        "{out}"
+    );
+    let list = c.json(&["pg:backups", "-a", "shop"]);
+    assert_eq!(list[0]["state"], "ok", "{list}");
+    let sha = list[0]["sha256"].as_str().unwrap().to_string();
+    // Downloaded, it is what pg_restore reads, byte for byte what was stored.
+    let file = c.dir.path().join("shop.dump");
+    c.cli_ok(&[
+        "pg:backups:download",
+        "b001",
+        "-a",
+        "shop",
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"PGDMP"));
+    let got = Command::new("sha256sum").arg(&file).output().unwrap();
+    assert!(String::from_utf8_lossy(&got.stdout).starts_with(&sha));
+    let toc = Command::new("pg_restore")
+        .arg("--list")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&toc.stdout).contains("TABLE public orders"));
+
+    // Drop the table, restore: the same rows.
+    psql_ok(&db, "DROP TABLE orders");
+    let e = c
+        .cli_ok(&["pg:backups:restore", "b001", "-a", "shop"])
+        .unwrap_err();
+    assert!(e.contains("--confirm shop"), "{e}");
+    c.cli_ok(&[
+        "pg:backups:restore",
+        "b001",
+        "-a",
+        "shop",
+        "--confirm",
+        "shop",
+    ])
+    .unwrap();
+    assert_eq!(table_md5(&db, "orders"), before);
+
+    // Redis: keys in, an RDB backup, keys changed and gone, restored.
+    for i in 0..300 {
+        assert_eq!(
+            redis(&rd, &["SET", &format!("k{i}"), &format!("v{i}")]),
+            "OK"
+        );
+    }
+    assert_eq!(redis(&rd, &["RPUSH", "list", "a", "b", "c"]), "3");
+    let redis_name = addon_of(&c, "shop", "redis")["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = c
+        .cli_ok(&["pg:backups:capture", &redis_name, "-a", "shop"])
+        .unwrap();
+    assert!(out.starts_with("b001: "), "{out}");
+    redis(&rd, &["FLUSHALL"]);
+    redis(&rd, &["SET", "k1", "changed"]);
+    c.cli_ok(&[
+        "pg:backups:restore",
+        "b001",
+        &redis_name,
+        "-a",
+        "shop",
+        "--confirm",
+        "shop",
+    ])
+    .unwrap();
+    assert_eq!(redis(&rd, &["DBSIZE"]), "301");
+    assert_eq!(redis(&rd, &["GET", "k1"]), "v1");
+    assert_eq!(redis(&rd, &["LRANGE", "list", "0", "-1"]), "a\nb\nc");
+    // A primary again: it takes writes.
+    assert_eq!(redis(&rd, &["SET", "after", "restore"]), "OK");
+    let rdb = c.dir.path().join("shop.rdb");
+    c.cli_ok(&[
+        "pg:backups:download",
+        "b001",
+        &redis_name,
+        "-a",
+        "shop",
+        "-o",
+        rdb.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(std::fs::read(&rdb).unwrap().starts_with(b"REDIS"));
+
+    // Bad input, each a clear error, nothing lost.
+    let e = c
+        .cli_ok(&["addons:create", "mysql", "-a", "shop"])
+        .unwrap_err();
+    assert!(
+        e.contains("no add-on kind \"mysql\": zeroku offers postgres, redis"),
+        "{e}"
+    );
+    let e = c
+        .cli_ok(&["addons:create", "postgres", "-a", "shop"])
+        .unwrap_err();
+    assert!(
+        e.contains("shop already has DATABASE_URL from pg-shop-1: choose another name with --as"),
+        "{e}"
+    );
+    let e = c
+        .cli_ok(&[
+            "addons:create",
+            "postgres",
+            "-a",
+            "shop",
+            "--as",
+            "bad-name",
+        ])
+        .unwrap_err();
+    assert!(e.contains("is not a config var name"), "{e}");
+    let e = c
+        .cli_ok(&[
+            "pg:backups:restore",
+            "b009",
+            "-a",
+            "shop",
+            "--confirm",
+            "shop",
+        ])
+        .unwrap_err();
+    assert!(e.contains("no backup b009 of pg-shop-1"), "{e}");
+    // Another add-on's backup restores too (as `heroku pg:backups:restore ADDON::b001`), but
+    // not one of another kind.
+    let pg_name = addon_of(&c, "shop", "postgres")["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = c
+        .cli_ok(&[
+            "pg:backups:restore",
+            &format!("{redis_name}::b001"),
+            "-a",
+            "shop",
+            "--confirm",
+            "shop",
+        ])
+        .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "is a redis backup; {pg_name} is a postgres add-on"
+        )),
+        "{e}"
+    );
+    let e = c
+        .cli_ok(&[
+            "pg:backups:restore",
+            "pg-nowhere-1::b001",
+            "-a",
+            "shop",
+            "--confirm",
+            "shop",
+        ])
+        .unwrap_err();
+    assert!(e.contains("no add-on \"pg-nowhere-1\""), "{e}");
+    // A damaged backup file: refused before anything touches the database.
+    let stored = c.master.data.join("backups").join(&sha);
+    let mut damaged = std::fs::read(&stored).unwrap();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    std::fs::write(&stored, &damaged).unwrap();
+    psql_ok(
+        &db,
+        "INSERT INTO orders (id, item) VALUES (9999, 'after the backup')",
+    );
+    let e = c
+        .cli_ok(&[
+            "pg:backups:restore",
+            "b001",
+            "-a",
+            "shop",
+            "--confirm",
+            "shop",
+        ])
+        .unwrap_err();
+    assert!(
+        e.contains("b001's file is damaged") && e.contains("nothing changed"),
+        "{e}"
+    );
+    assert!(table_md5(&db, "orders").starts_with("5001 "));
+    // Destroying: confirmed by name, refused while another app uses it.
+    c.deploy("other", &[("Procfile", "worker: sleep 1000\n")]);
+    c.cli_ok(&["addons:attach", &pg_name, "-a", "other"])
+        .unwrap();
+    let e = c
+        .cli_ok(&["addons:destroy", &pg_name, "-a", "shop"])
+        .unwrap_err();
+    assert!(e.contains(&format!("--confirm {pg_name}")), "{e}");
+    let e = c
+        .cli_ok(&[
+            "addons:destroy",
+            &pg_name,
+            "-a",
+            "shop",
+            "--confirm",
+            &pg_name,
+        ])
+        .unwrap_err();
+    assert!(e.contains("attached to other too"), "{e}");
+    assert_eq!(psql_ok(&db, "SELECT count(*) FROM orders"), "5001");
+    c.cli_ok(&[
+        "addons:destroy",
+        &pg_name,
+        "-a",
+        "shop",
+        "--confirm",
+        &pg_name,
+        "--detach",
+    ])
+    .unwrap();
+    assert!(config(&c, "shop").get("DATABASE_URL").is_none());
+    assert!(config(&c, "other").get("DATABASE_URL").is_none());
+    assert!(!stored.exists(), "its backups go with it");
+    // Its server stops.
+    eventually(
+        Duration::from_secs(30),
+        "the destroyed add-on's server to stop",
+        || match psql(&db, "SELECT 1") {
+            (false, out) if out.contains("refused") || out.contains("shutting down") => Ok(()),
+            (ok, out) => Err(format!("{ok} {out}")),
+        },
+    );
+}

@@ -256,11 +256,21 @@ pub fn verify(data: &Path, a: &Addon, b: &Backup) -> Result<PathBuf, String> {
 }
 
 /// Restores the verified backup file at `path` into `a`.
-pub async fn restore(a: &Addon, host: &str, path: &Path) -> Result<(), String> {
+pub async fn restore(a: &Addon, host: &str, path: &Path, api: &str) -> Result<(), String> {
     let kind = kind_of(a)?;
     let path = path.to_str().ok_or("the backup's path is not UTF-8")?;
+    // Where the add-on's node can reach this host: the API's address, or the node's own
+    // address when the API listens on every address.
+    let serve_host = match api.parse::<std::net::SocketAddr>() {
+        Ok(sa) if !sa.ip().is_unspecified() => sa.ip().to_string(),
+        _ => host.to_string(),
+    };
+    let serve_port = std::net::TcpListener::bind((serve_host.as_str(), 0))
+        .and_then(|l| l.local_addr())
+        .map(|sa| sa.port())
+        .map_err(|e| format!("no free port on {serve_host} to restore from: {e}"))?;
     let tool = kind
-        .restore(&service(a), host, path)
+        .restore(&service(a), host, path, (&serve_host, serve_port))
         .map_err(|e| e.to_string())?;
     let out = tokio::process::Command::new(&tool.program)
         .args(&tool.args)

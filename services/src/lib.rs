@@ -64,8 +64,11 @@ pub trait Kind: Sync {
     fn url(&self, a: &Addon, host: &str) -> String;
     /// Writes a backup of everything the apps stored to its standard output.
     fn backup(&self, a: &Addon, host: &str) -> Result<Tool, Error>;
-    /// Restores the backup file at `path` into the add-on.
-    fn restore(&self, a: &Addon, host: &str, path: &str) -> Result<Tool, Error>;
+    /// Restores the backup file at `path` into the add-on. `serve` is an address of the host
+    /// that runs the tool where the add-on's node can reach it (and a free port there), for a
+    /// kind that restores by having the server pull the data.
+    fn restore(&self, a: &Addon, host: &str, path: &str, serve: (&str, u16))
+        -> Result<Tool, Error>;
     /// Changes the apps' password to `new_password`: the tool, and what to write to its
     /// standard input (secrets never on a command line). The old password is refused after.
     fn rotate(&self, a: &Addon, host: &str, new_password: &str) -> Result<(Tool, String), Error>;
@@ -89,8 +92,6 @@ pub enum Error {
     UnknownKind(String),
     #[error("{tool} is not installed on this host (install {package})")]
     Missing { tool: String, package: String },
-    #[error("{0} backups cannot be restored into a running add-on yet")]
-    NoRestore(&'static str),
 }
 
 fn names() -> String {

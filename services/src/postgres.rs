@@ -147,7 +147,7 @@ impl Kind for Postgres {
         })
     }
 
-    fn restore(&self, a: &Addon, host: &str, path: &str) -> Result<Tool, Error> {
+    fn restore(&self, a: &Addon, host: &str, path: &str, _: (&str, u16)) -> Result<Tool, Error> {
         let db = db_name(a.name);
         Ok(Tool {
             program: pg_tool("pg_restore")?,

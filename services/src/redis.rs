@@ -50,6 +50,46 @@ fn cli(a: &Addon, host: &str, args: &[&str]) -> Result<Tool, Error> {
     })
 }
 
+/// A restore: a short-lived server loaded from the RDB file (`$1`) with a password of its own,
+/// and the add-on made its replica until it has the whole data set, then a primary again. The
+/// add-on replaces its data only once the copy arrived whole; while it syncs, writes to it are
+/// refused (READONLY).
+const RESTORE: &str = r#"set -eu
+umask 077
+d=$(mktemp -d)
+pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+cp "$1" "$d/dump.rdb"
+printf 'port %s\nbind %s\nrequirepass %s\nmasterauth %s\ndir %s\ndbfilename dump.rdb\nappendonly no\nsave ""\ndaemonize no\nlogfile ""\n' \
+  "$SERVE_PORT" "$SERVE_HOST" "$pw" "$pw" "$d" > "$d/redis.conf"
+"$SERVER" "$d/redis.conf" > "$d/log" 2>&1 &
+src=$!
+trap 'kill $src 2>/dev/null; wait $src 2>/dev/null; rm -rf "$d"' EXIT
+n=0
+until REDISCLI_AUTH="$pw" redis-cli --no-auth-warning -h "$SERVE_HOST" -p "$SERVE_PORT" PING 2>/dev/null | grep -q PONG; do
+  n=$((n + 1))
+  if [ $n -gt 100 ]; then cat "$d/log" >&2; echo "the restore's server did not start" >&2; exit 1; fi
+  sleep 0.1
+done
+printf 'CONFIG SET masterauth %s\nREPLICAOF %s %s\n' "$pw" "$SERVE_HOST" "$SERVE_PORT" | $CLI > "$d/out" 2>&1
+if grep -q ERR "$d/out"; then cat "$d/out" >&2; exit 1; fi
+n=0
+while :; do
+  info=$($CLI INFO replication 2>&1 || true)
+  case "$info" in
+    *master_link_status:up*) case "$info" in *master_sync_in_progress:0*) break;; esac;;
+  esac
+  n=$((n + 1))
+  if [ $n -gt 1200 ]; then
+    printf 'REPLICAOF NO ONE\n' | $CLI > /dev/null 2>&1
+    echo "the add-on did not take the backup within 120 s: $info" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+printf 'REPLICAOF NO ONE\nCONFIG SET masterauth ""\n' | $CLI > "$d/out" 2>&1
+if grep -q ERR "$d/out"; then cat "$d/out" >&2; exit 1; fi
+"#;
+
 impl Kind for Redis {
     fn name(&self) -> &'static str {
         "redis"
@@ -90,8 +130,34 @@ impl Kind for Redis {
         cli(a, host, &["--rdb", "-"])
     }
 
-    fn restore(&self, _: &Addon, _: &str, _: &str) -> Result<Tool, Error> {
-        Err(Error::NoRestore("Redis"))
+    fn restore(
+        &self,
+        a: &Addon,
+        host: &str,
+        path: &str,
+        serve: (&str, u16),
+    ) -> Result<Tool, Error> {
+        let cli = cli(a, host, &[])?;
+        let server = find_tool(&["/usr/bin/redis-server".into()], "redis-server")?;
+        Ok(Tool {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                RESTORE.into(),
+                "zeroku-redis-restore".into(),
+                path.to_string(),
+            ],
+            env: vec![
+                ("REDISCLI_AUTH".into(), a.password.to_string()),
+                (
+                    "CLI".into(),
+                    format!("{} {}", cli.program, cli.args.join(" ")),
+                ),
+                ("SERVER".into(), server),
+                ("SERVE_HOST".into(), serve.0.to_string()),
+                ("SERVE_PORT".into(), serve.1.to_string()),
+            ],
+        })
     }
 
     fn rotate(&self, a: &Addon, host: &str, new_password: &str) -> Result<(Tool, String), Error> {

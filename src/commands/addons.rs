@@ -363,7 +363,13 @@ pub async fn restore(
     if !api.json {
         eprintln!("Restoring {id} into {addon}...");
     }
-    let path = format!("{}/backups/{}/restore", base(app, addon), enc(id));
+    // `ADDON::b001`: another add-on's backup (':' may stand in a path segment).
+    let id_path: Vec<String> = id.split("::").map(enc).collect();
+    let path = format!(
+        "{}/backups/{}/restore",
+        base(app, addon),
+        id_path.join("::")
+    );
     act(api, Method::POST, &path, &j!({}), |_| {
         format!("Restored {id} into {addon}")
     })

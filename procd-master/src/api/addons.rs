@@ -185,7 +185,7 @@ pub(super) async fn dispatch(
             download(c, app, name, id).await
         }
         (&Method::POST, ["apps", app, "addons", name, "backups", id, "restore"]) => {
-            restore(c, app, name, id).await
+            restore(c, caller, app, name, id).await
         }
         _ => return None,
     };
@@ -492,9 +492,41 @@ async fn download(c: &Arc<Cluster>, app: &str, name: &str, id: &str) -> Result<R
     .await
 }
 
-async fn restore(c: &Arc<Cluster>, app: &str, name: &str, id: &str) -> Result<Reply, ApiError> {
+/// Restores backup `id` of the add-on, or `<other add-on>::<id>` of another one whose data the
+/// caller may read (`deploy` on an app it is attached to).
+async fn restore(
+    c: &Arc<Cluster>,
+    caller: &Caller,
+    app: &str,
+    name: &str,
+    id: &str,
+) -> Result<Reply, ApiError> {
     let a = attached(c, app, name)?;
-    let b = find_backup(c, &a, id)?;
+    let b = match id.split_once("::") {
+        None => find_backup(c, &a, id)?,
+        Some((from, id)) => {
+            let source = c.store().addon(from)?;
+            let readable = match &source {
+                Some(_) => {
+                    let apps = c.store().attachments(None, Some(from))?;
+                    let mut ok = false;
+                    for t in apps {
+                        ok |= caller.perms(c, &t.app)?.contains(&Perm::Deploy);
+                    }
+                    ok
+                }
+                None => false,
+            };
+            match source {
+                Some(s) if readable => find_backup(c, &s, id)?,
+                _ => {
+                    return Err(ApiError::not_found(format!(
+                        "no add-on {from:?} whose backups you may read"
+                    )))
+                }
+            }
+        }
+    };
     let data = c.data.clone();
     let (a2, b2) = (a.clone(), b.clone());
     let path = tokio::task::spawn_blocking(move || addons::verify(&data, &a2, &b2))
@@ -502,13 +534,15 @@ async fn restore(c: &Arc<Cluster>, app: &str, name: &str, id: &str) -> Result<Re
         .map_err(ApiError::internal)?
         .map_err(ApiError::invalid)?;
     let host = addons::host(&c.store(), &a)?;
-    addons::restore(&a, &host, &path).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "restore_failed",
-            format!("{e} (the database is as it was)"),
-        )
-    })?;
+    addons::restore(&a, &host, &path, &c.cfg.api)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "restore_failed",
+                format!("{e} (the database is as it was)"),
+            )
+        })?;
     c.system_log(app, name, format!("Restored {id} into {name}"));
     ok(json!({"restored": b.id(), "addon": name}))
 }
