@@ -506,6 +506,9 @@ pub enum Command {
         /// restarts, crashes).
         #[arg(short = 's', long)]
         source: Option<String>,
+        /// An add-on of the app (pg-blog-1): its server's log instead.
+        #[arg(long)]
+        addon: Option<String>,
     },
     /// List an app's path routes.
     Routes {

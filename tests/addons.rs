@@ -658,3 +658,140 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
         },
     );
 }
+
+/// Writes ids 1, 2, … one per request until `stop`, each by a new client; returns the ids
+/// whose write was acknowledged.
+fn writer(
+    write: impl Fn(u32) -> bool + Send + 'static,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u32>> {
+    std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        let mut id = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            id += 1;
+            if write(id) {
+                acked.push(id);
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        acked
+    })
+}
+
+#[test]
+fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed() {
+    let (mut c, _fe) = cluster(39500);
+    c.deploy("ledger", &[("Procfile", "worker: sleep 1000\n")]);
+    c.cli_ok(&["addons:create", "postgres", "-a", "ledger"])
+        .unwrap();
+    c.cli_ok(&["addons:create", "redis", "-a", "ledger"])
+        .unwrap();
+    let cfg = config(&c, "ledger");
+    let db = cfg["DATABASE_URL"].as_str().unwrap().to_string();
+    let rd = cfg["REDIS_URL"].as_str().unwrap().to_string();
+    psql_ok(&db, "CREATE TABLE ids (id int PRIMARY KEY)");
+    let pg_port = addon_of(&c, "ledger", "postgres")["port"].to_string();
+    let rd_port = addon_of(&c, "ledger", "redis")["port"].to_string();
+    let pg_pid = || pids_with(&format!("bin/postgres\0-D\0data\0-p\0{pg_port}\0"));
+    let rd_pid = || pids_with(&format!("*:{rd_port}"));
+    let (pg1, rd1) = (pg_pid(), rd_pid());
+    assert_eq!((pg1.len(), rd1.len()), (1, 1), "{pg1:?} {rd1:?}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (db2, rd2) = (db.clone(), rd.clone());
+    let pg_writer = writer(
+        move |id| psql(&db2, &format!("INSERT INTO ids VALUES ({id})")).0,
+        stop.clone(),
+    );
+    // RPUSH answers the list's length once the write is acknowledged.
+    let rd_writer = writer(
+        move |id| {
+            redis(&rd2, &["RPUSH", "ids", &id.to_string()])
+                .parse::<u64>()
+                .is_ok()
+        },
+        stop.clone(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
+    // kill -9 the worker: the servers run on; a new worker adopts the same processes.
+    c.worker("n1").1.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!((pg_pid(), rd_pid()), (pg1.clone(), rd1.clone()));
+    let data = c.worker("n1").2.clone();
+    let d = c.spawn_worker("n1", &data, 39500);
+    c.worker("n1").1 = d;
+    eventually(
+        Duration::from_secs(20),
+        "the new worker adopts both servers",
+        || {
+            let log = c.worker("n1").1.log_text();
+            if log.matches("re-adopted").count() >= 2 {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    );
+    assert_eq!((pg_pid(), rd_pid()), (pg1.clone(), rd1.clone()));
+    std::thread::sleep(Duration::from_secs(1));
+
+    // kill -9 each server: restarted by the worker, with everything it acknowledged.
+    for pid in pg1.iter().chain(&rd1) {
+        assert!(unsafe_free_kill(*pid as i32, 9));
+    }
+    eventually(Duration::from_secs(30), "both servers back", || {
+        let (p, r) = (pg_pid(), rd_pid());
+        if p.len() == 1 && r.len() == 1 && p != pg1 && r != rd1 && psql(&db, "SELECT 1").0 {
+            Ok(())
+        } else {
+            Err(format!("{p:?} {r:?}"))
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (pg_acked, rd_acked) = (pg_writer.join().unwrap(), rd_writer.join().unwrap());
+    assert!(
+        pg_acked.len() > 20 && rd_acked.len() > 20,
+        "{} {}",
+        pg_acked.len(),
+        rd_acked.len()
+    );
+
+    let stored: std::collections::HashSet<u32> = psql_ok(&db, "SELECT id FROM ids")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let lost: Vec<&u32> = pg_acked.iter().filter(|i| !stored.contains(i)).collect();
+    assert!(lost.is_empty(), "PostgreSQL lost acknowledged ids {lost:?}");
+    let stored: std::collections::HashSet<u32> = redis(&rd, &["LRANGE", "ids", "0", "-1"])
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let lost: Vec<&u32> = rd_acked.iter().filter(|i| !stored.contains(i)).collect();
+    assert!(lost.is_empty(), "Redis lost acknowledged ids {lost:?}");
+    // The crash and the restart are in the add-on's log, as any instance's.
+    let logs = c
+        .cli_ok(&[
+            "logs",
+            "-a",
+            "ledger",
+            "--addon",
+            "pg-ledger-1",
+            "-n",
+            "1000",
+        ])
+        .unwrap();
+    assert!(
+        logs.contains("Process exited") && logs.contains("restarting in"),
+        "{logs}"
+    );
+    assert!(logs.contains("automatic recovery in progress"), "{logs}");
+    assert!(
+        logs.contains("database system is ready to accept connections"),
+        "{logs}"
+    );
+    assert_eq!(addon_of(&c, "ledger", "postgres")["state"], "up");
+}

@@ -16,6 +16,8 @@ pub struct Filter {
     pub ps: Option<String>,
     /// `app` or `zeroku`.
     pub source: Option<String>,
+    /// An add-on of the app: its server's log instead.
+    pub addon: Option<String>,
 }
 
 pub async fn show(api: &Api, app: &str, tail: bool, num: usize, filter: &Filter) -> Result<()> {
@@ -28,6 +30,9 @@ pub async fn show(api: &Api, app: &str, tail: bool, num: usize, filter: &Filter)
     }
     if let Some(s) = &filter.source {
         query.push_str(&format!("&source={}", enc(s)));
+    }
+    if let Some(a) = &filter.addon {
+        query.push_str(&format!("&addon={}", enc(a)));
     }
     loop {
         let v: Value = c

@@ -157,8 +157,9 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             num,
             ps,
             source,
+            addon,
         } => {
-            let filter = logs::Filter { ps, source };
+            let filter = logs::Filter { ps, source, addon };
             logs::show(&api, &app.name()?, tail, num, &filter).await
         }
         Domains { app } => routing::domains(&api, &app.name()?).await,

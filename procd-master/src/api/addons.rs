@@ -47,7 +47,7 @@ fn check_alias(alias: &str) -> Result<(), ApiError> {
 }
 
 /// The add-on `name`, which must be attached to `app`.
-fn attached(c: &Cluster, app: &str, name: &str) -> Result<Addon, ApiError> {
+pub(super) fn attached(c: &Cluster, app: &str, name: &str) -> Result<Addon, ApiError> {
     let store = c.store();
     let on_app = store
         .attachments(Some(app), Some(name))?

@@ -815,6 +815,12 @@ async fn dispatch(
         (&Method::GET, ["apps", app, "logs"]) => {
             app_exists(c, app)?;
             let q = query(&req);
+            // addon=NAME: the log of an add-on attached to the app.
+            let owner = match q.get("addon") {
+                Some(name) => addons::attached(c, app, name)?.name,
+                None => app.to_string(),
+            };
+            let app = &owner.as_str();
             let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
             let lines = q.get("lines").and_then(|v| v.parse().ok()).unwrap_or(100);
             // ps=web (a process type) or ps=web.2 (an instance); source=app|zeroku.
