@@ -629,6 +629,28 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Back an add-on up every day at a time (UTC), keeping the newest of the last days and
+    /// weeks (backups taken by hand are kept).
+    #[command(name = "pg:backups:schedule")]
+    PgBackupsSchedule {
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        /// 02:00 UTC
+        #[arg(long)]
+        at: String,
+        #[arg(long, default_value_t = 7)]
+        keep_daily: u32,
+        #[arg(long, default_value_t = 4)]
+        keep_weekly: u32,
+    },
+    /// Stop an add-on's scheduled backups (those taken are kept).
+    #[command(name = "pg:backups:unschedule")]
+    PgBackupsUnschedule {
+        database: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// Replace an add-on's data with a backup (all or nothing).
     #[command(name = "pg:backups:restore")]
     PgBackupsRestore {

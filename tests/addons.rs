@@ -410,7 +410,7 @@ fn table_md5(url: &str, table: &str) -> String {
 
 #[test]
 fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
-    let (c, _fe) = cluster(39800);
+    let (mut c, _fe) = cluster(39800);
     c.deploy("shop", &[("Procfile", "worker: sleep 1000\n")]);
     c.cli_ok(&["addons:create", "postgres", "-a", "shop"])
         .unwrap();
@@ -615,6 +615,53 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
         "{e}"
     );
     assert!(table_md5(&db, "orders").starts_with("5001 "));
+    // A schedule whose time has passed today takes today's backup at once, and only one: a
+    // master that starts again does not take it twice.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minute = (secs % 86_400) / 60;
+    let at = format!(
+        "{:02}:{:02} UTC",
+        minute.saturating_sub(1) / 60,
+        minute.saturating_sub(1) % 60
+    );
+    let e = c
+        .cli_ok(&["pg:backups:schedule", "-a", "shop", "--at", "25:00"])
+        .unwrap_err();
+    assert!(e.contains("not a time like 02:00 UTC"), "{e}");
+    let out = c
+        .cli_ok(&[
+            "pg:backups:schedule",
+            "-a",
+            "shop",
+            "--at",
+            &at,
+            "--keep-daily",
+            "3",
+        ])
+        .unwrap();
+    assert!(
+        out.contains("scheduled daily at") && out.contains("keeping 3 daily and 4 weekly"),
+        "{out}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "today's scheduled backup",
+        || match scheduled(&c).as_slice() {
+            [b] if b["state"] == "ok" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    c.restart_master();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(scheduled(&c).len(), 1);
+    assert!(c
+        .cli_ok(&["addons:info", &pg_name, "-a", "shop"])
+        .unwrap()
+        .contains("keeping 3 daily and 4 weekly"));
+
     // Destroying: confirmed by name, refused while another app uses it.
     c.deploy("other", &[("Procfile", "worker: sleep 1000\n")]);
     c.cli_ok(&["addons:attach", &pg_name, "-a", "other"])
@@ -794,4 +841,15 @@ fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed
         "{logs}"
     );
     assert_eq!(addon_of(&c, "ledger", "postgres")["state"], "up");
+}
+
+/// The backups of the shop's database that its schedule took.
+fn scheduled(c: &TestCluster) -> Vec<Value> {
+    c.json(&["pg:backups", "-a", "shop"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["scheduled"] == true)
+        .cloned()
+        .collect()
 }

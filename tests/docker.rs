@@ -584,3 +584,40 @@ fn two_clusters_on_one_engine_with_one_node_name_keep_their_containers() {
     );
     assert_eq!(containers("twin0").len(), 1, "cluster 0 kept its own");
 }
+
+#[test]
+fn a_docker_app_reaches_an_add_on_on_its_node() {
+    let config = TEST_CONFIG.replace(
+        "[master]\n",
+        &format!("[master]\naddon_port_min = {}\n", handler_port_base()),
+    );
+    let mut c = TestCluster::start_with(&config);
+    let node = format!("dd{}", std::process::id());
+    let _cleanup = DockerCleanup(node.clone());
+    c.add_worker(&node, 39700);
+    import_busybox_stack(&c, "zk-busybox-addon");
+    c.cli_ok(&[
+        "apps:create",
+        "boxdb",
+        "--runtime",
+        "docker",
+        "--stack",
+        "zk-busybox-addon",
+    ])
+    .unwrap();
+    c.deploy("boxdb", &[("Procfile", "worker: sleep 100000\n")]);
+    c.cli_ok(&["addons:create", "redis", "-a", "boxdb"])
+        .unwrap();
+    // From inside a container: the URL's host is the node, and Redis answers there.
+    let script = r#"u="$REDIS_URL"; r="${u#*://}"; cred="${r%%@*}"; hp="${r#*@}"; echo "host ${hp%:*}"; printf 'AUTH %s\r\nPING\r\nQUIT\r\n' "${cred#*:}" | nc "${hp%:*}" "${hp##*:}""#;
+    let out = eventually(Duration::from_secs(30), "PONG from the container", || {
+        let o = c.cli(&["run", "-a", "boxdb", "--no-tty", "--", script]);
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        if text.contains("+PONG") {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&o.stderr)))
+        }
+    });
+    assert!(out.contains("host host.docker.internal"), "{out}");
+}

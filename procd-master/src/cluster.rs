@@ -54,6 +54,8 @@ pub struct Cluster {
     docker_nodes: Mutex<std::collections::HashSet<String>>,
     /// Terminals of interactive one-offs being connected or in use.
     pub terminals: crate::terminal::Terminals,
+    /// Woken when a backup schedule changes ([`crate::schedule`]).
+    pub schedules_changed: tokio::sync::Notify,
 }
 
 /// How long a node's log lines are taken for an app it no longer runs (its last lines arrive
@@ -138,6 +140,7 @@ impl Cluster {
             publisher,
             started: Instant::now(),
             terminals: Default::default(),
+            schedules_changed: tokio::sync::Notify::new(),
             docker_nodes: Mutex::default(),
         }
     }

@@ -23,6 +23,7 @@
 
 pub mod addons;
 pub mod api;
+pub mod backups;
 pub mod builds;
 pub mod bus;
 pub mod cluster;
@@ -37,6 +38,7 @@ pub mod logbook;
 pub mod peers;
 pub mod restarts;
 pub mod routes;
+pub mod schedule;
 pub mod scheduler;
 pub mod settings;
 pub mod stacks;
@@ -202,6 +204,7 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "cannot mark cut-off backups failed"),
     }
     master.drains.sync(&cluster);
+    tokio::spawn(schedule::run(cluster.clone()));
     tracing::info!(api = %api_addr, pub_endpoint = %cfg.pub_endpoint, pull_endpoint = %cfg.pull_endpoint, data = %data.display(), "master running");
     if let Some(tx) = started {
         let _ = tx.send(Started {

@@ -522,7 +522,11 @@ impl Runtime for DockerRuntime {
         let name = format!("zk-{}-v{}-{}", spec.id, spec.release, &start_id);
         let log_path = self.logs.join(format!("{}.v{}.log", spec.id, spec.release));
         let uid = self.uid_base + spec.app_seq;
-        let mut env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut env: Vec<String> = req
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", in_container(k, v)))
+            .collect();
         for (k, v) in [("HOME", "/app"), ("TMPDIR", "/tmp")] {
             if !req.env.contains_key(k) {
                 env.push(format!("{k}={v}"));
@@ -569,6 +573,8 @@ impl Runtime for DockerRuntime {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             network_mode: Some(network.clone()),
+            // The node itself, as its add-ons' URLs say it from inside a container.
+            extra_hosts: Some(vec![format!("{NODE_HOST}:host-gateway")]),
             init: Some(true),
             port_bindings: web.then(|| {
                 HashMap::from([(
@@ -852,5 +858,40 @@ mod tests {
             ]
         );
         assert!(ipc_binds(&Default::default()).is_empty());
+    }
+}
+
+/// How a container names the node it runs on (the Docker bridge's gateway).
+const NODE_HOST: &str = "host.docker.internal";
+
+/// A config var as a container must see it: in a container, 127.0.0.1 is the container, so a
+/// URL (`*_URL`, an add-on's) that points at this node's loopback points at [`NODE_HOST`]
+/// instead. Add-on servers listen on every address of their node.
+fn in_container(key: &str, value: &str) -> String {
+    if key.ends_with("_URL") {
+        for local in ["@127.0.0.1:", "@localhost:", "@[::1]:"] {
+            if value.contains(local) {
+                return value.replacen(local, &format!("@{NODE_HOST}:"), 1);
+            }
+        }
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod node_urls {
+    use super::in_container;
+
+    #[test]
+    fn loopback_urls_point_at_the_node_from_a_container() {
+        assert_eq!(
+            in_container("DATABASE_URL", "postgres://u:p@127.0.0.1:15400/db"),
+            "postgres://u:p@host.docker.internal:15400/db"
+        );
+        assert_eq!(
+            in_container("DATABASE_URL", "postgres://u:p@10.0.0.7:15400/db"),
+            "postgres://u:p@10.0.0.7:15400/db"
+        );
+        assert_eq!(in_container("GREETING", "a@127.0.0.1:1"), "a@127.0.0.1:1");
     }
 }

@@ -146,6 +146,18 @@ pub async fn info(api: &Api, app: &str, addon: &str) -> Result<()> {
         ("State", cell(&v["state"])),
         ("Memory", format!("{} MB", cell(&v["memory_mb"]))),
         ("Backups", cell(&v["backups"])),
+        (
+            "Schedule",
+            match v["schedule"].as_object() {
+                Some(s) => format!(
+                    "daily at {}, keeping {} daily and {} weekly",
+                    cell(&s["at"]),
+                    cell(&s["keep_daily"]),
+                    cell(&s["keep_weekly"])
+                ),
+                None => "none".into(),
+            },
+        ),
         ("Attached as", attached_as(&v)),
     ] {
         println!("{k:<12} {f}");
@@ -404,4 +416,17 @@ pub fn client_command(kind: &str, var: &str, extra: &[String]) -> Result<String>
         )),
         k => Err(anyhow!("no client for {k} add-ons")),
     }
+}
+
+pub async fn schedule(api: &Api, app: &str, addon: &str, body: Option<Value>) -> Result<()> {
+    let path = format!("{}/schedule", base(app, addon));
+    let method = if body.is_some() {
+        Method::PUT
+    } else {
+        Method::DELETE
+    };
+    act(api, method, &path, &body.unwrap_or_else(|| j!({})), |v| {
+        cell(&v["said"])
+    })
+    .await
 }

@@ -208,6 +208,24 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
             addons::capture(&api, &app, &name).await
         }
+        PgBackupsSchedule {
+            database,
+            app,
+            at,
+            keep_daily,
+            keep_weekly,
+        } => {
+            let app = app.name()?;
+            let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            let body =
+                serde_json::json!({"at": at, "keep_daily": keep_daily, "keep_weekly": keep_weekly});
+            addons::schedule(&api, &app, &name, Some(body)).await
+        }
+        PgBackupsUnschedule { database, app } => {
+            let app = app.name()?;
+            let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
+            addons::schedule(&api, &app, &name, None).await
+        }
         PgBackupsRestore {
             backup,
             database,

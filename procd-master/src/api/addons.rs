@@ -4,10 +4,10 @@
 //! to a second app) also needs `manage` on the add-on's own app.
 
 use super::{app_exists, body_json, change, files::file_reply, ok, Caller, Master, Reply};
-use crate::addons;
 use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::store::{Addon, Backup, NewAddon, Perm};
+use crate::{addons, backups};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
@@ -20,6 +20,24 @@ struct Create {
     /// The config var's name without `_URL`; the kind's default (`DATABASE`) when absent.
     #[serde(default, rename = "as")]
     alias: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SetSchedule {
+    /// `02:00 UTC`.
+    at: String,
+    #[serde(default = "seven")]
+    keep_daily: u32,
+    #[serde(default = "four")]
+    keep_weekly: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+
+fn four() -> u32 {
+    4
 }
 
 #[derive(Deserialize)]
@@ -91,6 +109,7 @@ fn view(c: &Cluster, a: &Addon) -> Result<Value, ApiError> {
         "created_at": a.created_at,
         "attachments": attachments,
         "backups": c.store().backups(&a.name)?.iter().filter(|b| b.state == "ok").count(),
+        "schedule": schedule_view(c, &a.name)?,
     }))
 }
 
@@ -104,6 +123,7 @@ fn backup_view(b: &Backup) -> Value {
         "sha256": b.sha256,
         "error": b.error,
         "created_at": b.created_at,
+        "scheduled": b.scheduled,
     })
 }
 
@@ -174,6 +194,12 @@ pub(super) async fn dispatch(
         (&Method::POST, ["apps", app, "attachments"]) => attach(c, caller, app, req).await,
         (&Method::DELETE, ["apps", app, "attachments", name]) => detach(c, app, name),
         (&Method::POST, ["apps", app, "addons", name, "credentials"]) => rotate(c, app, name).await,
+        (&Method::PUT, ["apps", app, "addons", name, "schedule"]) => {
+            schedule(c, app, name, Some(req)).await
+        }
+        (&Method::DELETE, ["apps", app, "addons", name, "schedule"]) => {
+            schedule(c, app, name, None).await
+        }
         (&Method::GET, ["apps", app, "addons", name, "backups"]) => attached(c, app, name)
             .and_then(|a| Ok(c.store().backups(&a.name)?))
             .and_then(|bs| ok(json!(bs.iter().map(backup_view).collect::<Vec<_>>()))),
@@ -329,12 +355,7 @@ fn destroy(
     let shas = change(c, |s| s.destroy_addon(name))?;
     // The server stops with the next list; its data directory stays on the node until an
     // operator removes it (a mistaken destroy is not a lost database).
-    let dir = addons::backups_dir(&c.data).map_err(ApiError::internal)?;
-    for sha in shas {
-        if !c.store().backup_file_used(&sha)? {
-            let _ = std::fs::remove_file(dir.join(&sha));
-        }
-    }
+    backups::remove_files(c, &shas)?;
     c.system_log(app, name, format!("Destroyed {name}"));
     ok(json!({"destroyed": name, "detached": others}))
 }
@@ -419,7 +440,7 @@ async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiErr
     let (tool, input) = kind
         .rotate(&service, &host, &password)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let said = addons::run_with_input(&tool, &input)
+    let said = backups::run_with_input(&tool, &input)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "addon_failed", e))?;
     if kind.rotate_failed(&said) {
@@ -439,6 +460,55 @@ async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiErr
     ok(json!({"addon": name, "releases": releases}))
 }
 
+/// Sets (a request) or removes (none) the add-on's daily backup.
+async fn schedule(
+    c: &Arc<Cluster>,
+    app: &str,
+    name: &str,
+    req: Option<Request<Incoming>>,
+) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    let set = match req {
+        Some(req) => {
+            let s: SetSchedule = body_json(req).await?;
+            let at = crate::schedule::parse_at(&s.at).map_err(ApiError::invalid)?;
+            if s.keep_daily + s.keep_weekly == 0 || s.keep_daily > 366 || s.keep_weekly > 520 {
+                return Err(ApiError::invalid(
+                    "keep at least one backup: --keep-daily 0-366, --keep-weekly 0-520, not both 0",
+                ));
+            }
+            Some((at, s.keep_daily, s.keep_weekly))
+        }
+        None => None,
+    };
+    c.store().set_schedule(&a.name, set)?;
+    c.schedules_changed.notify_one();
+    let line = match set {
+        Some((at, d, w)) => format!(
+            "Backups of {name} scheduled daily at {:02}:{:02} UTC, keeping {d} daily and {w} weekly",
+            at / 60,
+            at % 60
+        ),
+        None => format!("Scheduled backups of {name} stopped"),
+    };
+    c.system_log(app, name, line.clone());
+    ok(json!({"addon": name, "schedule": schedule_view(c, name)?, "said": line}))
+}
+
+fn schedule_view(c: &Cluster, name: &str) -> Result<Value, ApiError> {
+    Ok(c.store()
+        .schedules()?
+        .into_iter()
+        .find(|s| s.addon == name)
+        .map_or(Value::Null, |s| {
+            json!({
+                "at": format!("{:02}:{:02} UTC", s.at_minute / 60, s.at_minute % 60),
+                "keep_daily": s.keep_daily,
+                "keep_weekly": s.keep_weekly,
+            })
+        }))
+}
+
 /// Starts a backup; it runs on after the answer (`GET …/backups/:id` follows it).
 fn capture(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
     let a = attached(c, app, name)?;
@@ -453,34 +523,14 @@ fn capture(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
             format!("a backup of {name} is running already"),
         ));
     }
-    let b = c.store().start_backup(&a.name, &a.kind)?;
-    let host = addons::host(&c.store(), &a)?;
-    let (cluster, n, app) = (c.clone(), b.n, app.to_string());
-    tokio::spawn(async move {
-        let out = addons::capture(&cluster.data, &a, &host).await;
-        let line = match &out {
-            Ok((sha, size)) => format!(
-                "Backup b{n:03} of {} captured: {size} bytes, sha256 {sha}",
-                a.name
-            ),
-            Err(e) => format!("Backup b{n:03} of {} failed: {e}", a.name),
-        };
-        let outcome = out
-            .as_ref()
-            .map(|(s, z)| (s.as_str(), *z))
-            .map_err(String::as_str);
-        if let Err(e) = cluster.store().finish_backup(&a.name, n, outcome) {
-            tracing::error!(addon = %a.name, error = %e, "cannot record a backup's end");
-        }
-        cluster.system_log(&app, &a.name, line);
-    });
+    let b = backups::start_capture(c, a, app, false)?;
     Ok(Reply::Json(StatusCode::ACCEPTED, backup_view(&b)))
 }
 
 async fn download(c: &Arc<Cluster>, app: &str, name: &str, id: &str) -> Result<Reply, ApiError> {
     let a = attached(c, app, name)?;
     let b = find_backup(c, &a, id)?;
-    let path = addons::backup_path(&c.data, &b).ok_or_else(|| {
+    let path = backups::backup_path(&c.data, &b).ok_or_else(|| {
         ApiError::invalid(format!(
             "{id} did not succeed: there is nothing to download"
         ))
@@ -529,12 +579,12 @@ async fn restore(
     };
     let data = c.data.clone();
     let (a2, b2) = (a.clone(), b.clone());
-    let path = tokio::task::spawn_blocking(move || addons::verify(&data, &a2, &b2))
+    let path = tokio::task::spawn_blocking(move || backups::verify(&data, &a2, &b2))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::invalid)?;
     let host = addons::host(&c.store(), &a)?;
-    addons::restore(&a, &host, &path, &c.cfg.api)
+    backups::restore(&a, &host, &path, &c.cfg.api)
         .await
         .map_err(|e| {
             ApiError::new(

@@ -110,6 +110,12 @@ pub const ROUTES: &[Route] = &[
         "/v1/apps/:app/addons/:addon/credentials",
         App(Manage),
     ),
+    r("PUT", "/v1/apps/:app/addons/:addon/schedule", App(Manage)),
+    r(
+        "DELETE",
+        "/v1/apps/:app/addons/:addon/schedule",
+        App(Manage),
+    ),
     r("GET", "/v1/apps/:app/addons/:addon/backups", App(View)),
     r("POST", "/v1/apps/:app/addons/:addon/backups", App(Deploy)),
     r("GET", "/v1/apps/:app/addons/:addon/backups/:id", App(View)),

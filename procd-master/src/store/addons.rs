@@ -52,6 +52,20 @@ pub struct Backup {
     pub state: String,
     pub error: String,
     pub created_at: u64,
+    /// Taken by the schedule (pruned by its retention rule), not by hand.
+    pub scheduled: bool,
+}
+
+/// An add-on's daily backup: at `at_minute` past midnight UTC, the newest of the last
+/// `keep_daily` days and of the last `keep_weekly` weeks kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Schedule {
+    pub addon: String,
+    pub at_minute: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    /// The last day (days since the epoch, UTC) it ran on.
+    pub last_day: u64,
 }
 
 impl Backup {
@@ -110,7 +124,7 @@ fn addon_row(r: &Row) -> rusqlite::Result<Addon> {
 }
 
 const BACKUP_SELECT: &str =
-    "SELECT addon, n, kind, sha256, size, state, error, created_at FROM backups";
+    "SELECT addon, n, kind, sha256, size, state, error, created_at, scheduled FROM backups";
 
 fn backup_row(r: &Row) -> rusqlite::Result<Backup> {
     Ok(Backup {
@@ -122,6 +136,7 @@ fn backup_row(r: &Row) -> rusqlite::Result<Backup> {
         state: r.get(5)?,
         error: r.get(6)?,
         created_at: r.get(7)?,
+        scheduled: r.get(8)?,
     })
 }
 
@@ -327,6 +342,7 @@ impl Store {
         };
         tx.execute("DELETE FROM addon_attachments WHERE addon = ?1", [addon])?;
         tx.execute("DELETE FROM backups WHERE addon = ?1", [addon])?;
+        tx.execute("DELETE FROM backup_schedules WHERE addon = ?1", [addon])?;
         tx.execute("DELETE FROM addons WHERE name = ?1", [addon])?;
         tx.commit()?;
         Ok(shas)
@@ -371,7 +387,7 @@ impl Store {
     }
 
     /// A new backup of `addon`, `running`, numbered after the last one.
-    pub fn start_backup(&mut self, addon: &str, kind: &str) -> Result<Backup> {
+    pub fn start_backup(&mut self, addon: &str, kind: &str, scheduled: bool) -> Result<Backup> {
         let tx = self.db.transaction()?;
         let n: u32 = tx.query_row(
             "SELECT COALESCE(MAX(n), 0) + 1 FROM backups WHERE addon = ?1",
@@ -379,9 +395,9 @@ impl Store {
             |r| r.get(0),
         )?;
         tx.execute(
-            "INSERT INTO backups (addon, n, kind, sha256, size, state, error, created_at)
-             VALUES (?1, ?2, ?3, '', 0, 'running', '', ?4)",
-            params![addon, n, kind, now()],
+            "INSERT INTO backups (addon, n, kind, sha256, size, state, error, created_at, scheduled)
+             VALUES (?1, ?2, ?3, '', 0, 'running', '', ?4, ?5)",
+            params![addon, n, kind, now(), scheduled],
         )?;
         let b = tx.query_row(
             &format!("{BACKUP_SELECT} WHERE addon = ?1 AND n = ?2"),
@@ -416,6 +432,65 @@ impl Store {
             "UPDATE backups SET state = 'failed', error = ?1 WHERE state = 'running'",
             [why],
         )?)
+    }
+
+    /// Sets (or with `None` removes) `addon`'s backup schedule; a new time runs today if it
+    /// has not passed.
+    pub fn set_schedule(&self, addon: &str, s: Option<(u32, u32, u32)>) -> Result<()> {
+        match s {
+            Some((at, daily, weekly)) => self.db.execute(
+                "INSERT INTO backup_schedules (addon, at_minute, keep_daily, keep_weekly, last_day)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (addon) DO UPDATE SET at_minute = ?2, keep_daily = ?3, keep_weekly = ?4",
+                params![addon, at, daily, weekly, now() / 86_400 - 1],
+            )?,
+            None => self
+                .db
+                .execute("DELETE FROM backup_schedules WHERE addon = ?1", [addon])?,
+        };
+        Ok(())
+    }
+
+    pub fn schedules(&self) -> Result<Vec<Schedule>> {
+        let mut st = self.db.prepare(
+            "SELECT addon, at_minute, keep_daily, keep_weekly, last_day FROM backup_schedules ORDER BY addon",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Schedule {
+                addon: r.get(0)?,
+                at_minute: r.get(1)?,
+                keep_daily: r.get(2)?,
+                keep_weekly: r.get(3)?,
+                last_day: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records that `addon`'s scheduled backup of `day` has started.
+    pub fn schedule_ran(&self, addon: &str, day: u64) -> Result<()> {
+        self.db.execute(
+            "UPDATE backup_schedules SET last_day = ?2 WHERE addon = ?1",
+            params![addon, day],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes backups `ns` of `addon`; returns their files' hashes.
+    pub fn delete_backups(&self, addon: &str, ns: &[u32]) -> Result<Vec<String>> {
+        let mut shas = Vec::new();
+        for n in ns {
+            if let Some(b) = self.backup(addon, *n)? {
+                self.db.execute(
+                    "DELETE FROM backups WHERE addon = ?1 AND n = ?2",
+                    params![addon, n],
+                )?;
+                if !b.sha256.is_empty() {
+                    shas.push(b.sha256);
+                }
+            }
+        }
+        Ok(shas)
     }
 
     pub fn backups(&self, addon: &str) -> Result<Vec<Backup>> {
@@ -512,7 +587,7 @@ mod tests {
         assert_eq!(s.detach(&a.name, "worker").unwrap(), Some(None));
         assert!(!s.config("worker").unwrap().contains_key("DATABASE_URL"));
         assert_eq!(s.detach(&a.name, "worker").unwrap(), None);
-        let bk = s.start_backup(&a.name, "postgres").unwrap();
+        let bk = s.start_backup(&a.name, "postgres", false).unwrap();
         assert_eq!(bk.id(), "b001");
         s.finish_backup(&a.name, 1, Ok(("abc", 3))).unwrap();
         assert_eq!(s.destroy_addon(&a.name).unwrap(), vec!["abc".to_string()]);

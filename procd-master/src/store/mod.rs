@@ -14,7 +14,7 @@ use thiserror::Error;
 
 mod addons;
 mod users;
-pub use addons::{url_var, Addon, Attachment, Backup, NewAddon, Refused};
+pub use addons::{url_var, Addon, Attachment, Backup, NewAddon, Refused, Schedule};
 pub use users::{AuditEntry, Perm, User};
 
 #[derive(Debug, Error)]
@@ -233,7 +233,9 @@ CREATE TABLE IF NOT EXISTS addons (seq INTEGER PRIMARY KEY AUTOINCREMENT, name T
   node TEXT NOT NULL, port INTEGER NOT NULL, password TEXT NOT NULL, admin_password TEXT NOT NULL, memory_mb INTEGER NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS addon_attachments (addon TEXT NOT NULL, app TEXT NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (addon, app), UNIQUE (app, alias));
 CREATE TABLE IF NOT EXISTS backups (addon TEXT NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-  state TEXT NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (addon, n));
+  state TEXT NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, scheduled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (addon, n));
+CREATE TABLE IF NOT EXISTS backup_schedules (addon TEXT PRIMARY KEY, at_minute INTEGER NOT NULL, keep_daily INTEGER NOT NULL,
+  keep_weekly INTEGER NOT NULL, last_day INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 ";
 
