@@ -662,6 +662,9 @@ pub enum Command {
         /// Repeat the app's name to confirm.
         #[arg(long)]
         confirm: Option<String>,
+        /// Into a new add-on attached as this config var instead (a fork; nothing is replaced).
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
     },
     /// Save a backup to a file (pg_restore's custom format, or an RDB file).
     #[command(name = "pg:backups:download")]
@@ -732,7 +735,12 @@ pub enum Command {
     },
     /// Move every instance off a node and place nothing new on it.
     #[command(name = "nodes:drain")]
-    NodesDrain { node: String },
+    NodesDrain {
+        node: String,
+        /// Move its add-ons too: each by backup and restore, its apps in maintenance meanwhile.
+        #[arg(long)]
+        move_addons: bool,
+    },
     /// Let a drained node take instances again.
     #[command(name = "nodes:undrain")]
     NodesUndrain { node: String },

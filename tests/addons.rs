@@ -474,6 +474,20 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
     .unwrap();
     assert_eq!(table_md5(&db, "orders"), before);
 
+    // --to: into a new add-on (a fork), the original untouched.
+    psql_ok(
+        &db,
+        "INSERT INTO orders (id, item) VALUES (7777, 'only in the original')",
+    );
+    let out = c
+        .cli_ok(&["pg:backups:restore", "b001", "-a", "shop", "--to", "FORK"])
+        .unwrap();
+    assert!(out.contains("Restored b001 into pg-shop-2"), "{out}");
+    let fork = config(&c, "shop")["FORK_URL"].as_str().unwrap().to_string();
+    assert_eq!(table_md5(&fork, "orders"), before);
+    assert!(table_md5(&db, "orders").starts_with("5001 "));
+    psql_ok(&db, "DELETE FROM orders WHERE id = 7777");
+
     // Redis: keys in, an RDB backup, keys changed and gone, restored.
     for i in 0..300 {
         assert_eq!(
@@ -852,4 +866,64 @@ fn scheduled(c: &TestCluster) -> Vec<Value> {
         .filter(|b| b["scheduled"] == true)
         .cloned()
         .collect()
+}
+
+#[test]
+fn draining_a_node_moves_its_add_ons_only_when_asked_and_keeps_their_data() {
+    let (mut c, fe) = cluster(39900);
+    push_notes(&c, "moving");
+    c.cli_ok(&["addons:create", "postgres", "-a", "moving"])
+        .unwrap();
+    assert_eq!(addon_of(&c, "moving", "postgres")["node"], "n1");
+    wait_body(&fe, "moving", "/", "notes: 0");
+    for note in ["one", "two", "three"] {
+        assert_eq!(post(&fe, "moving", "/notes", note).0, 200);
+    }
+    c.add_worker("n2", 39300);
+    eventually(Duration::from_secs(20), "n2 up", || {
+        let n = c.json(&["nodes"]);
+        if n.to_string().matches("\"up\"").count() >= 2 {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
+    // A plain drain leaves the database where its data is, and says so.
+    let out = c.cli_ok(&["nodes:drain", "n1"]).unwrap();
+    assert!(
+        out.contains("pg-moving-1 stays on n1: its data is there"),
+        "{out}"
+    );
+    assert_eq!(addon_of(&c, "moving", "postgres")["node"], "n1");
+    c.cli_ok(&["nodes:undrain", "n1"]).unwrap();
+    // --move-addons: backup, a server on n2, restore, the app repointed.
+    let out = c.cli_ok(&["nodes:drain", "n1", "--move-addons"]).unwrap();
+    assert!(out.contains("Moved pg-moving-1 from n1 to n2"), "{out}");
+    let pg = addon_of(&c, "moving", "postgres");
+    assert_eq!(
+        (pg["node"].as_str(), pg["state"].as_str()),
+        (Some("n2"), Some("up"))
+    );
+    let url = config(&c, "moving")["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        psql_ok(&url, "SELECT string_agg(body, ',' ORDER BY id) FROM notes"),
+        "one,two,three"
+    );
+    // The app, moved off n1 too, writes to it again once out of maintenance.
+    eventually(
+        Duration::from_secs(60),
+        "the app on the moved database",
+        || match post(&fe, "moving", "/notes", "four") {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code} {body}")),
+        },
+    );
+    wait_body(&fe, "moving", "/notes", "four");
+    let logs = c
+        .cli_ok(&["logs", "-a", "moving", "--source", "zeroku", "-n", "1000"])
+        .unwrap();
+    assert!(logs.contains("Moved pg-moving-1 from n1 to n2"), "{logs}");
 }

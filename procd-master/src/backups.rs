@@ -303,3 +303,30 @@ pub fn remove_files(cluster: &Cluster, shas: &[String]) -> Result<(), StoreError
     }
     Ok(())
 }
+
+/// Waits until `a`'s server is up on its node (its heartbeat says so), two minutes at most.
+pub async fn wait_up(cluster: &Cluster, a: &Addon) -> Result<(), String> {
+    let id = crate::addons::instance_id(a);
+    let start = std::time::Instant::now();
+    loop {
+        let up = cluster
+            .live()
+            .get(&a.node)
+            .and_then(|l| l.heartbeat.as_ref())
+            .is_some_and(|h| {
+                h.instances
+                    .iter()
+                    .any(|i| i.id == id && i.state == zeroku_conf::InstanceState::Up)
+            });
+        if up {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            return Err(format!(
+                "{}'s server on {} was not up within 120 s",
+                a.name, a.node
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -35,6 +35,7 @@ pub mod git;
 pub mod keys;
 pub mod live;
 pub mod logbook;
+pub mod moves;
 pub mod peers;
 pub mod restarts;
 pub mod routes;

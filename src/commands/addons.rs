@@ -368,22 +368,30 @@ pub async fn restore(
     addon: &str,
     id: &str,
     confirm: Option<&str>,
+    to: Option<&str>,
 ) -> Result<()> {
-    if confirm != Some(app) {
+    if to.is_none() && confirm != Some(app) {
         bail!("this replaces the data of {addon} (attached to {app}) with {id}: confirm with --confirm {app}");
     }
     if !api.json {
-        eprintln!("Restoring {id} into {addon}...");
+        match to {
+            Some(t) => eprintln!(
+                "Restoring {id} into a new add-on of {app} as {}_URL...",
+                t.trim_end_matches("_URL")
+            ),
+            None => eprintln!("Restoring {id} into {addon}..."),
+        }
     }
     // `ADDON::b001`: another add-on's backup (':' may stand in a path segment).
     let id_path: Vec<String> = id.split("::").map(enc).collect();
+    let query = to.map(|t| format!("?to={}", enc(t))).unwrap_or_default();
     let path = format!(
-        "{}/backups/{}/restore",
+        "{}/backups/{}/restore{query}",
         base(app, addon),
         id_path.join("::")
     );
-    act(api, Method::POST, &path, &j!({}), |_| {
-        format!("Restored {id} into {addon}")
+    act(api, Method::POST, &path, &j!({}), |v| {
+        format!("Restored {id} into {}", cell(&v["addon"]))
     })
     .await
 }

@@ -231,10 +231,19 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             database,
             app,
             confirm,
+            to,
         } => {
             let app = app.name()?;
             let (name, _, _) = addons::pick(&api, &app, "postgres", database.as_deref()).await?;
-            addons::restore(&api, &app, &name, &backup, confirm.as_deref()).await
+            addons::restore(
+                &api,
+                &app,
+                &name,
+                &backup,
+                confirm.as_deref(),
+                to.as_deref(),
+            )
+            .await
         }
         PgBackupsDownload {
             backup,
@@ -262,8 +271,8 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         RoutesRemove { app, prefix } => routing::remove_route(&api, &app.name()?, &prefix).await,
         Nodes => nodes::list(&api).await,
         NodesJoinToken { ttl } => nodes::join_token(&api, &ttl).await,
-        NodesDrain { node } => nodes::drain(&api, &node, true).await,
-        NodesUndrain { node } => nodes::drain(&api, &node, false).await,
+        NodesDrain { node, move_addons } => nodes::drain(&api, &node, true, move_addons).await,
+        NodesUndrain { node } => nodes::drain(&api, &node, false, false).await,
     }
 }
 

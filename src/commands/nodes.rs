@@ -85,12 +85,13 @@ pub fn parse_duration(s: &str) -> Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("{s:?} is too long"))
 }
 
-pub async fn drain(api: &Api, node: &str, draining: bool) -> Result<()> {
+pub async fn drain(api: &Api, node: &str, draining: bool, move_addons: bool) -> Result<()> {
     let verb = if draining { "drain" } else { "undrain" };
+    let query = if move_addons { "?move_addons=true" } else { "" };
     let v: Value = client(api)?
         .send(
             Method::POST,
-            &format!("/v1/nodes/{}/{verb}", enc(node)),
+            &format!("/v1/nodes/{}/{verb}{query}", enc(node)),
             &json!({}),
         )
         .await
@@ -99,6 +100,9 @@ pub async fn drain(api: &Api, node: &str, draining: bool) -> Result<()> {
         json(&v);
     } else if draining {
         println!("Draining {node}: its instances are moving to other nodes.");
+        for line in v["addons"].as_array().into_iter().flatten() {
+            println!("{}", line.as_str().unwrap_or(""));
+        }
     } else {
         println!("{node} takes new instances again.");
     }

@@ -211,7 +211,8 @@ pub(super) async fn dispatch(
             download(c, app, name, id).await
         }
         (&Method::POST, ["apps", app, "addons", name, "backups", id, "restore"]) => {
-            restore(c, caller, app, name, id).await
+            let to = super::query(&req).get("to").cloned();
+            restore(c, caller, app, name, id, to.as_deref()).await
         }
         _ => return None,
     };
@@ -255,7 +256,21 @@ async fn create(c: &Arc<Cluster>, app: &str, req: Request<Incoming>) -> Result<R
     let alias = body
         .alias
         .unwrap_or_else(|| kind.default_alias().to_string());
-    check_alias(&alias)?;
+    let (a, rel) = new_addon(c, app, kind, &alias)?;
+    Ok(Reply::Json(
+        StatusCode::CREATED,
+        json!({"addon": view(c, &a)?, "as": format!("{alias}_URL"), "release": rel.map(|r| r.version)}),
+    ))
+}
+
+/// A new add-on of `kind` for `app`, attached as `alias`.
+fn new_addon(
+    c: &Arc<Cluster>,
+    app: &str,
+    kind: &dyn zeroku_services::Kind,
+    alias: &str,
+) -> Result<(Addon, Option<crate::store::Release>), ApiError> {
+    check_alias(alias)?;
     let node = pick_node(c)?;
     let host = c
         .store()
@@ -271,7 +286,7 @@ async fn create(c: &Arc<Cluster>, app: &str, req: Request<Incoming>) -> Result<R
         kind: kind.name(),
         prefix: kind.prefix(),
         app,
-        alias: &alias,
+        alias,
         node: &node,
         ports: min..=min.saturating_add(999),
         password: &password,
@@ -291,10 +306,7 @@ async fn create(c: &Arc<Cluster>, app: &str, req: Request<Incoming>) -> Result<R
             a.name, a.kind, a.node
         ),
     );
-    Ok(Reply::Json(
-        StatusCode::CREATED,
-        json!({"addon": view(c, &a)?, "as": format!("{alias}_URL"), "release": rel.map(|r| r.version)}),
-    ))
+    Ok((a, rel))
 }
 
 fn refused(app: &str, why: crate::store::Refused) -> ApiError {
@@ -550,6 +562,7 @@ async fn restore(
     app: &str,
     name: &str,
     id: &str,
+    to: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let a = attached(c, app, name)?;
     let b = match id.split_once("::") {
@@ -583,8 +596,20 @@ async fn restore(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::invalid)?;
-    let host = addons::host(&c.store(), &a)?;
-    backups::restore(&a, &host, &path, &c.cfg.api)
+    // --to NEW: into a new add-on of the same kind, attached as NEW (a fork).
+    let target = match to {
+        Some(alias) => {
+            let kind = addons::kind_of(&a).map_err(ApiError::internal)?;
+            let (fork, _) = new_addon(c, app, kind, alias.trim_end_matches("_URL"))?;
+            backups::wait_up(c, &fork)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::GATEWAY_TIMEOUT, "not_up", e))?;
+            fork
+        }
+        None => a,
+    };
+    let host = addons::host(&c.store(), &target)?;
+    backups::restore(&target, &host, &path, &c.cfg.api)
         .await
         .map_err(|e| {
             ApiError::new(
@@ -593,6 +618,10 @@ async fn restore(
                 format!("{e} (the database is as it was)"),
             )
         })?;
-    c.system_log(app, name, format!("Restored {id} into {name}"));
-    ok(json!({"restored": b.id(), "addon": name}))
+    c.system_log(
+        app,
+        &target.name,
+        format!("Restored {id} into {}", target.name),
+    );
+    ok(json!({"restored": b.id(), "addon": target.name}))
 }

@@ -1144,7 +1144,26 @@ async fn dispatch(
                     "no node named {node:?} (see `zeroku nodes`)"
                 )));
             }
-            ok(json!({"node": node, "draining": draining}))
+            // Add-ons hold data: they move only when asked to.
+            let moving = draining && query(&req).get("move_addons").is_some_and(|v| v == "true");
+            let addons: Vec<String> = if moving {
+                crate::moves::move_off(cluster, node)
+                    .await
+                    .map_err(ApiError::internal)?
+            } else {
+                c.store()
+                    .addons()?
+                    .into_iter()
+                    .filter(|a| draining && a.node == **node)
+                    .map(|a| {
+                        format!(
+                            "{} stays on {node}: its data is there (--move-addons moves it)",
+                            a.name
+                        )
+                    })
+                    .collect()
+            };
+            ok(json!({"node": node, "draining": draining, "addons": addons}))
         }
         (&Method::GET, ["slugs", sha]) => {
             may_download(c, caller, sha)?;

@@ -378,6 +378,15 @@ impl Store {
         Ok(versions)
     }
 
+    /// Places `addon` on `node` (its server there starts from no data).
+    pub fn set_addon_node(&mut self, addon: &str, node: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE addons SET node = ?2 WHERE name = ?1",
+            params![addon, node],
+        )?;
+        Ok(())
+    }
+
     /// Whether any backup row (of any add-on) holds this file.
     pub fn backup_file_used(&self, sha256: &str) -> Result<bool> {
         Ok(self
