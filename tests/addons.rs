@@ -186,6 +186,22 @@ fn an_app_gets_a_database_and_a_redis_shares_them_and_nothing_leaks() {
     let pg = addon_of(&c, "notes", "postgres");
     assert_eq!(pg["state"], "up");
     assert_eq!(pg["attachments"][0]["as"], "DATABASE_URL");
+    // What the server says of itself: its version, and the size of the apps' data.
+    assert!(
+        pg["version"].as_str().is_some_and(|v| v.starts_with("15")),
+        "{pg}"
+    );
+    assert!(pg["size"].as_u64().is_some_and(|s| s > 1_000_000), "{pg}");
+    let rd = addon_of(&c, "notes", "redis");
+    assert!(
+        rd["version"].as_str().is_some_and(|v| v.starts_with('7')),
+        "{rd}"
+    );
+    let table = c.cli_ok(&["addons", "-a", "notes"]).unwrap();
+    assert!(
+        table.contains("postgres 15") && table.contains(" MB"),
+        "{table}"
+    );
     let ps = Command::new("ps")
         .args(["-o", "uid=,args=", "-C", "postgres"])
         .output()

@@ -76,6 +76,11 @@ pub trait Kind: Sync {
     fn rotate_failed(&self, output: &str) -> bool {
         output.contains("ERR")
     }
+    /// Asks the server its version and the size of the apps' data: the tool and its input;
+    /// [`Kind::parse_stats`] reads its output.
+    fn stats(&self, a: &Addon, host: &str) -> Result<(Tool, String), Error>;
+    /// (server version, data size in bytes) from [`Kind::stats`]'s output.
+    fn parse_stats(&self, output: &str) -> (Option<String>, Option<u64>);
     /// Whether `head` (the first bytes of a backup) is a backup of this kind.
     fn is_backup(&self, head: &[u8]) -> bool;
     /// How a downloaded backup is named: `dump` (`pg_restore`'s custom format), `rdb`.

@@ -182,6 +182,25 @@ impl Kind for Postgres {
         Ok((Postgres::admin_psql(a, host)?, sql))
     }
 
+    fn stats(&self, a: &Addon, host: &str) -> Result<(Tool, String), Error> {
+        let mut tool = Postgres::admin_psql(a, host)?;
+        tool.args
+            .extend(["--no-align".into(), "--tuples-only".into()]);
+        let sql = format!(
+            "SELECT current_setting('server_version') || ' ' || pg_database_size('{}');\n",
+            db_name(a.name)
+        );
+        Ok((tool, sql))
+    }
+
+    fn parse_stats(&self, output: &str) -> (Option<String>, Option<u64>) {
+        let line = output.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let mut words = line.split_whitespace();
+        let version = words.next().map(str::to_string);
+        let size = words.last().and_then(|s| s.parse().ok());
+        (version, size)
+    }
+
     fn is_backup(&self, head: &[u8]) -> bool {
         head.starts_with(b"PGDMP")
     }
@@ -245,6 +264,14 @@ mod tests {
             assert!(t.args.iter().all(|a| !a.contains("s3cret")), "{t:?}");
             assert!(t.env.contains(&("PGPASSWORD".into(), "s3cret".into())));
         }
+    }
+
+    #[test]
+    fn stats_are_the_version_and_the_database_size() {
+        assert_eq!(
+            Postgres.parse_stats("15.18 (Debian 15.18-0+deb12u1) 7680483\n"),
+            (Some("15.18".into()), Some(7_680_483))
+        );
     }
 
     #[test]

@@ -167,11 +167,44 @@ impl Kind for Redis {
         ))
     }
 
+    fn stats(&self, a: &Addon, host: &str) -> Result<(Tool, String), Error> {
+        Ok((cli(a, host, &[])?, "INFO server\nINFO memory\n".into()))
+    }
+
+    fn parse_stats(&self, output: &str) -> (Option<String>, Option<u64>) {
+        let field = |name: &str| {
+            output.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix(name)?
+                    .strip_prefix(':')
+                    .map(str::to_string)
+            })
+        };
+        (
+            field("redis_version"),
+            field("used_memory").and_then(|v| v.parse().ok()),
+        )
+    }
+
     fn is_backup(&self, head: &[u8]) -> bool {
         head.starts_with(b"REDIS")
     }
 
     fn backup_extension(&self) -> &'static str {
         "rdb"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_come_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\n# Memory\r\nused_memory:1043592\r\nused_memory_human:1019.13K\r\n";
+        assert_eq!(
+            Redis.parse_stats(info),
+            (Some("7.0.15".into()), Some(1_043_592))
+        );
     }
 }

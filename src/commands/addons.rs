@@ -34,9 +34,10 @@ pub async fn list(api: &Api, app: Option<&str>) -> Result<()> {
     let rows = each(&v, |a| {
         vec![
             cell(&a["name"]),
-            cell(&a["kind"]),
+            format!("{} {}", cell(&a["kind"]), cell(&a["version"])),
             cell(&a["node"]),
             cell(&a["state"]),
+            a["size"].as_u64().map_or_else(|| "-".into(), size),
             format!("{} MB", cell(&a["memory_mb"])),
             cell(&a["backups"]),
             attached_as(a),
@@ -51,6 +52,7 @@ pub async fn list(api: &Api, app: Option<&str>) -> Result<()> {
                 "kind",
                 "node",
                 "state",
+                "size",
                 "memory",
                 "backups",
                 "attached as",
@@ -137,7 +139,11 @@ pub async fn info(api: &Api, app: &str, addon: &str) -> Result<()> {
     }
     for (k, f) in [
         ("Name", cell(&v["name"])),
-        ("Kind", cell(&v["kind"])),
+        (
+            "Kind",
+            format!("{} {}", cell(&v["kind"]), cell(&v["version"])),
+        ),
+        ("Size", v["size"].as_u64().map_or_else(|| "-".into(), size)),
         ("App", cell(&v["app"])),
         (
             "Node",

@@ -113,6 +113,28 @@ fn view(c: &Cluster, a: &Addon) -> Result<Value, ApiError> {
     }))
 }
 
+/// `view` with what the server says of itself (its version, the size of the apps' data), or
+/// nulls when it does not answer within 5 s.
+async fn view_live(c: &Cluster, a: &Addon) -> Result<Value, ApiError> {
+    let mut v = view(c, a)?;
+    let (mut version, mut size) = (None, None);
+    // The store's guard must be gone before anything is awaited.
+    let host = addons::host(&c.store(), a);
+    if let (Ok(kind), Ok(host)) = (addons::kind_of(a), host) {
+        if let Ok((tool, input)) = kind.stats(&addons::service(a), &host) {
+            let asked = backups::run_with_input(&tool, &input);
+            if let Ok(Ok(out)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), asked).await
+            {
+                (version, size) = kind.parse_stats(&out);
+            }
+        }
+    }
+    v["version"] = json!(version);
+    v["size"] = json!(size);
+    Ok(v)
+}
+
 fn backup_view(b: &Backup) -> Value {
     json!({
         "id": b.id(),
@@ -184,12 +206,13 @@ pub(super) async fn dispatch(
 ) -> Option<Result<Reply, ApiError>> {
     let c = &m.cluster;
     let out = match (method, segs) {
-        (&Method::GET, ["addons"]) => list_all(c, caller),
-        (&Method::GET, ["apps", app, "addons"]) => list(c, app),
+        (&Method::GET, ["addons"]) => list_all(c, caller).await,
+        (&Method::GET, ["apps", app, "addons"]) => list(c, app).await,
         (&Method::POST, ["apps", app, "addons"]) => create(c, app, req).await,
-        (&Method::GET, ["apps", app, "addons", name]) => attached(c, app, name)
-            .and_then(|a| view(c, &a))
-            .and_then(ok),
+        (&Method::GET, ["apps", app, "addons", name]) => match attached(c, app, name) {
+            Ok(a) => view_live(c, &a).await.and_then(ok),
+            Err(e) => Err(e),
+        },
         (&Method::DELETE, ["apps", app, "addons", name]) => destroy(c, app, name, &req),
         (&Method::POST, ["apps", app, "attachments"]) => attach(c, caller, app, req).await,
         (&Method::DELETE, ["apps", app, "attachments", name]) => detach(c, app, name),
@@ -219,18 +242,18 @@ pub(super) async fn dispatch(
     Some(out)
 }
 
-fn list_all(c: &Arc<Cluster>, caller: &Caller) -> Result<Reply, ApiError> {
+async fn list_all(c: &Arc<Cluster>, caller: &Caller) -> Result<Reply, ApiError> {
     let all = c.store().addons()?;
     let mut out = Vec::new();
     for a in &all {
         if caller.perms(c, &a.app)?.contains(&Perm::View) {
-            out.push(view(c, a)?);
+            out.push(view_live(c, a).await?);
         }
     }
     ok(json!(out))
 }
 
-fn list(c: &Arc<Cluster>, app: &str) -> Result<Reply, ApiError> {
+async fn list(c: &Arc<Cluster>, app: &str) -> Result<Reply, ApiError> {
     app_exists(c, app)?;
     let names: Vec<String> = c
         .store()
@@ -243,7 +266,7 @@ fn list(c: &Arc<Cluster>, app: &str) -> Result<Reply, ApiError> {
         // The store's guard must be gone before `view` takes it again.
         let addon = c.store().addon(&n)?;
         if let Some(a) = addon {
-            out.push(view(c, &a)?);
+            out.push(view_live(c, &a).await?);
         }
     }
     ok(json!(out))
