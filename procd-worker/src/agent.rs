@@ -55,6 +55,9 @@ pub enum WorkerError {
 /// How long one slug download and unpack may take before it is retried.
 const SLUG_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How often the agent's loop runs while anything is in motion.
+const BUSY_TICK: Duration = Duration::from_millis(100);
+
 fn machine_memory_mb() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -301,9 +304,17 @@ pub async fn run(
 
     let (slug_tx, mut slug_rx) =
         tokio::sync::mpsc::channel::<(String, Result<PathBuf, String>)>(64);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Every 100 ms while anything is in motion (starts, stops, one-offs); every second at
+    // rest, when a pass only looks for exits and new log lines. A child that exits wakes the
+    // loop at once (SIGCHLD), so crashes of processes this worker started are seen as fast.
+    let mut tick = tokio::time::interval(BUSY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resting = false;
+    let mut child_exits =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
     let hb_every = Duration::from_millis(joined.bus.heartbeat_interval_ms.max(100));
+    // At rest: often enough for every heartbeat to leave on time.
+    let rest_tick = hb_every.clamp(BUSY_TICK, Duration::from_secs(1));
     let mut last_hb = Instant::now() - hb_every;
     let mut last_gc = Instant::now();
     let mut pending_logs: Vec<LogLine> = Vec::new();
@@ -327,6 +338,14 @@ pub async fn run(
                     sup.slug_failed(&sha, &e, Instant::now());
                 }
             },
+            Some(()) = async {
+                match child_exits.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tick.reset_immediately();
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 sup.master_silent(now.duration_since(heard));
@@ -411,6 +430,15 @@ pub async fn run(
                         runtimes: runtimes.clone(),
                         stacks: sup.runtime().stacks(),
                     }));
+                }
+                let rest = !sup.busy();
+                if rest != resting {
+                    resting = rest;
+                    tick = tokio::time::interval_at(
+                        tokio::time::Instant::now() + if rest { rest_tick } else { BUSY_TICK },
+                        if rest { rest_tick } else { BUSY_TICK },
+                    );
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
                 if last_gc.elapsed() >= Duration::from_secs(30) {
                     last_gc = Instant::now();

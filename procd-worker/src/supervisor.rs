@@ -510,6 +510,18 @@ impl<R: Runtime> Supervisor<R> {
         self.changed = true;
     }
 
+    /// Whether anything is in motion: a process starting, not yet up, waiting to be
+    /// (re)started, being stopped, or a one-off whose output someone may be waiting for. At
+    /// rest (nothing in motion) the agent ticks less often.
+    pub fn busy(&self) -> bool {
+        !self.stopping.is_empty()
+            || self.slots.values().any(|s| {
+                (s.desired && !s.done && s.proc.as_ref().is_none_or(|p| !p.up))
+                    || (!s.desired && s.proc.is_some())
+                    || (s.spec.proc_type == zeroku_conf::RUN_TYPE && !s.done)
+            })
+    }
+
     /// One pass: reap exits, start what is due, retire replaced releases,
     /// escalate slow stops. Call it often (e.g. every 100 ms).
     pub fn tick(&mut self, now: Instant) {
