@@ -127,6 +127,13 @@ fn psql(url: &str, sql: &str) -> (bool, String) {
     (out.status.success(), text.trim().to_string())
 }
 
+/// Runs the CLI, which must fail saying `want`; returns what it said.
+fn refused(c: &TestCluster, args: &[&str], want: &str) -> String {
+    let e = c.cli_ok(args).unwrap_err();
+    assert!(e.contains(want), "{args:?}: no {want:?} in {e}");
+    e
+}
+
 fn psql_ok(url: &str, sql: &str) -> String {
     let (ok, out) = psql(url, sql);
     assert!(ok, "{sql}: {out}");
@@ -277,26 +284,22 @@ fn an_app_gets_a_database_and_a_redis_shares_them_and_nothing_leaks() {
         vec!["DATABASE_URL on notes", "DATABASE_URL on reader"]
     );
     // Attaching twice, or under a name the app uses: refused.
-    let e = c
-        .cli_ok(&[
+    refused(
+        &c,
+        &[
             "addons:attach",
             "pg-notes-1",
             "-a",
             "reader",
             "--as",
             "OTHER",
-        ])
-        .unwrap_err();
-    assert!(
-        e.contains("already attached to reader as DATABASE_URL"),
-        "{e}"
+        ],
+        "already attached to reader as DATABASE_URL",
     );
-    let e = c
-        .cli_ok(&["addons:attach", "pg-notes-2", "-a", "reader"])
-        .unwrap_err();
-    assert!(
-        e.contains("reader already has DATABASE_URL from pg-notes-1"),
-        "{e}"
+    refused(
+        &c,
+        &["addons:attach", "pg-notes-2", "-a", "reader"],
+        "reader already has DATABASE_URL from pg-notes-1",
     );
 
     // Rotation: the old password is refused, both apps keep working on the new one.
@@ -353,6 +356,23 @@ fn an_app_gets_a_database_and_a_redis_shares_them_and_nothing_leaks() {
         .to_string();
     assert_eq!(redis(&redis_new, &["PING"]), "PONG");
 
+    // From inside an app (its own uid), the servers' files are out of reach: data, config
+    // with the password, append-only file.
+    let addons_dir = c.workers[0].2.join("addons");
+    let peek = format!(
+        "cat {d}/pg-notes-1/data/PG_VERSION {d}/{r}/redis.conf; ls {d}/{r}",
+        d = addons_dir.display(),
+        r = redis_name
+    );
+    let o = c.cli(&["run", "-a", "reader", "--no-tty", "--", &peek]);
+    let seen = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(!o.status.success(), "{seen}");
+    assert_eq!(seen.matches("Permission denied").count(), 3, "{seen}");
+    assert!(
+        !seen.contains("requirepass") && !seen.lines().any(|l| l.trim() == "15"),
+        "{seen}"
+    );
+
     // The app's one-offs reach it too: pg:psql, with no password on any command line.
     let out = c
         .cli_ok(&[
@@ -369,15 +389,17 @@ fn an_app_gets_a_database_and_a_redis_shares_them_and_nothing_leaks() {
     c.cli_ok(&["addons:detach", "pg-notes-1", "-a", "reader"])
         .unwrap();
     assert!(config(&c, "reader").get("DATABASE_URL").is_none());
-    let e = c
-        .cli_ok(&["addons:detach", "pg-notes-1", "-a", "notes"])
-        .unwrap_err();
-    assert!(e.contains("destroy it instead"), "{e}");
+    refused(
+        &c,
+        &["addons:detach", "pg-notes-1", "-a", "notes"],
+        "destroy it instead",
+    );
     // An app with add-ons is not deleted from under them.
-    let e = c
-        .cli_ok(&["apps:destroy", "-a", "notes", "--confirm", "notes"])
-        .unwrap_err();
-    assert!(e.contains("has add-ons with data"), "{e}");
+    refused(
+        &c,
+        &["apps:destroy", "-a", "notes", "--confirm", "notes"],
+        "has add-ons with data",
+    );
 }
 
 fn attachments(c: &TestCluster, app: &str, addon: &str) -> Vec<String> {
@@ -464,6 +486,12 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
     .unwrap();
     let bytes = std::fs::read(&file).unwrap();
     assert!(bytes.starts_with(b"PGDMP"));
+    // A copy of the data, the user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let got = Command::new("sha256sum").arg(&file).output().unwrap();
     assert!(String::from_utf8_lossy(&got.stdout).starts_with(&sha));
     let toc = Command::new("pg_restore")
@@ -475,10 +503,11 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
 
     // Drop the table, restore: the same rows.
     psql_ok(&db, "DROP TABLE orders");
-    let e = c
-        .cli_ok(&["pg:backups:restore", "b001", "-a", "shop"])
-        .unwrap_err();
-    assert!(e.contains("--confirm shop"), "{e}");
+    refused(
+        &c,
+        &["pg:backups:restore", "b001", "-a", "shop"],
+        "--confirm shop",
+    );
     c.cli_ok(&[
         "pg:backups:restore",
         "b001",
@@ -551,75 +580,70 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
     assert!(std::fs::read(&rdb).unwrap().starts_with(b"REDIS"));
 
     // Bad input, each a clear error, nothing lost.
-    let e = c
-        .cli_ok(&["addons:create", "mysql", "-a", "shop"])
-        .unwrap_err();
-    assert!(
-        e.contains("no add-on kind \"mysql\": zeroku offers postgres, redis"),
-        "{e}"
+    refused(
+        &c,
+        &["addons:create", "mysql", "-a", "shop"],
+        "no add-on kind \"mysql\": zeroku offers postgres, redis",
     );
-    let e = c
-        .cli_ok(&["addons:create", "postgres", "-a", "shop"])
-        .unwrap_err();
-    assert!(
-        e.contains("shop already has DATABASE_URL from pg-shop-1: choose another name with --as"),
-        "{e}"
+    refused(
+        &c,
+        &["addons:create", "postgres", "-a", "shop"],
+        "shop already has DATABASE_URL from pg-shop-1: choose another name with --as",
     );
-    let e = c
-        .cli_ok(&[
+    refused(
+        &c,
+        &[
             "addons:create",
             "postgres",
             "-a",
             "shop",
             "--as",
             "bad-name",
-        ])
-        .unwrap_err();
-    assert!(e.contains("is not a config var name"), "{e}");
-    let e = c
-        .cli_ok(&[
+        ],
+        "is not a config var name",
+    );
+    refused(
+        &c,
+        &[
             "pg:backups:restore",
             "b009",
             "-a",
             "shop",
             "--confirm",
             "shop",
-        ])
-        .unwrap_err();
-    assert!(e.contains("no backup b009 of pg-shop-1"), "{e}");
+        ],
+        "no backup b009 of pg-shop-1",
+    );
     // Another add-on's backup restores too (as `heroku pg:backups:restore ADDON::b001`), but
     // not one of another kind.
     let pg_name = addon_of(&c, "shop", "postgres")["name"]
         .as_str()
         .unwrap()
         .to_string();
-    let e = c
-        .cli_ok(&[
+    refused(
+        &c,
+        &[
             "pg:backups:restore",
             &format!("{redis_name}::b001"),
             "-a",
             "shop",
             "--confirm",
             "shop",
-        ])
-        .unwrap_err();
-    assert!(
-        e.contains(&format!(
-            "is a redis backup; {pg_name} is a postgres add-on"
-        )),
-        "{e}"
+        ],
+        &format!("is a redis backup; {pg_name} is a postgres add-on"),
     );
-    let e = c
-        .cli_ok(&[
+    refused(
+        &c,
+        &[
             "pg:backups:restore",
             "pg-nowhere-1::b001",
             "-a",
             "shop",
             "--confirm",
             "shop",
-        ])
-        .unwrap_err();
-    assert!(e.contains("no add-on \"pg-nowhere-1\""), "{e}");
+        ],
+        "no add-on \"pg-nowhere-1\"",
+    );
     // A damaged backup file: refused before anything touches the database.
     let stored = c.master.data.join("backups").join(&sha);
     let mut damaged = std::fs::read(&stored).unwrap();
@@ -630,20 +654,19 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
         &db,
         "INSERT INTO orders (id, item) VALUES (9999, 'after the backup')",
     );
-    let e = c
-        .cli_ok(&[
+    let e = refused(
+        &c,
+        &[
             "pg:backups:restore",
             "b001",
             "-a",
             "shop",
             "--confirm",
             "shop",
-        ])
-        .unwrap_err();
-    assert!(
-        e.contains("b001's file is damaged") && e.contains("nothing changed"),
-        "{e}"
+        ],
+        "b001's file is damaged",
     );
+    assert!(e.contains("nothing changed"), "{e}");
     assert!(table_md5(&db, "orders").starts_with("5001 "));
     // A schedule whose time has passed today takes today's backup at once, and only one: a
     // master that starts again does not take it twice.
@@ -657,10 +680,11 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
         minute.saturating_sub(1) / 60,
         minute.saturating_sub(1) % 60
     );
-    let e = c
-        .cli_ok(&["pg:backups:schedule", "-a", "shop", "--at", "25:00"])
-        .unwrap_err();
-    assert!(e.contains("not a time like 02:00 UTC"), "{e}");
+    refused(
+        &c,
+        &["pg:backups:schedule", "-a", "shop", "--at", "25:00"],
+        "not a time like 02:00 UTC",
+    );
     let out = c
         .cli_ok(&[
             "pg:backups:schedule",
@@ -684,8 +708,26 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
             other => Err(format!("{other:?}")),
         },
     );
+    let checks = |c: &TestCluster| {
+        c.master
+            .daemon
+            .log_text()
+            .matches("backup schedules checked")
+            .count()
+    };
+    let before = checks(&c);
     c.restart_master();
-    std::thread::sleep(Duration::from_secs(3));
+    eventually(
+        Duration::from_secs(20),
+        "the restarted master to look at its schedules",
+        || {
+            if checks(&c) > before {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        },
+    );
     assert_eq!(scheduled(&c).len(), 1);
     assert!(c
         .cli_ok(&["addons:info", &pg_name, "-a", "shop"])
@@ -696,21 +738,23 @@ fn backups_restore_what_was_there_and_bad_input_loses_nothing() {
     c.deploy("other", &[("Procfile", "worker: sleep 1000\n")]);
     c.cli_ok(&["addons:attach", &pg_name, "-a", "other"])
         .unwrap();
-    let e = c
-        .cli_ok(&["addons:destroy", &pg_name, "-a", "shop"])
-        .unwrap_err();
-    assert!(e.contains(&format!("--confirm {pg_name}")), "{e}");
-    let e = c
-        .cli_ok(&[
+    refused(
+        &c,
+        &["addons:destroy", &pg_name, "-a", "shop"],
+        &format!("--confirm {pg_name}"),
+    );
+    refused(
+        &c,
+        &[
             "addons:destroy",
             &pg_name,
             "-a",
             "shop",
             "--confirm",
             &pg_name,
-        ])
-        .unwrap_err();
-    assert!(e.contains("attached to other too"), "{e}");
+        ],
+        "attached to other too",
+    );
     assert_eq!(psql_ok(&db, "SELECT count(*) FROM orders"), "5001");
     c.cli_ok(&[
         "addons:destroy",
@@ -791,11 +835,32 @@ fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed
         },
         stop.clone(),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Both stores take writes, counted as they stand now and 10 more.
+    let (db3, rd3) = (db.clone(), rd.clone());
+    let writes_go_on = move || {
+        let count = || -> Option<(u64, u64)> {
+            let (ok, n) = psql(&db3, "SELECT count(*) FROM ids");
+            let m = redis(&rd3, &["LLEN", "ids"]).parse().ok()?;
+            ok.then(|| n.parse().ok()).flatten().map(|n| (n, m))
+        };
+        let (p0, r0) = eventually(Duration::from_secs(30), "both stores answering", || {
+            count().ok_or_else(|| "not yet".to_string())
+        });
+        eventually(
+            Duration::from_secs(30),
+            "10 more writes in each store",
+            || match count() {
+                Some((p, r)) if p >= p0 + 10 && r >= r0 + 10 => Ok(()),
+                other => Err(format!("{other:?} from {p0} {r0}")),
+            },
+        );
+    };
+    writes_go_on();
 
-    // kill -9 the worker: the servers run on; a new worker adopts the same processes.
+    // kill -9 the worker: the servers run on, taking writes; a new worker adopts the same
+    // processes.
     c.worker("n1").1.kill9();
-    std::thread::sleep(Duration::from_secs(1));
+    writes_go_on();
     assert_eq!((pg_pid(), rd_pid()), (pg1.clone(), rd1.clone()));
     let data = c.worker("n1").2.clone();
     let d = c.spawn_worker("n1", &data, 39500);
@@ -813,7 +878,7 @@ fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed
         },
     );
     assert_eq!((pg_pid(), rd_pid()), (pg1.clone(), rd1.clone()));
-    std::thread::sleep(Duration::from_secs(1));
+    writes_go_on();
 
     // kill -9 each server: restarted by the worker, with everything it acknowledged.
     for pid in pg1.iter().chain(&rd1) {
@@ -827,7 +892,7 @@ fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed
             Err(format!("{p:?} {r:?}"))
         }
     });
-    std::thread::sleep(Duration::from_secs(2));
+    writes_go_on();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (pg_acked, rd_acked) = (pg_writer.join().unwrap(), rd_writer.join().unwrap());
     assert!(

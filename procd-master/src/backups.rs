@@ -62,15 +62,7 @@ async fn run_into(
     tool: &zeroku_services::Tool,
     path: &Path,
 ) -> Result<(String, u64, Vec<u8>), String> {
-    let mut child = tokio::process::Command::new(&tool.program)
-        .args(&tool.args)
-        .envs(tool.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", tool.program))?;
+    let mut child = command(tool, Stdio::null())?;
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let mut stderr = child.stderr.take().ok_or("no stderr")?;
     let errors = tokio::spawn(async move {
@@ -124,6 +116,20 @@ async fn run_into(
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok((sha, size, head))
+}
+
+/// `tool` started with its secrets in its environment, `stdin` as given, its output piped; it
+/// dies with its handle.
+fn command(tool: &zeroku_services::Tool, stdin: Stdio) -> Result<tokio::process::Child, String> {
+    tokio::process::Command::new(&tool.program)
+        .args(&tool.args)
+        .envs(tool.env.iter().map(|(k, v)| (k, v)))
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", tool.program))
 }
 
 fn tool_failed(
@@ -203,36 +209,13 @@ pub async fn restore(a: &Addon, host: &str, path: &Path, api: &str) -> Result<()
     let tool = kind
         .restore(&service(a), host, path, (&serve_host, serve_port))
         .map_err(|e| e.to_string())?;
-    let out = tokio::process::Command::new(&tool.program)
-        .args(&tool.args)
-        .envs(tool.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", tool.program))?;
-    if !out.status.success() {
-        return Err(tool_failed(
-            &tool,
-            out.status,
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    Ok(())
+    run_with_input(&tool, "").await.map(drop)
 }
 
 /// Runs `tool` with `input` on its standard input: what it printed (stdout and stderr), or
 /// why it failed.
 pub async fn run_with_input(tool: &zeroku_services::Tool, input: &str) -> Result<String, String> {
-    let mut child = tokio::process::Command::new(&tool.program)
-        .args(&tool.args)
-        .envs(tool.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", tool.program))?;
+    let mut child = command(tool, Stdio::piped())?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(input.as_bytes())

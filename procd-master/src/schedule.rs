@@ -110,6 +110,11 @@ pub async fn run(cluster: Arc<Cluster>) {
             }
         }
         let wait = Duration::from_secs(next.saturating_sub(unix_now()).max(1));
+        tracing::info!(
+            schedules = schedules.len(),
+            next_in_s = wait.as_secs(),
+            "backup schedules checked"
+        );
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cluster.schedules_changed.notified() => {}

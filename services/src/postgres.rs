@@ -72,7 +72,7 @@ REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
 REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;
 SQL
   if grep -q ERROR init.out; then
-    cat init.out >&2
+    grep -v STATEMENT init.out >&2  # the statements hold the passwords
     echo "zeroku: preparing the database failed" >&2
     exit 1
   fi

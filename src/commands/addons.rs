@@ -404,6 +404,18 @@ pub async fn restore(
 
 pub async fn download(api: &Api, app: &str, addon: &str, id: &str, out: &Path) -> Result<()> {
     let path = format!("{}/backups/{}/file", base(app, addon), enc(id));
+    // A copy of the data: the user's alone (0600), whatever the file was before.
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(out)
+            .and_then(|_| std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600)))
+            .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))?;
+    }
     let n = client(api)?.download(&path, out).await.map_err(explain)?;
     if !api.json {
         println!("{id} of {addon}: {} written to {}", size(n), out.display());
