@@ -569,6 +569,91 @@ fn an_app_can_be_renamed_and_keeps_everything_but_its_name() {
     c.cli_ok(&["apps:create", "old"]).unwrap();
 }
 
+/// On a cluster past its heartbeat budget (`max_heartbeats_per_sec`) the master asks every node
+/// for slower heartbeats and waits longer before it calls a silent one dead, as Nomad does:
+/// nodes at the slower pace stay up well past the configured dead timeout, a killed one is still
+/// found dead, and the pace comes back down as the cluster shrinks.
+#[test]
+fn a_cluster_past_its_heartbeat_budget_slows_every_node_down() {
+    let cfg = TEST_CONFIG.replace("[master]\n", "[master]\nmax_heartbeats_per_sec = 1\n");
+    let mut c = TestCluster::start_with(&cfg);
+    let names = ["p1", "p2", "p3"];
+    for (n, port) in names.iter().zip([31100, 31300, 31500]) {
+        c.add_worker(n, port);
+    }
+    let up = |c: &TestCluster| -> Vec<String> {
+        c.json(&["nodes"])
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|n| n["state"] == "up")
+                    .filter_map(|n| n["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pace = |c: &TestCluster| {
+        let s = c.api_get("/v1/status");
+        (s["heartbeat_ms"].as_u64(), s["dead_after_ms"].as_u64())
+    };
+    // Three nodes at one heartbeat a second in all: every 3 s, dead after 18 s (the configured
+    // 500 ms and 3 s, scaled together).
+    eventually(
+        Duration::from_secs(20),
+        "three nodes at a 3 s pace",
+        || match (up(&c).len(), pace(&c)) {
+            (3, (Some(3000), Some(18000))) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    // Every worker heartbeats at that pace (one that joined before the change hears it on
+    // `alive`): over 9 s, each node goes well over 2 s unheard, which at the configured 500 ms
+    // it never would.
+    let mut longest = std::collections::HashMap::new();
+    let until = std::time::Instant::now() + Duration::from_secs(9);
+    while std::time::Instant::now() < until {
+        for n in c.json(&["nodes"]).as_array().cloned().unwrap_or_default() {
+            let (Some(name), Some(ms)) = (n["name"].as_str(), n["last_seen_ms"].as_u64()) else {
+                continue;
+            };
+            let l = longest.entry(name.to_string()).or_insert(0);
+            *l = ms.max(*l);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in names {
+        let l = longest.get(n).copied().unwrap_or(0);
+        assert!(
+            l > 2000,
+            "{n} was never unheard for more than {l} ms: {longest:?}"
+        );
+    }
+    // Three times the configured dead timeout at the slower pace: nobody was lost.
+    let now_up = up(&c);
+    assert_eq!(
+        now_up.len(),
+        3,
+        "a node on the slower pace was called dead: {now_up:?}"
+    );
+    c.worker("p3").1.kill9();
+    eventually(Duration::from_secs(45), "p3 found dead", || {
+        let u = up(&c);
+        if u.len() == 2 && !u.contains(&"p3".to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{u:?}"))
+        }
+    });
+    eventually(
+        Duration::from_secs(10),
+        "the pace back to 2 s",
+        || match pace(&c) {
+            (Some(2000), Some(12000)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
 #[test]
 fn a_node_that_is_gone_can_be_removed() {
     let mut c = TestCluster::start();

@@ -46,7 +46,12 @@ pub struct MasterConfig {
     pub heartbeat_interval_ms: u64,
     /// A node silent for this long is dead and its instances are moved.
     pub dead_after_ms: u64,
-    /// Every list is republished this often, so a dropped message heals.
+    /// The most heartbeats a second the master takes from all nodes together: on a cluster
+    /// larger than this × the interval, the interval (and the dead timeout with it) grows
+    /// until it fits, as Nomad's `max_heartbeats_per_second` does. 0: never.
+    pub max_heartbeats_per_sec: u64,
+    /// This often every node hears the master is there (`Message::Alive`), and the list of a
+    /// node whose heartbeat reports an older generation is sent again.
     pub republish_interval_ms: u64,
     /// Slugs of the newest N releases of each app are kept; older ones are
     /// deleted from the store.
@@ -104,6 +109,7 @@ impl Default for MasterConfig {
             advertise_pull: None,
             heartbeat_interval_ms: 1000,
             dead_after_ms: 3000,
+            max_heartbeats_per_sec: 1000,
             republish_interval_ms: 5000,
             keep_releases: 5,
             slug_gc_grace_secs: 3600,

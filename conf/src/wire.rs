@@ -22,10 +22,23 @@ pub enum Message {
     Logs(Vec<LogLine>),
     /// master → frontends, on topic `routes`.
     Routes(RouteTable),
+    /// master → every node, on topic `alive` ([`ALIVE_TOPIC`]), every republish interval and
+    /// when its pace changes: the master is there, and how often it wants heartbeats.
+    Alive(Alive),
+}
+
+/// The master's sign of life to every node at once (one message, however many nodes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alive {
+    /// The heartbeat interval the master wants now: the configured one, longer on a cluster
+    /// so large that it would take more than `max_heartbeats_per_sec` at that interval.
+    pub heartbeat_ms: u64,
 }
 
 /// The PUB topic of the route table.
 pub const ROUTES_TOPIC: &str = "routes";
+/// The topic every node subscribes to besides its own: [`Message::Alive`].
+pub const ALIVE_TOPIC: &str = "alive";
 
 #[derive(Debug, Error)]
 pub enum WireError {

@@ -11,11 +11,11 @@ use crate::scheduler::{self, NodeSlot};
 use crate::store::{Frontend, Placement, Release, Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zeroku_conf::config::MasterConfig;
-use zeroku_conf::wire::{Message, ROUTES_TOPIC};
+use zeroku_conf::wire::{Alive, Message, ALIVE_TOPIC, ROUTES_TOPIC};
 use zeroku_conf::{Heartbeat, InstanceSpec, Limits, NodeList, RouteTable, SlugRef};
 use zeroku_slug::SlugStore;
 
@@ -56,6 +56,13 @@ pub struct Cluster {
     pub terminals: crate::terminal::Terminals,
     /// Woken when a backup schedule changes ([`crate::schedule`]).
     pub schedules_changed: tokio::sync::Notify,
+    /// Something the route table is built from changed (a re-plan, a heartbeat that differs
+    /// from the node's last, a node lost): the next liveness tick rebuilds it.
+    routes_stale: AtomicBool,
+    /// How often nodes heartbeat and when a silent one is dead, for the cluster's size.
+    pace: Mutex<crate::live::Paces>,
+    /// When [`Cluster::check_liveness`] last read every node from the store.
+    liveness_read: Mutex<Instant>,
 }
 
 /// How long a node's log lines are taken for an app it no longer runs (its last lines arrive
@@ -120,6 +127,7 @@ impl Cluster {
         let cluster_id = std::fs::read_to_string(data.join("cluster-id"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
+        let pace = crate::live::Paces::new(crate::live::Pace::for_nodes(&cfg, 0));
         Cluster {
             cluster_id,
             refused: Default::default(),
@@ -142,6 +150,9 @@ impl Cluster {
             terminals: Default::default(),
             schedules_changed: tokio::sync::Notify::new(),
             docker_nodes: Mutex::default(),
+            routes_stale: AtomicBool::new(true),
+            pace: Mutex::new(pace),
+            liveness_read: Mutex::new(Instant::now()),
         }
     }
 
@@ -174,7 +185,19 @@ impl Cluster {
 
     /// Re-places every instance and publishes each node list that changed.
     pub fn replan(&self, store: &mut Store) -> Result<(), StoreError> {
+        self.routes_stale.store(true, Ordering::Relaxed);
         let nodes = store.nodes()?;
+        let up = nodes.iter().filter(|n| n.state == "up").count();
+        if lock(&self.pace).set(crate::live::Pace::for_nodes(&self.cfg, up)) {
+            let p = self.pace();
+            tracing::info!(
+                nodes = up,
+                heartbeat_ms = p.heartbeat.as_millis() as u64,
+                dead_after_ms = p.dead_after.as_millis() as u64,
+                "heartbeat pace changed"
+            );
+            self.publish_alive();
+        }
         let apps = store.apps()?;
         let mut releases: HashMap<String, Release> = HashMap::new();
         for app in &apps {
@@ -367,8 +390,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// [`Cluster::refresh_routes`] if anything it is built from may have changed since the
+    /// last time: called on every liveness tick, it costs nothing at rest.
+    pub fn refresh_routes_if_stale(&self) {
+        if self.routes_stale.swap(false, Ordering::Relaxed) {
+            self.refresh_routes();
+        }
+    }
+
     /// Rebuilds the route table from the store and the last heartbeats, and
-    /// publishes it if it changed. Called periodically and after changes.
+    /// publishes it if it changed. Called after changes, and by the liveness tick when
+    /// heartbeats changed something.
     pub fn refresh_routes(&self) {
         let store = self.store();
         let built = (|| -> Result<_, StoreError> {
@@ -425,8 +457,28 @@ impl Cluster {
         lock(&self.routes).clone()
     }
 
-    /// Publishes every node's list again (slow joiners, lost messages).
+    /// The heartbeat interval and dead timeout in force.
+    pub fn pace(&self) -> crate::live::Pace {
+        lock(&self.pace).now
+    }
+
+    /// Tells every node at once that the master is there, and the heartbeat interval.
+    fn publish_alive(&self) {
+        bus::publish(&self.publisher, ALIVE_TOPIC.to_string(), &self.alive());
+    }
+
+    fn alive(&self) -> Message {
+        Message::Alive(Alive {
+            heartbeat_ms: self.pace().heartbeat.as_millis() as u64,
+        })
+    }
+
+    /// Every republish interval: the sign of life every node hears ([`Message::Alive`]), the
+    /// route table (one message), and the lists of nodes whose last heartbeat reports an older
+    /// generation than their list's or none at all (a lost message; a new subscription gets
+    /// its list at once anyway). At rest that is two messages, however large the cluster.
     pub fn republish(&self) {
+        self.publish_alive();
         let routes = lock(&self.routes).clone();
         if routes.generation > 0 {
             bus::publish(
@@ -435,7 +487,19 @@ impl Cluster {
                 &Message::Routes(routes),
             );
         }
-        for l in lock(&self.lists).values() {
+        let behind: Vec<NodeList> = {
+            let live = lock(&self.live);
+            lock(&self.lists)
+                .values()
+                .filter(|l| {
+                    live.get(&l.node)
+                        .and_then(|n| n.heartbeat.as_ref())
+                        .is_none_or(|hb| hb.generation < l.generation)
+                })
+                .cloned()
+                .collect()
+        };
+        for l in &behind {
             self.publish_list(l);
         }
     }
@@ -455,6 +519,7 @@ impl Cluster {
             return Decision::Refuse;
         }
         let msg = match self.peers.get(who) {
+            Some(Peer::Node(_)) if topic == ALIVE_TOPIC.as_bytes() => Some(self.alive()),
             Some(Peer::Node(node)) => Some(Message::NodeList(self.list(&node)))
                 .filter(|m| matches!(m, Message::NodeList(l) if l.generation > 0)),
             Some(Peer::Frontend(_)) => Some(Message::Routes(self.route_table()))
@@ -470,7 +535,12 @@ impl Cluster {
         let mut all = lock(&self.node_apps);
         let mine = all.entry(node.to_string()).or_default();
         for a in apps {
-            mine.insert(a.to_string(), now);
+            match mine.get_mut(a) {
+                Some(t) => *t = now,
+                None => {
+                    mine.insert(a.to_string(), now);
+                }
+            }
         }
         // Apps gone from the node long ago are forgotten.
         mine.retain(|_, t| now.duration_since(*t) < NODE_APPS_FOR);
@@ -555,10 +625,19 @@ impl Cluster {
                 tracing::warn!(node = %l.node, "ignored a node list sent to the master")
             }
             Message::Routes(_) => tracing::warn!("ignored a route table sent to the master"),
+            Message::Alive(_) => tracing::warn!("ignored a sign of life sent to the master"),
         }
     }
 
     fn on_heartbeat(&self, hb: Heartbeat) {
+        // At rest a node says the same thing every interval: only its time changes.
+        if let Some(l) = lock(&self.live).get_mut(&hb.node) {
+            if l.up && l.heartbeat.as_ref() == Some(&hb) {
+                l.last_seen = Instant::now();
+                return;
+            }
+        }
+        self.routes_stale.store(true, Ordering::Relaxed);
         let mut store = self.store();
         let node = match store.node(&hb.node) {
             Ok(n) => n,
@@ -590,52 +669,98 @@ impl Cluster {
             .map(|i| (i.id.clone(), i.last_exit.clone().unwrap_or_default()))
             .collect();
         let mut ended = false;
+        // Whatever fails here is tried again on the next heartbeat (no fast path until then).
+        let mut settled = true;
         for (id, exit) in &done {
-            ended |= store.finish_oneoff(id, exit).unwrap_or(false);
+            match store.finish_oneoff(id, exit) {
+                Ok(e) => ended |= e,
+                Err(e) => {
+                    settled = false;
+                    tracing::error!(error = %e, instance = %id, "recording a one-off's end");
+                }
+            }
         }
         if ended || docker_changed {
             if let Err(e) = self.replan(&mut store) {
+                settled = false;
                 tracing::error!(error = %e, "dropping ended one-offs");
             }
         }
-        lock(&self.live).insert(
-            name.clone(),
-            Live {
-                last_seen: Instant::now(),
-                heartbeat: Some(hb),
-            },
-        );
         if node.state != "up" {
             tracing::info!(node = %name, "node is back");
             let res = store
                 .set_node_state(&name, "up")
                 .and_then(|_| self.replan(&mut store));
             if let Err(e) = res {
+                settled = false;
                 tracing::error!(error = %e, node = %name, "marking node up");
             }
         }
+        lock(&self.live).insert(
+            name,
+            Live {
+                last_seen: Instant::now(),
+                heartbeat: Some(hb),
+                up: settled,
+            },
+        );
     }
 
-    /// Marks nodes dead that have been silent for `dead_after_ms`, and
-    /// moves their instances. Called periodically.
+    /// Marks nodes dead that have been silent for the dead timeout (`dead_after_ms`, longer on
+    /// a large cluster: [`crate::live::Pace`]), and moves their instances. Called every
+    /// 250 ms (`periodic::LIVENESS`); O(nodes) in memory, the store read once per dead timeout.
     pub fn check_liveness(&self) {
-        let dead_after = Duration::from_millis(self.cfg.dead_after_ms);
+        let dead_after = lock(&self.pace).dead_after();
+        let full = {
+            let mut last = lock(&self.liveness_read);
+            let due = last.elapsed() >= dead_after;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
         let mut store = self.store();
-        let Ok(nodes) = store.nodes() else { return };
-        let live = lock(&self.live);
-        let silent: Vec<String> = nodes
-            .iter()
-            .filter(|n| n.state == "up")
-            .filter(|n| {
-                let seen = live.get(&n.name).map_or(self.started, |l| l.last_seen);
-                seen.elapsed() > dead_after
-            })
-            .map(|n| n.name.clone())
-            .collect();
-        drop(live);
+        // Every tick, from memory: the nodes heard from whose heartbeats stopped. Once per dead
+        // timeout, from the store: every node it has up, those not heard since the start too.
+        let up: Option<Vec<String>> = if full {
+            match store.nodes() {
+                Ok(n) => Some(
+                    n.into_iter()
+                        .filter(|n| n.state == "up")
+                        .map(|n| n.name)
+                        .collect(),
+                ),
+                Err(e) => return tracing::error!(error = %e, "reading nodes"),
+            }
+        } else {
+            None
+        };
+        let mut live = lock(&self.live);
+        let silent: Vec<String> = match up {
+            Some(up) => up
+                .into_iter()
+                .filter(|n| {
+                    let seen = live.get(n).map_or(self.started, |l| l.last_seen);
+                    seen.elapsed() > dead_after
+                })
+                .collect(),
+            None => live
+                .iter()
+                .filter(|(_, l)| l.up && l.last_seen.elapsed() > dead_after)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        };
         if silent.is_empty() {
             return;
         }
+        // Its next heartbeat, the same as its last or not, brings it back.
+        for n in &silent {
+            if let Some(l) = live.get_mut(n) {
+                l.up = false;
+            }
+        }
+        drop(live);
+        self.routes_stale.store(true, Ordering::Relaxed);
         for n in &silent {
             tracing::warn!(node = %n, "node missed its heartbeats; marking it dead and moving its instances");
             if let Err(e) = store.set_node_state(n, "dead") {

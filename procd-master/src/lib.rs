@@ -37,6 +37,7 @@ pub mod live;
 pub mod logbook;
 pub mod moves;
 pub mod peers;
+pub mod periodic;
 pub mod restarts;
 pub mod routes;
 pub mod schedule;
@@ -215,37 +216,11 @@ pub async fn run(
         });
     }
 
-    let ticker = {
-        let (c, shutdown) = (cluster.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let mut live = tokio::time::interval(Duration::from_millis(250));
-            let mut republish =
-                tokio::time::interval(Duration::from_millis(cfg.republish_interval_ms.max(100)));
-            let mut prune_logs = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = live.tick() => {
-                        let c = c.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            c.check_liveness();
-                            // Web instances come and go with heartbeats.
-                            c.refresh_routes();
-                        })
-                        .await;
-                    }
-                    _ = republish.tick() => {
-                        c.republish();
-                        let _ = c.store().drop_expired_tokens();
-                    }
-                    _ = prune_logs.tick() => {
-                        let c = c.clone();
-                        let _ = tokio::task::spawn_blocking(move || c.logs.prune()).await;
-                    }
-                }
-            }
-        })
-    };
+    let ticker = tokio::spawn(periodic::run(
+        cluster.clone(),
+        Duration::from_millis(cfg.republish_interval_ms),
+        shutdown.clone(),
+    ));
     serve(listener, master, shutdown.clone()).await;
     let _ = ticker.await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

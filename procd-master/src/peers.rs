@@ -6,7 +6,7 @@
 use crate::store::{Frontend, Node};
 use std::collections::HashMap;
 use std::sync::RwLock;
-use zeroku_conf::wire::{node_topic, ROUTES_TOPIC};
+use zeroku_conf::wire::{node_topic, ALIVE_TOPIC, ROUTES_TOPIC};
 
 /// What a registered key belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,9 +100,12 @@ impl Peers {
     /// topic, a frontend to the route table; nobody to anything else.
     pub fn may_subscribe(&self, key: &str, topic: &[u8]) -> bool {
         match self.get(key) {
-            Some(Peer::Node(name)) => self
-                .node_topic(&name)
-                .is_some_and(|t| t.as_bytes() == topic),
+            Some(Peer::Node(name)) => {
+                topic == ALIVE_TOPIC.as_bytes()
+                    || self
+                        .node_topic(&name)
+                        .is_some_and(|t| t.as_bytes() == topic)
+            }
             Some(Peer::Frontend(_)) => topic == ROUTES_TOPIC.as_bytes(),
             None => false,
         }

@@ -44,7 +44,7 @@ pub fn ps(c: &Cluster, app: &str) -> Result<Value, ApiError> {
         })
         .collect();
     let live = c.live();
-    let silent_after = std::time::Duration::from_millis(2 * c.cfg.heartbeat_interval_ms);
+    let silent_after = 2 * c.pace().heartbeat;
     let t = now();
     let rows: Vec<Value> = placements
         .iter()

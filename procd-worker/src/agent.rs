@@ -312,9 +312,10 @@ pub async fn run(
     let mut resting = false;
     let mut child_exits =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
-    let hb_every = Duration::from_millis(joined.bus.heartbeat_interval_ms.max(100));
+    // The master may ask for another interval later (a larger cluster): `Message::Alive`.
+    let mut hb_every = Duration::from_millis(joined.bus.heartbeat_interval_ms.max(100));
     // At rest: often enough for every heartbeat to leave on time.
-    let rest_tick = hb_every.clamp(BUSY_TICK, Duration::from_secs(1));
+    let mut rest_tick = hb_every.clamp(BUSY_TICK, Duration::from_secs(1));
     let mut last_hb = Instant::now() - hb_every;
     let mut last_gc = Instant::now();
     let mut pending_logs: Vec<LogLine> = Vec::new();
@@ -323,12 +324,28 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(list) = list_rx.recv() => {
+            Some(msg) = list_rx.recv() => {
                 heard = Instant::now();
-                if sup.apply(list, Instant::now()) {
-                    tracing::info!(generation = sup.generation(), "applied new list");
-                    // Act on it now rather than at the next tick.
-                    tick.reset_immediately();
+                match msg {
+                    Message::NodeList(list) => {
+                        let applied = sup.apply(list, Instant::now());
+                        if applied {
+                            tracing::info!(generation = sup.generation(), "applied new list");
+                            // Act on it now rather than at the next tick.
+                            tick.reset_immediately();
+                        }
+                    }
+                    Message::Alive(a) => {
+                        let every = Duration::from_millis(a.heartbeat_ms.max(100));
+                        if every != hb_every {
+                            tracing::info!(heartbeat_ms = a.heartbeat_ms, "the master asks for another heartbeat interval");
+                            hb_every = every;
+                            rest_tick = hb_every.clamp(BUSY_TICK, Duration::from_secs(1));
+                            // Take the new rest tick at the next switch to rest.
+                            resting = false;
+                        }
+                    }
+                    _ => {}
                 }
             }
             Some((sha, res)) = slug_rx.recv() => match res {

@@ -1,5 +1,6 @@
 //! The worker's two ZMQ sockets, each on its own thread: SUB receives this
-//! node's lists (topic `node/<name>/<key id>`), PUSH sends heartbeats and logs.
+//! node's lists (topic `node/<name>/<key id>`) and the master's sign of life
+//! (topic `alive`), PUSH sends heartbeats and logs.
 //! Both are CURVE clients of the master: they prove the node's key and talk
 //! only to a server with the master's key. Garbage on SUB is logged, counted
 //! and dropped.
@@ -7,8 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use zeroku_conf::wire::{self, Message};
-use zeroku_conf::NodeList;
+use zeroku_conf::wire::{self, Message, ALIVE_TOPIC};
 
 /// This node's bus key pair and the master's public key.
 #[derive(Clone)]
@@ -38,13 +38,14 @@ impl Curve {
     }
 }
 
-/// Connects SUB to `endpoint` for `topic`, forwarding decoded lists to `tx`.
+/// Connects SUB to `endpoint` for `topic` and [`ALIVE_TOPIC`], forwarding decoded lists
+/// (`Message::NodeList`) and signs of life (`Message::Alive`) to `tx`.
 pub fn start_sub(
     ctx: &zmq::Context,
     endpoint: &str,
     curve: &Curve,
     topic: &str,
-    tx: tokio::sync::mpsc::Sender<NodeList>,
+    tx: tokio::sync::mpsc::Sender<Message>,
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, zmq::Error> {
@@ -53,6 +54,7 @@ pub fn start_sub(
     sock.set_rcvtimeo(200)?;
     sock.set_maxmsgsize(256 << 20)?;
     sock.set_subscribe(topic.as_bytes())?;
+    sock.set_subscribe(ALIVE_TOPIC.as_bytes())?;
     curve.apply(&sock)?;
     sock.connect(endpoint)?;
     let topic = topic.to_string();
@@ -79,18 +81,26 @@ pub fn start_sub(
                 }
                 // Subscriptions match by prefix: `node/n1` also receives
                 // `node/n10`'s lists; those are not ours.
-                if parts[0] != topic.as_bytes() {
+                let alive = parts[0] == ALIVE_TOPIC.as_bytes();
+                if parts[0] != topic.as_bytes() && !alive {
                     continue;
                 }
                 match wire::decode(&parts[1]) {
-                    Ok(Message::NodeList(l)) => {
-                        if tx.blocking_send(l).is_err() {
+                    Ok(m @ Message::NodeList(_)) if !alive => {
+                        if tx.blocking_send(m).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(m @ Message::Alive(_)) if alive => {
+                        if tx.blocking_send(m).is_err() {
                             break;
                         }
                     }
                     Ok(_) => {
                         dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("dropped a non-list message on sub socket");
+                        tracing::warn!(
+                            "dropped a message of the wrong kind for its topic on sub socket"
+                        );
                     }
                     Err(e) => {
                         dropped.fetch_add(1, Ordering::Relaxed);

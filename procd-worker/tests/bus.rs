@@ -1,14 +1,23 @@
 //! The worker's SUB thread against a real ZMQ PUB socket with CURVE: garbage
-//! is dropped and counted, other nodes' lists are ignored, good lists arrive;
-//! a publisher without the master's key is never heard.
+//! is dropped and counted, other nodes' lists are ignored, good lists and the
+//! master's sign of life arrive, each only on its own topic; a publisher without
+//! the master's key is never heard.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroku_bus::{curve, Keys};
-use zeroku_conf::wire::{encode, Message};
+use zeroku_conf::wire::{encode, Alive, Message};
 use zeroku_conf::NodeList;
 use zeroku_worker::bus::{start_sub, Curve};
+
+/// The list in `m`, or a panic.
+fn as_list(m: Message) -> NodeList {
+    match m {
+        Message::NodeList(l) => l,
+        other => panic!("not a list: {other:?}"),
+    }
+}
 
 fn list(node: &str, generation: u64) -> Vec<u8> {
     encode(&Message::NodeList(NodeList {
@@ -52,8 +61,8 @@ fn garbage_on_the_sub_socket_is_dropped_and_good_lists_arrive() {
             .send_multipart([&b"node/n1"[..], &list("n1", 1)], 0)
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        if let Ok(l) = rx.try_recv() {
-            break l;
+        if let Ok(m) = rx.try_recv() {
+            break as_list(m);
         }
         assert!(Instant::now() < deadline, "no list arrived");
     };
@@ -71,13 +80,27 @@ fn garbage_on_the_sub_socket_is_dropped_and_good_lists_arrive() {
     publisher
         .send_multipart([&b"node/n10"[..], &list("n10", 5)], 0)
         .unwrap(); // another node
+    let alive = encode(&Message::Alive(Alive { heartbeat_ms: 5000 })).unwrap();
+    publisher
+        .send_multipart([&b"alive"[..], &list("n1", 8)], 0)
+        .unwrap(); // a list on the broadcast topic
+    publisher
+        .send_multipart([&b"node/n1"[..], &alive], 0)
+        .unwrap(); // a sign of life on the node's topic
     publisher
         .send_multipart([&b"node/n1"[..], &list("n1", 7)], 0)
         .unwrap();
+    publisher
+        .send_multipart([&b"alive"[..], &alive], 0)
+        .unwrap();
 
-    let got = rx.blocking_recv().unwrap();
+    let got = as_list(rx.blocking_recv().unwrap());
     assert_eq!((got.node.as_str(), got.generation), ("n1", 7));
-    assert_eq!(dropped.load(Ordering::Relaxed), 4);
+    assert_eq!(
+        rx.blocking_recv(),
+        Some(Message::Alive(Alive { heartbeat_ms: 5000 }))
+    );
+    assert_eq!(dropped.load(Ordering::Relaxed), 6);
     stop.store(true, Ordering::Relaxed);
     drop(rx);
     thread.join().unwrap();

@@ -57,7 +57,7 @@ fn bus_info(c: &Cluster) -> v1::BusInfo {
             .advertise_pull
             .clone()
             .unwrap_or_else(|| c.cfg.pull_endpoint.clone()),
-        heartbeat_interval_ms: c.cfg.heartbeat_interval_ms,
+        heartbeat_interval_ms: c.pace().heartbeat.as_millis() as u64,
         master_key: c.bus_key.clone(),
         cluster: c.cluster_id.clone(),
     }
@@ -91,6 +91,7 @@ fn mark_alive(c: &Cluster, node: &str) {
         crate::live::Live {
             last_seen: std::time::Instant::now(),
             heartbeat: None,
+            up: false,
         },
     );
 }

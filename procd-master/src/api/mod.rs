@@ -312,6 +312,9 @@ async fn dispatch(
             "version": env!("CARGO_PKG_VERSION"),
             "dropped_messages": c.dropped.load(Ordering::Relaxed),
             "refused_peers": c.refused.load(Ordering::Relaxed),
+            // The pace in force: longer than configured on a cluster past its heartbeat budget.
+            "heartbeat_ms": c.pace().heartbeat.as_millis() as u64,
+            "dead_after_ms": c.pace().dead_after.as_millis() as u64,
         })),
         (&Method::GET, ["apps"]) => {
             let apps = c.store().apps()?;

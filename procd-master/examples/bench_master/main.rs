@@ -13,8 +13,11 @@
 //! and allowed its own topic only — spread over 10 threads, decoding every
 //! list, reporting each one on stdout; so the master's RSS is the master's.
 //!
+//! Then the master at rest (`rest.rs`): every node heartbeating over the bus
+//! from a second child, the real periodic tasks running, for `--rest` seconds.
+//!
 //! Run: `cargo run --release -p zeroku-master --example bench_master`
-//! (options: `--nodes N --apps N --web N --worker N --sockets N --env N`;
+//! (options: `--nodes N --apps N --web N --worker N --sockets N --env N --rest SECS`;
 //! `--sockets` is the number of subscriber threads).
 //! Timings are printed, never asserted.
 
@@ -34,6 +37,8 @@ use zeroku_master::scheduler::{self, NodeSlot};
 use zeroku_master::store::{Formation, Release, Store, StoreError};
 use zeroku_slug::SlugStore;
 
+mod rest;
+
 const WARMUP: &[u8] = b"warmup";
 
 struct Params {
@@ -44,6 +49,7 @@ struct Params {
     sockets: usize,
     env: usize,
     node_mb: u64,
+    rest: u64,
 }
 
 fn node_name(i: usize) -> String {
@@ -63,6 +69,10 @@ fn main() {
         subscriber(&args[2], &args[3], &args[4], sockets);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--heartbeats") {
+        rest::child(&args[2], &args[3], &args[4], &args[5]);
+        return;
+    }
     let mut p = Params {
         nodes: 5_000,
         apps: 1_000,
@@ -71,6 +81,7 @@ fn main() {
         sockets: 10,
         env: 8,
         node_mb: 64 * 1024,
+        rest: 30,
     };
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
@@ -86,6 +97,7 @@ fn main() {
             "--worker" => p.worker = v() as u32,
             "--sockets" => p.sockets = v().max(1),
             "--env" => p.env = v(),
+            "--rest" => p.rest = v() as u64,
             other => panic!("unknown option {other}"),
         }
     }
@@ -495,29 +507,32 @@ fn spawn_subscriber(
         .expect("spawn subscriber child");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            let at = Instant::now();
-            let parsed = if line == "ready" {
-                Line::Ready
-            } else if let Some(rest) = line.strip_prefix("L ") {
-                let f: Vec<&str> = rest.split(' ').collect();
-                Line::List(Got {
-                    at,
-                    node: f[0].to_string(),
-                    generation: f[1].parse().unwrap_or(0),
-                    instances: f[2].parse().unwrap_or(0),
-                    bytes: f[3].parse().unwrap_or(0),
-                })
-            } else {
-                Line::Other(line)
-            };
-            if tx.send(parsed).is_err() {
-                return;
+    std::thread::Builder::new()
+        .name("bench-lines".into())
+        .spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let at = Instant::now();
+                let parsed = if line == "ready" {
+                    Line::Ready
+                } else if let Some(rest) = line.strip_prefix("L ") {
+                    let f: Vec<&str> = rest.split(' ').collect();
+                    Line::List(Got {
+                        at,
+                        node: f[0].to_string(),
+                        generation: f[1].parse().unwrap_or(0),
+                        instances: f[2].parse().unwrap_or(0),
+                        bytes: f[3].parse().unwrap_or(0),
+                    })
+                } else {
+                    Line::Other(line)
+                };
+                if tx.send(parsed).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        })
+        .expect("thread");
     (child, rx)
 }
 
@@ -893,6 +908,7 @@ fn run(p: &Params) {
         })
         .collect();
     let n_hb = hbs.len();
+    let rest_hbs = hbs.clone();
     let who: HashMap<String, String> = node_keys
         .iter()
         .map(|(n, k)| (n.clone(), k.public_z85()))
@@ -923,7 +939,7 @@ fn run(p: &Params) {
     std::thread::sleep(Duration::from_secs(2));
     let cpu_republish = cpu_time() - cpu0;
     other.row(
-        format!("Cluster::republish() ({} lists, every 5 s)", p.nodes),
+        format!("Cluster::republish() (every 5 s: the sign of life, and the lists of the nodes of {} whose heartbeat is behind)", p.nodes),
         ms(t),
     );
     let (_, t) = timed(|| cluster.check_liveness());
@@ -945,6 +961,23 @@ fn run(p: &Params) {
         ms(t),
     );
     drop(v);
+
+    // --- 6. at rest: every node heartbeating over the bus, the periodic tasks running.
+    let at_rest = (p.rest > 0).then(|| {
+        eprintln!(
+            "at rest: {} nodes heartbeating every second for {} s",
+            p.nodes, p.rest
+        );
+        rest::run(
+            &cluster,
+            &ctx,
+            &master_keys,
+            &node_keys,
+            rest_hbs,
+            dir.path(),
+            p.rest,
+        )
+    });
 
     let _ = child.kill();
     let _ = child.wait();
@@ -1046,7 +1079,7 @@ fn run(p: &Params) {
     );
     t.row(
         format!(
-            "master CPU (all threads) for Cluster::republish() of {} lists",
+            "master CPU (all threads) for Cluster::republish() with {} nodes, none behind",
             p.nodes
         ),
         ms(cpu_republish),
@@ -1054,6 +1087,49 @@ fn run(p: &Params) {
     t.print("master: place and publish");
     parts.print("where a replan's time goes (each step timed alone, same data)");
     other.print("other master work at this size (after the replans)");
+    if let Some(r) = at_rest {
+        let mut t = Table(Vec::new());
+        let pct = |d: Duration| format!("{:.1}%", 100.0 * d.as_secs_f64() / r.secs as f64);
+        t.row(
+            "nodes heartbeating (full state each time)",
+            format!("{} ({} B per heartbeat)", r.nodes, r.hb_bytes_mean),
+        );
+        for w in &r.windows {
+            let at = format!("every {:.1?}", w.interval);
+            t.row(
+                format!("{at}: heartbeats received"),
+                format!(
+                    "{} in {} s ({:.0}/s)",
+                    w.heartbeats,
+                    r.secs,
+                    w.heartbeats as f64 / r.secs as f64
+                ),
+            );
+            t.row(
+                format!("**{at}: master CPU at rest (its threads, % of one core)**"),
+                format!("**{}**", pct(w.cpu)),
+            );
+            t.row(
+                format!("{at}: CPU per heartbeat received"),
+                format!(
+                    "{:.1} µs",
+                    w.cpu.as_secs_f64() * 1e6 / w.heartbeats.max(1) as f64
+                ),
+            );
+            let busiest: Vec<String> = w
+                .threads
+                .iter()
+                .take(4)
+                .map(|(n, d)| format!("{n} {}", pct(*d)))
+                .collect();
+            t.row(format!("{at}: busiest threads"), busiest.join(", "));
+        }
+        t.row(
+            "(until every node had been heard: CURVE handshakes)",
+            format!("{:.1?}", r.handshakes),
+        );
+        t.print("master at rest: every node heartbeating (at 1 s, then at the pace the master asks for), the periodic tasks running");
+    }
     bus_cost(wire_total / sizes.len().max(1), p.nodes).print(
         "the bus's added CPU: one CURVE connection vs a plain one, sender and receiver in this process",
     );
