@@ -127,10 +127,68 @@ for _ in $(seq 600); do [ -s "$WORK/hold1.ready" ] && [ -s "$WORK/hold2.ready" ]
 sleep 2
 ROWS+=("$(measure "20,000 more sockets ($(ss -Htn state established | wc -l) established)")")
 
+# How long from a handler connecting its sockets to the worker counting it up (the
+# readiness check: sock_diag of the process's own sockets, every 100 ms tick while
+# something starts): a handler that logs the time right after connecting, scaled 0 -> 1
+# ten times, against the first time `ps` shows it up (polled every 10 ms).
+say "handler connect -> up, 10 rounds"
+# shellcheck disable=SC2086
+[ -n "$HOLD" ] && kill $HOLD 2>/dev/null; HOLD=""
+mkdir -p "$WORK/happ"
+cat > "$WORK/happ/h.py" <<'HPY'
+import os, time, zmq
+ctx = zmq.Context()
+pull, pub = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
+for ep in os.environ["M2_SEND_SPEC"].split():
+    pull.connect(ep)
+for ep in os.environ["M2_RECV_SPEC"].split():
+    pub.connect(ep)
+print("connected %.6f" % time.time(), flush=True)
+while True:
+    pull.recv()
+HPY
+echo 'handler: exec python3 h.py' > "$WORK/happ/Procfile"
+z apps:create hconn >/dev/null
+z releases:create -a hconn "$WORK/happ" >/dev/null
+HUP="$(ZEROKU_URL="$URL" ZEROKU_TOKEN="$TOKEN" BIN="$BIN" timeout 300 python3 - <<'HPY'
+import json, os, re, subprocess, time, urllib.request
+url, token, bin_ = os.environ["ZEROKU_URL"], os.environ["ZEROKU_TOKEN"], os.environ["BIN"]
+def ps():
+    req = urllib.request.Request(url + "/v1/apps/hconn/ps", headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+def scale(n):
+    subprocess.run([bin_, "ps:scale", "-a", "hconn", f"handler={n}"], check=True, stdout=subprocess.DEVNULL)
+gaps = []
+for r in range(10):
+    scale(1)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        p = [x for x in ps() if x.get("state") == "up" and x.get("pid")]
+        if p:
+            t_up = time.time()
+            break
+        time.sleep(0.01)
+    else:
+        raise SystemExit("the handler never came up")
+    logs = subprocess.run([bin_, "logs", "-a", "hconn", "-n", "200"], capture_output=True, text=True).stdout
+    stamps = [float(m) for m in re.findall(r"connected (\d+\.\d+)", logs)]
+    gaps.append((t_up - max(stamps)) * 1000)
+    scale(0)
+    while ps():
+        time.sleep(0.05)
+gaps.sort()
+print(f"{gaps[len(gaps) // 2]:.0f} ms p50, {gaps[-1]:.0f} ms max")
+HPY
+)" || HUP="not measured"
+z ps:scale -a hconn handler=0 >/dev/null 2>&1 || true
+
 echo
 echo "### at rest: one \`zeroku up\`, $WEB web + $HANDLERS handler + $OTHER other instances, ${SECS} s"
 echo
 echo "| host | instances | \`zeroku up\` CPU (% of one core) | TCP connections opened on the host | busiest threads |"
 echo "|---|---:|---:|---:|---|"
 printf '%s\n' "${ROWS[@]}"
+echo
+echo "handler connecting -> counted up (10 rounds, \`ps\` polled every 10 ms): $HUP"
 say "done"

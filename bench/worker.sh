@@ -10,6 +10,7 @@
 #    sleeper=200 (time until all 200 show a pid) and the RSS of the `zeroku up` process.
 # 2. The same with `zeroku master` and `zeroku worker` as separate processes (the worker joins
 #    with a `nodes:join-token`), reporting the master's and the worker's RSS apart.
+# After the big scale, each daemon's CPU over 20 s at rest (so the worker's per 100 instances).
 #
 # Cleans up after itself: scales to 0, waits for the processes to go, stops the daemons and
 # kills any leftover app process group (pids from <worker-data>/procs/*.json).
@@ -135,6 +136,20 @@ t_final = time.monotonic() - t0
 time.sleep(2)  # let heartbeats, logs and allocations settle
 loaded = {k: rss(v) for k, v in pids.items()}
 
+def cpu_ticks(pid):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+# At rest with `final` instances: each daemon's CPU over 20 s (% of one core).
+REST = 20
+hz = os.sysconf("SC_CLK_TCK")
+c0 = {k: cpu_ticks(v) for k, v in pids.items()}
+time.sleep(REST)
+rest_cpu = {k: 100.0 * (cpu_ticks(v) - c0[k]) / hz / REST for k, v in pids.items()}
+
 def row(name, xs):
     return (f"| {label:<28} | {name:<44} | {min(xs):7.1f} | {pct(xs, .5):7.1f} | "
             f"{pct(xs, .9):7.1f} | {pct(xs, .99):7.1f} | {max(xs):7.1f} |")
@@ -148,6 +163,9 @@ out.append(f"| {label:<28} | {f'ps:scale {steps} -> {final}: all {final} pids in
 for k in pids:
     out.append(f"RSS {label}: {k} {idle[k] / 1024:.1f} MiB idle (0 instances) -> "
                f"{loaded[k] / 1024:.1f} MiB with {final} instances")
+for k in pids:
+    out.append(f"CPU {label}: {k} at rest with {final} instances: {rest_cpu[k]:.2f}% of one core "
+               f"({rest_cpu[k] * 100 / max(final, 1):.2f}% per 100 instances, {REST} s)")
 print("\n".join(out))
 PY
 
@@ -240,5 +258,9 @@ echo
 echo "### RSS (VmRSS)"
 echo
 grep '^RSS ' "$RESULTS" | sed 's/^RSS /- /'
+echo
+echo "### CPU at rest (utime+stime from /proc/PID/stat)"
+echo
+grep '^CPU ' "$RESULTS" | sed 's/^CPU /- /'
 echo
 echo "(machine: $(nproc) cores; running as $(id -un); app processes: sh -c 'sleep 100000' each)"

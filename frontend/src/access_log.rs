@@ -31,6 +31,8 @@ pub struct AccessLog {
     /// Set once at open: `off` skips the formatting altogether.
     off: bool,
     sink: Mutex<Sink>,
+    /// Told when the buffer gets its first line: the flusher's wake-up.
+    pending: tokio::sync::Notify,
 }
 
 /// Lines not yet written, and the last timestamp formatted (requests
@@ -66,17 +68,19 @@ impl AccessLog {
                 stamp: String::new(),
             }),
             off: matches!(sink, Sink::Off),
+            pending: tokio::sync::Notify::new(),
             sink: Mutex::new(sink),
         })
     }
 
-    /// Writes the buffer out every 50 ms until the runtime stops.
+    /// Writes the buffer out 50 ms after its first line, until the runtime stops; wakes for
+    /// nothing while no request comes.
     pub fn spawn_flusher(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(50));
             loop {
-                every.tick().await;
+                me.pending.notified().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 me.flush();
             }
         });
@@ -106,6 +110,9 @@ impl AccessLog {
             p.stamp_ms = now;
         }
         let Pending { bytes, stamp, .. } = &mut *p;
+        if bytes.is_empty() {
+            self.pending.notify_one();
+        }
         bytes.extend_from_slice(stamp.as_bytes());
         bytes.extend_from_slice(b" access app=");
         bytes.extend_from_slice(if app.is_empty() { "-" } else { app }.as_bytes());

@@ -5,8 +5,8 @@
 //! A tokio timer per request (armed, then cancelled by the answer nearly
 //! every time) was a visible share of a request's CPU. Here arming is a
 //! slot in a table and a cancel frees it; one thread looks at the table
-//! every [`RESOLUTION`] and wakes whoever is due. Nothing here is precise:
-//! it is for timeouts of seconds.
+//! every [`RESOLUTION`] and wakes whoever is due, and sleeps (parked) while
+//! nothing is armed. Nothing here is precise: it is for timeouts of seconds.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,21 +22,36 @@ struct Table {
     /// (deadline, who to wake) by slot; a slot is freed only by its owner.
     slots: Vec<Option<(Instant, Option<Waker>)>>,
     free: Vec<usize>,
+    /// The timer thread, parked while no slot is in use.
+    thread: Option<std::thread::Thread>,
+}
+
+impl Table {
+    fn idle(&self) -> bool {
+        self.slots.len() == self.free.len()
+    }
 }
 
 fn table() -> MutexGuard<'static, Table> {
     static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
     TABLE
         .get_or_init(|| {
-            if let Err(e) = std::thread::Builder::new()
+            let thread = match std::thread::Builder::new()
                 .name("coarse-timer".into())
                 .spawn(tick)
             {
-                // Deadlines are then noticed only when their owner is
-                // polled for another reason.
-                tracing::error!(error = %e, "cannot start the timer thread: timeouts are not enforced");
-            }
-            Mutex::new(Table::default())
+                Ok(h) => Some(h.thread().clone()),
+                Err(e) => {
+                    // Deadlines are then noticed only when their owner is
+                    // polled for another reason.
+                    tracing::error!(error = %e, "cannot start the timer thread: timeouts are not enforced");
+                    None
+                }
+            };
+            Mutex::new(Table {
+                thread,
+                ..Table::default()
+            })
         })
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -47,7 +62,7 @@ fn tick() {
     loop {
         std::thread::sleep(RESOLUTION);
         let now = Instant::now();
-        {
+        let idle = {
             let mut t = table();
             for (deadline, waker) in t.slots.iter_mut().flatten() {
                 if *deadline <= now {
@@ -56,9 +71,14 @@ fn tick() {
                     }
                 }
             }
-        }
+            t.idle()
+        };
         for w in due.drain(..) {
             w.wake();
+        }
+        if idle {
+            // Until the next slot is armed (an unpark before this park is not lost).
+            std::thread::park();
         }
     }
 }
@@ -124,6 +144,11 @@ impl Future for Sleep {
                 }
             }
             None => {
+                if t.idle() {
+                    if let Some(th) = &t.thread {
+                        th.unpark();
+                    }
+                }
                 let entry = Some((deadline, Some(cx.waker().clone())));
                 let i = match t.free.pop() {
                     Some(i) => {
@@ -201,6 +226,22 @@ mod tests {
                 .is_err()
         );
         assert_eq!(timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
+    }
+
+    #[tokio::test]
+    async fn a_timer_armed_after_a_quiet_spell_still_fires() {
+        Sleep::after(Duration::from_millis(10)).await;
+        // Nothing armed here for a while: the thread parks (if no other test arms one).
+        std::thread::sleep(Duration::from_millis(200));
+        let fired = tokio::time::timeout(
+            Duration::from_secs(5),
+            Sleep::after(Duration::from_millis(60)),
+        )
+        .await;
+        assert!(
+            fired.is_ok(),
+            "a deadline armed on a parked timer never fired"
+        );
     }
 
     /// A sleep polled once (so it holds a slot), and that slot.

@@ -21,8 +21,8 @@ use crate::runtime::{
 };
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, KillContainerOptions,
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -303,50 +303,99 @@ impl Owner {
     }
 }
 
-/// Keeps `states` in step with the engine (every container of this node),
-/// and `images` (the image names it has).
+/// How often the container and image lists are read again even without an event (an event
+/// stream cut off unnoticed, an image loaded by hand).
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// Keeps `states` in step with the engine (every container of this node), and `images` (the
+/// image names it has): a full read, then again whenever the engine reports an event of one
+/// of this node's containers, and every [`RESYNC`]. Nothing is asked of the engine at rest.
 async fn refresh(docker: Docker, owner: Owner, states: States, images: Arc<Mutex<Vec<String>>>) {
-    let mut n = 0u32;
     loop {
-        if n.is_multiple_of(20) {
-            if let Ok(list) = docker
-                .list_images(None::<bollard::query_parameters::ListImagesOptions>)
-                .await
-            {
-                // As instances name them: `<stack>:<version>`, and a bare
-                // `<stack>` for `latest`.
-                let names: Vec<String> = list
-                    .iter()
-                    .flat_map(|i| i.repo_tags.iter())
-                    .filter(|t| t.as_str() != "<none>:<none>")
-                    .map(|t| t.strip_suffix(":latest").unwrap_or(t).to_string())
-                    .collect();
-                *lock(&images) = names;
-            }
-        }
-        n = n.wrapping_add(1);
-        let opts = ListContainersOptions {
-            all: true,
-            filters: Some(owner.filter()),
+        // Events from a second before the read on, so none falls between the two.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs().saturating_sub(1));
+        sync_images(&docker, &images).await;
+        sync_containers(&docker, &owner, &states).await;
+        let mut filters = owner.filter();
+        filters.insert("type".into(), vec!["container".into()]);
+        let mut events = docker.events(Some(EventsOptions {
+            since: Some(since.to_string()),
+            filters: Some(filters),
             ..Default::default()
-        };
-        if let Ok(list) = docker.list_containers(Some(opts)).await {
-            for c in list {
-                let Some(id) = c.id else { continue };
-                // Only a container that has run and stopped is exited; one
-                // being created or started counts as running.
-                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-                let ended = matches!(state.as_str(), "exited" | "dead");
-                let known = lock(&states).get(&id).cloned();
-                if !ended {
-                    lock(&states).insert(id, State::Running);
-                } else if !matches!(known, Some(State::Exited(_))) {
-                    let exit = exit_of(&docker, &id).await;
-                    lock(&states).insert(id, State::Exited(exit));
-                }
+        }));
+        let resync = tokio::time::sleep(RESYNC);
+        tokio::pin!(resync);
+        loop {
+            tokio::select! {
+                _ = &mut resync => break,
+                e = events.next() => match e {
+                    Some(Ok(ev)) => {
+                        // The engine tells of a death before its container list does: the
+                        // event's own exit code is the one to keep.
+                        if ev.action.as_deref() == Some("die") {
+                            if let Some((id, code)) = died(&ev) {
+                                let exit = exit_from(code, oom_killed(&docker, &id).await);
+                                lock(&states).insert(id, State::Exited(exit));
+                            }
+                        }
+                        sync_containers(&docker, &owner, &states).await
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "docker events; reading the lists again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                },
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn sync_images(docker: &Docker, images: &Mutex<Vec<String>>) {
+    if let Ok(list) = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+    {
+        // As instances name them: `<stack>:<version>`, and a bare
+        // `<stack>` for `latest`.
+        let names: Vec<String> = list
+            .iter()
+            .flat_map(|i| i.repo_tags.iter())
+            .filter(|t| t.as_str() != "<none>:<none>")
+            .map(|t| t.strip_suffix(":latest").unwrap_or(t).to_string())
+            .collect();
+        *lock(images) = names;
+    }
+}
+
+/// Reads this node's containers and records which run and which have exited (and how).
+async fn sync_containers(docker: &Docker, owner: &Owner, states: &States) {
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(owner.filter()),
+        ..Default::default()
+    };
+    if let Ok(list) = docker.list_containers(Some(opts)).await {
+        for c in list {
+            let Some(id) = c.id else { continue };
+            // Only a container that has run and stopped is exited; one
+            // being created or started counts as running.
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let ended = matches!(state.as_str(), "exited" | "dead");
+            let known = lock(states).get(&id).cloned();
+            if !ended {
+                lock(states).insert(id, State::Running);
+            } else if !matches!(known, Some(State::Exited(_))) {
+                let exit = exit_of(docker, &id).await;
+                lock(states).insert(id, State::Exited(exit));
+            }
+        }
     }
 }
 
@@ -357,17 +406,44 @@ async fn exit_of(docker: &Docker, id: &str) -> Exit {
     {
         Ok(i) => {
             let st = i.state.unwrap_or_default();
-            if st.oom_killed == Some(true) {
-                return Exit::Signal(9);
-            }
-            match st.exit_code {
-                Some(c) if c > 128 => Exit::Signal((c - 128) as i32),
-                Some(c) => Exit::Code(c as i32),
-                None => Exit::Unknown,
-            }
+            exit_from(st.exit_code, st.oom_killed == Some(true))
         }
         Err(_) => Exit::Unknown,
     }
+}
+
+/// How a container ended, from its exit code (a shell's: 128 + N for signal N) and whether the
+/// kernel's OOM killer ended it.
+fn exit_from(code: Option<i64>, oom: bool) -> Exit {
+    if oom {
+        return Exit::Signal(9);
+    }
+    match code {
+        Some(c) if c > 128 => Exit::Signal((c - 128) as i32),
+        Some(c) => Exit::Code(c as i32),
+        None => Exit::Unknown,
+    }
+}
+
+/// The container and exit code of a `die` event.
+fn died(ev: &bollard::models::EventMessage) -> Option<(String, Option<i64>)> {
+    let actor = ev.actor.as_ref()?;
+    let code = actor
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get("exitCode"))
+        .and_then(|c| c.parse().ok());
+    Some((actor.id.clone()?, code))
+}
+
+async fn oom_killed(docker: &Docker, id: &str) -> bool {
+    docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.oom_killed)
+        .unwrap_or(false)
 }
 
 /// The directories of the `ipc://` handler endpoints in `M2_SEND_SPEC` and
