@@ -495,7 +495,7 @@ pub fn resume_deploys(cluster: &Arc<Cluster>) {
             ));
             let left = Duration::from_secs(deadline.saturating_sub(crate::store::now()));
             // Workers report in within the dead timeout; give them that much.
-            let floor = Duration::from_millis(c.cfg.dead_after_ms) + Duration::from_secs(2);
+            let floor = c.dead_after() + Duration::from_secs(2);
             let until = Instant::now() + left.max(floor);
             match wait_up(&c, &app, version, until, &say).await {
                 Ok(running) => {

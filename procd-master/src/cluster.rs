@@ -185,7 +185,7 @@ impl Cluster {
 
     /// Re-places every instance and publishes each node list that changed.
     pub fn replan(&self, store: &mut Store) -> Result<(), StoreError> {
-        self.routes_stale.store(true, Ordering::Relaxed);
+        self.routes_stale.store(true, Ordering::Release);
         let nodes = store.nodes()?;
         let up = nodes.iter().filter(|n| n.state == "up").count();
         if lock(&self.pace).set(crate::live::Pace::for_nodes(&self.cfg, up)) {
@@ -393,7 +393,7 @@ impl Cluster {
     /// [`Cluster::refresh_routes`] if anything it is built from may have changed since the
     /// last time: called on every liveness tick, it costs nothing at rest.
     pub fn refresh_routes_if_stale(&self) {
-        if self.routes_stale.swap(false, Ordering::Relaxed) {
+        if self.routes_stale.swap(false, Ordering::AcqRel) {
             self.refresh_routes();
         }
     }
@@ -457,9 +457,22 @@ impl Cluster {
         lock(&self.routes).clone()
     }
 
-    /// The heartbeat interval and dead timeout in force.
+    /// The heartbeat interval and dead timeout asked of nodes now.
     pub fn pace(&self) -> crate::live::Pace {
         lock(&self.pace).now
+    }
+
+    /// How long a node may be silent before it is dead, now (longer than `pace()`'s for a
+    /// while after the pace shortened).
+    pub fn dead_after(&self) -> Duration {
+        lock(&self.pace).dead_after()
+    }
+
+    /// Forgets a removed node's list and what it was heard running.
+    pub fn forget_node(&self, node: &str) {
+        lock(&self.live).remove(node);
+        lock(&self.lists).remove(node);
+        lock(&self.node_apps).remove(node);
     }
 
     /// Tells every node at once that the master is there, and the heartbeat interval.
@@ -519,7 +532,9 @@ impl Cluster {
             return Decision::Refuse;
         }
         let msg = match self.peers.get(who) {
-            Some(Peer::Node(_)) if topic == ALIVE_TOPIC.as_bytes() => Some(self.alive()),
+            // Not on `alive`: every node would get each newcomer's welcome. A joining node has
+            // the pace from its join answer; the next republish interval says it again.
+            Some(Peer::Node(_)) if topic == ALIVE_TOPIC.as_bytes() => None,
             Some(Peer::Node(node)) => Some(Message::NodeList(self.list(&node)))
                 .filter(|m| matches!(m, Message::NodeList(l) if l.generation > 0)),
             Some(Peer::Frontend(_)) => Some(Message::Routes(self.route_table()))
@@ -637,7 +652,6 @@ impl Cluster {
                 return;
             }
         }
-        self.routes_stale.store(true, Ordering::Relaxed);
         let mut store = self.store();
         let node = match store.node(&hb.node) {
             Ok(n) => n,
@@ -704,13 +718,16 @@ impl Cluster {
                 up: settled,
             },
         );
+        // Only now: a tick that took the flag before this heartbeat was in `live` would
+        // build the table without it and never again.
+        self.routes_stale.store(true, Ordering::Release);
     }
 
     /// Marks nodes dead that have been silent for the dead timeout (`dead_after_ms`, longer on
     /// a large cluster: [`crate::live::Pace`]), and moves their instances. Called every
     /// 250 ms (`periodic::LIVENESS`); O(nodes) in memory, the store read once per dead timeout.
     pub fn check_liveness(&self) {
-        let dead_after = lock(&self.pace).dead_after();
+        let dead_after = self.dead_after();
         let full = {
             let mut last = lock(&self.liveness_read);
             let due = last.elapsed() >= dead_after;
@@ -760,7 +777,7 @@ impl Cluster {
             }
         }
         drop(live);
-        self.routes_stale.store(true, Ordering::Relaxed);
+        self.routes_stale.store(true, Ordering::Release);
         for n in &silent {
             tracing::warn!(node = %n, "node missed its heartbeats; marking it dead and moving its instances");
             if let Err(e) = store.set_node_state(n, "dead") {

@@ -28,9 +28,15 @@ impl Pace {
     /// dead timeout keeps its ratio to the interval (3 s for 1 s, 15 s for 5 s).
     pub fn for_nodes(cfg: &MasterConfig, nodes: usize) -> Pace {
         let base = cfg.heartbeat_interval_ms.max(1);
+        // In whole seconds, so that a node joining or leaving moves the pace only at a
+        // boundary (every 1,000 nodes at the defaults), not by a millisecond each time.
         let needed = match cfg.max_heartbeats_per_sec {
             0 => 0,
-            max => (nodes as u64).saturating_mul(1000).div_ceil(max),
+            max => (nodes as u64)
+                .saturating_mul(1000)
+                .div_ceil(max)
+                .div_ceil(1000)
+                .saturating_mul(1000),
         };
         let every = base.max(needed);
         Pace {
@@ -42,20 +48,19 @@ impl Pace {
     }
 }
 
-/// The pace in force, and the one before it while nodes may still be keeping that one.
+/// The pace in force, and the longest dead timeout of an earlier pace that nodes may still be
+/// keeping, with when it stops counting.
 #[derive(Debug)]
 pub struct Paces {
     pub now: Pace,
-    before: Pace,
-    since: Instant,
+    grace: Option<(Duration, Instant)>,
 }
 
 impl Paces {
     pub fn new(p: Pace) -> Paces {
         Paces {
             now: p,
-            before: p,
-            since: Instant::now(),
+            grace: None,
         }
     }
 
@@ -64,19 +69,23 @@ impl Paces {
         if p == self.now {
             return false;
         }
-        self.before = self.now;
+        // Nodes that have not heard yet keep the outgoing interval: its timeout holds for one
+        // more of it, and a longer one still in its grace keeps its own.
+        let now = Instant::now();
+        let old = (self.now.dead_after, now + self.now.dead_after);
+        self.grace = match self.grace.filter(|(_, until)| *until > now) {
+            Some((d, until)) if d >= old.0 => Some((d, until.max(old.1))),
+            _ => Some(old),
+        };
         self.now = p;
-        self.since = Instant::now();
         true
     }
 
-    /// How long a node may be silent now: after a change to a shorter interval, nodes that
-    /// have not heard of it yet keep the old one, so the old timeout holds for one more of it.
+    /// How long a node may be silent now.
     pub fn dead_after(&self) -> Duration {
-        if self.since.elapsed() < self.before.dead_after {
-            self.now.dead_after.max(self.before.dead_after)
-        } else {
-            self.now.dead_after
+        match self.grace {
+            Some((d, until)) if until > Instant::now() => self.now.dead_after.max(d),
+            _ => self.now.dead_after,
         }
     }
 }
@@ -99,10 +108,8 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(Pace::for_nodes(&cfg(1000), 0).heartbeat, s(1));
         assert_eq!(Pace::for_nodes(&cfg(1000), 1000).heartbeat, s(1));
-        assert_eq!(
-            Pace::for_nodes(&cfg(1000), 1001).heartbeat,
-            Duration::from_millis(1001)
-        );
+        assert_eq!(Pace::for_nodes(&cfg(1000), 1001).heartbeat, s(2));
+        assert_eq!(Pace::for_nodes(&cfg(1000), 2000).heartbeat, s(2));
         let p = Pace::for_nodes(&cfg(1000), 5000);
         assert_eq!((p.heartbeat, p.dead_after), (s(5), s(15)));
         assert_eq!(Pace::for_nodes(&cfg(0), 100_000).heartbeat, s(1));
@@ -116,6 +123,10 @@ mod tests {
         assert!(!p.set(big));
         assert!(p.set(small));
         assert_eq!(p.now, small);
+        assert_eq!(p.dead_after(), big.dead_after);
+        // A small change right after a big one keeps the big one's grace.
+        let mid = Pace::for_nodes(&cfg(1000), 3000);
+        assert!(p.set(mid));
         assert_eq!(p.dead_after(), big.dead_after);
         let mut p = Paces::new(small);
         assert!(p.set(big));

@@ -312,14 +312,21 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// of this node's containers, and every [`RESYNC`]. Nothing is asked of the engine at rest.
 async fn refresh(docker: Docker, owner: Owner, states: States, images: Arc<Mutex<Vec<String>>>) {
     loop {
-        // Events from a second before the read on, so none falls between the two.
+        // Events from a little before the read on, so none falls between the two (a remote
+        // engine's clock may be a few seconds off ours; a replayed event costs one more read).
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs().saturating_sub(1));
+            .map_or(0, |d| d.as_secs().saturating_sub(5));
         sync_images(&docker, &images).await;
         sync_containers(&docker, &owner, &states).await;
         let mut filters = owner.filter();
         filters.insert("type".into(), vec!["container".into()]);
+        filters.insert(
+            "event".into(),
+            ["start", "die", "destroy", "oom"]
+                .map(String::from)
+                .to_vec(),
+        );
         let mut events = docker.events(Some(EventsOptions {
             since: Some(since.to_string()),
             filters: Some(filters),
@@ -388,10 +395,14 @@ async fn sync_containers(docker: &Docker, owner: &Owner, states: &States) {
             // being created or started counts as running.
             let state = c.state.map(|s| s.to_string()).unwrap_or_default();
             let ended = matches!(state.as_str(), "exited" | "dead");
-            let known = lock(states).get(&id).cloned();
+            if matches!(lock(states).get(&id), Some(State::Exited(_))) {
+                // Our containers never start again (no restart policy): an exit is final,
+                // whatever a list that lags behind the engine's events says.
+                continue;
+            }
             if !ended {
                 lock(states).insert(id, State::Running);
-            } else if !matches!(known, Some(State::Exited(_))) {
+            } else {
                 let exit = exit_of(docker, &id).await;
                 lock(states).insert(id, State::Exited(exit));
             }
@@ -738,7 +749,10 @@ impl Runtime for DockerRuntime {
                 Ok(c.id)
             })
             .map_err(err)?;
-        lock(&self.states).insert(id.clone(), State::Running);
+        // (A `die` handled first, for a container that ended at once, stays.)
+        lock(&self.states)
+            .entry(id.clone())
+            .or_insert(State::Running);
         if tty.is_none() {
             // (A terminal's output goes to the terminal, not the log.)
             let (lp, cid) = (log_path.clone(), id.clone());
@@ -849,7 +863,9 @@ impl Runtime for DockerRuntime {
                 container: Some(id.clone()),
             };
             if running {
-                lock(&self.states).insert(id.clone(), State::Running);
+                lock(&self.states)
+                    .entry(id.clone())
+                    .or_insert(State::Running);
                 let since = std::fs::metadata(&rec.log_path)
                     .ok()
                     .and_then(|m| m.modified().ok())

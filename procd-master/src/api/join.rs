@@ -91,7 +91,9 @@ fn mark_alive(c: &Cluster, node: &str) {
         crate::live::Live {
             last_seen: std::time::Instant::now(),
             heartbeat: None,
-            up: false,
+            // Up in the store: silent from now on, it is dead after the dead timeout (no
+            // heartbeat matches `None`, so the first one still goes the slow way).
+            up: true,
         },
     );
 }
@@ -110,7 +112,7 @@ pub(crate) fn register_node(
     // workers starting together could both take the name.
     let seen = c.live().get(&r.name).map(|l| l.last_seen.elapsed());
     let up = c.store().node(&r.name)?.is_some_and(|n| n.state == "up");
-    if let Some(ago) = seen.filter(|a| up && a.as_millis() < u128::from(c.cfg.dead_after_ms)) {
+    if let Some(ago) = seen.filter(|a| up && *a < c.dead_after()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",

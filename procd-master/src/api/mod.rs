@@ -1098,7 +1098,7 @@ async fn dispatch(
             }
             change(c, |s| s.remove_node(node))?;
             c.peers.set_node(node, "");
-            c.live().remove(*node);
+            c.forget_node(node);
             ok(json!({"removed": node}))
         }
         (&Method::POST, ["apps", app, "restart"]) => {
