@@ -106,7 +106,8 @@ impl AccessLog {
             .map_or(0, |d| d.as_millis() as u64);
         let mut p = lock(&self.buf);
         if p.stamp_ms != now {
-            p.stamp = zeroku_conf::time::rfc3339_millis(now);
+            let was = p.stamp_ms;
+            restamp(&mut p.stamp, was, now);
             p.stamp_ms = now;
         }
         let Pending { bytes, stamp, .. } = &mut *p;
@@ -178,9 +179,41 @@ impl Drop for AccessLog {
     }
 }
 
+/// Makes `stamp` (the RFC 3339 time of `was`, in ms) say `now`. Within one second only the
+/// three millisecond digits change: formatting the whole date was 3.5% of a handler request's
+/// instructions (callgrind).
+fn restamp(stamp: &mut String, was: u64, now: u64) {
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`: the digits are at 20..23.
+    if was / 1000 == now / 1000 && stamp.len() == 24 {
+        let m = now % 1000;
+        let digits = [
+            b'0' + (m / 100) as u8,
+            b'0' + (m / 10 % 10) as u8,
+            b'0' + (m % 10) as u8,
+        ];
+        if let Ok(d) = std::str::from_utf8(&digits) {
+            stamp.replace_range(20..23, d);
+            return;
+        }
+    }
+    *stamp = zeroku_conf::time::rfc3339_millis(now);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_moved_within_its_second_reads_as_one_made_anew() {
+        let t0 = 1_764_806_399_990u64; // 23:59:59.990, the last second of a day
+        let mut stamp = String::new();
+        let mut was = u64::MAX;
+        for now in (t0..t0 + 25).chain([t0 + 1_000, t0 + 86_400_000, t0 + 86_400_007]) {
+            restamp(&mut stamp, was, now);
+            assert_eq!(stamp, zeroku_conf::time::rfc3339_millis(now), "at {now}");
+            was = now;
+        }
+    }
 
     #[test]
     fn lines_quote_what_clients_send() {
