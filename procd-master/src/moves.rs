@@ -94,15 +94,19 @@ async fn move_one(cluster: &Arc<Cluster>, a: &Addon) -> Result<String, String> {
     out.map(|()| target)
 }
 
-/// Backs `a` up, places it on `target` (a fresh server there), restores, repoints the apps.
+/// Backs `a` up, places it on `target` (a fresh server there, on a port of its own), restores,
+/// repoints the apps.
 async fn copy_to(cluster: &Arc<Cluster>, a: &Addon, target: &str) -> Result<(), String> {
     let old_host = host(&cluster.store(), a).map_err(|e| e.to_string())?;
     let (sha, _) = crate::backups::capture(&cluster.data, a, &old_host).await?;
-    cluster
-        .change(|s| s.set_addon_node(&a.name, target))
-        .map_err(|e| e.to_string())?;
+    let min = cluster.cfg.addon_port_min;
+    let port = cluster
+        .change(|s| s.set_addon_node(&a.name, target, min..=min.saturating_add(999)))
+        .map_err(|e| e.to_string())?
+        .ok_or("every add-on port is in use (1000 from addon_port_min)")?;
     let mut moved = a.clone();
     moved.node = target.to_string();
+    moved.port = port;
     crate::backups::wait_up(cluster, &moved).await?;
     let new_host = host(&cluster.store(), &moved).map_err(|e| e.to_string())?;
     let path = cluster.data.join("backups").join(&sha);

@@ -379,12 +379,30 @@ impl Store {
     }
 
     /// Places `addon` on `node` (its server there starts from no data).
-    pub fn set_addon_node(&mut self, addon: &str, node: &str) -> Result<()> {
-        self.db.execute(
-            "UPDATE addons SET node = ?2 WHERE name = ?1",
-            params![addon, node],
+    /// Places `addon` on `node`, on a port of `ports` no add-on has (not its own old one
+    /// either: both servers may share a host while the old one stops, and a check that the
+    /// new one accepts must not be answered by the old). The new port; `None` if none is free.
+    pub fn set_addon_node(
+        &mut self,
+        addon: &str,
+        node: &str,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Result<Option<u16>> {
+        let tx = self.db.transaction()?;
+        let used: std::collections::HashSet<u16> = {
+            let mut st = tx.prepare("SELECT port FROM addons")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let Some(port) = ports.into_iter().find(|p| !used.contains(p)) else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE addons SET node = ?2, port = ?3 WHERE name = ?1",
+            params![addon, node, port],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(Some(port))
     }
 
     /// Whether any backup row (of any add-on) holds this file.
