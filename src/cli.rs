@@ -677,6 +677,20 @@ pub enum Command {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
+    /// List the services apps provide and require (zeroku.toml), with their live providers.
+    Services {
+        /// Only this app's.
+        #[arg(short = 'a', long = "app")]
+        app: Option<String>,
+    },
+    /// Print the providers of a service each time they change (until ctrl-c).
+    #[command(name = "services:watch")]
+    ServicesWatch {
+        /// A service the app provides, or one of its requirements.
+        name: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// List where an app's log also goes.
     Drains {
         #[command(flatten)]

@@ -55,6 +55,8 @@ pub struct Built {
     pub routes: BTreeMap<String, String>,
     /// Names of the buildpacks that ran, in order.
     pub buildpacks: Vec<String>,
+    /// `zeroku.toml`: the services the app provides and requires.
+    pub manifest: zeroku_conf::manifest::Manifest,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,8 @@ pub enum BuildError {
     Buildpack(#[from] BuildpackError),
     #[error("the app's Procfile is broken: {0}")]
     Procfile(#[from] zeroku_conf::procfile::ProcfileError),
+    #[error("the app's {}", .0)]
+    Manifest(#[from] zeroku_conf::manifest::ManifestError),
     #[error("the release phase failed: `{command}` exited non-zero; nothing was released")]
     ReleasePhase { command: String },
     #[error("the build has nothing to run: no Procfile, and no buildpack declared process types or routes")]
@@ -148,6 +152,7 @@ pub fn run(req: &Request<'_>, out: Sink) -> Result<Built, BuildError> {
     if types.is_empty() && release.default_routes.is_empty() {
         return Err(BuildError::NothingToRun);
     }
+    let manifest = read_manifest(&app, &types, out)?;
     // Buildpacks' defaults too must be startable (a Procfile's are checked as it is read).
     zeroku_conf::limits::process_types(types.len()).map_err(BuildError::Unstartable)?;
     for (kind, command) in &types {
@@ -189,7 +194,49 @@ pub fn run(req: &Request<'_>, out: Sink) -> Result<Built, BuildError> {
         process_types: types,
         routes: release.default_routes,
         buildpacks: names,
+        manifest,
     })
+}
+
+/// `zeroku.toml`, when the app has one: parsed, and each provided service
+/// served by a process type the app declares.
+fn read_manifest(
+    app: &Path,
+    types: &BTreeMap<String, String>,
+    out: Sink,
+) -> Result<zeroku_conf::manifest::Manifest, BuildError> {
+    use zeroku_conf::manifest::{self, ManifestError};
+    let path = app.join(manifest::FILE);
+    if !path.is_file() {
+        return Ok(manifest::Manifest::default());
+    }
+    let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
+    let m = manifest::parse(&text)?;
+    for (name, p) in &m.provides {
+        if !types.contains_key(&p.process) {
+            return Err(ManifestError::Invalid(format!(
+                "[provides.{name}] process {:?} is not a process type of this app (it has: {})",
+                p.process,
+                types.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+    }
+    if !m.is_empty() {
+        let list = |k: Vec<&String>| {
+            k.into_iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out(&format!(
+            "-----> {}: provides [{}], requires [{}]",
+            manifest::FILE,
+            list(m.provides.keys().collect()),
+            list(m.requires.keys().collect())
+        ));
+    }
+    Ok(m)
 }
 
 /// The buildpacks to run, each copied into the build, with its name.

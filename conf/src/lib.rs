@@ -6,6 +6,7 @@
 //! - [`wire`]: the versioned rmp-serde envelope every ZMQ message travels in.
 //! - [`config`]: each daemon's TOML config file, with defaults and validation.
 //! - [`procfile`]: the Heroku `Procfile` parser.
+//! - [`manifest`]: `zeroku.toml`, the services an app provides and requires.
 //! - [`limits`]: what a process can be started with (command and environment sizes).
 //!
 //! This crate is pure data and codecs: it must not open sockets, start
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod limits;
+pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod procfile;

@@ -77,8 +77,24 @@ pub struct InstanceSpec {
     pub stop_when_lost_ms: Option<u64>,
     /// For an add-on's server: it runs `command` (from no slug) in its data directory on this
     /// node, which is kept across restarts, on a fixed port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub addon: Option<AddonRun>,
+    /// The services it requires (`zeroku.toml`) and their live providers
+    /// now: the worker sets `ZEROKU_REQUIRE_<NAME>` and acts on a change as
+    /// each says. (Last, and left out when empty: lists stay as they were
+    /// for apps that require nothing.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Required>,
+}
+
+/// One requirement of an instance, resolved: see [`InstanceSpec::requires`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Required {
+    /// The requirement's name in the manifest (`api`).
+    pub name: String,
+    pub on_change: crate::manifest::OnChange,
+    /// `host:port` of each provider instance that is up, sorted.
+    pub addrs: Vec<String>,
 }
 
 /// How an add-on's server runs: see [`InstanceSpec::addon`].

@@ -62,6 +62,12 @@ pub fn process_type(name: &str) -> Result<(), NameError> {
     check("process type", name, 30, false)
 }
 
+/// A service an app provides or requires (`zeroku.toml`): like a process
+/// type, so that `ZEROKU_REQUIRE_<NAME>` is a plain variable name.
+pub fn service(name: &str) -> Result<(), NameError> {
+    check("service", name, 30, false)
+}
+
 /// A node name: a DNS label, 1–63 of `a-z0-9-`.
 pub fn node(name: &str) -> Result<(), NameError> {
     check("node", name, 63, true)

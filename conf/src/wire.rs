@@ -108,6 +108,7 @@ mod tests {
                 restart: 0,
                 stop_when_lost_ms: None,
                 addon: None,
+                requires: Vec::new(),
             }],
         })
     }

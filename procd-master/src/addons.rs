@@ -58,6 +58,7 @@ pub fn spec(a: &Addon) -> Option<InstanceSpec> {
             kind: a.kind.clone(),
             port: a.port,
         }),
+        requires: Vec::new(),
     })
 }
 

@@ -285,6 +285,7 @@ impl Builds {
             process_types,
             routes,
             buildpacks,
+            manifest,
         } = built;
         let c = cluster.clone();
         let sha = info.sha256.clone();
@@ -296,6 +297,7 @@ impl Builds {
             commit: origin.commit.clone(),
             buildpacks: buildpacks.clone(),
             build_ms: started.elapsed().as_millis() as u64,
+            manifest,
         };
         let desc = match &origin.commit {
             Some(c) => format!("Deploy {}", &c[..c.len().min(7)]),

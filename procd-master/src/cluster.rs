@@ -63,6 +63,10 @@ pub struct Cluster {
     pace: Mutex<crate::live::Paces>,
     /// When [`Cluster::check_liveness`] last read every node from the store.
     liveness_read: Mutex<Instant>,
+    /// The providers of every service the lists last published were built with.
+    providers: Mutex<crate::discovery::Providers>,
+    /// Counts changes of `providers`, for `services:watch` to wait on.
+    pub services_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// How long a node's log lines are taken for an app it no longer runs (its last lines arrive
@@ -153,6 +157,8 @@ impl Cluster {
             routes_stale: AtomicBool::new(true),
             pace: Mutex::new(pace),
             liveness_read: Mutex::new(Instant::now()),
+            providers: Mutex::default(),
+            services_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -268,6 +274,17 @@ impl Cluster {
         if placed != current {
             store.update_placements(&current, &placed)?;
         }
+        // What each app's instances require, resolved against the providers up now.
+        let providers = {
+            let live = lock(&self.live);
+            crate::discovery::providers(&releases, &placed, &nodes, &live)
+        };
+        let requires: HashMap<&str, Vec<zeroku_conf::Required>> = releases
+            .iter()
+            .filter(|(_, r)| !r.build.manifest.requires.is_empty())
+            .map(|(a, r)| (a.as_str(), crate::discovery::required(a, r, &providers)))
+            .collect();
+        self.set_providers(providers);
         // One-offs (zeroku run) ride along on their node's list until they end.
         let oneoffs: HashMap<String, (String, Option<zeroku_conf::Tty>)> = store
             .active_oneoffs()?
@@ -328,9 +345,9 @@ impl Cluster {
             .map(|n| n.name.as_str())
             .filter(|n| {
                 let want = wanted.get(n).map_or(&[][..], Vec::as_slice);
-                lists
-                    .get(*n)
-                    .is_none_or(|l| !same_instances(&l.instances, want, &releases, &restarts))
+                lists.get(*n).is_none_or(|l| {
+                    !same_instances(&l.instances, want, &releases, &restarts, &requires)
+                })
             })
             .collect();
         if changed.is_empty() {
@@ -353,6 +370,7 @@ impl Cluster {
                         s.limits.cpu_millis = cpus.get(p.app.as_str()).copied().unwrap_or(0);
                         s.stop_when_lost_ms = stop_when_lost.get(p.app.as_str()).copied();
                         s.restart = restarts.get(&p.id).copied().unwrap_or(0);
+                        s.requires = requires.get(p.app.as_str()).cloned().unwrap_or_default();
                         if let Some((cmd, tty)) = oneoffs.get(&p.id) {
                             s.command = cmd.clone();
                             s.tty = tty.clone();
@@ -395,6 +413,7 @@ impl Cluster {
     pub fn refresh_routes_if_stale(&self) {
         if self.routes_stale.swap(false, Ordering::AcqRel) {
             self.refresh_routes();
+            self.refresh_services();
         }
     }
 
@@ -451,6 +470,56 @@ impl Cluster {
             ROUTES_TOPIC.to_string(),
             &Message::Routes(current.clone()),
         );
+    }
+
+    /// Keeps the providers the lists are built with, and wakes `services:watch`ers when they
+    /// changed.
+    fn set_providers(&self, providers: crate::discovery::Providers) {
+        let mut cur = lock(&self.providers);
+        if *cur != providers {
+            *cur = providers;
+            self.services_changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// The providers of every service now (as the lists last published have them).
+    pub fn providers(&self) -> crate::discovery::Providers {
+        lock(&self.providers).clone()
+    }
+
+    /// Heartbeats changed what is up: when that changes a service's providers, re-plans, so
+    /// the lists of the nodes running its requirers carry the new addresses. Costs one read of
+    /// the current releases and placements, only when heartbeats changed something.
+    pub fn refresh_services(&self) {
+        let mut store = self.store();
+        let changed = (|| -> Result<bool, StoreError> {
+            let mut releases = HashMap::new();
+            for a in store.apps()? {
+                if let Some(r) = store.current_release(&a.name)? {
+                    releases.insert(a.name, r);
+                }
+            }
+            if releases
+                .values()
+                .all(|r| r.build.manifest.provides.is_empty())
+            {
+                return Ok(!lock(&self.providers).is_empty());
+            }
+            let (placements, nodes) = (store.placements()?, store.nodes()?);
+            let live = lock(&self.live);
+            let now = crate::discovery::providers(&releases, &placements, &nodes, &live);
+            Ok(*lock(&self.providers) != now)
+        })();
+        match changed {
+            Ok(true) => {
+                tracing::info!("service providers changed: re-planning");
+                if let Err(e) = self.replan(&mut store) {
+                    tracing::error!(error = %e, "re-planning after providers changed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "looking for service providers"),
+        }
     }
 
     pub fn route_table(&self) -> RouteTable {
@@ -827,10 +896,13 @@ fn same_instances(
     want: &[&Placement],
     releases: &HashMap<String, Release>,
     restarts: &HashMap<String, u32>,
+    requires: &HashMap<&str, Vec<zeroku_conf::Required>>,
 ) -> bool {
     have.len() == want.len()
         && have.iter().zip(want).all(|(h, p)| {
             h.id == p.id
+                && h.requires.as_slice()
+                    == requires.get(p.app.as_str()).map_or(&[][..], Vec::as_slice)
                 && h.limits.memory_mb == p.memory_mb
                 && h.restart == restarts.get(&p.id).copied().unwrap_or(0)
                 && (h.addon.is_some()
@@ -867,5 +939,6 @@ pub fn spec(p: &Placement, rel: &Release, app_seq: u32) -> InstanceSpec {
         restart: 0,
         stop_when_lost_ms: None,
         addon: None,
+        requires: Vec::new(),
     }
 }

@@ -28,6 +28,7 @@ pub mod builds;
 pub mod bus;
 pub mod cluster;
 pub mod dirs;
+pub mod discovery;
 pub mod drains;
 pub mod error;
 pub mod exe;

@@ -73,40 +73,43 @@ pub struct Inputs<'a> {
     pub handler_port_min: u16,
 }
 
-/// One route per app that has a release, sorted by app.
-pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
-    let hosts: HashMap<&str, &str> = i
-        .nodes
+/// The address of each node that is up.
+pub fn up_hosts(nodes: &[Node]) -> HashMap<&str, &str> {
+    nodes
         .iter()
         .filter(|n| n.state == "up")
         .map(|n| (n.name.as_str(), n.host.as_str()))
-        .collect();
+        .collect()
+}
+
+/// `host:port` of a placed instance whose node is up and whose last
+/// heartbeat has it up with a port. During a deploy or a restart the old
+/// process serves until the new one is up, then drains (still running, no
+/// longer given out) before it is stopped: the newest release and
+/// incarnation that is up counts.
+pub fn up_addr(
+    p: &Placement,
+    hosts: &HashMap<&str, &str>,
+    live: &HashMap<String, Live>,
+) -> Option<String> {
+    let node = p.node.as_deref()?;
+    let host = hosts.get(node)?;
+    let hb = live.get(node)?.heartbeat.as_ref()?;
+    let st = hb
+        .instances
+        .iter()
+        .filter(|s| s.id == p.id && s.state == InstanceState::Up)
+        .max_by_key(|s| (s.release, s.restart))?;
+    Some(format!("{host}:{}", st.port?))
+}
+
+/// One route per app that has a release, sorted by app.
+pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
+    let hosts = up_hosts(i.nodes);
     let mut web: HashMap<&str, Vec<String>> = HashMap::new();
     for p in i.placements.iter().filter(|p| p.proc_type == WEB_TYPE) {
-        let Some(node) = p.node.as_deref() else {
-            continue;
-        };
-        let (Some(host), Some(hb)) = (
-            hosts.get(node),
-            i.live.get(node).and_then(|l| l.heartbeat.as_ref()),
-        ) else {
-            continue;
-        };
-        // The newest release (and incarnation) of the instance that is up:
-        // during a deploy or a restart the old process serves until the new
-        // one is up, then drains
-        // (still running, no longer routed to) before it is stopped.
-        if let Some(st) = hb
-            .instances
-            .iter()
-            .filter(|s| s.id == p.id && s.state == InstanceState::Up)
-            .max_by_key(|s| (s.release, s.restart))
-        {
-            if let Some(port) = st.port {
-                web.entry(p.app.as_str())
-                    .or_default()
-                    .push(format!("{host}:{port}"));
-            }
+        if let Some(addr) = up_addr(p, &hosts, i.live) {
+            web.entry(p.app.as_str()).or_default().push(addr);
         }
     }
     let mut paths: HashMap<&str, Vec<PathRoute>> = HashMap::new();

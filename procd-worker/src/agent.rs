@@ -231,6 +231,24 @@ pub async fn run(
             })?;
     }
     sup.set_addons_dir(addons_dir);
+    // Requirement files: each instance's in a directory of its app's group, under one apps
+    // can only pass through.
+    let require_dir = data.join("require");
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&require_dir)
+            .and_then(|_| {
+                std::fs::set_permissions(&require_dir, std::fs::Permissions::from_mode(0o711))
+            });
+        made.map_err(|source| WorkerError::Data {
+            path: require_dir.clone(),
+            source,
+        })?;
+    }
+    sup.set_require_dir(require_dir);
     sup.set_port_claims(&crate::ports::host_dir());
 
     // Never rely on PUB alone: the list over the API first.
@@ -266,6 +284,7 @@ pub async fn run(
         keys: joined.keys.clone(),
         server: master_key,
     };
+    let mut forwards = crate::forward::Forwards::default();
     let relays = crate::relay::Relays::start(zmq::Context::new(), curve.clone(), &relay_dir)
         .map_err(|source| WorkerError::Data {
             path: relay_dir.clone(),
@@ -367,6 +386,7 @@ pub async fn run(
                 let now = Instant::now();
                 sup.master_silent(now.duration_since(heard));
                 sup.tick(now);
+                forwards.sync(sup.forwards());
                 relays.sync(
                     sup.running_handlers()
                         .into_iter()

@@ -472,7 +472,12 @@ fn ipc_binds(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
         .collect();
     dirs.sort();
     dirs.dedup();
-    dirs.into_iter().map(|d| format!("{d}:{d}")).collect()
+    let mut binds: Vec<String> = dirs.into_iter().map(|d| format!("{d}:{d}")).collect();
+    // The files of its requirements, where the host has them, read-only.
+    if let Some(d) = env.get(crate::require::DIR_VAR) {
+        binds.push(format!("{d}:{d}:ro"));
+    }
+    binds
 }
 
 /// Removes a terminal's container that could not be started or used; it
@@ -816,6 +821,69 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+        let Some(id) = rec.container.clone() else {
+            return Ok(());
+        };
+        let signal = format!("SIG{sig}");
+        let _ = self.jobs.send(Box::new(move |d| {
+            Box::pin(async move {
+                let _ = d
+                    .kill_container(&id, Some(KillContainerOptions { signal }))
+                    .await;
+            })
+        }));
+        Ok(())
+    }
+
+    fn hook(
+        &self,
+        rec: &ProcRecord,
+        req: &StartRequest<'_>,
+        command: &str,
+    ) -> Result<(), RuntimeError> {
+        let Some(id) = rec.container.clone() else {
+            return Ok(());
+        };
+        let env: Vec<String> = req
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", in_container(k, v)))
+            .collect();
+        let cmd = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            crate::native::script(command),
+        ];
+        let instance = rec.instance.clone();
+        // Runs as the container's user, in its directory; detached (its output is not kept).
+        let _ = self.jobs.send(Box::new(move |d| {
+            Box::pin(async move {
+                let opts = bollard::exec::CreateExecOptions {
+                    cmd: Some(cmd),
+                    env: Some(env),
+                    working_dir: Some("/app".to_string()),
+                    ..Default::default()
+                };
+                let started = match d.create_exec(&id, opts).await {
+                    Ok(e) => {
+                        let o = bollard::exec::StartExecOptions {
+                            detach: true,
+                            tty: false,
+                            output_capacity: None,
+                        };
+                        d.start_exec(&e.id, Some(o)).await.map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = started {
+                    tracing::warn!(instance.id = %instance, error = %e, "on_change hook did not start");
+                }
+            })
+        }));
+        Ok(())
+    }
+
     fn kill_leftovers(&self, _rec: &ProcRecord) {}
 
     fn adopt(&self) -> Adopted {
@@ -960,6 +1028,18 @@ const NODE_HOST: &str = "host.docker.internal";
 /// URL (`*_URL`, an add-on's) that points at this node's loopback points at [`NODE_HOST`]
 /// instead. Add-on servers listen on every address of their node.
 fn in_container(key: &str, value: &str) -> String {
+    if crate::require::is_addrs_var(key) {
+        return value
+            .split(',')
+            .map(|a| {
+                ["127.0.0.1:", "localhost:"]
+                    .iter()
+                    .find_map(|l| a.strip_prefix(l))
+                    .map_or_else(|| a.to_string(), |port| format!("{NODE_HOST}:{port}"))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     if key.ends_with("_URL") {
         for local in ["@127.0.0.1:", "@localhost:", "@[::1]:"] {
             if value.contains(local) {

@@ -21,10 +21,12 @@
 pub mod agent;
 pub mod bus;
 pub mod docker;
+pub mod forward;
 pub mod logs;
 pub mod native;
 pub mod ports;
 pub mod relay;
+pub mod require;
 pub mod runtime;
 pub mod runtimes;
 pub mod supervisor;

@@ -272,6 +272,29 @@ impl NativeRuntime {
     }
 }
 
+/// Sends `signo` to the process group of `rec`, unless its pid was recycled.
+fn signal_group(rec: &ProcRecord, signo: i32) -> Result<(), RuntimeError> {
+    // Never signal a recycled pid: the start time must still match. (A
+    // zombie leader with matching ticks still holds its pid, and its
+    // group may have live members, so it is signalled.)
+    match read_proc_stat(rec.pid) {
+        Some(st) if st.start_ticks == rec.start_ticks => {}
+        _ => return Ok(()),
+    }
+    match sys::kill_group(rec.pid, signo) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(source) => Err(RuntimeError::Signal {
+            instance: rec.instance.clone(),
+            pid: rec.pid,
+            source,
+        }),
+    }
+}
+
+/// How long an `on_change` hook may run before it is killed.
+const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Runtime for NativeRuntime {
     fn start(&self, req: &StartRequest<'_>) -> Result<ProcRecord, RuntimeError> {
         let spec = req.spec;
@@ -559,26 +582,111 @@ impl Runtime for NativeRuntime {
     }
 
     fn signal(&self, rec: &ProcRecord, sig: StopSignal) -> Result<(), RuntimeError> {
-        // Never signal a recycled pid: the start time must still match. (A
-        // zombie leader with matching ticks still holds its pid, and its
-        // group may have live members, so it is signalled.)
-        match read_proc_stat(rec.pid) {
-            Some(st) if st.start_ticks == rec.start_ticks => {}
-            _ => return Ok(()),
-        }
         let signo = match sig {
             StopSignal::Term => libc::SIGTERM,
             StopSignal::Kill => libc::SIGKILL,
         };
-        match sys::kill_group(rec.pid, signo) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(source) => Err(RuntimeError::Signal {
-                instance: rec.instance.clone(),
-                pid: rec.pid,
-                source,
-            }),
+        signal_group(rec, signo)
+    }
+
+    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+        let signo = match sig {
+            "HUP" => libc::SIGHUP,
+            "USR1" => libc::SIGUSR1,
+            "USR2" => libc::SIGUSR2,
+            other => {
+                return Err(RuntimeError::Signal {
+                    instance: rec.instance.clone(),
+                    pid: rec.pid,
+                    source: std::io::Error::other(format!("{other} is not a signal zeroku sends")),
+                })
+            }
+        };
+        signal_group(rec, signo)
+    }
+
+    fn hook(
+        &self,
+        rec: &ProcRecord,
+        req: &StartRequest<'_>,
+        command: &str,
+    ) -> Result<(), RuntimeError> {
+        let spec = req.spec;
+        let err = |why: String| RuntimeError::Start {
+            instance: rec.instance.clone(),
+            why: format!("on_change hook: {why}"),
+        };
+        // Output to the instance's log, which is the app's file already.
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&rec.log_path)
+            .map_err(|e| err(format!("cannot open {}: {e}", rec.log_path.display())))?;
+        let log_err = log.try_clone().map_err(|e| err(e.to_string()))?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script(command))
+            .current_dir(req.slug_dir)
+            .env_clear()
+            .envs(&req.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        for (k, v) in [
+            ("HOME", req.slug_dir.as_os_str()),
+            (
+                "TMPDIR",
+                self.tmp_path(&rec.instance, spec.release).as_os_str(),
+            ),
+            ("PATH", std::ffi::OsStr::new(DEFAULT_PATH)),
+        ] {
+            if !req.env.contains_key(k) {
+                cmd.env(k, v);
+            }
         }
+        if self.as_root {
+            let uid = self.app_uid(req)?;
+            cmd.uid(uid).gid(uid);
+        }
+        sys::new_session_on_spawn(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| err(format!("cannot run /bin/sh: {e}")))?;
+        // In the instance's cgroup: its limits hold for the hook too.
+        if let Ok(cg) = &self.cgroups {
+            let dir = cg.dir(&key(&rec.instance, rec.release));
+            if dir.is_dir() {
+                if let Err(why) = cg.add(&dir, child.id()) {
+                    Self::abort_child(&mut child);
+                    return Err(err(why));
+                }
+            }
+        }
+        // Reaped by a thread of its own; a hook still running after a minute is killed.
+        let instance = rec.instance.clone();
+        std::thread::Builder::new()
+            .name("on-change-hook".into())
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + HOOK_TIMEOUT;
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(status)) => {
+                            tracing::info!(instance.id = %instance, %status, "on_change hook ended");
+                            return;
+                        }
+                        Ok(None) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                        _ => {
+                            tracing::warn!(instance.id = %instance, "on_change hook ran over a minute: killed");
+                            let _ = sys::kill_group(child.id(), libc::SIGKILL);
+                            let _ = child.wait();
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| err(format!("cannot start a thread: {e}")))?;
+        Ok(())
     }
 
     fn kill_leftovers(&self, rec: &ProcRecord) {

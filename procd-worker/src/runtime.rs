@@ -165,6 +165,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// connection to every `tcp://host:port` endpoint; `None` when this
     /// cannot be seen (then readiness falls back to running time).
     fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool>;
+    /// Sends `sig` (`HUP`, `USR1`, `USR2`: a requirement's `on_change`) to
+    /// the process and its group, to tell it to re-read what changed.
+    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError>;
+    /// Runs `command` next to the process, as the app, in its directory and
+    /// with `env` (a requirement's `on_change = "hook:..."`); does not wait
+    /// for it. Its output goes to the instance's log where the runtime can.
+    fn hook(
+        &self,
+        rec: &ProcRecord,
+        req: &StartRequest<'_>,
+        command: &str,
+    ) -> Result<(), RuntimeError>;
     /// Terminals of interactive one-offs started since the last call.
     fn take_terminals(&self) -> Vec<(ProcRecord, Terminal)> {
         Vec::new()

@@ -73,6 +73,19 @@ impl Runtime for Runtimes {
         self.of(rec).signal(rec, sig)
     }
 
+    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+        self.of(rec).notify(rec, sig)
+    }
+
+    fn hook(
+        &self,
+        rec: &ProcRecord,
+        req: &StartRequest<'_>,
+        command: &str,
+    ) -> Result<(), RuntimeError> {
+        self.of(rec).hook(rec, req, command)
+    }
+
     fn kill_leftovers(&self, rec: &ProcRecord) {
         self.of(rec).kill_leftovers(rec)
     }

@@ -11,11 +11,14 @@
 //! once.
 
 use crate::runtime::{ProcRecord, Runtime, StartRequest, StopSignal};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zeroku_conf::config::WorkerConfig;
+use zeroku_conf::manifest::OnChange;
 use zeroku_conf::{InstanceSpec, InstanceState, InstanceStatus, NodeList};
+
+mod discovery;
 
 /// A slot: instance id, release and incarnation (`ps:restart`). A new
 /// release or incarnation is a new slot next to the old one.
@@ -182,6 +185,12 @@ pub struct Supervisor<R: Runtime> {
     addons_dir: Option<PathBuf>,
     /// `$PORT`s held against the other workers of this host.
     ports: crate::ports::PortClaims,
+    /// Where instances' requirement files are written ([`crate::require`]);
+    /// `None`: only the variables.
+    require_dir: Option<PathBuf>,
+    /// The local port of each (app, requirement) with a stable address on this node
+    /// ([`crate::forward`]), kept in `<require_dir>/ports.json` across restarts.
+    local_ports: std::collections::BTreeMap<(String, String), u16>,
 }
 
 impl<R: Runtime> Supervisor<R> {
@@ -189,7 +198,12 @@ impl<R: Runtime> Supervisor<R> {
     /// ports adopted processes hold are claimed at once).
     pub fn set_port_claims(&mut self, dir: &std::path::Path) {
         self.ports = crate::ports::PortClaims::new(Some(dir));
-        let held: Vec<u16> = self.adopted.iter().map(|p| p.rec.port).collect();
+        let held: Vec<u16> = self
+            .adopted
+            .iter()
+            .map(|p| p.rec.port)
+            .chain(self.local_ports.values().copied())
+            .collect();
         for p in held.into_iter().filter(|p| *p != 0) {
             self.ports.claim(p);
         }
@@ -204,6 +218,16 @@ impl<R: Runtime> Supervisor<R> {
 
     pub fn set_relay_dir(&mut self, dir: PathBuf) {
         self.relay_dir = Some(dir);
+    }
+
+    /// Instances' requirement files go under `dir` (`<data>/require`), with the ports of the
+    /// stable addresses an earlier run gave out.
+    pub fn set_require_dir(&mut self, dir: PathBuf) {
+        self.local_ports = discovery::load_ports(&dir);
+        for p in self.local_ports.values().copied().collect::<Vec<_>>() {
+            self.ports.claim(p);
+        }
+        self.require_dir = Some(dir);
     }
 
     /// The specs of the handler processes running (or still stopping):
@@ -266,6 +290,8 @@ impl<R: Runtime> Supervisor<R> {
             relay_dir: None,
             addons_dir: None,
             ports: Default::default(),
+            require_dir: None,
+            local_ports: Default::default(),
         }
     }
 
@@ -354,6 +380,7 @@ impl<R: Runtime> Supervisor<R> {
             slot.desired = false;
         }
         let mut wanted_ids = HashMap::new();
+        let mut notices = Vec::new();
         for spec in list.instances {
             let key = (spec.id.clone(), spec.release, spec.restart);
             wanted_ids.insert(spec.id.clone(), spec.clone());
@@ -363,10 +390,15 @@ impl<R: Runtime> Supervisor<R> {
                 // endpoints after a frontend joined): restart it.
                 // Not an add-on's server for its environment: that only seeds its first
                 // start (a rotated password is the server's own business by then).
+                let providers = discovery::changed(&slot.spec, &spec);
                 let changed = (slot.spec.env != spec.env && spec.addon.is_none())
                     || slot.spec.command != spec.command
                     || slot.spec.stack != spec.stack
-                    || slot.spec.handler != spec.handler;
+                    || slot.spec.handler != spec.handler
+                    || providers.iter().any(|r| r.on_change == OnChange::Restart);
+                if !changed && !providers.is_empty() {
+                    notices.push((key.clone(), providers));
+                }
                 slot.spec = spec;
                 if changed {
                     if let Some(p) = slot.proc.take() {
@@ -414,6 +446,10 @@ impl<R: Runtime> Supervisor<R> {
                 }
             }
         }
+        for (key, providers) in notices {
+            self.providers_changed(&key, &providers);
+        }
+        self.gc_require_dirs();
         self.changed = true;
         fresh
     }
@@ -438,6 +474,7 @@ impl<R: Runtime> Supervisor<R> {
             .map(|s| s.port)
             .chain(self.stopping.iter().map(|p| p.rec.port))
             .chain(self.adopted.iter().map(|p| p.rec.port))
+            .chain(self.local_ports.values().copied())
             .filter(|p| *p != 0)
             .collect()
     }
@@ -847,24 +884,13 @@ impl<R: Runtime> Supervisor<R> {
         now: Instant,
     ) {
         let cfg = self.cfg.clone();
-        let node = self.node.clone();
-        let relay_dir = self.relay_dir.clone();
+        if !self.slots.contains_key(key) {
+            return;
+        }
+        let env = self.env_of(spec, port);
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let mut env: BTreeMap<String, String> = spec.env.clone();
-        env.insert("PORT".into(), port.to_string());
-        env.insert("ZEROKU_APP".into(), spec.app.clone());
-        env.insert("ZEROKU_INSTANCE".into(), spec.id.clone());
-        env.insert("ZEROKU_PROCESS_TYPE".into(), spec.proc_type.clone());
-        env.insert("ZEROKU_RELEASE".into(), format!("v{}", spec.release));
-        env.insert("ZEROKU_NODE".into(), node);
-        env.insert("DYNO".into(), format!("{}.{}", spec.proc_type, spec.index));
-        if !spec.handler.is_empty() {
-            let (send, recv) = crate::relay::handler_specs(relay_dir.as_deref(), spec);
-            env.insert("M2_SEND_SPEC".into(), send);
-            env.insert("M2_RECV_SPEC".into(), recv);
-        }
         let req = StartRequest {
             spec,
             slug_dir: dir,

@@ -53,6 +53,7 @@ fn spec(id: &str, proc_type: &str, command: &str) -> InstanceSpec {
         restart: 0,
         stop_when_lost_ms: None,
         addon: None,
+        requires: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ fn spec(id: &str, app_seq: u32, command: &str) -> InstanceSpec {
         restart: 0,
         stop_when_lost_ms: None,
         addon: None,
+        requires: Vec::new(),
     }
 }
 

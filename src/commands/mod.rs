@@ -13,6 +13,7 @@ mod people;
 mod ps;
 mod releases;
 mod routing;
+mod services;
 mod terminal;
 
 use crate::cli::{Api, Command};
@@ -257,6 +258,8 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             let out = output.unwrap_or_else(|| std::path::PathBuf::from(format!("{backup}.{ext}")));
             addons::download(&api, &app, &name, &backup, &out).await
         }
+        Services { app } => services::list(&api, app.as_deref()).await,
+        ServicesWatch { name, app } => services::watch(&api, &app.name()?, &name).await,
         Drains { app } => logs::drains(&api, &app.name()?).await,
         DrainsAdd { app, drain } => logs::add_drain(&api, &app.name()?, &drain).await,
         DrainsRemove { app, drain } => logs::remove_drain(&api, &app.name()?, &drain).await,

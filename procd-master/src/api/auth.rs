@@ -69,6 +69,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/v1/status", Anyone),
     r("GET", "/v1/whoami", Anyone),
     r("GET", "/v1/apps", User),
+    r("GET", "/v1/services", User),
     r("POST", "/v1/apps", User),
     r("GET", "/v1/apps/:app", App(View)),
     r("DELETE", "/v1/apps/:app", App(Manage)),

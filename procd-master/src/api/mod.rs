@@ -23,6 +23,7 @@ mod files;
 pub(crate) mod join;
 mod people;
 mod runs;
+mod services;
 
 use auth::Caller;
 use checks::*;
@@ -878,6 +879,7 @@ async fn dispatch(
             join::frontend_hello(c, caller, name, r).map(ok)?
         }
         (&Method::GET, ["routes"]) => ok(json!(c.route_table())),
+        (&Method::GET, ["services"]) => services::list(c, caller, &req).await,
         (&Method::GET, ["apps", app, "settings"]) => {
             app_exists(c, app)?;
             let mine: BTreeMap<String, String> = c

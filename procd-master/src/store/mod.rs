@@ -106,6 +106,12 @@ pub struct BuildMeta {
     pub buildpacks: Vec<String>,
     #[serde(default)]
     pub build_ms: u64,
+    /// The app's `zeroku.toml`: what it provides and requires.
+    #[serde(
+        default,
+        skip_serializing_if = "zeroku_conf::manifest::Manifest::is_empty"
+    )]
+    pub manifest: zeroku_conf::manifest::Manifest,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

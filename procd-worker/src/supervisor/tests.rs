@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::runtime::{Adopted, Exit, RuntimeError};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use zeroku_conf::{Limits, SlugRef};
 
@@ -12,6 +13,8 @@ struct FakeState {
     /// Pids that exit as soon as they are polled.
     crash_release: HashSet<u32>,
     signals: Vec<(u32, StopSignal)>,
+    /// `notify` and `hook` calls: (pid, signal or `hook:` command, env).
+    notified: Vec<(u32, String, BTreeMap<String, String>)>,
     persisted: Vec<ProcRecord>,
     started: Vec<(String, u32)>,
     /// `accepting` answers false until `poll` was called this many times.
@@ -63,6 +66,22 @@ impl Runtime for Fake {
                 Some(Exit::Signal(if sig == StopSignal::Kill { 9 } else { 15 })),
             );
         }
+        Ok(())
+    }
+    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+        let mut s = self.0.lock().unwrap();
+        s.notified.push((rec.pid, sig.to_string(), BTreeMap::new()));
+        Ok(())
+    }
+    fn hook(
+        &self,
+        rec: &ProcRecord,
+        req: &StartRequest<'_>,
+        command: &str,
+    ) -> Result<(), RuntimeError> {
+        let mut s = self.0.lock().unwrap();
+        s.notified
+            .push((rec.pid, format!("hook:{command}"), req.env.clone()));
         Ok(())
     }
     fn adopt(&self) -> Adopted {
@@ -150,6 +169,7 @@ fn spec(id: &str, release: u32) -> InstanceSpec {
         restart: 0,
         stop_when_lost_ms: None,
         addon: None,
+        requires: Vec::new(),
     }
 }
 
@@ -656,4 +676,66 @@ fn instances_that_ask_stop_when_the_master_is_silent_too_long() {
     s.apply(list(1, vec![careful, spec("b.web.1", 2)]), t);
     run(&mut s, &mut t, 1200);
     assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
+}
+
+fn requiring(id: &str, on_change: &str, addrs: &[&str]) -> InstanceSpec {
+    InstanceSpec {
+        requires: vec![zeroku_conf::Required {
+            name: "api".into(),
+            on_change: OnChange::try_from(on_change.to_string()).unwrap(),
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        }],
+        ..spec(id, 2)
+    }
+}
+
+#[test]
+fn new_providers_reach_each_instance_as_its_requirement_says() {
+    let fake = Fake::default();
+    let mut t = Instant::now();
+    let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    let modes = ["restart", "signal:HUP", "hook:./reload", "none"];
+    let specs = |addrs: &[&str]| {
+        modes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| requiring(&format!("a.worker.{}", i + 1), m, addrs))
+            .collect::<Vec<_>>()
+    };
+    s.apply(list(1, specs(&["10.0.0.1:31000"])), t);
+    run(&mut s, &mut t, 1500);
+    assert_eq!(fake.started().len(), 4);
+    let pid_of = |id: &str| {
+        s.records()
+            .iter()
+            .find(|r| r.instance == id)
+            .map(|r| r.pid)
+            .unwrap()
+    };
+    let (signalled, hooked) = (pid_of("a.worker.2"), pid_of("a.worker.3"));
+
+    // The same providers again: nothing happens.
+    s.apply(list(2, specs(&["10.0.0.1:31000"])), t);
+    run(&mut s, &mut t, 500);
+    assert_eq!(fake.started().len(), 4);
+    assert!(fake.0.lock().unwrap().notified.is_empty());
+
+    // A second provider: `restart` restarts, `signal` signals, `hook` runs its command with
+    // the new list, `none` only has its file rewritten.
+    s.apply(list(3, specs(&["10.0.0.1:31000", "10.0.0.2:31000"])), t);
+    run(&mut s, &mut t, 1500);
+    let started = fake.started();
+    assert_eq!(started.len(), 5, "{started:?}");
+    assert_eq!(started[4].0, "a.worker.1");
+    let notified = fake.0.lock().unwrap().notified.clone();
+    assert_eq!(notified.len(), 2, "{notified:?}");
+    assert_eq!((notified[0].0, notified[0].1.as_str()), (signalled, "HUP"));
+    assert_eq!(
+        (notified[1].0, notified[1].1.as_str()),
+        (hooked, "hook:./reload")
+    );
+    assert_eq!(
+        notified[1].2["ZEROKU_REQUIRE_API"],
+        "10.0.0.1:31000,10.0.0.2:31000"
+    );
 }
