@@ -18,7 +18,8 @@
 //!
 //! Run: `cargo run --release -p zeroku-master --example bench_master`
 //! (options: `--nodes N --apps N --web N --worker N --sockets N --env N --rest SECS`;
-//! `--sockets` is the number of subscriber threads).
+//! `--sockets` is the number of subscriber threads). With `--discovery [--requirers N]`:
+//! how one change of a service's providers reaches its requiring instances (`discovery.rs`).
 //! Timings are printed, never asserted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,6 +38,7 @@ use zeroku_master::scheduler::{self, NodeSlot};
 use zeroku_master::store::{Formation, Release, Store, StoreError};
 use zeroku_slug::SlugStore;
 
+mod discovery;
 mod rest;
 
 const WARMUP: &[u8] = b"warmup";
@@ -83,15 +85,24 @@ fn main() {
         node_mb: 64 * 1024,
         rest: 30,
     };
+    let (mut discovery, mut requirers, mut nodes_given) = (false, 1_000u32, false);
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
+        if a == "--discovery" {
+            discovery = true;
+            continue;
+        }
         let mut v = || -> usize {
             it.next()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("{a} needs a number"))
         };
         match a.as_str() {
-            "--nodes" => p.nodes = v(),
+            "--nodes" => {
+                p.nodes = v();
+                nodes_given = true;
+            }
+            "--requirers" => requirers = v() as u32,
             "--apps" => p.apps = v(),
             "--web" => p.web = v() as u32,
             "--worker" => p.worker = v() as u32,
@@ -100,6 +111,13 @@ fn main() {
             "--rest" => p.rest = v() as u64,
             other => panic!("unknown option {other}"),
         }
+    }
+    if discovery {
+        if !nodes_given {
+            p.nodes = 10;
+        }
+        discovery::run(&p, requirers);
+        return;
     }
     run(&p);
 }
@@ -566,6 +584,123 @@ fn collect(rx: &mpsc::Receiver<Line>, want: usize, timeout: Duration) -> Vec<Got
 
 // ---------------------------------------------------------------- the bench
 
+/// The master's bus, live: a [`Cluster`] over a store, publishing through a real CURVE PUB
+/// socket with its ZAP handler, and the subscriber child with one SUB socket per node, every
+/// subscription through before it returns.
+struct Bus {
+    ctx: zmq::Context,
+    stop: Arc<AtomicBool>,
+    master_keys: Keys,
+    publisher: bus::Publisher,
+    pub_thread: std::thread::JoinHandle<()>,
+    zap_thread: std::thread::JoinHandle<()>,
+    child: Child,
+    lines: mpsc::Receiver<Line>,
+    cluster: Arc<Cluster>,
+}
+
+impl Bus {
+    fn up(
+        dir: &std::path::Path,
+        store: Store,
+        node_keys: &[(String, Keys)],
+        keys_file: &std::path::Path,
+        p: &Params,
+    ) -> Bus {
+        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+        let ctx = zmq::Context::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let master_keys = Keys::generate().expect("keys");
+        let (publisher, outbox) = bus::Publisher::channel(65_536).expect("publisher");
+        let cfg = MasterConfig {
+            pub_endpoint: endpoint.clone(),
+            // No node here ever heartbeats on its own: never mark one dead.
+            dead_after_ms: 3_600_000,
+            ..MasterConfig::default()
+        };
+        let slugs = SlugStore::open(&dir.join("slugs")).expect("slug store");
+        let cluster = Arc::new(Cluster::new(
+            cfg,
+            dir,
+            store,
+            slugs,
+            publisher.clone(),
+            master_keys.public_z85(),
+        ));
+        let c = cluster.clone();
+        let zap_thread = zeroku_bus::zap::start(
+            &ctx,
+            move |_, key| c.peers.knows(key),
+            cluster.refused.clone(),
+            stop.clone(),
+        )
+        .expect("ZAP");
+        let c = cluster.clone();
+        let pub_thread = bus::start_pub(
+            &ctx,
+            &endpoint,
+            &master_keys,
+            outbox,
+            move |who, topic| c.on_subscribe(who, topic),
+            cluster.refused.clone(),
+            stop.clone(),
+        )
+        .expect("bind PUB");
+        let (child, lines) = spawn_subscriber(&endpoint, keys_file, &master_keys.public_z85(), p);
+        // Warm-up: publish on every node topic until the child has seen each one,
+        // so every subscription has reached the PUB socket before timing.
+        let t_warm = Instant::now();
+        let mut ready = false;
+        // (5,000 CURVE handshakes take a while on 2 cores: up to 3 minutes.)
+        for _round in 0..90 {
+            for (n, k) in node_keys {
+                publisher.send(node_topic(n, &k.id()), WARMUP.to_vec());
+            }
+            let until = Instant::now() + Duration::from_millis(2000);
+            while !ready && Instant::now() < until {
+                match lines.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Line::Ready) => ready = true,
+                    Ok(Line::Other(l)) => eprintln!("subscriber: {l}"),
+                    _ => {}
+                }
+            }
+            if ready {
+                break;
+            }
+        }
+        assert!(ready, "the subscribers never saw every topic");
+        // Let the last warm-up round drain.
+        std::thread::sleep(Duration::from_millis(300));
+        while lines.try_recv().is_ok() {}
+        eprintln!(
+            "{} CURVE handshakes and subscriptions done after {:.2?}",
+            p.nodes,
+            t_warm.elapsed()
+        );
+        Bus {
+            ctx,
+            stop,
+            master_keys,
+            publisher,
+            pub_thread,
+            zap_thread,
+            child,
+            lines,
+            cluster,
+        }
+    }
+
+    fn down(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.cluster);
+        drop(self.publisher);
+        let _ = self.pub_thread.join();
+        let _ = self.zap_thread.join();
+    }
+}
+
 fn run(p: &Params) {
     let total = p.apps * (p.web + p.worker) as usize;
     println!(
@@ -589,77 +724,8 @@ fn run(p: &Params) {
     let (rss_setup, _) = rss_kb(None);
     eprintln!("setup (SQLite rows for nodes, apps, releases, formation): {t_setup:.2?}");
 
-    // --- the cluster, its ZAP handler, PUB thread and the subscriber child.
-    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-    let ctx = zmq::Context::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let master_keys = Keys::generate().expect("keys");
-    let (publisher, outbox) = bus::Publisher::channel(65_536).expect("publisher");
-    let cfg = MasterConfig {
-        pub_endpoint: endpoint.clone(),
-        // No node here ever heartbeats on its own: never mark one dead.
-        dead_after_ms: 3_600_000,
-        ..MasterConfig::default()
-    };
-    let slugs = SlugStore::open(&dir.path().join("slugs")).expect("slug store");
-    let cluster = Arc::new(Cluster::new(
-        cfg,
-        dir.path(),
-        store,
-        slugs,
-        publisher.clone(),
-        master_keys.public_z85(),
-    ));
-    let c = cluster.clone();
-    let zap_thread = zeroku_bus::zap::start(
-        &ctx,
-        move |_, key| c.peers.knows(key),
-        cluster.refused.clone(),
-        stop.clone(),
-    )
-    .expect("ZAP");
-    let c = cluster.clone();
-    let pub_thread = bus::start_pub(
-        &ctx,
-        &endpoint,
-        &master_keys,
-        outbox,
-        move |who, topic| c.on_subscribe(who, topic),
-        cluster.refused.clone(),
-        stop.clone(),
-    )
-    .expect("bind PUB");
-    let (mut child, lines) = spawn_subscriber(&endpoint, &keys_file, &master_keys.public_z85(), p);
-    // Warm-up: publish on every node topic until the child has seen each one,
-    // so every subscription has reached the PUB socket before timing.
-    let t_warm = Instant::now();
-    let mut ready = false;
-    // (5,000 CURVE handshakes take a while on 2 cores: up to 3 minutes.)
-    for _round in 0..90 {
-        for (n, k) in &node_keys {
-            publisher.send(node_topic(n, &k.id()), WARMUP.to_vec());
-        }
-        let until = Instant::now() + Duration::from_millis(2000);
-        while !ready && Instant::now() < until {
-            match lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(Line::Ready) => ready = true,
-                Ok(Line::Other(l)) => eprintln!("subscriber: {l}"),
-                _ => {}
-            }
-        }
-        if ready {
-            break;
-        }
-    }
-    assert!(ready, "the subscribers never saw every topic");
-    // Let the last warm-up round drain.
-    std::thread::sleep(Duration::from_millis(300));
-    while lines.try_recv().is_ok() {}
-    eprintln!(
-        "{} CURVE handshakes and subscriptions done after {:.2?}",
-        p.nodes,
-        t_warm.elapsed()
-    );
+    let bus = Bus::up(dir.path(), store, &node_keys, &keys_file, p);
+    let (cluster, lines) = (bus.cluster.clone(), &bus.lines);
     let (rss_before, _) = rss_kb(None);
 
     // --- 1. the full replan: place + SQLite + encode + publish 5,000 lists.
@@ -667,11 +733,11 @@ fn run(p: &Params) {
     let t0 = Instant::now();
     cluster.change(|_| Ok::<_, StoreError>(())).expect("replan");
     let t_replan = t0.elapsed();
-    let got = collect(&lines, p.nodes, Duration::from_secs(120));
+    let got = collect(lines, p.nodes, Duration::from_secs(120));
     let t_all = got.iter().map(|g| g.at).max().map_or(t_replan, |t| t - t0);
     let cpu_replan = cpu_time() - cpu0;
     let (rss_after, hwm_after) = rss_kb(None);
-    let (child_rss, _) = rss_kb(Some(child.id()));
+    let (child_rss, _) = rss_kb(Some(bus.child.id()));
     let got_instances: usize = got.iter().map(|g| g.instances).sum();
     let got_bytes: usize = got.iter().map(|g| g.bytes).sum();
 
@@ -729,7 +795,7 @@ fn run(p: &Params) {
             .iter()
             .filter(|n| gens.get(*n) != Some(&cluster.list(n).generation))
             .collect();
-        let got_inc = collect(&lines, changed.len(), Duration::from_secs(60));
+        let got_inc = collect(lines, changed.len(), Duration::from_secs(60));
         inc_ok &= got_inc.len() == changed.len()
             && got_inc
                 .iter()
@@ -974,8 +1040,8 @@ fn run(p: &Params) {
         );
         rest::run(
             &cluster,
-            &ctx,
-            &master_keys,
+            &bus.ctx,
+            &bus.master_keys,
             &node_keys,
             rest_hbs,
             dir.path(),
@@ -983,13 +1049,8 @@ fn run(p: &Params) {
         )
     });
 
-    let _ = child.kill();
-    let _ = child.wait();
-    stop.store(true, Ordering::Relaxed);
     drop(cluster);
-    drop(publisher);
-    let _ = pub_thread.join();
-    let _ = zap_thread.join();
+    bus.down();
 
     // --- report
     let mut t = Table(Vec::new());
