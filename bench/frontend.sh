@@ -3,7 +3,9 @@
 # (proxy route), all measured in one run with wrk, each for the same duration.
 #
 #   1. zeroku  + Python hello handler   (examples/python-handler/handler.py)
-#   2. Mongrel2 + the same handler process (ONE process, connected to both servers' sockets)
+#   2. Mongrel2 + the same handler process (ONE process, connected to both servers' sockets),
+#      its handlers over TCP as Mongrel2's docs configure them; and a second Mongrel2 with them
+#      over ipc:// (the ratios to it are printed below the table)
 #   3. zeroku  + Rust hello handler     (frontend/examples/rust_handler.rs)
 #   4. zeroku proxy -> upstream         (upstream = nginx `return 200 "hello\n"`, run as the
 #                                        app's `web` process by zeroku: bench/frontend/upstream)
@@ -23,8 +25,8 @@
 # 2-core VM one run of each side can differ by 20-30% from the next, and the pairing keeps a
 # slow spell of the machine from landing on one side only.
 #
-# CALLGRIND=1 runs the zeroku frontend under valgrind's callgrind instead and prints the
-# instructions it executes per request (all its threads, user space only) for the zeroku rows:
+# CALLGRIND=1 runs the zeroku frontend and Mongrel2 (TCP) under valgrind's callgrind instead and
+# prints the instructions each executes per request (all threads, user space only) and the ratio:
 # slow, but the same from run to run, for telling small changes apart.
 #
 # Usage: bench/frontend.sh [DURATION_SECONDS=10]
@@ -194,8 +196,8 @@ measure() {
   local name="$1" group="$2" port="$3" host="$4" server="$5" backend="$6" out su0 ss0 su1 ss1 bu0 bs0 bu1 bs1
   if [ -n "${CALLGRIND:-}" ]; then
     # Counts are the same from round to round: the first is enough.
-    if [ "$server" = "$FRONTEND" ] && [ "${ROUND:-1}" = 1 ]; then
-      count_instructions "$name" "$port" "$host"
+    if { [ "$server" = "$FRONTEND" ] || [ "$server" = "$MONGREL2" ]; } && [ "${ROUND:-1}" = 1 ]; then
+      count_instructions "$name" "$port" "$host" "$server"
     fi
     return 0
   fi
@@ -239,16 +241,18 @@ measure() {
 
 # CALLGRIND=1: instructions per request of the frontend (under callgrind) for one case.
 INSTRUCTIONS="$WORK/instructions.tsv"
-count_instructions() { # name port host
+count_instructions() { # name port host pid (the frontend, or Mongrel2 under callgrind)
   say "$1: ${WARMUP}s warm-up, ${DURATION}s counted under callgrind (wrk -t$THREADS -c$CONNS)"
   run_wrk $((WARMUP + 60)) /dev/null -d"${WARMUP}s" -H "Host: $3" "http://127.0.0.1:$2/"
-  callgrind_control -z "$FRONTEND" > /dev/null
+  local dir="$WORK"
+  [ "$4" = "$FRONTEND" ] || dir="$WORK/mongrel2"
+  callgrind_control -z "$4" > /dev/null
   run_wrk $((DURATION + 60)) "$WORK/wrk.out" -d"${DURATION}s" \
     -s "$ROOT/bench/frontend/wrk-report.lua" -H "Host: $3" "http://127.0.0.1:$2/"
-  rm -f "$WORK"/callgrind.out.*
-  callgrind_control -d "$FRONTEND" > /dev/null
+  rm -f "$dir"/callgrind.out.*
+  callgrind_control -d "$4" > /dev/null
   local f ir n
-  f="$(ls -t "$WORK"/callgrind.out.* | head -1)"
+  f="$(ls -t "$dir"/callgrind.out.* | head -1)"
   # (KEEP=1: each case's profile stays, for callgrind_annotate)
   [ -z "${KEEP:-}" ] || cp "$f" "$WORK/profile-${1//[^a-zA-Z0-9]/_}.callgrind"
   ir="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
@@ -316,37 +320,57 @@ ZK_SEND="ipc://$WORK/frontend/handlers/hello/send"
 ZK_RECV="ipc://$WORK/frontend/handlers/hello/recv"
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P_HTTP") 2>/dev/null && break; sleep 0.1; done
 
-# ---- Mongrel2 with one handler route at /
-M2="$WORK/mongrel2"
-mkdir -p "$M2/run" "$M2/logs" "$M2/tmp"
-M2_HTTP=$(free_port); M2_SEND=$(free_port); M2_RECV=$(free_port)
-sed -e "s#@DIR@#$M2#g" -e "s#@HTTP_PORT@#$M2_HTTP#g" -e "s#@SEND_PORT@#$M2_SEND#g" \
-  -e "s#@RECV_PORT@#$M2_RECV#g" bench/frontend/mongrel2.conf.in > "$M2/mongrel2.conf"
-(cd "$M2" && LOGNAME="${LOGNAME:-root}" m2sh load -config mongrel2.conf -db config.sqlite > m2sh.log 2>&1) \
-  || die "m2sh load failed: $(cat "$M2/m2sh.log")"
-(cd "$M2" && exec mongrel2 config.sqlite f400bf85-4538-4f7a-8908-67e313d515c2 > mongrel2.out 2>&1) &
-MONGREL2=$!
-PIDS+=($MONGREL2)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$M2_HTTP") 2>/dev/null && break; sleep 0.1; done
-kill -0 "$MONGREL2" 2>/dev/null || die "mongrel2 exited: $(cat "$M2/mongrel2.out")"
+# ---- Mongrel2 with one handler route at /: handlers over TCP (as its docs configure it), and a
+# second server with them over ipc:// (as zeroku's handlers on its node are)
+# start_mongrel2 DIR SEND_SPEC RECV_SPEC IDENT: sets M2_HTTP (its port) and M2_PID
+start_mongrel2() {
+  local dir="$1"
+  mkdir -p "$dir/run" "$dir/logs" "$dir/tmp"
+  M2_HTTP=$(free_port)
+  sed -e "s#@DIR@#$dir#g" -e "s#@HTTP_PORT@#$M2_HTTP#g" -e "s#@SEND_SPEC@#$2#g" \
+    -e "s#@RECV_SPEC@#$3#g" -e "s#@IDENT@#$4#g" bench/frontend/mongrel2.conf.in > "$dir/mongrel2.conf"
+  (cd "$dir" && LOGNAME="${LOGNAME:-root}" m2sh load -config mongrel2.conf -db config.sqlite > m2sh.log 2>&1) \
+    || die "m2sh load failed: $(cat "$dir/m2sh.log")"
+  # shellcheck disable=SC2086
+  (cd "$dir" && exec ${5:+valgrind --tool=callgrind --dump-instr=no --callgrind-out-file=$dir/callgrind.out.%p} \
+    mongrel2 config.sqlite f400bf85-4538-4f7a-8908-67e313d515c2 > mongrel2.out 2>&1) &
+  M2_PID=$!
+  PIDS+=($M2_PID)
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$M2_HTTP") 2>/dev/null && break; sleep 0.1; done
+  kill -0 "$M2_PID" 2>/dev/null || die "mongrel2 exited: $(cat "$dir/mongrel2.out")"
+}
+M2_SEND=$(free_port); M2_RECV=$(free_port)
+M2_TCP=("tcp://127.0.0.1:$M2_SEND" "tcp://127.0.0.1:$M2_RECV")
+M2_IPC=("ipc://$WORK/mongrel2-ipc/run/send" "ipc://$WORK/mongrel2-ipc/run/recv")
+# (Under CALLGRIND=1 the TCP one runs under callgrind too: its instructions per request.)
+start_mongrel2 "$WORK/mongrel2" "${M2_TCP[0]}" "${M2_TCP[1]}" 34f9ceee-cd52-4b7f-b197-88bf2f0ec378 "${CALLGRIND:-}"
+MONGREL2=$M2_PID; M2_HTTP_TCP=$M2_HTTP
+if [ -z "${CALLGRIND:-}" ]; then
+  start_mongrel2 "$WORK/mongrel2-ipc" "${M2_IPC[0]}" "${M2_IPC[1]}" 5b1c0f7e-2d6a-4f0b-9a51-7c3e8d2f4a10
+  MONGREL2_IPC=$M2_PID; M2_HTTP_IPC=$M2_HTTP
+fi
 
-# ---- ONE Python handler process, connected to zeroku's and Mongrel2's sockets at once
-say "starting one python handler for zeroku ($ZK_SEND, $ZK_RECV) and Mongrel2 (ports $M2_SEND/$M2_RECV)"
-M2_SEND_SPEC="$ZK_SEND tcp://127.0.0.1:$M2_SEND" \
-  M2_RECV_SPEC="$ZK_RECV tcp://127.0.0.1:$M2_RECV" \
+# ---- ONE Python handler process, connected to zeroku's and the Mongrel2s' sockets at once
+say "starting one python handler for zeroku ($ZK_SEND, $ZK_RECV) and Mongrel2 (${M2_TCP[*]}; ${M2_IPC[*]})"
+M2_SEND_SPEC="$ZK_SEND ${M2_TCP[0]}${MONGREL2_IPC:+ ${M2_IPC[0]}}" \
+  M2_RECV_SPEC="$ZK_RECV ${M2_TCP[1]}${MONGREL2_IPC:+ ${M2_IPC[1]}}" \
   M2_SENDER_ID=bench-python-handler \
   "$PY" examples/python-handler/handler.py > "$WORK/python-handler.log" 2>&1 &
 PYH=$!
 PIDS+=($PYH)
 wait_http "$P_HTTP" hello.localhost "Hello from python-handler" 30 "zeroku + python handler"
-wait_http "$M2_HTTP" localhost "Hello from python-handler" 30 "Mongrel2 + python handler"
+wait_http "$M2_HTTP_TCP" localhost "Hello from python-handler" 60 "Mongrel2 + python handler"
+[ -z "${MONGREL2_IPC:-}" ] || wait_http "$M2_HTTP_IPC" localhost "Hello from python-handler" 30 "Mongrel2 (ipc) + python handler"
 
 for ROUND in $(seq "$ROUNDS"); do
   measure "zeroku + Python handler" handler "$P_HTTP" hello.localhost "$FRONTEND" "$PYH"
-  measure "Mongrel2 + Python handler" handler "$M2_HTTP" localhost "$MONGREL2" "$PYH"
+  measure "Mongrel2 + Python handler" handler "$M2_HTTP_TCP" localhost "$MONGREL2" "$PYH"
+  [ -z "${MONGREL2_IPC:-}" ] \
+    || measure "Mongrel2 (ipc) + Python handler" handler "$M2_HTTP_IPC" localhost "$MONGREL2_IPC" "$PYH"
 done
 stop_pid "$PYH"
 stop_pid "$MONGREL2"
+[ -z "${MONGREL2_IPC:-}" ] || stop_pid "$MONGREL2_IPC"
 
 # ---- the Rust handler, connected to zeroku only
 M2_SEND_SPEC="$ZK_SEND" M2_RECV_SPEC="$ZK_RECV" \
@@ -393,10 +417,12 @@ if [ -n "${CALLGRIND:-}" ]; then
   echo
   echo "### frontend instructions per request (callgrind, all threads, user space; wrk -t$THREADS -c$CONNS -d${DURATION}s)"
   echo
-  echo "| setup | requests | instructions / request |"
-  echo "|---|---:|---:|"
+  echo "| setup | requests | instructions / request | × Mongrel2 |"
+  echo "|---|---:|---:|---:|"
+  M2_IR="$(awk -F'\t' '/^Mongrel2/ && $2 > 0 {print int($3 / $2); exit}' "$INSTRUCTIONS")"
   while IFS=$'\t' read -r name n ir; do
-    printf '| %s | %s | %s |\n' "$name" "$n" "$(( ir / n ))"
+    printf '| %s | %s | %s | %s |\n' "$name" "$n" "$(( ir / n ))" \
+      "$(python3 -c "import sys; m=int(sys.argv[2] or 0); print(f'{int(sys.argv[1]) / m:.2f}' if m else '-')" "$(( ir / n ))" "$M2_IR")"
   done < "$INSTRUCTIONS"
   exit 0
 fi
@@ -470,6 +496,21 @@ for r in rows:
     if ref[r["group"]] is not None and ref[r["group"]] is not r:
         fmt = lambda k: " ".join(f"{x:.2f}" for x in round_ratios(r, k))
         print(f"- {r['name']}, per round: req/s × {fmt('rps')}; CPU / req × {fmt('cpu')}")
+# The same against Mongrel2 with its handlers over ipc:// (as zeroku's on its node are).
+ipc = next((r for r in rows if r["name"].startswith("Mongrel2 (ipc)")), None)
+if ipc is not None:
+    by_round = {x["round"]: x for x in ipc["runs"]}
+    for r in rows:
+        if r["group"] != "handler" or not r["name"].startswith("zeroku"):
+            continue
+        rr = [(x, by_round.get(x["round"], ipc)) for x in r["runs"]]
+        cpu = [x["cpu"] / y["cpu"] for x, y in rr if y["cpu"]]
+        rps = [x["rps"] / y["rps"] for x, y in rr if y["rps"]]
+        sc = [x["sc"] / y["sc"] for x, y in rr if y["sc"] and y["sc"] == y["sc"]]
+        if cpu:
+            print(f"- {r['name']} vs Mongrel2 over ipc://: req/s × {statistics.median(rps):.2f}, "
+                  f"CPU / req × {statistics.median(cpu):.2f} (per round {' '.join(f'{c:.2f}' for c in cpu)})"
+                  + (f", syscalls / req × {statistics.median(sc):.2f}" if sc else ""))
 
 # Headroom: what the same rounds would have shown had the zeroku frontend's user-space work cost
 # nothing, its kernel work (sockets, wake-ups), the backend's and wrk's CPU unchanged, and the

@@ -140,10 +140,16 @@ fn requiring_apps_follow_their_providers_as_they_come_and_go() {
     });
 
     // The stable local address reaches a provider.
-    let addr = lines(&c, "shop", "addr ")[0]
-        .trim_start_matches("addr ")
-        .to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let addr = eventually(Duration::from_secs(10), "shop's stable address", || {
+        lines(&c, "shop", "addr ")
+            .first()
+            .map(|l| l.trim_start_matches("addr ").to_string())
+            .ok_or("no addr line yet".to_string())
+    });
+    // Root: the app's own loopback address, on a port no app can bind.
+    assert!(addr.starts_with("127.64."), "{addr}");
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(port < 1024, "{addr}");
     let via = |what: &str| {
         eventually(Duration::from_secs(10), what, || {
             let (status, _, body) = http_get(&addr, "billing", "/index.html")?;
@@ -273,6 +279,8 @@ fn a_broken_manifest_fails_the_build_naming_what_is_wrong() {
             "[requires.api]\napp = \"billing\"\non_change = \"signal:KILL\"\n",
             "HUP, USR1, USR2",
         ),
+        // Requiring itself with `restart` would restart it for ever.
+        ("[provides.api]\n[requires.api]\napp = \"typo\"\n", "loop"),
     ] {
         write_tree(
             &src,

@@ -213,6 +213,11 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         if let Err(e) = crate::names::service(name) {
             return bad(format!("[requires.{name}]: {e}"));
         }
+        if name == "dir" {
+            return bad(format!(
+                "[requires.{name}]: `dir` is taken (ZEROKU_REQUIRE_DIR names the requirement files' directory)"
+            ));
+        }
         if let Err(e) = crate::names::app(&r.app) {
             return bad(format!("[requires.{name}] app: {e}"));
         }
@@ -297,6 +302,8 @@ mod tests {
         assert!(e.to_string().contains("requires.API"), "{e}");
         let e = parse("[provides.api]\nport_env = \"METRICS_PORT\"\n").unwrap_err();
         assert!(e.to_string().contains("only PORT"), "{e}");
+        let e = parse("[requires.dir]\napp = \"billing\"\n").unwrap_err();
+        assert!(e.to_string().contains("taken"), "{e}");
         let e = parse("[requires.api]\napp = \"../x\"\n").unwrap_err();
         assert!(e.to_string().contains("app"), "{e}");
         assert!(parse("provides = 3\n").is_err());

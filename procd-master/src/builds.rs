@@ -287,6 +287,28 @@ impl Builds {
             buildpacks,
             manifest,
         } = built;
+        // Requirements that would restart each other for ever are refused before anything
+        // is stored.
+        if manifest
+            .requires
+            .values()
+            .any(|r| r.on_change == zeroku_conf::manifest::OnChange::Restart)
+        {
+            let store = cluster.store();
+            let mut releases = std::collections::HashMap::new();
+            for a in store.apps().map_err(|e| e.to_string())? {
+                if let Some(r) = store.current_release(&a.name).map_err(|e| e.to_string())? {
+                    releases.insert(a.name, r);
+                }
+            }
+            drop(store);
+            if let Some(cycle) = crate::discovery::restart_cycle(app, &manifest, &releases) {
+                return Err(format!(
+                    "Build failed: zeroku.toml: on_change = \"restart\" requirements form a loop ({}): each restart would change the providers of the next app, for ever. Use signal:, hook: or none for one of them.",
+                    cycle.join(" → ")
+                ));
+            }
+        }
         let c = cluster.clone();
         let sha = info.sha256.clone();
         tokio::task::spawn_blocking(move || c.slugs.put_file(&slug, &sha))

@@ -158,7 +158,12 @@ impl Cluster {
             pace: Mutex::new(pace),
             liveness_read: Mutex::new(Instant::now()),
             providers: Mutex::default(),
-            services_changed: tokio::sync::watch::Sender::new(0),
+            // From the clock: a watcher's generation from before a master restart is older.
+            services_changed: tokio::sync::watch::Sender::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            ),
         }
     }
 

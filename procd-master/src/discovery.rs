@@ -112,6 +112,47 @@ pub fn required(app: &str, rel: &Release, providers: &Providers) -> Vec<Required
         .collect()
 }
 
+/// The cycle of `restart` requirements that `app`, at a release with `manifest`, would
+/// close with the other apps' current `releases` (`[shop, billing, shop]`), if any: each
+/// restart would change the providers of the next app, for ever.
+pub fn restart_cycle(
+    app: &str,
+    manifest: &manifest::Manifest,
+    releases: &HashMap<String, Release>,
+) -> Option<Vec<String>> {
+    let edges = |a: &str| -> Vec<String> {
+        let m = if a == app {
+            Some(manifest)
+        } else {
+            releases.get(a).map(|r| &r.build.manifest)
+        };
+        m.map(|m| {
+            m.requires
+                .values()
+                .filter(|r| r.on_change == manifest::OnChange::Restart)
+                .map(|r| r.app.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![vec![app.to_string()]];
+    while let Some(path) = stack.pop() {
+        let last = path.last().cloned().unwrap_or_default();
+        for b in edges(&last) {
+            let mut p = path.clone();
+            p.push(b.clone());
+            if b == app {
+                return Some(p);
+            }
+            if seen.insert(b) {
+                stack.push(p);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +280,50 @@ mod tests {
         assert_eq!(by["api"], &["10.0.0.1:31000".to_string()]);
         assert!(by["dev"].is_empty(), "attributes do not match");
         assert!(by["gone"].is_empty(), "no such provider");
+    }
+
+    #[test]
+    fn restart_cycles_are_found_before_they_start() {
+        let req = |app: &str, mode: &str| {
+            format!("[requires.x{app}]\napp = \"{app}\"\non_change = \"{mode}\"\n")
+        };
+        let releases = HashMap::from([
+            (
+                "billing".to_string(),
+                release("billing", &req("ledger", "restart")),
+            ),
+            (
+                "ledger".to_string(),
+                release("ledger", &req("shop", "restart")),
+            ),
+            (
+                "audit".to_string(),
+                release("audit", &req("shop", "signal:HUP")),
+            ),
+        ]);
+        let m = |t: &str| manifest::parse(t).unwrap();
+        assert_eq!(
+            restart_cycle("shop", &m(&req("billing", "restart")), &releases),
+            Some(vec![
+                "shop".into(),
+                "billing".into(),
+                "ledger".into(),
+                "shop".into()
+            ])
+        );
+        assert_eq!(
+            restart_cycle("shop", &m(&req("shop", "restart")), &releases),
+            Some(vec!["shop".into(), "shop".into()])
+        );
+        // A signal breaks the loop; so does not requiring anything that leads back.
+        assert_eq!(
+            restart_cycle("shop", &m(&req("audit", "restart")), &releases),
+            None
+        );
+        assert_eq!(
+            restart_cycle("shop", &m(&req("shop", "none")), &releases),
+            None
+        );
     }
 
     #[test]

@@ -386,7 +386,9 @@ pub async fn run(
                 let now = Instant::now();
                 sup.master_silent(now.duration_since(heard));
                 sup.tick(now);
-                forwards.sync(sup.forwards());
+                for at in forwards.sync(sup.forwards()) {
+                    sup.forward_failed(at, now);
+                }
                 relays.sync(
                     sup.running_handlers()
                         .into_iter()

@@ -821,7 +821,8 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
-    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+    fn notify(&self, rec: &ProcRecord, sig: &str, _leader_only: bool) -> Result<(), RuntimeError> {
+        // To the container's init, which passes it on to the app.
         let Some(id) = rec.container.clone() else {
             return Ok(());
         };

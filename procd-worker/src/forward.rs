@@ -1,17 +1,18 @@
 //! Stable local addresses for required services: `ZEROKU_REQUIRE_<NAME>_ADDR`
-//! is `127.0.0.1:PORT` on the instance's node, and every connection made to it
-//! is passed to a provider that is up now (round-robin; a provider that refuses
-//! is skipped for the next one), so an app that connects there never needs to
-//! re-read anything when providers come and go.
+//! is a loopback address on the instance's node, and every connection made to
+//! it is passed to a provider that is up now (round-robin; a provider that
+//! refuses is skipped for the next one), so an app that connects there never
+//! needs to re-read anything when providers come and go.
 //!
 //! One listener per (app, requirement) on the node, shared by the app's
-//! instances there; the supervisor chooses and keeps its port (in the worker's
-//! port range, the same across worker restarts) and the agent calls
+//! instances there; the supervisor chooses its address (with a root worker: the
+//! app's own 127.x.y.z and a port below 1024, which no app can bind before the
+//! worker does, even while the worker restarts) and the agent calls
 //! [`Forwards::sync`] with what is wanted. Bytes are copied as they are: this
 //! module must not look into them.
 //!
-//! The listener is on loopback: it reaches nothing a process of the node could
-//! not reach at the providers' own addresses.
+//! A listener reaches nothing a process of the node could not reach at the
+//! providers' own addresses; it serves at most [`MAX_CONNECTIONS`] at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,39 +23,52 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// How long one provider is given to accept a connection before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections one listener passes on at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 512;
 
 struct Forward {
     addrs: Arc<RwLock<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The listeners of this node, by local port.
+/// The listeners of this node, by local address.
 #[derive(Default)]
 pub struct Forwards {
-    by_port: HashMap<u16, Forward>,
+    by_addr: HashMap<SocketAddr, Forward>,
 }
 
 impl Drop for Forwards {
     fn drop(&mut self) {
-        for f in self.by_port.values() {
+        for f in self.by_addr.values() {
             f.task.abort();
         }
     }
 }
 
 impl Forwards {
-    /// Listens on each port of `wanted` and passes its connections to its providers; stops
-    /// listening on the ports no longer wanted. Cheap when nothing changed.
-    pub fn sync(&mut self, wanted: HashMap<u16, Vec<String>>) {
-        self.by_port.retain(|port, f| {
-            let keep = wanted.contains_key(port) && !f.task.is_finished();
+    /// Listens on each address of `wanted` and passes its connections to its providers;
+    /// stops listening on the addresses no longer wanted. Returns the addresses that could
+    /// not be listened on (something else holds them): the caller chooses others. Cheap when
+    /// nothing changed.
+    pub fn sync(&mut self, wanted: HashMap<SocketAddr, Vec<String>>) -> Vec<SocketAddr> {
+        let mut failed = Vec::new();
+        self.by_addr.retain(|addr, f| {
+            // A listener only ends when it could not bind.
+            if f.task.is_finished() {
+                failed.push(*addr);
+                return false;
+            }
+            let keep = wanted.contains_key(addr);
             if !keep {
                 f.task.abort();
             }
             keep
         });
-        for (port, addrs) in wanted {
-            if let Some(f) = self.by_port.get(&port) {
+        for (addr, addrs) in wanted {
+            if failed.contains(&addr) {
+                continue;
+            }
+            if let Some(f) = self.by_addr.get(&addr) {
                 let mut cur = f.addrs.write().unwrap_or_else(|e| e.into_inner());
                 if *cur != addrs {
                     *cur = addrs;
@@ -62,41 +76,48 @@ impl Forwards {
                 continue;
             }
             let shared = Arc::new(RwLock::new(addrs));
-            let task = tokio::spawn(listen(port, shared.clone()));
-            self.by_port.insert(
-                port,
+            let task = tokio::spawn(listen(addr, shared.clone()));
+            self.by_addr.insert(
+                addr,
                 Forward {
                     addrs: shared,
                     task,
                 },
             );
         }
+        failed
     }
 }
 
-async fn listen(port: u16, addrs: Arc<RwLock<Vec<String>>>) {
-    let l = match TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
+async fn listen(addr: SocketAddr, addrs: Arc<RwLock<Vec<String>>>) {
+    let l = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            // Tried again on the next sync (the task is finished).
-            tracing::warn!(port, error = %e, "cannot listen for a required service");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tracing::warn!(%addr, error = %e, "cannot listen for a required service");
             return;
         }
     };
     let next = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (client, _) = match l.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!(port, error = %e, "accept");
+                tracing::debug!(%addr, error = %e, "accept");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, "{MAX_CONNECTIONS} connections already: closed");
+            continue;
+        };
         let list = addrs.read().unwrap_or_else(|e| e.into_inner()).clone();
         let start = next.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(pass(client, list, start, port));
+        tokio::spawn(async move {
+            pass(client, list, start, addr.port()).await;
+            drop(slot);
+        });
     }
 }
 
@@ -142,8 +163,8 @@ mod tests {
         (addr, task)
     }
 
-    async fn ask(port: u16) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    async fn ask(at: SocketAddr) -> String {
+        let mut s = TcpStream::connect(at).await.unwrap();
         s.write_all(b"hi").await.unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out).await;
@@ -154,27 +175,39 @@ mod tests {
     async fn connections_reach_a_live_provider_and_follow_changes() {
         let (a, ta) = echo_server("a").await;
         let (b, _tb) = echo_server("b").await;
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        // An address of its own on loopback: nothing else binds it.
+        let at: SocketAddr = "127.77.0.1:0".parse().unwrap();
+        let port = std::net::TcpListener::bind(at)
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let at = SocketAddr::from(([127, 77, 0, 1], port));
         let mut f = Forwards::default();
-        f.sync(HashMap::from([(port, vec![a.clone(), b.clone()])]));
+        assert!(f
+            .sync(HashMap::from([(at, vec![a.clone(), b.clone()])]))
+            .is_empty());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut seen = vec![ask(port).await, ask(port).await];
+        let mut seen = vec![ask(at).await, ask(at).await];
         seen.sort();
         assert_eq!(seen, ["a:hi", "b:hi"], "round-robin");
         // A provider that is gone is skipped.
         ta.abort();
         tokio::time::sleep(Duration::from_millis(50)).await;
         for _ in 0..3 {
-            assert_eq!(ask(port).await, "b:hi");
+            assert_eq!(ask(at).await, "b:hi");
         }
         // None: the connection is closed with nothing.
-        f.sync(HashMap::from([(port, vec![])]));
-        assert_eq!(ask(port).await, "");
+        f.sync(HashMap::from([(at, vec![])]));
+        assert_eq!(ask(at).await, "");
         f.sync(HashMap::new());
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+        assert!(TcpStream::connect(at).await.is_err());
+        // An address something else holds is reported.
+        let taken = std::net::TcpListener::bind("127.77.0.2:0").unwrap();
+        let held = taken.local_addr().unwrap();
+        f.sync(HashMap::from([(held, vec![b.clone()])]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(f.sync(HashMap::from([(held, vec![b])])), vec![held]);
     }
 }

@@ -589,20 +589,42 @@ impl Runtime for NativeRuntime {
         signal_group(rec, signo)
     }
 
-    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+    fn notify(&self, rec: &ProcRecord, sig: &str, leader_only: bool) -> Result<(), RuntimeError> {
+        let err = |source: std::io::Error| RuntimeError::Signal {
+            instance: rec.instance.clone(),
+            pid: rec.pid,
+            source,
+        };
         let signo = match sig {
             "HUP" => libc::SIGHUP,
             "USR1" => libc::SIGUSR1,
             "USR2" => libc::SIGUSR2,
             other => {
-                return Err(RuntimeError::Signal {
-                    instance: rec.instance.clone(),
-                    pid: rec.pid,
-                    source: std::io::Error::other(format!("{other} is not a signal zeroku sends")),
-                })
+                return Err(err(std::io::Error::other(format!(
+                    "{other} is not a signal zeroku sends"
+                ))))
             }
         };
-        signal_group(rec, signo)
+        // Never a recycled pid.
+        match read_proc_stat(rec.pid) {
+            Some(st) if st.start_ticks == rec.start_ticks => {}
+            _ => return Ok(()),
+        }
+        let targets = if leader_only {
+            vec![rec.pid]
+        } else {
+            procfs::group_members(rec.pid)
+                .into_iter()
+                .filter(|p| *p != rec.pid)
+                .collect()
+        };
+        for pid in targets {
+            match sys::kill_pid(pid, signo) {
+                Err(e) if e.raw_os_error() != Some(libc::ESRCH) => return Err(err(e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn hook(
@@ -873,7 +895,7 @@ pub(crate) fn script(command: &str) -> String {
 /// Whether `exec COMMAND` runs the same thing as `COMMAND`: a single simple
 /// command (no lists, pipes, groups, redirections or newlines), not starting
 /// with an assignment, a reserved word or a builtin that has no executable.
-fn exec_safe(command: &str) -> bool {
+pub(crate) fn exec_safe(command: &str) -> bool {
     const NOT_EXECUTABLE: &[&str] = &[
         "!", "{", "}", "[[", "case", "do", "done", "elif", "else", "esac", "fi", "for", "function",
         "if", "in", "select", "then", "time", "until", "while", "coproc", ".", ":", "source",

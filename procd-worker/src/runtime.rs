@@ -166,8 +166,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// cannot be seen (then readiness falls back to running time).
     fn connected(&self, rec: &ProcRecord, endpoints: &[&str]) -> Option<bool>;
     /// Sends `sig` (`HUP`, `USR1`, `USR2`: a requirement's `on_change`) to
-    /// the process and its group, to tell it to re-read what changed.
-    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError>;
+    /// tell the process to re-read what changed: to the process alone when
+    /// `leader_only` (it is the app's own program), else to the others of its
+    /// group (the app under a `sh` that did not `exec` it, which would die of
+    /// the signal).
+    fn notify(&self, rec: &ProcRecord, sig: &str, leader_only: bool) -> Result<(), RuntimeError>;
     /// Runs `command` next to the process, as the app, in its directory and
     /// with `env` (a requirement's `on_change = "hook:..."`); does not wait
     /// for it. Its output goes to the instance's log where the runtime can.

@@ -73,8 +73,8 @@ impl Runtime for Runtimes {
         self.of(rec).signal(rec, sig)
     }
 
-    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
-        self.of(rec).notify(rec, sig)
+    fn notify(&self, rec: &ProcRecord, sig: &str, leader_only: bool) -> Result<(), RuntimeError> {
+        self.of(rec).notify(rec, sig, leader_only)
     }
 
     fn hook(

@@ -18,6 +18,7 @@ use zeroku_conf::config::WorkerConfig;
 use zeroku_conf::manifest::OnChange;
 use zeroku_conf::{InstanceSpec, InstanceState, InstanceStatus, NodeList};
 
+mod addrs;
 mod discovery;
 
 /// A slot: instance id, release and incarnation (`ps:restart`). A new
@@ -223,7 +224,7 @@ impl<R: Runtime> Supervisor<R> {
     /// Instances' requirement files go under `dir` (`<data>/require`), with the ports of the
     /// stable addresses an earlier run gave out.
     pub fn set_require_dir(&mut self, dir: PathBuf) {
-        self.local_ports = discovery::load_ports(&dir);
+        self.local_ports = addrs::load_ports(&dir);
         for p in self.local_ports.values().copied().collect::<Vec<_>>() {
             self.ports.claim(p);
         }
@@ -391,13 +392,17 @@ impl<R: Runtime> Supervisor<R> {
                 // Not an add-on's server for its environment: that only seeds its first
                 // start (a rotated password is the server's own business by then).
                 let providers = discovery::changed(&slot.spec, &spec);
+                // `restart` restarts for new providers, not for none: the process keeps
+                // what it had until some are back (its file says none meanwhile).
                 let changed = (slot.spec.env != spec.env && spec.addon.is_none())
                     || slot.spec.command != spec.command
                     || slot.spec.stack != spec.stack
                     || slot.spec.handler != spec.handler
-                    || providers.iter().any(|r| r.on_change == OnChange::Restart);
+                    || providers
+                        .iter()
+                        .any(|r| r.on_change == OnChange::Restart && !r.addrs.is_empty());
                 if !changed && !providers.is_empty() {
-                    notices.push((key.clone(), providers));
+                    notices.push((key.clone(), providers, true));
                 }
                 slot.spec = spec;
                 if changed {
@@ -412,6 +417,11 @@ impl<R: Runtime> Supervisor<R> {
             let claimed = self
                 .claim_adopted(&key, Some(&slug_key(&spec)))
                 .map(|p| p.serving(&spec));
+            if claimed.is_some() && !spec.requires.is_empty() {
+                // Started by an earlier run of the worker: its files may be older than this
+                // list.
+                notices.push((key.clone(), Vec::new(), false));
+            }
             let slot = Slot::new(spec, true, claimed, &self.cfg, now);
             self.slots.insert(key, slot);
         }
@@ -446,8 +456,32 @@ impl<R: Runtime> Supervisor<R> {
                 }
             }
         }
-        for (key, providers) in notices {
-            self.providers_changed(&key, &providers);
+        // Processes of an earlier release still running (draining, or their replacement
+        // not up): the same providers, for the requirements they share with the new one.
+        for (key, slot) in self.slots.iter_mut() {
+            let Some(newer) = wanted_ids.get(&key.0) else {
+                continue;
+            };
+            if slot.desired || slot.proc.is_none() || slot.spec.requires.is_empty() {
+                continue;
+            }
+            let mut now_has = slot.spec.clone();
+            for r in &mut now_has.requires {
+                if let Some(n) = newer.requires.iter().find(|n| n.name == r.name) {
+                    r.addrs.clone_from(&n.addrs);
+                }
+            }
+            let providers: Vec<_> = discovery::changed(&slot.spec, &now_has)
+                .into_iter()
+                .filter(|r| r.on_change != OnChange::Restart)
+                .collect();
+            slot.spec = now_has;
+            if !providers.is_empty() {
+                notices.push((key.clone(), providers, true));
+            }
+        }
+        for (key, providers, tell) in notices {
+            self.providers_changed(&key, &providers, tell);
         }
         self.gc_require_dirs();
         self.changed = true;
@@ -604,6 +638,7 @@ impl<R: Runtime> Supervisor<R> {
             .into_iter()
             .map(|(id, v)| (id.to_string(), v))
             .collect();
+        let mut retired_requirer = false;
         for key in keys {
             let retire = match self.slots.get(&key) {
                 Some(s) if !s.desired => {
@@ -616,12 +651,16 @@ impl<R: Runtime> Supervisor<R> {
             };
             if retire {
                 if let Some(slot) = self.slots.remove(&key) {
+                    retired_requirer |= !slot.spec.requires.is_empty();
                     if let Some(p) = slot.proc {
                         self.stop(p, now);
                     }
                     self.changed = true;
                 }
             }
+        }
+        if retired_requirer {
+            self.gc_require_dirs();
         }
     }
 

@@ -39,6 +39,23 @@ pub fn kill_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Sends `sig` to process `pid` alone (refuses `pid <= 1`, as [`kill_group`]).
+pub fn kill_pid(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal pid <= 1")
+        })?;
+    // SAFETY: kill only reads its two integer arguments; pid > 1 names one process.
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Reaps `pid` if it is an exited child of this process, without blocking.
 ///
 /// `Ok(None)`: still running. `Err` with `ECHILD`: not our child.

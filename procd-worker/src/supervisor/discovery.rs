@@ -5,27 +5,10 @@
 
 use super::{slug_key, Key, Supervisor};
 use crate::runtime::{Runtime, StartRequest};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use zeroku_conf::manifest::OnChange;
 use zeroku_conf::{InstanceSpec, Required};
-
-/// Where the local ports of stable addresses are kept, in the requirement directory.
-const PORTS_FILE: &str = "ports.json";
-
-/// The local ports an earlier run kept in `dir` (none when there is no file or it is damaged).
-pub(super) fn load_ports(dir: &std::path::Path) -> BTreeMap<(String, String), u16> {
-    let Ok(bytes) = std::fs::read(dir.join(PORTS_FILE)) else {
-        return BTreeMap::new();
-    };
-    match serde_json::from_slice::<Vec<(String, String, u16)>>(&bytes) {
-        Ok(v) => v.into_iter().map(|(a, n, p)| ((a, n), p)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "the ports of required services are unreadable: new ones are chosen");
-            BTreeMap::new()
-        }
-    }
-}
 
 /// The requirements of `new` whose providers differ from `old`'s.
 pub(super) fn changed(old: &InstanceSpec, new: &InstanceSpec) -> Vec<Required> {
@@ -85,10 +68,10 @@ impl<R: Runtime> Supervisor<R> {
         // loopback is its own).
         if spec.stack.is_none() && self.require_dir.is_some() {
             for r in &spec.requires {
-                if let Some(p) = self.local_port(&spec.app, &r.name) {
+                if let Some(a) = self.local_addr(spec, &r.name) {
                     env.insert(
                         format!("{}_ADDR", zeroku_conf::manifest::env_name(&r.name)),
-                        format!("127.0.0.1:{p}"),
+                        a.to_string(),
                     );
                 }
             }
@@ -96,63 +79,9 @@ impl<R: Runtime> Supervisor<R> {
         env
     }
 
-    /// The local port of `app`'s requirement `name` on this node: the one it has, or a new
-    /// one from the port range (kept on disk). `None` when the range is full.
-    fn local_port(&mut self, app: &str, name: &str) -> Option<u16> {
-        let k = (app.to_string(), name.to_string());
-        if let Some(p) = self.local_ports.get(&k) {
-            return Some(*p);
-        }
-        let p = self.free_port()?;
-        self.local_ports.insert(k, p);
-        self.save_ports();
-        Some(p)
-    }
-
-    fn save_ports(&self) {
-        let Some(root) = &self.require_dir else {
-            return;
-        };
-        let list: Vec<(&str, &str, u16)> = self
-            .local_ports
-            .iter()
-            .map(|((a, n), p)| (a.as_str(), n.as_str(), *p))
-            .collect();
-        let path = root.join(PORTS_FILE);
-        let tmp = root.join(format!("{PORTS_FILE}.new"));
-        let res = serde_json::to_vec(&list)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, &path));
-        if let Err(e) = res {
-            tracing::warn!(path = %path.display(), error = %e, "cannot keep the ports of required services");
-        }
-    }
-
-    /// What [`crate::forward::Forwards::sync`] should serve: each local port and the
-    /// providers its requirement has now.
-    pub fn forwards(&self) -> HashMap<u16, Vec<String>> {
-        let mut out = HashMap::new();
-        for ((app, name), port) in &self.local_ports {
-            let newest = self
-                .slots
-                .values()
-                .filter(|s| s.spec.app == *app)
-                .filter_map(|s| {
-                    let r = s.spec.requires.iter().find(|r| r.name == *name)?;
-                    Some(((s.desired, s.spec.release), &r.addrs))
-                })
-                .max_by_key(|(k, _)| *k);
-            if let Some((_, addrs)) = newest {
-                out.insert(*port, addrs.clone());
-            }
-        }
-        out
-    }
-
     /// The providers of `providers` (requirements of the slot `key`, none of them
-    /// `restart`) changed: rewrite the files, then signal or run the hooks.
-    pub(super) fn providers_changed(&mut self, key: &Key, providers: &[Required]) {
+    /// `restart`) changed: rewrite the files, then (`tell`) signal or run the hooks.
+    pub(super) fn providers_changed(&mut self, key: &Key, providers: &[Required], tell: bool) {
         let Some(slot) = self.slots.get(key) else {
             return;
         };
@@ -163,6 +92,11 @@ impl<R: Runtime> Supervisor<R> {
         };
         let port = slot.port;
         let env = self.env_of(&spec, port);
+        if !tell {
+            return;
+        }
+        // The app's own program, or the processes under the `sh` that runs it.
+        let leader_only = crate::native::exec_safe(&spec.command);
         let mut lines = Vec::new();
         for r in providers {
             let list = if r.addrs.is_empty() {
@@ -171,7 +105,7 @@ impl<R: Runtime> Supervisor<R> {
                 r.addrs.join(", ")
             };
             let done = match &r.on_change {
-                OnChange::Signal(sig) => match self.rt.notify(&rec, sig) {
+                OnChange::Signal(sig) => match self.rt.notify(&rec, sig, leader_only) {
                     Ok(()) => format!("sent SIG{sig}"),
                     Err(e) => format!("could not send SIG{sig}: {e}"),
                 },
@@ -197,41 +131,19 @@ impl<R: Runtime> Supervisor<R> {
         }
     }
 
-    /// Removes the requirement directories and local ports no slot uses any more.
+    /// Removes the requirement directories and local addresses no slot uses any more.
     pub(super) fn gc_require_dirs(&mut self) {
         let Some(root) = self.require_dir.clone() else {
             return;
         };
-        let used: HashSet<(&str, &str)> = self
-            .slots
-            .values()
-            .flat_map(|s| {
-                s.spec
-                    .requires
-                    .iter()
-                    .map(|r| (s.spec.app.as_str(), r.name.as_str()))
-            })
-            .collect();
-        let before = self.local_ports.len();
-        let unused: Vec<(String, String)> = self
-            .local_ports
-            .keys()
-            .filter(|(a, n)| !used.contains(&(a.as_str(), n.as_str())))
-            .cloned()
-            .collect();
-        for k in unused {
-            self.local_ports.remove(&k);
-        }
-        if self.local_ports.len() != before {
-            self.save_ports();
-        }
+        self.gc_local_ports();
         let mut keep: HashSet<PathBuf> = self
             .slots
             .values()
             .filter(|s| !s.spec.requires.is_empty())
             .map(|s| crate::require::dir_of(&root, &s.spec))
             .collect();
-        keep.insert(root.join(PORTS_FILE));
+        keep.insert(root.join(super::addrs::PORTS_FILE));
         crate::require::gc(&root, &keep);
     }
 }

@@ -68,7 +68,7 @@ impl Runtime for Fake {
         }
         Ok(())
     }
-    fn notify(&self, rec: &ProcRecord, sig: &str) -> Result<(), RuntimeError> {
+    fn notify(&self, rec: &ProcRecord, sig: &str, _leader_only: bool) -> Result<(), RuntimeError> {
         let mut s = self.0.lock().unwrap();
         s.notified.push((rec.pid, sig.to_string(), BTreeMap::new()));
         Ok(())
@@ -694,6 +694,8 @@ fn new_providers_reach_each_instance_as_its_requirement_says() {
     let fake = Fake::default();
     let mut t = Instant::now();
     let mut s = Supervisor::new(fake.clone(), cfg(), t);
+    let files = tempfile::tempdir().unwrap();
+    s.set_require_dir(files.path().to_path_buf());
     let modes = ["restart", "signal:HUP", "hook:./reload", "none"];
     let specs = |addrs: &[&str]| {
         modes
@@ -738,4 +740,31 @@ fn new_providers_reach_each_instance_as_its_requirement_says() {
         notified[1].2["ZEROKU_REQUIRE_API"],
         "10.0.0.1:31000,10.0.0.2:31000"
     );
+    // Every instance's file has the new list, `none`'s too, and the variables name it.
+    let file = files.path().join("a.worker.4.v2").join("api");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "10.0.0.1:31000\n10.0.0.2:31000\n"
+    );
+    assert_eq!(
+        notified[1].2["ZEROKU_REQUIRE_API_FILE"],
+        files
+            .path()
+            .join("a.worker.3.v2")
+            .join("api")
+            .display()
+            .to_string()
+    );
+    assert!(notified[1].2.contains_key("ZEROKU_REQUIRE_API_ADDR"));
+
+    // All providers gone: `restart` does not restart for none, the file says none.
+    s.apply(list(4, specs(&[])), t);
+    run(&mut s, &mut t, 1500);
+    assert_eq!(fake.started().len(), 5);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
+
+    // Instances that go take their files with them.
+    s.apply(list(5, Vec::new()), t);
+    run(&mut s, &mut t, 500);
+    assert!(!file.exists());
 }
