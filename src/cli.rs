@@ -551,6 +551,18 @@ pub enum Command {
         /// Return once it is created, without waiting for its server to be up.
         #[arg(long)]
         no_wait: bool,
+        /// A standby on another node, synchronous, that takes over when the primary's node
+        /// is lost (postgres).
+        #[arg(long)]
+        ha: bool,
+    },
+    /// A planned switchover: the standby of an add-on created with --ha takes over, no
+    /// commit lost.
+    #[command(name = "addons:failover")]
+    AddonsFailover {
+        addon: String,
+        #[command(flatten)]
+        app: AppArg,
     },
     /// An add-on: where it runs, its state, the apps it is attached to.
     #[command(name = "addons:info")]

@@ -323,6 +323,22 @@ impl Cluster {
             });
             lock(&self.known_apps).insert(a.name.clone());
             addon_specs.insert(spec.id.clone(), spec);
+            // Its standby, following the primary wherever that is.
+            let primary_host = nodes
+                .iter()
+                .find(|n| n.name == a.node)
+                .map_or("127.0.0.1", |n| n.host.as_str());
+            if let Some(standby) = crate::addons::standby_spec(&a, primary_host) {
+                placed.push(Placement {
+                    id: standby.id.clone(),
+                    app: a.name.clone(),
+                    proc_type: a.kind.clone(),
+                    index: standby.index,
+                    node: Some(a.standby_node.clone()),
+                    memory_mb: a.memory_mb,
+                });
+                addon_specs.insert(standby.id.clone(), standby);
+            }
         }
         // What each node should run. A list only changes when an instance
         // is added or removed, or changes release or memory (releases are
@@ -351,7 +367,14 @@ impl Cluster {
             .filter(|n| {
                 let want = wanted.get(n).map_or(&[][..], Vec::as_slice);
                 lists.get(*n).is_none_or(|l| {
-                    !same_instances(&l.instances, want, &releases, &restarts, &requires)
+                    !same_instances(
+                        &l.instances,
+                        want,
+                        &releases,
+                        &restarts,
+                        &requires,
+                        &addon_specs,
+                    )
                 })
             })
             .collect();
@@ -800,7 +823,9 @@ impl Cluster {
     /// Marks nodes dead that have been silent for the dead timeout (`dead_after_ms`, longer on
     /// a large cluster: [`crate::live::Pace`]), and moves their instances. Called every
     /// 250 ms (`periodic::LIVENESS`); O(nodes) in memory, the store read once per dead timeout.
-    pub fn check_liveness(&self) {
+    /// Marks the nodes whose heartbeats stopped dead and re-places their instances; returns
+    /// them.
+    pub fn check_liveness(&self) -> Vec<String> {
         let dead_after = self.dead_after();
         let full = {
             let mut last = lock(&self.liveness_read);
@@ -821,7 +846,10 @@ impl Cluster {
                         .map(|n| n.name)
                         .collect(),
                 ),
-                Err(e) => return tracing::error!(error = %e, "reading nodes"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading nodes");
+                    return Vec::new();
+                }
             }
         } else {
             None
@@ -842,7 +870,7 @@ impl Cluster {
                 .collect(),
         };
         if silent.is_empty() {
-            return;
+            return silent;
         }
         // Its next heartbeat, the same as its last or not, brings it back.
         for n in &silent {
@@ -861,6 +889,7 @@ impl Cluster {
         if let Err(e) = self.replan(&mut store) {
             tracing::error!(error = %e, "re-placing after node loss");
         }
+        silent
     }
 
     pub fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
@@ -902,6 +931,7 @@ fn same_instances(
     releases: &HashMap<String, Release>,
     restarts: &HashMap<String, u32>,
     requires: &HashMap<&str, Vec<zeroku_conf::Required>>,
+    addon_specs: &HashMap<String, InstanceSpec>,
 ) -> bool {
     have.len() == want.len()
         && have.iter().zip(want).all(|(h, p)| {
@@ -910,8 +940,11 @@ fn same_instances(
                     == requires.get(p.app.as_str()).map_or(&[][..], Vec::as_slice)
                 && h.limits.memory_mb == p.memory_mb
                 && h.restart == restarts.get(&p.id).copied().unwrap_or(0)
-                && (h.addon.is_some()
-                    || releases.get(&p.app).is_some_and(|r| r.version == h.release))
+                && match addon_specs.get(&p.id) {
+                    // An add-on's server: the whole spec (a failover changes whom it follows).
+                    Some(a) => a == h,
+                    None => releases.get(&p.app).is_some_and(|r| r.version == h.release),
+                }
         })
 }
 

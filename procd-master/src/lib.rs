@@ -32,6 +32,7 @@ pub mod discovery;
 pub mod drains;
 pub mod error;
 pub mod exe;
+pub mod failover;
 pub mod git;
 pub mod keys;
 pub mod live;
@@ -208,6 +209,12 @@ pub async fn run(
     }
     master.drains.sync(&cluster);
     tokio::spawn(schedule::run(cluster.clone()));
+    // Standbys a stopped master was still waiting for.
+    for a in cluster.store().addons().unwrap_or_default() {
+        if a.ha() && !a.in_sync && a.sync {
+            tokio::spawn(failover::make_sync(cluster.clone(), a.name));
+        }
+    }
     tracing::info!(api = %api_addr, pub_endpoint = %cfg.pub_endpoint, pull_endpoint = %cfg.pull_endpoint, data = %data.display(), "master running");
     if let Some(tx) = started {
         let _ = tx.send(Started {

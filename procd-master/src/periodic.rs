@@ -26,13 +26,18 @@ pub async fn run(c: Arc<Cluster>, republish: Duration, shutdown: CancellationTok
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = live.tick() => {
-                let c = c.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    c.check_liveness();
+                let c2 = c.clone();
+                let lost = tokio::task::spawn_blocking(move || {
+                    let lost = c2.check_liveness();
                     // Web instances come and go with heartbeats.
-                    c.refresh_routes_if_stale();
+                    c2.refresh_routes_if_stale();
+                    lost
                 })
-                .await;
+                .await
+                .unwrap_or_default();
+                if !lost.is_empty() {
+                    crate::failover::on_nodes_lost(&c, &lost);
+                }
             }
             _ = again.tick() => {
                 c.republish();

@@ -51,6 +51,15 @@ struct Proc {
     killed: bool,
 }
 
+/// Whether an add-on's server is to follow another primary than it did (a failover made it a
+/// standby, or its primary moved): it starts again as a standby of that one. (A standby
+/// promoted to primary is not restarted: it was promoted where it runs.)
+fn follows_other(old: &InstanceSpec, new: &InstanceSpec) -> bool {
+    const KEYS: [&str; 2] = ["ZEROKU_ADDON_PRIMARY_HOST", "ZEROKU_ADDON_PRIMARY_PORT"];
+    let of = |s: &InstanceSpec| KEYS.map(|k| s.env.get(k).cloned());
+    new.addon.is_some() && new.env.contains_key(KEYS[0]) && of(old) != of(new)
+}
+
 /// `pid N`, or `container ID` for a container.
 fn what(rec: &ProcRecord) -> String {
     match &rec.container {
@@ -395,6 +404,7 @@ impl<R: Runtime> Supervisor<R> {
                 // `restart` restarts for new providers, not for none: the process keeps
                 // what it had until some are back (its file says none meanwhile).
                 let changed = (slot.spec.env != spec.env && spec.addon.is_none())
+                    || follows_other(&slot.spec, &spec)
                     || slot.spec.command != spec.command
                     || slot.spec.stack != spec.stack
                     || slot.spec.handler != spec.handler
@@ -417,6 +427,16 @@ impl<R: Runtime> Supervisor<R> {
             let claimed = self
                 .claim_adopted(&key, Some(&slug_key(&spec)))
                 .map(|p| p.serving(&spec));
+            // An add-on's server re-adopted as a standby that is not running as one (the
+            // master failed over while this worker was away): it starts again as a standby.
+            let claimed = match claimed {
+                Some(p) if self.runs_as_primary(&spec) => {
+                    tracing::warn!(instance.id = %spec.id, "a primary that is to be a standby: restarting it as one");
+                    self.stop(p, now);
+                    None
+                }
+                other => other,
+            };
             if claimed.is_some() && !spec.requires.is_empty() {
                 // Started by an earlier run of the worker: its files may be older than this
                 // list.
@@ -497,6 +517,17 @@ impl<R: Runtime> Supervisor<R> {
         let mut p = self.adopted.swap_remove(i);
         p.slug = slug.cloned();
         Some(p)
+    }
+
+    /// Whether `spec` is an add-on's standby whose server, as its data directory says, does
+    /// not run as a standby (PostgreSQL's `standby.signal`).
+    fn runs_as_primary(&self, spec: &InstanceSpec) -> bool {
+        let (Some(run), Some(dir)) = (&spec.addon, &self.addons_dir) else {
+            return false;
+        };
+        run.kind == "postgres"
+            && spec.env.contains_key("ZEROKU_ADDON_PRIMARY_HOST")
+            && !dir.join(&spec.app).join("data/standby.signal").exists()
     }
 
     /// A port in the configured range that no process of ours uses and that

@@ -14,7 +14,7 @@
 mod postgres;
 mod redis;
 
-pub use postgres::Postgres;
+pub use postgres::{db_name as postgres_db_name, Postgres};
 pub use redis::Redis;
 
 use std::collections::BTreeMap;
@@ -33,6 +33,9 @@ pub struct Addon<'a> {
     pub admin_password: &'a str,
     /// The server's memory limit.
     pub memory_mb: u64,
+    /// For a standby: the primary it follows (host, port). A server that was a primary and
+    /// is started as a standby rejoins the new primary's history first.
+    pub follows: Option<(&'a str, u16)>,
 }
 
 /// A program the master runs against an add-on (a backup or a restore), with its secrets in
@@ -62,6 +65,11 @@ pub trait Kind: Sync {
     fn start_env(&self, a: &Addon) -> BTreeMap<String, String>;
     /// The URL apps connect with, the server on `host`.
     fn url(&self, a: &Addon, host: &str) -> String;
+    /// The URL of an add-on with a standby: both servers (`(host, port)`, in a fixed order),
+    /// for a client that finds the one taking writes. `None`: the kind has no standbys.
+    fn ha_url(&self, _a: &Addon, _servers: [(&str, u16); 2]) -> Option<String> {
+        None
+    }
     /// Writes a backup of everything the apps stored to its standard output.
     fn backup(&self, a: &Addon, host: &str) -> Result<Tool, Error>;
     /// Restores the backup file at `path` into the add-on. `serve` is an address of the host

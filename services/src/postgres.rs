@@ -57,6 +57,42 @@ if ! id -un > /dev/null 2>&1; then
   export LD_PRELOAD="$NSSW" NSS_WRAPPER_PASSWD="$PWD/passwd" NSS_WRAPPER_GROUP="$PWD/group"
 fi
 DB="$ZEROKU_ADDON_DB"
+if [ -n "${ZEROKU_ADDON_PRIMARY_HOST:-}" ]; then
+  # A standby of the primary at ZEROKU_ADDON_PRIMARY_HOST:PORT, as the superuser (its password
+  # in a 0600 file, never on a command line or in the server's settings).
+  printf '*:*:*:zeroku:%s\n' "$ZEROKU_ADDON_ADMIN_PASSWORD" > pgpass
+  export PGPASSFILE="$PWD/pgpass" PGCONNECT_TIMEOUT=10
+  SRC="host=$ZEROKU_ADDON_PRIMARY_HOST port=$ZEROKU_ADDON_PRIMARY_PORT user=zeroku dbname=postgres"
+  if [ -s data/PG_VERSION ] && [ ! -e data/standby.signal ]; then
+    # It was a primary: back onto the new primary's history, or a fresh copy of it.
+    echo "zeroku: rewinding onto the primary at $ZEROKU_ADDON_PRIMARY_HOST:$ZEROKU_ADDON_PRIMARY_PORT"
+    # (A primary promoted moments ago has its new timeline in its control file only after a
+    # checkpoint: without one pg_rewind would find nothing to do.)
+    "$PGBIN/psql" -X -q -d "$SRC" -c CHECKPOINT > /dev/null 2>&1 || true
+    if ! "$PGBIN/pg_rewind" --target-pgdata=data --source-server="$SRC" > rewind.out 2>&1; then
+      cat rewind.out >&2
+      echo "zeroku: pg_rewind failed: copying the primary's data instead" >&2
+      rm -rf data.rewind-failed
+      mv data data.rewind-failed
+    fi
+    rm -f rewind.out
+  fi
+  if [ ! -s data/PG_VERSION ]; then
+    echo "zeroku: copying the primary's data from $ZEROKU_ADDON_PRIMARY_HOST:$ZEROKU_ADDON_PRIMARY_PORT"
+    rm -rf init
+    "$PGBIN/pg_basebackup" -d "$SRC" -D init -X stream -c fast --no-password
+    mv init data
+    rm -rf data.rewind-failed
+  fi
+  touch data/standby.signal
+  grep -v '^primary_conninfo' data/postgresql.auto.conf > data/auto.conf.new 2>/dev/null || true
+  printf "primary_conninfo = '%s passfile=%s application_name=zeroku_standby'\n" "$SRC" "$PGPASSFILE" \
+    >> data/auto.conf.new
+  mv data/auto.conf.new data/postgresql.auto.conf
+elif [ -s data/PG_VERSION ]; then
+  # A primary: never one that still says it is a standby.
+  rm -f data/standby.signal
+fi
 if [ ! -s data/PG_VERSION ]; then
   echo "zeroku: creating the database cluster"
   rm -rf init
@@ -81,9 +117,13 @@ SQL
     > init/pg_hba.conf
   mv init data
 fi
+# Standbys stream as the superuser (servers made before standbys lack the line).
+grep -q '^host replication zeroku ' data/pg_hba.conf \
+  || printf 'host replication zeroku all scram-sha-256\n' >> data/pg_hba.conf
 exec "$PGBIN/postgres" -D data -p "$PORT" -c listen_addresses='*' \
   -c unix_socket_directories='' -c shared_buffers="${ZEROKU_ADDON_SHARED_BUFFERS_MB}MB" \
-  -c logging_collector=off -c log_line_prefix='' -c password_encryption=scram-sha-256
+  -c logging_collector=off -c log_line_prefix='' -c password_encryption=scram-sha-256 \
+  -c wal_keep_size="${ZEROKU_ADDON_WAL_KEEP_MB:-0}MB"
 "#;
 
 impl Kind for Postgres {
@@ -108,7 +148,7 @@ impl Kind for Postgres {
     }
 
     fn start_env(&self, a: &Addon) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("ZEROKU_ADDON_DB".into(), db_name(a.name)),
             ("ZEROKU_ADDON_PASSWORD".into(), a.password.to_string()),
             (
@@ -120,12 +160,27 @@ impl Kind for Postgres {
                 "ZEROKU_ADDON_SHARED_BUFFERS_MB".into(),
                 (a.memory_mb / 4).max(16).to_string(),
             ),
-        ])
+        ]);
+        if let Some((host, port)) = a.follows {
+            env.insert("ZEROKU_ADDON_PRIMARY_HOST".into(), host.to_string());
+            env.insert("ZEROKU_ADDON_PRIMARY_PORT".into(), port.to_string());
+        }
+        env
     }
 
     fn url(&self, a: &Addon, host: &str) -> String {
         let db = db_name(a.name);
         format!("postgres://{db}:{}@{host}:{}/{db}", a.password, a.port)
+    }
+
+    fn ha_url(&self, a: &Addon, servers: [(&str, u16); 2]) -> Option<String> {
+        // libpq tries each host and keeps the one that takes writes.
+        let db = db_name(a.name);
+        let [(h1, p1), (h2, p2)] = servers;
+        Some(format!(
+            "postgres://{db}:{}@{h1}:{p1},{h2}:{p2}/{db}?target_session_attrs=read-write",
+            a.password
+        ))
     }
 
     fn backup(&self, a: &Addon, host: &str) -> Result<Tool, Error> {
@@ -244,6 +299,7 @@ mod tests {
             password: "s3cret",
             admin_password: "adm1n",
             memory_mb: 512,
+            follows: None,
         }
     }
 

@@ -84,14 +84,16 @@ async fn wait_up(api: &Api, app: &str, addon: &str, timeout: Duration) -> Result
     }
 }
 
-pub async fn create(
-    api: &Api,
-    app: &str,
-    kind: &str,
-    alias: Option<&str>,
-    wait: bool,
-) -> Result<()> {
-    let mut body = j!({"kind": kind});
+/// How `addons:create` makes the add-on.
+pub struct How<'a> {
+    pub alias: Option<&'a str>,
+    pub wait: bool,
+    pub ha: bool,
+}
+
+pub async fn create(api: &Api, app: &str, kind: &str, how: How<'_>) -> Result<()> {
+    let How { alias, wait, ha } = how;
+    let mut body = j!({"kind": kind, "ha": ha});
     if let Some(a) = alias {
         body["as"] = j!(a.trim_end_matches("_URL"));
     }
@@ -167,6 +169,56 @@ pub async fn info(api: &Api, app: &str, addon: &str) -> Result<()> {
         ("Attached as", attached_as(&v)),
     ] {
         println!("{k:<12} {f}");
+    }
+    let ha = &v["ha"];
+    if ha.is_object() {
+        let server = |s: &Value| {
+            format!(
+                "{} (port {}), {}",
+                cell(&s["node"]),
+                cell(&s["port"]),
+                cell(&s["state"])
+            )
+        };
+        println!("{:<12} {}", "Primary", server(&ha["primary"]));
+        println!("{:<12} {}", "Standby", server(&ha["standby"]));
+        let sync = match (ha["sync"].as_bool(), ha["in_sync"].as_bool()) {
+            (Some(true), Some(true)) => "on, in sync: every acknowledged commit is on both nodes; while the standby is away commits wait for it".to_string(),
+            (Some(true), _) => "on, not in sync yet: the standby is catching up; no failover until it is".to_string(),
+            _ => "off: commits do not wait for the standby; no automatic failover".to_string(),
+        };
+        println!("{:<12} {sync}", "Sync");
+        let last = match ha["last_failover_at"].as_u64() {
+            Some(t) => format!(
+                "{} failover(s), the last {} ({})",
+                cell(&ha["failovers"]),
+                crate::output::timestamp(t * 1000),
+                cell(&ha["last_failover"])
+            ),
+            None => "none".into(),
+        };
+        println!("{:<12} {last}", "Failovers");
+    }
+    Ok(())
+}
+
+pub async fn failover(api: &Api, app: &str, addon: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .send(
+            Method::POST,
+            &format!("{}/failover", base(app, addon)),
+            &j!({}),
+        )
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else {
+        println!(
+            "{addon}: the primary is on {} now (writes refused for {} ms, no commit lost)",
+            cell(&v["addon"]["node"]),
+            cell(&v["took_ms"])
+        );
     }
     Ok(())
 }

@@ -170,7 +170,16 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             app,
             alias,
             no_wait,
-        } => addons::create(&api, &app.name()?, &kind, alias.as_deref(), !no_wait).await,
+            ha,
+        } => {
+            let how = addons::How {
+                alias: alias.as_deref(),
+                wait: !no_wait,
+                ha,
+            };
+            addons::create(&api, &app.name()?, &kind, how).await
+        }
+        AddonsFailover { addon, app } => addons::failover(&api, &app.name()?, &addon).await,
         AddonsInfo { addon, app } => addons::info(&api, &app.name()?, &addon).await,
         AddonsAttach { addon, app, alias } => {
             addons::attach(&api, &app.name()?, &addon, alias.as_deref()).await

@@ -20,6 +20,9 @@ struct Create {
     /// The config var's name without `_URL`; the kind's default (`DATABASE`) when absent.
     #[serde(default, rename = "as")]
     alias: Option<String>,
+    /// A standby on another node, synchronous, with failover (PostgreSQL).
+    #[serde(default)]
+    ha: bool,
 }
 
 #[derive(Deserialize)]
@@ -108,9 +111,55 @@ fn view(c: &Cluster, a: &Addon) -> Result<Value, ApiError> {
         "memory_mb": a.memory_mb,
         "created_at": a.created_at,
         "attachments": attachments,
+        "ha": ha_view(c, a),
         "backups": c.store().backups(&a.name)?.iter().filter(|b| b.state == "ok").count(),
         "schedule": schedule_view(c, &a.name)?,
     }))
+}
+
+/// Its servers and their roles, when it has a standby.
+fn ha_view(c: &Cluster, a: &Addon) -> Value {
+    if !a.ha() {
+        return Value::Null;
+    }
+    let state = |node: &str, id: Option<String>| {
+        c.live()
+            .get(node)
+            .and_then(|l| l.heartbeat.as_ref())
+            .and_then(|h| h.instances.iter().find(|i| Some(&i.id) == id.as_ref()))
+            .map_or("starting".to_string(), |i| i.state.to_string())
+    };
+    let (last_at, last_why) = a
+        .last_failover
+        .split_once(' ')
+        .map_or((Value::Null, Value::Null), |(t, w)| {
+            (json!(t.parse::<u64>().ok()), json!(w))
+        });
+    json!({
+        "primary": {"node": a.node, "port": a.port, "state": state(&a.node, Some(addons::instance_id(a)))},
+        "standby": {"node": a.standby_node, "port": a.standby_port, "state": state(&a.standby_node, addons::standby_id(a))},
+        "sync": a.sync,
+        "in_sync": a.in_sync,
+        "failovers": a.failovers,
+        "last_failover_at": last_at,
+        "last_failover": last_why,
+    })
+}
+
+/// `addons:failover`: a planned switchover.
+async fn switch_over(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    if a.app != app {
+        return Err(ApiError::forbidden(format!(
+            "{name} belongs to {}: fail it over from there",
+            a.app
+        )));
+    }
+    let took = crate::failover::switch_over(c, name)
+        .await
+        .map_err(ApiError::invalid)?;
+    let now = attached(c, app, name)?;
+    ok(json!({"addon": view(c, &now)?, "took_ms": took.as_millis() as u64}))
 }
 
 /// `view` with what the server says of itself (its version, the size of the apps' data), or
@@ -217,6 +266,9 @@ pub(super) async fn dispatch(
         (&Method::POST, ["apps", app, "attachments"]) => attach(c, caller, app, req).await,
         (&Method::DELETE, ["apps", app, "attachments", name]) => detach(c, app, name),
         (&Method::POST, ["apps", app, "addons", name, "credentials"]) => rotate(c, app, name).await,
+        (&Method::POST, ["apps", app, "addons", name, "failover"]) => {
+            switch_over(c, app, name).await
+        }
         (&Method::PUT, ["apps", app, "addons", name, "schedule"]) => {
             schedule(c, app, name, Some(req)).await
         }
@@ -279,7 +331,28 @@ async fn create(c: &Arc<Cluster>, app: &str, req: Request<Incoming>) -> Result<R
     let alias = body
         .alias
         .unwrap_or_else(|| kind.default_alias().to_string());
+    if body.ha && kind.name() != "postgres" {
+        return Err(ApiError::invalid(format!(
+            "--ha is for postgres add-ons only ({} has no standbys yet)",
+            kind.name()
+        )));
+    }
     let (a, rel) = new_addon(c, app, kind, &alias)?;
+    let (a, rel) = if body.ha {
+        match enable_ha(c, &a) {
+            Ok((a, r)) => (a, r.or(rel)),
+            Err(e) => {
+                c.system_log(
+                    app,
+                    &a.name,
+                    format!("{}: no standby: {}", a.name, e.message),
+                );
+                return Err(e);
+            }
+        }
+    } else {
+        (a, rel)
+    };
     Ok(Reply::Json(
         StatusCode::CREATED,
         json!({"addon": view(c, &a)?, "as": format!("{alias}_URL"), "release": rel.map(|r| r.version)}),
@@ -330,6 +403,74 @@ fn new_addon(
         ),
     );
     Ok((a, rel))
+}
+
+/// Gives `a` a standby on another node (the one with the fewest add-ons), points the apps'
+/// URLs at both servers, and starts waiting for the standby to be in sync.
+fn enable_ha(
+    c: &Arc<Cluster>,
+    a: &Addon,
+) -> Result<(Addon, Option<crate::store::Release>), ApiError> {
+    let node = {
+        let store = c.store();
+        let addons = store.addons()?;
+        store
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.state == "up" && !n.draining && n.name != a.node)
+            .min_by_key(|n| {
+                (
+                    addons
+                        .iter()
+                        .filter(|x| x.node == n.name || x.standby_node == n.name)
+                        .count(),
+                    n.name.clone(),
+                )
+            })
+            .map(|n| n.name)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_node",
+                    "a standby needs a second node that is up (see `zeroku nodes`)",
+                )
+            })?
+    };
+    let min = c.cfg.addon_port_min;
+    let rel = change(c, |s| {
+        if s.set_standby(&a.name, Some(&node), min..=min.saturating_add(999))?
+            .is_none()
+        {
+            return Ok(Err(()));
+        }
+        let Some(now) = s.addon(&a.name)? else {
+            return Ok(Err(()));
+        };
+        let url = addons::url_of(s, &now).unwrap_or_default();
+        let versions = s.set_addon_password(&a.name, &now.password, &url)?;
+        Ok(Ok((now, versions)))
+    })?;
+    let Ok((now, versions)) = rel else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_port",
+            "every add-on port is in use (1000 from addon_port_min)",
+        ));
+    };
+    c.system_log(
+        &a.app,
+        &a.name,
+        format!(
+            "{}: a standby on {node}; commits wait for it once it is in sync",
+            a.name
+        ),
+    );
+    tokio::spawn(crate::failover::make_sync(c.clone(), a.name.clone()));
+    let rel = match versions.iter().max() {
+        Some(v) => c.store().release(&a.app, *v)?,
+        None => None,
+    };
+    Ok((now, rel))
 }
 
 fn refused(app: &str, why: crate::store::Refused) -> ApiError {
@@ -421,8 +562,7 @@ async fn attach(
         .alias
         .unwrap_or_else(|| kind.default_alias().to_string());
     check_alias(&alias)?;
-    let host = addons::host(&c.store(), &a)?;
-    let url = addons::url(&a, &host).map_err(ApiError::internal)?;
+    let url = addons::url_of(&c.store(), &a).map_err(ApiError::internal)?;
     let rel = match change(c, |s| s.attach(&a.name, app, &alias, &url))? {
         Ok(r) => r,
         Err(why) => return Err(refused(app, why)),
@@ -471,6 +611,7 @@ async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiErr
         password: &a.password,
         admin_password: &a.admin_password,
         memory_mb: a.memory_mb,
+        follows: None,
     };
     let (tool, input) = kind
         .rotate(&service, &host, &password)
@@ -487,7 +628,7 @@ async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiErr
     }
     let mut rotated = a.clone();
     rotated.password = password;
-    let url = addons::url(&rotated, &host).map_err(ApiError::internal)?;
+    let url = addons::url_of(&c.store(), &rotated).map_err(ApiError::internal)?;
     let releases = change(c, |s| {
         s.set_addon_password(&a.name, &rotated.password, &url)
     })?;

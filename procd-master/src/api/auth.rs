@@ -111,6 +111,7 @@ pub const ROUTES: &[Route] = &[
         "/v1/apps/:app/addons/:addon/credentials",
         App(Manage),
     ),
+    r("POST", "/v1/apps/:app/addons/:addon/failover", App(Manage)),
     r("PUT", "/v1/apps/:app/addons/:addon/schedule", App(Manage)),
     r(
         "DELETE",

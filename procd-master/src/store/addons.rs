@@ -30,6 +30,33 @@ pub struct Addon {
     pub admin_password: String,
     pub memory_mb: u64,
     pub created_at: u64,
+    /// High availability: the node of its standby server (empty: none) and its port. `node`
+    /// and `port` are always the primary's.
+    pub standby_node: String,
+    pub standby_port: u16,
+    /// The instance number (1 or 2) of the server that is primary now; the standby's is the
+    /// other. A failover swaps them, so each server keeps its instance (and process).
+    pub primary_index: u32,
+    /// Commits wait for the standby (`sync=on`, the default).
+    pub sync: bool,
+    /// The primary has its standby as synchronous now: every acknowledged commit is on both,
+    /// and the standby may take over.
+    pub in_sync: bool,
+    pub failovers: u32,
+    /// When and why the last failover happened (`<unix seconds> <reason>`).
+    pub last_failover: String,
+}
+
+impl Addon {
+    /// Whether it has a standby.
+    pub fn ha(&self) -> bool {
+        !self.standby_node.is_empty()
+    }
+
+    /// The standby's instance number.
+    pub fn standby_index(&self) -> u32 {
+        3 - self.primary_index.clamp(1, 2)
+    }
 }
 
 /// An app's use of an add-on: its `<alias>_URL` config var.
@@ -106,7 +133,7 @@ pub enum Refused {
     NoPort,
 }
 
-const ADDON_SELECT: &str = "SELECT name, kind, app, seq, node, port, password, admin_password, memory_mb, created_at FROM addons";
+const ADDON_SELECT: &str = "SELECT name, kind, app, seq, node, port, password, admin_password, memory_mb, created_at, standby_node, standby_port, primary_index, sync, in_sync, failovers, last_failover FROM addons";
 
 fn addon_row(r: &Row) -> rusqlite::Result<Addon> {
     Ok(Addon {
@@ -120,6 +147,13 @@ fn addon_row(r: &Row) -> rusqlite::Result<Addon> {
         admin_password: r.get(7)?,
         memory_mb: r.get(8)?,
         created_at: r.get(9)?,
+        standby_node: r.get(10)?,
+        standby_port: r.get(11)?,
+        primary_index: r.get(12)?,
+        sync: r.get(13)?,
+        in_sync: r.get(14)?,
+        failovers: r.get(15)?,
+        last_failover: r.get(16)?,
     })
 }
 
@@ -208,7 +242,8 @@ impl Store {
             n += 1;
         };
         let used: std::collections::HashSet<u16> = {
-            let mut st = tx.prepare("SELECT port FROM addons")?;
+            let mut st =
+                tx.prepare("SELECT port FROM addons UNION SELECT standby_port FROM addons")?;
             let rows = st.query_map([], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
@@ -382,6 +417,75 @@ impl Store {
     /// Places `addon` on `node`, on a port of `ports` no add-on has (not its own old one
     /// either: both servers may share a host while the old one stops, and a check that the
     /// new one accepts must not be answered by the old). The new port; `None` if none is free.
+    /// Gives `addon` a standby on `node`, on a port from `ports` no add-on uses (none left:
+    /// `None`); `None` for `node` removes its standby.
+    pub fn set_standby(
+        &mut self,
+        addon: &str,
+        node: Option<&str>,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Result<Option<u16>> {
+        let tx = self.db.transaction()?;
+        let Some(node) = node else {
+            tx.execute(
+                "UPDATE addons SET standby_node = '', standby_port = 0, in_sync = 0 WHERE name = ?1",
+                [addon],
+            )?;
+            tx.commit()?;
+            return Ok(Some(0));
+        };
+        let port = {
+            let mut st = tx.prepare("SELECT port, standby_port FROM addons")?;
+            let rows = st.query_map([], |r| Ok([r.get::<_, u16>(0)?, r.get::<_, u16>(1)?]))?;
+            let used: std::collections::HashSet<u16> = rows
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            ports.into_iter().find(|p| !used.contains(p))
+        };
+        let Some(port) = port else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE addons SET standby_node = ?2, standby_port = ?3, in_sync = 0 WHERE name = ?1",
+            params![addon, node, port],
+        )?;
+        tx.commit()?;
+        Ok(Some(port))
+    }
+
+    /// The standby of `addon` is the primary from now on, and the old primary its standby
+    /// (it rejoins when its node is back). Not in sync until the new standby streams again.
+    pub fn promote_standby(&mut self, addon: &str, why: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE addons SET node = standby_node, port = standby_port, standby_node = node,
+               standby_port = port, primary_index = 3 - primary_index, in_sync = 0,
+               failovers = failovers + 1, last_failover = ?2
+             WHERE name = ?1 AND standby_node != ''",
+            params![addon, format!("{} {why}", now())],
+        )?;
+        Ok(())
+    }
+
+    /// Records whether the primary has its standby as synchronous now.
+    pub fn set_in_sync(&mut self, addon: &str, in_sync: bool) -> Result<()> {
+        self.db.execute(
+            "UPDATE addons SET in_sync = ?2 WHERE name = ?1",
+            params![addon, in_sync],
+        )?;
+        Ok(())
+    }
+
+    /// `sync=on|off`: whether commits wait for the standby.
+    pub fn set_addon_sync(&mut self, addon: &str, sync: bool) -> Result<()> {
+        self.db.execute(
+            "UPDATE addons SET sync = ?2, in_sync = 0 WHERE name = ?1",
+            params![addon, sync],
+        )?;
+        Ok(())
+    }
+
     pub fn set_addon_node(
         &mut self,
         addon: &str,
@@ -390,7 +494,8 @@ impl Store {
     ) -> Result<Option<u16>> {
         let tx = self.db.transaction()?;
         let used: std::collections::HashSet<u16> = {
-            let mut st = tx.prepare("SELECT port FROM addons")?;
+            let mut st =
+                tx.prepare("SELECT port FROM addons UNION SELECT standby_port FROM addons")?;
             let rows = st.query_map([], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };

@@ -289,6 +289,13 @@ impl Store {
             ("frontends", "ipc_dir", "TEXT NOT NULL DEFAULT ''"),
             ("tokens", "expires_at", "INTEGER NOT NULL DEFAULT 0"),
             ("ssh_keys", "user", "TEXT NOT NULL DEFAULT ''"),
+            ("addons", "standby_node", "TEXT NOT NULL DEFAULT ''"),
+            ("addons", "standby_port", "INTEGER NOT NULL DEFAULT 0"),
+            ("addons", "primary_index", "INTEGER NOT NULL DEFAULT 1"),
+            ("addons", "sync", "INTEGER NOT NULL DEFAULT 1"),
+            ("addons", "in_sync", "INTEGER NOT NULL DEFAULT 0"),
+            ("addons", "failovers", "INTEGER NOT NULL DEFAULT 0"),
+            ("addons", "last_failover", "TEXT NOT NULL DEFAULT ''"),
         ] {
             add_column(&db, table, column, decl)?;
         }
