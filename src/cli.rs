@@ -564,6 +564,17 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Change an add-on: `ha=on|off` (a standby on another node), `sync=on|off` (commits
+    /// wait for the standby).
+    #[command(name = "addons:settings")]
+    AddonsSettings {
+        addon: String,
+        /// KEY=VALUE, one or more.
+        #[arg(required = true)]
+        settings: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// An add-on: where it runs, its state, the apps it is attached to.
     #[command(name = "addons:info")]
     AddonsInfo {

@@ -247,4 +247,34 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
         text.contains("in sync") && text.contains("failover(s)"),
         "{text}"
     );
+
+    // Settings: bad input is refused and changes nothing; sync=off stops waiting for the
+    // standby (and says what that costs), sync=on waits for it again; ha=off drops it.
+    for bad in ["sync=maybe", "colour=red", "sync"] {
+        let o = c.cli(&["addons:settings", "pg-bank-1", bad, "-a", "bank"]);
+        assert!(!o.status.success(), "{bad}");
+    }
+    assert_eq!(info(&c)["ha"]["in_sync"], true);
+    let out = c
+        .cli_ok(&["addons:settings", "pg-bank-1", "sync=off", "-a", "bank"])
+        .unwrap();
+    assert!(out.contains("no automatic failover"), "{out}");
+    let i = info(&c);
+    assert_eq!(i["ha"]["sync"], false);
+    assert_eq!(i["ha"]["in_sync"], false);
+    assert!(psql(&url, "INSERT INTO ids VALUES (3000000)").0);
+    c.cli_ok(&["addons:settings", "pg-bank-1", "sync=on", "-a", "bank"])
+        .unwrap();
+    wait_in_sync(&c, 60);
+    c.cli_ok(&["addons:settings", "pg-bank-1", "ha=off", "-a", "bank"])
+        .unwrap();
+    let i = info(&c);
+    assert!(i["ha"].is_null(), "{i}");
+    let single = c.json(&["config", "-a", "bank"])["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!single.contains(','), "{single}");
+    let (ok, out) = psql(&single, "SELECT count(*) FROM ids WHERE id = 3000000");
+    assert!(ok && out == "1", "{out}");
 }

@@ -119,6 +119,30 @@ pub async fn make_sync(cluster: Arc<Cluster>, name: String) {
     }
 }
 
+/// `sync=on|off`: records it, and with `off` tells the primary at once to stop waiting for
+/// its standby; with `on` it waits for the standby to stream again first ([`make_sync`]).
+pub async fn set_sync(cluster: &Arc<Cluster>, a: &Addon, on: bool) -> Result<(), String> {
+    if !on && a.ha() {
+        let host = host_of(cluster, &a.node);
+        admin(
+            a,
+            &host,
+            a.port,
+            "ALTER SYSTEM SET synchronous_standby_names = ''; SELECT pg_reload_conf();",
+        )
+        .await
+        .map_err(|e| format!("the primary did not take it: {e}"))?;
+    }
+    cluster
+        .store()
+        .set_addon_sync(&a.name, on)
+        .map_err(|e| e.to_string())?;
+    if on && a.ha() {
+        tokio::spawn(make_sync(cluster.clone(), a.name.clone()));
+    }
+    Ok(())
+}
+
 /// Nodes were found dead: the add-ons whose primary was there and whose standby is in sync
 /// fail over.
 pub fn on_nodes_lost(cluster: &Arc<Cluster>, nodes: &[String]) {

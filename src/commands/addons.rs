@@ -183,7 +183,7 @@ pub async fn info(api: &Api, app: &str, addon: &str) -> Result<()> {
         println!("{:<12} {}", "Primary", server(&ha["primary"]));
         println!("{:<12} {}", "Standby", server(&ha["standby"]));
         let sync = match (ha["sync"].as_bool(), ha["in_sync"].as_bool()) {
-            (Some(true), Some(true)) => "on, in sync: every acknowledged commit is on both nodes; while the standby is away commits wait for it".to_string(),
+            (Some(true), Some(true)) => "on, in sync: every acknowledged commit is on both nodes; while the standby is away commits wait for it (addons:settings sync=off to write on one node instead)".to_string(),
             (Some(true), _) => "on, not in sync yet: the standby is catching up; no failover until it is".to_string(),
             _ => "off: commits do not wait for the standby; no automatic failover".to_string(),
         };
@@ -198,6 +198,32 @@ pub async fn info(api: &Api, app: &str, addon: &str) -> Result<()> {
             None => "none".into(),
         };
         println!("{:<12} {last}", "Failovers");
+    }
+    Ok(())
+}
+
+pub async fn settings(api: &Api, app: &str, addon: &str, kv: &[String]) -> Result<()> {
+    let mut body = serde_json::Map::new();
+    for s in kv {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{s:?} is not KEY=VALUE (e.g. sync=off)"))?;
+        body.insert(k.to_string(), j!(v));
+    }
+    let v: Value = client(api)?
+        .send(
+            Method::PATCH,
+            &format!("{}/settings", base(app, addon)),
+            &Value::Object(body),
+        )
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+    } else {
+        for line in each(&v["said"], cell) {
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -180,6 +180,11 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             addons::create(&api, &app.name()?, &kind, how).await
         }
         AddonsFailover { addon, app } => addons::failover(&api, &app.name()?, &addon).await,
+        AddonsSettings {
+            addon,
+            settings,
+            app,
+        } => addons::settings(&api, &app.name()?, &addon, &settings).await,
         AddonsInfo { addon, app } => addons::info(&api, &app.name()?, &addon).await,
         AddonsAttach { addon, app, alias } => {
             addons::attach(&api, &app.name()?, &addon, alias.as_deref()).await

@@ -146,6 +146,95 @@ fn ha_view(c: &Cluster, a: &Addon) -> Value {
     })
 }
 
+/// `addons:settings NAME ha=on|off sync=on|off`.
+async fn settings(
+    c: &Arc<Cluster>,
+    app: &str,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    let a = attached(c, app, name)?;
+    if a.app != app {
+        return Err(ApiError::forbidden(format!(
+            "{name} belongs to {}: change it from there",
+            a.app
+        )));
+    }
+    let body: std::collections::BTreeMap<String, String> = body_json(req).await?;
+    let on_off = |k: &str, v: &str| match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(ApiError::invalid(format!("{k}={v}: use {k}=on or {k}=off"))),
+    };
+    let mut said = Vec::new();
+    for (k, v) in &body {
+        match k.as_str() {
+            "ha" | "sync" => {
+                on_off(k, v)?;
+            }
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "no add-on setting {k:?}: the settings are ha and sync"
+                )))
+            }
+        }
+    }
+    if let Some(v) = body.get("ha") {
+        match (on_off("ha", v)?, a.ha()) {
+            (true, false) => {
+                if a.kind != "postgres" {
+                    return Err(ApiError::invalid(format!(
+                        "ha is for postgres add-ons only ({} has no standbys yet)",
+                        a.kind
+                    )));
+                }
+                let (now, _) = enable_ha(c, &a)?;
+                said.push(format!(
+                    "{name}: a standby on {}; commits wait for it once it is in sync",
+                    now.standby_node
+                ));
+            }
+            (false, true) => {
+                crate::failover::set_sync(c, &a, false)
+                    .await
+                    .map_err(ApiError::invalid)?;
+                change(c, |s| {
+                    s.set_standby(&a.name, None, 0..=0)?;
+                    let Some(now) = s.addon(&a.name)? else {
+                        return Ok(());
+                    };
+                    let url = addons::url_of(s, &now).unwrap_or_default();
+                    s.set_addon_password(&a.name, &now.password, &url)?;
+                    Ok(())
+                })?;
+                said.push(format!(
+                    "{name}: no standby any more; the apps' URL names the primary alone (a new release)"
+                ));
+            }
+            _ => said.push(format!("{name}: ha is {v} already")),
+        }
+    }
+    if let Some(v) = body.get("sync") {
+        let on = on_off("sync", v)?;
+        let now = attached(c, app, name)?;
+        if !now.ha() {
+            return Err(ApiError::invalid(format!(
+                "{name} has no standby: sync needs ha=on"
+            )));
+        }
+        crate::failover::set_sync(c, &now, on)
+            .await
+            .map_err(ApiError::invalid)?;
+        said.push(if on {
+            format!("{name}: sync=on: commits wait for the standby once it is in sync (addons:info)")
+        } else {
+            format!("{name}: sync=off: commits no longer wait for the standby; a commit may be on the primary alone, and there is no automatic failover until sync=on")
+        });
+    }
+    let now = attached(c, app, name)?;
+    ok(json!({"addon": view(c, &now)?, "said": said}))
+}
+
 /// `addons:failover`: a planned switchover.
 async fn switch_over(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiError> {
     let a = attached(c, app, name)?;
@@ -268,6 +357,9 @@ pub(super) async fn dispatch(
         (&Method::POST, ["apps", app, "addons", name, "credentials"]) => rotate(c, app, name).await,
         (&Method::POST, ["apps", app, "addons", name, "failover"]) => {
             switch_over(c, app, name).await
+        }
+        (&Method::PATCH, ["apps", app, "addons", name, "settings"]) => {
+            settings(c, app, name, req).await
         }
         (&Method::PUT, ["apps", app, "addons", name, "schedule"]) => {
             schedule(c, app, name, Some(req)).await

@@ -112,6 +112,7 @@ pub const ROUTES: &[Route] = &[
         App(Manage),
     ),
     r("POST", "/v1/apps/:app/addons/:addon/failover", App(Manage)),
+    r("PATCH", "/v1/apps/:app/addons/:addon/settings", App(Manage)),
     r("PUT", "/v1/apps/:app/addons/:addon/schedule", App(Manage)),
     r(
         "DELETE",
