@@ -163,6 +163,17 @@ mod tests {
         (addr, task)
     }
 
+    /// Waits (up to 5 s) until `f` holds.
+    async fn until<F: std::future::Future<Output = bool>>(what: &str, f: impl Fn() -> F) {
+        for _ in 0..500 {
+            if f().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
     async fn ask(at: SocketAddr) -> String {
         let mut s = TcpStream::connect(at).await.unwrap();
         s.write_all(b"hi").await.unwrap();
@@ -187,13 +198,19 @@ mod tests {
         assert!(f
             .sync(HashMap::from([(at, vec![a.clone(), b.clone()])]))
             .is_empty());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        until("the listener up", || async {
+            TcpStream::connect(at).await.is_ok()
+        })
+        .await;
         let mut seen = vec![ask(at).await, ask(at).await];
         seen.sort();
         assert_eq!(seen, ["a:hi", "b:hi"], "round-robin");
         // A provider that is gone is skipped.
         ta.abort();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until("provider a gone", || async {
+            TcpStream::connect(a.as_str()).await.is_err()
+        })
+        .await;
         for _ in 0..3 {
             assert_eq!(ask(at).await, "b:hi");
         }
@@ -201,13 +218,23 @@ mod tests {
         f.sync(HashMap::from([(at, vec![])]));
         assert_eq!(ask(at).await, "");
         f.sync(HashMap::new());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(TcpStream::connect(at).await.is_err());
+        until("the listener gone", || async {
+            TcpStream::connect(at).await.is_err()
+        })
+        .await;
         // An address something else holds is reported.
         let taken = std::net::TcpListener::bind("127.77.0.2:0").unwrap();
         let held = taken.local_addr().unwrap();
         f.sync(HashMap::from([(held, vec![b.clone()])]));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(f.sync(HashMap::from([(held, vec![b])])), vec![held]);
+        let mut failed = Vec::new();
+        for _ in 0..200 {
+            failed = f.sync(HashMap::from([(held, vec![b.clone()])]));
+            if !failed.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(failed, vec![held]);
     }
 }
