@@ -914,25 +914,27 @@ fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed
         .collect();
     let lost: Vec<&u32> = rd_acked.iter().filter(|i| !stored.contains(i)).collect();
     assert!(lost.is_empty(), "Redis lost acknowledged ids {lost:?}");
-    // The crash and the restart are in the add-on's log, as any instance's.
-    let logs = c
-        .cli_ok(&[
-            "logs",
-            "-a",
-            "ledger",
-            "--addon",
-            "pg-ledger-1",
-            "-n",
-            "1000",
-        ])
-        .unwrap();
+    // The crash and the restart are in the add-on's log, as any instance's (its last lines
+    // reach the master a moment after the server wrote them).
+    let logs = eventually(Duration::from_secs(15), "the recovery in the log", || {
+        let logs = c
+            .cli_ok(&[
+                "logs",
+                "-a",
+                "ledger",
+                "--addon",
+                "pg-ledger-1",
+                "-n",
+                "1000",
+            ])
+            .unwrap_or_default();
+        logs.contains("database system is ready to accept connections")
+            .then(|| logs.clone())
+            .filter(|l| l.contains("automatic recovery in progress"))
+            .ok_or(logs)
+    });
     assert!(
         logs.contains("Process exited") && logs.contains("restarting in"),
-        "{logs}"
-    );
-    assert!(logs.contains("automatic recovery in progress"), "{logs}");
-    assert!(
-        logs.contains("database system is ready to accept connections"),
         "{logs}"
     );
     assert_eq!(addon_of(&c, "ledger", "postgres")["state"], "up");

@@ -73,6 +73,89 @@ fn wait_in_sync(c: &TestCluster, secs: u64) -> Value {
     })
 }
 
+/// A thread adding increasing ids with `write` (true: acknowledged) until stopped; keeps the
+/// acknowledged ones and when each was sent (an id sent before a kill may be acknowledged
+/// after).
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(u32, Instant)>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(write: impl Fn(u32) -> bool + Send + 'static) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let mut id = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 1;
+                    let sent = Instant::now();
+                    if write(id) {
+                        acked.lock().unwrap().push((id, sent));
+                    } else {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        };
+        Writer {
+            stop,
+            acked,
+            thread,
+        }
+    }
+
+    /// Waits for a write sent after `t` to be acknowledged; when it was sent.
+    fn wait_after(&self, t: Instant, secs: u64, what: &str) -> Instant {
+        eventually(Duration::from_secs(secs), what, || {
+            self.acked
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, at)| *at)
+                .find(|at| *at > t)
+                .ok_or(format!("no write acknowledged since {:?}", t.elapsed()))
+        })
+    }
+
+    fn stop(self) -> Vec<(u32, Instant)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        assert!(!acked.is_empty());
+        acked
+    }
+}
+
+/// The acknowledged ids not among those `stored` lists, one per line.
+fn missing(acked: &[(u32, Instant)], stored: &str) -> Vec<(u32, Instant)> {
+    let have: std::collections::HashSet<u32> = stored
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    acked
+        .iter()
+        .filter(|(id, _)| !have.contains(id))
+        .copied()
+        .collect()
+}
+
+/// A node goes at once: its worker, its apps and `servers` (pids), all -9. Its data
+/// directory, to bring it back with.
+fn kill_node(c: &mut TestCluster, node: &str, servers: Vec<u32>) -> std::path::PathBuf {
+    let w = c.worker(node);
+    w.1.kill9();
+    let data = w.2.clone();
+    kill_apps(&data);
+    for pid in servers {
+        unsafe_free_kill(pid as i32, 9);
+    }
+    data
+}
+
 #[test]
 fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
     let config = TEST_CONFIG.replace(
@@ -85,10 +168,6 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
         c.add_worker(n, p);
     }
     c.deploy("bank", &[("Procfile", "worker: sleep 1000\n")]);
-    // Redis has no standbys: said plainly.
-    let o = c.cli(&["addons:create", "redis", "-a", "bank", "--ha"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("postgres add-ons only"));
     c.cli_ok(&["addons:create", "postgres", "-a", "bank", "--ha"])
         .unwrap();
     let first = wait_in_sync(&c, 120);
@@ -108,31 +187,9 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
     assert!(ok, "{out}");
 
     // The writer: one connection per insert, as an app reconnecting after a failover would.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::<(u32, Instant)>::new()));
     let writer = {
-        let (stop, acked, url) = (stop.clone(), acked.clone(), url.clone());
-        std::thread::spawn(move || {
-            let mut id = 0;
-            while !stop.load(Ordering::Relaxed) {
-                id += 1;
-                // (When it was sent: an insert sent before a kill may be acknowledged after.)
-                let sent = Instant::now();
-                if psql(&url, &format!("INSERT INTO ids VALUES ({id})")).0 {
-                    acked.lock().unwrap().push((id, sent));
-                } else {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        })
-    };
-    let writes_after = |t: Instant| {
-        acked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, at)| *at > t)
-            .count()
+        let url = url.clone();
+        Writer::start(move |id| psql(&url, &format!("INSERT INTO ids VALUES ({id})")).0)
     };
 
     let mut old_primaries = Vec::new();
@@ -152,13 +209,7 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
             "round {round}: the primary's server on port {port}"
         );
         // The primary's node goes: its worker and every server on it, at once.
-        let w = c.worker(&node);
-        w.1.kill9();
-        let data = w.2.clone();
-        kill_apps(&data);
-        for pid in pids {
-            unsafe_free_kill(pid as i32, 9);
-        }
+        let data = kill_node(&mut c, &node, pids);
         eventually(Duration::from_secs(5), "the primary's server gone", || {
             pids_with(&server)
                 .is_empty()
@@ -166,20 +217,8 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
                 .ok_or("still there".into())
         });
         let killed = Instant::now();
-        eventually(Duration::from_secs(60), "writes accepted again", || {
-            (writes_after(killed) > 0)
-                .then_some(())
-                .ok_or(format!("round {round}: no write since the kill"))
-        });
-        let first = acked
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, at)| *at)
-            .find(|at| *at > killed);
-        if let Some(at) = first {
-            eprintln!("FIGURE kill_to_writable_ms {}", (at - killed).as_millis());
-        }
+        let at = writer.wait_after(killed, 60, "writes accepted again");
+        eprintln!("FIGURE kill_to_writable_ms {}", (at - killed).as_millis());
         // (The store says so a moment after the new primary takes writes.)
         eventually(Duration::from_secs(10), "the failover recorded", || {
             let after = info(&c);
@@ -210,24 +249,14 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
         after["ha"]["primary"]["node"],
         before["ha"]["standby"]["node"]
     );
-    let t = Instant::now();
-    eventually(
-        Duration::from_secs(30),
-        "writes after the switchover",
-        || (writes_after(t) > 0).then_some(()).ok_or("none".into()),
-    );
+    writer.wait_after(Instant::now(), 30, "writes after the switchover");
     wait_in_sync(&c, 120);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    let acked = writer.stop();
 
     // Every acknowledged id is there.
     let (ok, out) = psql(&url, "SELECT id FROM ids ORDER BY id");
     assert!(ok, "{out}");
-    let have: std::collections::HashSet<u32> =
-        out.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let acked: Vec<u32> = acked.lock().unwrap().iter().map(|(id, _)| *id).collect();
-    let missing: Vec<&u32> = acked.iter().filter(|id| !have.contains(id)).collect();
-    assert!(!acked.is_empty());
+    let missing = missing(&acked, &out);
     assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
     assert_eq!(
         c.json(&["config", "-a", "bank"])["DATABASE_URL"].as_str(),
@@ -277,4 +306,277 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
     assert!(!single.contains(','), "{single}");
     let (ok, out) = psql(&single, "SELECT count(*) FROM ids WHERE id = 3000000");
     assert!(ok && out == "1", "{out}");
+}
+
+/// `redis-cli` with the app's URL: what it printed, and whether it exited 0.
+fn redis(url: &str, args: &[&str]) -> (bool, String) {
+    // (A server that went away mid-command must not hang the writer.)
+    let out = Command::new("timeout")
+        .args(["5", "redis-cli", "-u", url, "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+fn redis_info(c: &TestCluster) -> Value {
+    c.json(&["addons:info", "redis-cache-1", "-a", "cache"])
+}
+
+fn redis_url(c: &TestCluster) -> String {
+    c.json(&["config", "-a", "cache"])["REDIS_URL"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn wait_redis_in_sync(c: &TestCluster) -> Value {
+    eventually(Duration::from_secs(90), "the replica in sync", || {
+        let i = redis_info(c);
+        (i["ha"]["in_sync"] == true && i["ha"]["lag"]["bytes"].is_u64())
+            .then_some(i.clone())
+            .ok_or_else(|| format!("{}", i["ha"]))
+    })
+}
+
+/// Redis with a replica: the primary's node is killed, the replica takes over and the app
+/// gets a new release with its URL; the old primary comes back as a replica and refuses
+/// writes; a planned switchover loses nothing. Replication is asynchronous: ids acknowledged
+/// just before a kill may be lost, and the test prints how many (`FIGURE redis_lost`).
+#[test]
+fn redis_fails_over_to_its_replica_and_apps_get_the_new_url() {
+    let config = TEST_CONFIG.replace(
+        "[master]\n",
+        &format!("[master]\naddon_port_min = {}\n", handler_port_base()),
+    );
+    let mut c = TestCluster::start_with(&config);
+    let ports = [("h1", 32700u16), ("h2", 32900u16)];
+    for (n, p) in ports {
+        c.add_worker(n, p);
+    }
+    c.deploy("cache", &[("Procfile", "worker: sleep 1000\n")]);
+    c.cli_ok(&["addons:create", "redis", "-a", "cache", "--ha"])
+        .unwrap();
+    let first = wait_redis_in_sync(&c);
+    assert_eq!(first["ha"]["synchronous"], false);
+    let text = c
+        .cli_ok(&["addons:info", "redis-cache-1", "-a", "cache"])
+        .unwrap();
+    assert!(
+        text.contains("asynchronous") && text.contains("bytes behind"),
+        "{text}"
+    );
+    let url = Arc::new(Mutex::new(redis_url(&c)));
+    // The replica refuses writes; apps never get its address.
+    let replica_port = first["ha"]["standby"]["port"].as_u64().unwrap();
+    let at_replica = {
+        let u = url.lock().unwrap().clone();
+        let (head, _) = u.rsplit_once(':').unwrap();
+        format!("{head}:{replica_port}")
+    };
+    let (_, out) = redis(&at_replica, &["SET", "k", "v"]);
+    assert!(out.contains("READONLY"), "{out}");
+
+    // The writer: each acknowledged RPUSH is an id that must be there (or be counted lost).
+    let writer = {
+        let url = url.clone();
+        Writer::start(move |id| {
+            let u = url.lock().unwrap().clone();
+            let (ok, out) = redis(&u, &["RPUSH", "ids", &id.to_string()]);
+            ok && out.parse::<u64>().is_ok()
+        })
+    };
+
+    let mut kills = Vec::new();
+    for round in 1..=rounds() {
+        std::thread::sleep(Duration::from_secs(1));
+        let before = redis_info(&c);
+        let node = before["ha"]["primary"]["node"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let port = before["ha"]["primary"]["port"].as_u64().unwrap();
+        let server = format!("redis-server *:{port}");
+        let pids = pids_with(&server);
+        assert!(
+            !pids.is_empty(),
+            "round {round}: the primary on port {port}"
+        );
+        let data = kill_node(&mut c, &node, pids);
+        let killed = Instant::now();
+        kills.push(killed);
+        // The app gets the new primary's URL in a new release (as a restarted process would).
+        eventually(Duration::from_secs(30), "the failover recorded", || {
+            let after = redis_info(&c);
+            (after["ha"]["primary"]["node"] != node.as_str()
+                && after["ha"]["failovers"] == round as u64)
+                .then_some(())
+                .ok_or(format!("{}", after["ha"]))
+        });
+        let new_url = redis_url(&c);
+        assert!(!new_url.ends_with(&format!(":{port}")), "{new_url}");
+        *url.lock().unwrap() = new_url;
+        let at = writer.wait_after(killed, 30, "writes accepted again");
+        eprintln!(
+            "FIGURE redis_kill_to_writable_ms {}",
+            (at - killed).as_millis()
+        );
+        // The node comes back: its old primary is a replica now and refuses writes.
+        let port_min = ports.iter().find(|(n, _)| *n == node).unwrap().1;
+        let d = c.spawn_worker(&node, &data, port_min);
+        c.worker(&node).1 = d;
+        let back = wait_redis_in_sync(&c);
+        assert_eq!(back["ha"]["standby"]["node"], node.as_str(), "{back}");
+        let old = {
+            let u = url.lock().unwrap().clone();
+            let (head, _) = u.rsplit_once(':').unwrap();
+            format!("{head}:{port}")
+        };
+        let (_, out) = redis(&old, &["RPUSH", "ids", "2000000"]);
+        assert!(out.contains("READONLY"), "{out}");
+    }
+
+    // A planned switchover: no write lost.
+    let before = redis_info(&c);
+    let out = c.json(&["addons:failover", "redis-cache-1", "-a", "cache"]);
+    eprintln!("FIGURE redis_switchover_ms {}", out["took_ms"]);
+    let after = redis_info(&c);
+    assert_eq!(
+        after["ha"]["primary"]["node"],
+        before["ha"]["standby"]["node"]
+    );
+    *url.lock().unwrap() = redis_url(&c);
+    writer.wait_after(Instant::now(), 30, "writes after the switchover");
+    wait_redis_in_sync(&c);
+    let acked = writer.stop();
+
+    let u = url.lock().unwrap().clone();
+    let (ok, out) = redis(&u, &["LRANGE", "ids", "0", "-1"]);
+    assert!(ok, "{out}");
+    let lost = missing(&acked, &out);
+    // What asynchronous replication may lose: writes acknowledged just before a kill, and
+    // nothing else (none from the switchover).
+    for (id, at) in &lost {
+        assert!(
+            kills
+                .iter()
+                .any(|k| *at <= *k && k.duration_since(*at) < Duration::from_secs(2)),
+            "id {id} was lost though it was not acknowledged just before a kill"
+        );
+    }
+    eprintln!("FIGURE redis_acked {} lost {}", acked.len(), lost.len());
+}
+
+/// Three nodes: the standby's node is lost and stays away, so a new standby is built on the
+/// third node; then the primary's server cannot start any more (a setting it does not know
+/// in its configuration) and the master fails over to that new standby; the broken server,
+/// restarted as a standby, takes a fresh copy and follows. No acknowledged commit is lost.
+#[test]
+fn a_lost_standby_is_rebuilt_elsewhere_and_a_server_that_cannot_start_fails_over() {
+    let config = TEST_CONFIG.replace(
+        "[master]\n",
+        &format!("[master]\naddon_port_min = {}\n", handler_port_base()),
+    );
+    let mut c = TestCluster::start_with(&config);
+    for (n, p) in [("h1", 33300u16), ("h2", 33500u16), ("h3", 33700u16)] {
+        c.add_worker(n, p);
+    }
+    c.deploy("bank", &[("Procfile", "worker: sleep 1000\n")]);
+    c.cli_ok(&["addons:create", "postgres", "-a", "bank", "--ha"])
+        .unwrap();
+    wait_in_sync(&c, 120);
+    // (The standby reports what it applied every 10 s at most: lag shows from then on.)
+    let first = eventually(Duration::from_secs(15), "the standby's lag", || {
+        let i = info(&c);
+        i["ha"]["lag"]["bytes"]
+            .is_u64()
+            .then_some(i.clone())
+            .ok_or(format!("{}", i["ha"]))
+    });
+    let text = c
+        .cli_ok(&["addons:info", "pg-bank-1", "-a", "bank"])
+        .unwrap();
+    assert!(
+        text.contains("Lag") && text.contains("bytes behind"),
+        "{text}"
+    );
+    let url = c.json(&["config", "-a", "bank"])["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out) = psql(&url, "CREATE TABLE ids (id int PRIMARY KEY)");
+    assert!(ok, "{out}");
+    let writer = {
+        let url = url.clone();
+        Writer::start(move |id| psql(&url, &format!("INSERT INTO ids VALUES ({id})")).0)
+    };
+
+    // The standby's node goes and stays away.
+    let primary = first["ha"]["primary"]["node"].as_str().unwrap().to_string();
+    let gone = first["ha"]["standby"]["node"].as_str().unwrap().to_string();
+    let standby_port = first["ha"]["standby"]["port"].as_u64().unwrap();
+    let pids = pids_with(&format!("bin/postgres\0-D\0data\0-p\0{standby_port}\0"));
+    kill_node(&mut c, &gone, pids);
+    let killed = Instant::now();
+    let rebuilt = eventually(Duration::from_secs(120), "a new standby", || {
+        let i = info(&c);
+        (i["ha"]["standby"]["node"] != gone.as_str() && i["ha"]["in_sync"] == true)
+            .then_some(i.clone())
+            .ok_or(format!("{}", i["ha"]))
+    });
+    eprintln!("FIGURE standby_rebuilt_ms {}", killed.elapsed().as_millis());
+    let third = rebuilt["ha"]["standby"]["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(third != gone && third != primary, "{}", rebuilt["ha"]);
+    assert_eq!(rebuilt["ha"]["primary"]["node"], primary.as_str());
+    writer.wait_after(Instant::now(), 30, "commits with the new standby");
+
+    // The primary's server cannot start any more: restarted too often, it fails over.
+    let dir = c.worker(&primary).2.join("addons/pg-bank-1/data");
+    let port = rebuilt["ha"]["primary"]["port"].as_u64().unwrap();
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("postgresql.auto.conf"))
+        .unwrap();
+    use std::io::Write;
+    writeln!(conf, "zeroku_no_such_setting = 1").unwrap();
+    drop(conf);
+    let server = format!("bin/postgres\0-D\0data\0-p\0{port}\0");
+    let postmaster = pids_with(&server).into_iter().min().expect("the primary");
+    unsafe_free_kill(postmaster as i32, 9);
+    let broken = Instant::now();
+    let over = eventually(Duration::from_secs(90), "a failover", || {
+        let i = info(&c);
+        (i["ha"]["failovers"] == 1)
+            .then_some(i.clone())
+            .ok_or(format!("{}", i["ha"]))
+    });
+    eprintln!(
+        "FIGURE crashed_server_failover_ms {}",
+        broken.elapsed().as_millis()
+    );
+    assert_eq!(
+        over["ha"]["primary"]["node"],
+        third.as_str(),
+        "{}",
+        over["ha"]
+    );
+    let why = over["ha"]["last_failover"].as_str().unwrap_or_default();
+    assert!(why.contains("cannot start"), "{why}");
+    writer.wait_after(Instant::now(), 30, "commits on the new primary");
+    // The broken server, restarted as a standby, is a copy of the new primary now.
+    let back = wait_in_sync(&c, 180);
+    assert_eq!(back["ha"]["standby"]["node"], primary.as_str());
+    let acked = writer.stop();
+    let (ok, out) = psql(&url, "SELECT id FROM ids ORDER BY id");
+    assert!(ok, "{out}");
+    let missing = missing(&acked, &out);
+    assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
 }

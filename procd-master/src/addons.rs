@@ -100,6 +100,25 @@ fn server_spec(
     })
 }
 
+/// Where `a`'s standby goes: the up, undrained node with the fewest add-on servers that
+/// holds neither its primary nor its standby now; `None`: there is none.
+pub fn standby_node(store: &Store, a: &Addon) -> Result<Option<String>, StoreError> {
+    let all = store.addons()?;
+    Ok(store
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.state == "up" && !n.draining && n.name != a.node && n.name != a.standby_node)
+        .min_by_key(|n| {
+            (
+                all.iter()
+                    .filter(|x| x.node == n.name || x.standby_node == n.name)
+                    .count(),
+                n.name.clone(),
+            )
+        })
+        .map(|n| n.name))
+}
+
 /// Where apps reach the add-on: its node's address (as frontends reach that node's
 /// instances).
 pub fn host(store: &Store, a: &Addon) -> Result<String, StoreError> {
@@ -116,7 +135,8 @@ pub fn url(a: &Addon, host: &str) -> Result<String, String> {
 }
 
 /// The URL an attached app gets, read from the store: with a standby, both servers in the
-/// order of their instance numbers, so that a failover changes nothing apps hold.
+/// order of their instance numbers where the kind's clients take both (PostgreSQL), so that a
+/// failover changes nothing apps hold; the primary alone otherwise (Redis).
 pub fn url_of(store: &Store, a: &Addon) -> Result<String, String> {
     let host_of = |node: &str| -> Result<String, String> {
         Ok(store
@@ -136,7 +156,8 @@ pub fn url_of(store: &Store, a: &Addon) -> Result<String, String> {
         (standby.as_str(), a.standby_port),
     );
     let servers = if a.primary_index == 1 { [p, s] } else { [s, p] };
-    kind_of(a)?
-        .ha_url(&service(a), servers)
-        .ok_or_else(|| format!("{} add-ons have no standbys", a.kind))
+    match kind_of(a)?.ha_url(&service(a), servers) {
+        Some(url) => Ok(url),
+        None => url(a, &primary),
+    }
 }

@@ -67,6 +67,9 @@ pub struct Cluster {
     providers: Mutex<crate::discovery::Providers>,
     /// Counts changes of `providers`, for `services:watch` to wait on.
     pub services_changed: tokio::sync::watch::Sender<u64>,
+    /// Instances heartbeats newly reported crashed (restarted too often): (node, instance id,
+    /// last exit), for the next liveness tick to fail add-ons over ([`Cluster::take_crashed`]).
+    crashed: Mutex<Vec<(String, String, String)>>,
 }
 
 /// How long a node's log lines are taken for an app it no longer runs (its last lines arrive
@@ -158,6 +161,7 @@ impl Cluster {
             pace: Mutex::new(pace),
             liveness_read: Mutex::new(Instant::now()),
             providers: Mutex::default(),
+            crashed: Mutex::default(),
             // From the clock: a watcher's generation from before a master restart is older.
             services_changed: tokio::sync::watch::Sender::new(
                 std::time::SystemTime::now()
@@ -741,14 +745,40 @@ impl Cluster {
         }
     }
 
+    /// The instances reported crashed since the last call.
+    pub fn take_crashed(&self) -> Vec<(String, String, String)> {
+        std::mem::take(&mut *lock(&self.crashed))
+    }
+
     fn on_heartbeat(&self, hb: Heartbeat) {
         // At rest a node says the same thing every interval: only its time changes.
-        if let Some(l) = lock(&self.live).get_mut(&hb.node) {
-            if l.up && l.heartbeat.as_ref() == Some(&hb) {
-                l.last_seen = Instant::now();
-                return;
+        let crashed_before: Vec<String> = {
+            let mut live = lock(&self.live);
+            match live.get_mut(&hb.node) {
+                Some(l) if l.up && l.heartbeat.as_ref() == Some(&hb) => {
+                    l.last_seen = Instant::now();
+                    return;
+                }
+                Some(l) => l.heartbeat.as_ref().map_or_else(Vec::new, |h| {
+                    h.instances
+                        .iter()
+                        .filter(|i| i.state == zeroku_conf::InstanceState::Crashed)
+                        .map(|i| i.id.clone())
+                        .collect()
+                }),
+                None => Vec::new(),
             }
-        }
+        };
+        let newly_crashed = hb.instances.iter().filter(|i| {
+            i.state == zeroku_conf::InstanceState::Crashed && !crashed_before.contains(&i.id)
+        });
+        lock(&self.crashed).extend(newly_crashed.map(|i| {
+            (
+                hb.node.clone(),
+                i.id.clone(),
+                i.last_exit.clone().unwrap_or_default(),
+            )
+        }));
         let mut store = self.store();
         let node = match store.node(&hb.node) {
             Ok(n) => n,

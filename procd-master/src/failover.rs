@@ -1,41 +1,52 @@
-//! PostgreSQL add-ons with a standby (`addons:create postgres --ha`): the master decides.
+//! Add-ons with a standby (`addons:create postgres|redis --ha`): the master decides.
 //!
-//! - **In sync**: once the standby streams from the primary, the primary is told to wait for
-//!   it on every commit (`synchronous_standby_names = 'ANY 1 (zeroku_standby)'`, with
-//!   `sync=on`): from then on a commit an app saw acknowledged is on both nodes, and the
-//!   standby may take over. [`make_sync`] waits for that and records it.
-//! - **Failover** ([`on_nodes_lost`]): when the primary's node is lost (the dead timeout) and
-//!   its standby is in sync, the standby is promoted (`pg_promote()`). The old primary cannot
-//!   acknowledge a commit any more: each one waits for a synchronous standby, and the only one
-//!   it had no longer follows it. When its node is back, its worker finds it is to follow the
-//!   new primary and starts it again as a standby (`pg_rewind` onto the new history). Apps
-//!   keep their URL: it names both servers, and libpq keeps the one that takes writes.
+//! - **In sync** ([`make_sync`]): once the standby streams from the primary, the primary is
+//!   told to count on it (`sync=on`): PostgreSQL waits for it on every commit, so a commit an
+//!   app saw acknowledged is on both nodes; Redis refuses writes once its replica has been
+//!   silent 10 s (its replication stays asynchronous). From then on the standby may take over.
+//! - **Failover** ([`on_nodes_lost`], [`on_servers_crashed`]): when the primary's node is lost
+//!   (the dead timeout), or its server was restarted too often (the worker says `crashed`),
+//!   and its standby is in sync, the standby is promoted. The old primary cannot acknowledge a
+//!   PostgreSQL commit any more (each waits for a synchronous standby, and the only one it had
+//!   no longer follows it). When its node is back, its worker finds it is to follow the new
+//!   primary and starts it again as a standby (`pg_rewind`; a Redis replica resyncs).
+//!   PostgreSQL apps keep their URL (it names both servers, and libpq keeps the one that takes
+//!   writes); Redis URLs name the primary, so its apps get a new release with the new one.
+//! - **A new standby** ([`replace_standby`]): when the standby's node is lost, it is built on
+//!   another node that is up, if there is one (until it streams, PostgreSQL commits wait and
+//!   Redis refuses writes after 10 s, unless `sync=off`).
 //! - **Switchover** ([`switch_over`], `addons:failover`): no write is lost: the primary stops
-//!   taking writes (`default_transaction_read_only`, its sessions ended), the standby replays
-//!   everything it has, then is promoted.
+//!   taking writes, the standby applies everything it has, then is promoted.
 //!
-//! Nothing here runs at rest: each task polls its servers only while it waits for them.
+//! What is said to each kind's servers is `zeroku_services::Ha`'s. Nothing here runs at rest:
+//! each task polls its servers only while it waits for them.
 
 use crate::addons;
 use crate::cluster::Cluster;
 use crate::store::Addon;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use zeroku_services::Postgres;
+use zeroku_services::{Ha, Lag};
 
-/// The name the standby streams under.
-pub const STANDBY_NAME: &str = "zeroku_standby";
+/// How its kind runs standbys.
+fn ha_of(a: &Addon) -> Result<&'static dyn Ha, String> {
+    addons::kind_of(a)?
+        .ha()
+        .ok_or_else(|| format!("{} add-ons have no standbys", a.kind))
+}
 
-/// Runs `sql` as the server's administrator on `host:port`; what it printed.
-async fn admin(a: &Addon, host: &str, port: u16, sql: &str) -> Result<String, String> {
-    let mut service = addons::service(a);
-    service.port = port;
-    let mut tool = Postgres::admin_psql(&service, host).map_err(|e| e.to_string())?;
-    tool.args
-        .extend(["--no-align".into(), "--tuples-only".into()]);
-    crate::backups::run_with_input(&tool, &format!("{sql}\n"))
-        .await
-        .map(|s| s.trim().to_string())
+/// Tells the server on `host:port` `input` as its administrator; what it answered.
+async fn ask(a: &Addon, host: &str, port: u16, input: &str) -> Result<String, String> {
+    let ha = ha_of(a)?;
+    let tool = ha
+        .admin(&addons::service(a), host, port)
+        .map_err(|e| e.to_string())?;
+    let out = crate::backups::run_with_input(&tool, &format!("{input}\n")).await?;
+    if ha.refused(&out) {
+        return Err(out.trim().to_string());
+    }
+    Ok(out.trim().to_string())
 }
 
 fn host_of(cluster: &Cluster, node: &str) -> String {
@@ -55,59 +66,79 @@ fn current(cluster: &Cluster, name: &str) -> Result<Addon, String> {
         .ok_or_else(|| format!("no add-on {name}"))
 }
 
+/// Add-ons a failover or a new standby is under way for: one at a time each.
+static BUSY: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Holds an add-on in [`BUSY`] while alive.
+struct Busy(String);
+
+impl Busy {
+    fn take(name: &str) -> Option<Busy> {
+        let mut busy = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+        busy.insert(name.to_string())
+            .then(|| Busy(name.to_string()))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// How far `a`'s standby is behind (asked of its primary, 5 s at most); `None` when it does
+/// not stream or the primary does not answer.
+pub async fn lag(cluster: &Cluster, a: &Addon) -> Option<Lag> {
+    let ha = ha_of(a).ok()?;
+    let host = host_of(cluster, &a.node);
+    let question = ha.replication();
+    let asked = ask(a, &host, a.port, &question);
+    let out = tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .ok()?
+        .ok()?;
+    ha.parse_lag(&out)
+}
+
 /// Waits (up to 10 minutes) until `name`'s standby streams from its primary, then, with
-/// `sync=on`, makes the primary wait for it on every commit and records it in sync.
+/// `sync=on`, makes the primary count on it and records it in sync.
 pub async fn make_sync(cluster: Arc<Cluster>, name: String) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let a = match current(&cluster, &name) {
-            Ok(a) if a.ha() && a.kind == "postgres" => a,
+            Ok(a) if a.ha() => a,
             _ => return,
         };
         if a.in_sync {
             return;
         }
-        let host = host_of(&cluster, &a.node);
-        let streaming = admin(
-            &a,
-            &host,
-            a.port,
-            &format!(
-                "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}' AND state = 'streaming'"
-            ),
-        )
-        .await;
-        if streaming.as_deref() == Ok("1") {
-            let names = if a.sync {
-                format!("ANY 1 ({STANDBY_NAME})")
-            } else {
-                String::new()
-            };
-            let set = admin(
-                &a,
-                &host,
-                a.port,
-                &format!(
-                    "ALTER SYSTEM SET synchronous_standby_names = '{names}'; SELECT pg_reload_conf();"
-                ),
-            )
-            .await;
-            match set {
+        let Ok(ha) = ha_of(&a) else { return };
+        if lag(&cluster, &a).await.is_some() {
+            let host = host_of(&cluster, &a.node);
+            match ask(&a, &host, a.port, &ha.wait_for_standby(a.sync)).await {
                 Ok(_) => {
                     let _ = cluster.store().set_in_sync(&name, a.sync);
-                    let line = if a.sync {
-                        format!(
+                    let line = match (a.sync, ha.synchronous()) {
+                        (true, true) => format!(
                             "{name}: the standby on {} is synchronous: commits are on both nodes",
                             a.standby_node
-                        )
-                    } else {
-                        format!("{name}: the standby on {} streams (sync=off: commits do not wait for it)", a.standby_node)
+                        ),
+                        (true, false) => format!(
+                            "{name}: the replica on {} is in sync (asynchronous: a write may be on the primary alone for a moment)",
+                            a.standby_node
+                        ),
+                        (false, _) => format!(
+                            "{name}: the standby on {} streams (sync=off: writes do not count on it)",
+                            a.standby_node
+                        ),
                     };
                     cluster.system_log(&a.app, &name, line);
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(addon = %name, error = %e, "making the standby synchronous")
+                    tracing::warn!(addon = %name, error = %e, "making the standby count")
                 }
             }
         }
@@ -119,19 +150,14 @@ pub async fn make_sync(cluster: Arc<Cluster>, name: String) {
     }
 }
 
-/// `sync=on|off`: records it, and with `off` tells the primary at once to stop waiting for
+/// `sync=on|off`: records it, and with `off` tells the primary at once to stop counting on
 /// its standby; with `on` it waits for the standby to stream again first ([`make_sync`]).
 pub async fn set_sync(cluster: &Arc<Cluster>, a: &Addon, on: bool) -> Result<(), String> {
     if !on && a.ha() {
         let host = host_of(cluster, &a.node);
-        admin(
-            a,
-            &host,
-            a.port,
-            "ALTER SYSTEM SET synchronous_standby_names = ''; SELECT pg_reload_conf();",
-        )
-        .await
-        .map_err(|e| format!("the primary did not take it: {e}"))?;
+        ask(a, &host, a.port, &ha_of(a)?.wait_for_standby(false))
+            .await
+            .map_err(|e| format!("the primary did not take it: {e}"))?;
     }
     cluster
         .store()
@@ -144,63 +170,105 @@ pub async fn set_sync(cluster: &Arc<Cluster>, a: &Addon, on: bool) -> Result<(),
 }
 
 /// Nodes were found dead: the add-ons whose primary was there and whose standby is in sync
-/// fail over.
+/// fail over; those whose standby was there get a new one elsewhere.
 pub fn on_nodes_lost(cluster: &Arc<Cluster>, nodes: &[String]) {
     let Ok(all) = cluster.store().addons() else {
         return;
     };
-    for a in all {
-        if !(a.ha() && nodes.contains(&a.node)) {
-            continue;
-        }
-        if !a.in_sync {
-            cluster.system_log(
-                &a.app,
-                &a.name,
-                format!(
-                    "{}: the primary's node {} is lost and the standby is not in sync: no failover (it would lose commits); waiting for the node",
-                    a.name, a.node
-                ),
-            );
-            continue;
-        }
-        let (c, name) = (cluster.clone(), a.name.clone());
-        let why = format!("node {} lost", a.node);
-        tokio::spawn(async move {
-            if let Err(e) = promote(&c, &name, &why).await {
-                tracing::error!(addon = %name, error = %e, "failover");
+    for a in all.into_iter().filter(Addon::ha) {
+        if nodes.contains(&a.node) {
+            if !a.in_sync {
+                cluster.system_log(
+                    &a.app,
+                    &a.name,
+                    format!(
+                        "{}: the primary's node {} is lost and the standby is not in sync: no failover (it would lose writes); waiting for the node",
+                        a.name, a.node
+                    ),
+                );
+                continue;
             }
-        });
+            let why = format!("node {} lost", a.node);
+            spawn_failover(cluster, a.name, why);
+        } else if nodes.contains(&a.standby_node) {
+            let (c, name) = (cluster.clone(), a.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = replace_standby(&c, &name).await {
+                    tracing::error!(addon = %name, error = %e, "a new standby");
+                }
+            });
+        }
     }
 }
 
-/// Promotes `name`'s standby and makes it the primary in the store (the lists follow).
+/// Servers were restarted too often on their nodes (node, instance, last exit): an add-on
+/// whose primary is one of them, and whose standby is in sync, fails over.
+pub fn on_servers_crashed(cluster: &Arc<Cluster>, crashed: &[(String, String, String)]) {
+    let Ok(all) = cluster.store().addons() else {
+        return;
+    };
+    for a in all.into_iter().filter(|a| a.ha() && a.in_sync) {
+        let id = addons::instance_id(&a);
+        if let Some((node, _, exit)) = crashed.iter().find(|(n, i, _)| *i == id && *n == a.node) {
+            let why = format!("its server on {node} cannot start: {exit}");
+            spawn_failover(cluster, a.name, why);
+        }
+    }
+}
+
+fn spawn_failover(cluster: &Arc<Cluster>, name: String, why: String) {
+    let c = cluster.clone();
+    tokio::spawn(async move {
+        let Some(_busy) = Busy::take(&name) else {
+            return;
+        };
+        if let Err(e) = promote(&c, &name, &why).await {
+            tracing::error!(addon = %name, error = %e, "failover");
+            return;
+        }
+        drop(_busy);
+        // The old primary's node may stay away: its standby then goes elsewhere.
+        let lost = current(&c, &name).is_ok_and(|a| {
+            c.store()
+                .node(&a.standby_node)
+                .ok()
+                .flatten()
+                .is_some_and(|n| n.state != "up")
+        });
+        if lost {
+            if let Err(e) = replace_standby(&c, &name).await {
+                tracing::error!(addon = %name, error = %e, "a new standby");
+            }
+        }
+    });
+}
+
+/// Promotes `name`'s standby and makes it the primary in the store (the lists follow; where
+/// the apps' URL names the primary alone, they get a new release with the new one).
 async fn promote(cluster: &Arc<Cluster>, name: &str, why: &str) -> Result<(), String> {
     let a = current(cluster, name)?;
     if !a.ha() {
         return Err(format!("{name} has no standby"));
     }
+    let ha = ha_of(&a)?;
     let host = host_of(cluster, &a.standby_node);
-    let out = admin(&a, &host, a.standby_port, "SELECT pg_promote(true, 30);").await?;
-    if out != "t" {
+    let out = ask(&a, &host, a.standby_port, &ha.promote()).await?;
+    if !ha.promoted(&out) {
         return Err(format!("the standby was not promoted: {out}"));
     }
-    // Alone until its new standby streams: commits must not wait for one that is not there.
-    // The checkpoint writes the new timeline into its control file, where pg_rewind on the
-    // old primary looks for it (until then it would find nothing to rewind).
-    admin(
-        &a,
-        &host,
-        a.standby_port,
-        "ALTER SYSTEM SET synchronous_standby_names = ''; ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf(); CHECKPOINT;",
-    )
-    .await?;
+    // Alone until its new standby streams: writes must not wait for one that is not there.
+    ask(&a, &host, a.standby_port, &ha.after_promote()).await?;
     let c = cluster.clone();
     let (n, w) = (name.to_string(), why.to_string());
-    tokio::task::spawn_blocking(move || c.change(|s| s.promote_standby(&n, &w)))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        c.change(|s| {
+            s.promote_standby(&n, &w)?;
+            repoint_apps(s, &n)
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     cluster.system_log(
         &a.app,
         name,
@@ -213,57 +281,101 @@ async fn promote(cluster: &Arc<Cluster>, name: &str, why: &str) -> Result<(), St
     Ok(())
 }
 
+/// Writes the add-on's URL as it is now into every attached app's config (a new release for
+/// those where it changed).
+fn repoint_apps(s: &mut crate::store::Store, name: &str) -> Result<(), crate::store::StoreError> {
+    if let Some(now) = s.addon(name)? {
+        if let Ok(url) = addons::url_of(s, &now) {
+            s.set_addon_password(name, &now.password, &url)?;
+        }
+    }
+    Ok(())
+}
+
+/// The standby's node is lost: a new standby on another node that is up (the one with the
+/// fewest add-on servers), copied from the primary. None free: said, and it waits.
+pub async fn replace_standby(cluster: &Arc<Cluster>, name: &str) -> Result<(), String> {
+    let Some(_busy) = Busy::take(name) else {
+        return Ok(());
+    };
+    let a = current(cluster, name)?;
+    let gone = a.standby_node.clone();
+    let c = cluster.clone();
+    let n = name.to_string();
+    let moved = tokio::task::spawn_blocking(move || {
+        let mut store = c.store();
+        let node = addons::standby_node(&store, &a)?;
+        let Some(node) = node else {
+            return Ok(None);
+        };
+        store.move_standby(&n, &node)?;
+        repoint_apps(&mut store, &n)?;
+        c.replan(&mut store)?;
+        Ok::<_, crate::store::StoreError>(Some(node))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let a = current(cluster, name)?;
+    let line = match &moved {
+        Some(node) => format!(
+            "{name}: the standby's node {gone} is lost: a new standby on {node}, copied from the primary"
+        ),
+        None => {
+            let cost = if !a.sync {
+                "writes go on, on the primary alone"
+            } else if ha_of(&a).is_ok_and(|h| h.synchronous()) {
+                "commits wait for it (or `addons:settings sync=off` to go on alone)"
+            } else {
+                "writes are refused after 10 s without it (or `addons:settings sync=off` to go on alone)"
+            };
+            format!("{name}: the standby's node {gone} is lost and no other node is free: waiting for it; {cost}")
+        }
+    };
+    cluster.system_log(&a.app, name, line);
+    if moved.is_some() {
+        tokio::spawn(make_sync(cluster.clone(), name.to_string()));
+    }
+    Ok(())
+}
+
 /// `addons:failover`: the standby takes over with no write lost; how long writes were refused.
 pub async fn switch_over(cluster: &Arc<Cluster>, name: &str) -> Result<Duration, String> {
     let a = current(cluster, name)?;
     if !a.ha() {
-        return Err(format!(
-            "{name} has no standby (addons:create postgres --ha)"
-        ));
+        return Err(format!("{name} has no standby (addons:create --ha)"));
     }
     if !a.in_sync {
         return Err(format!(
-            "{name}'s standby is not in sync yet (see addons:info): a switchover now could lose commits"
+            "{name}'s standby is not in sync yet (see addons:info): a switchover now could lose writes"
         ));
     }
+    let Some(_busy) = Busy::take(name) else {
+        return Err(format!("{name} is failing over already"));
+    };
+    let ha = ha_of(&a)?;
     let started = Instant::now();
     let (ph, sh) = (host_of(cluster, &a.node), host_of(cluster, &a.standby_node));
-    let db = zeroku_services::postgres_db_name(&a.name);
     // No new writes on the primary, and none in flight.
-    admin(
-        &a,
-        &ph,
-        a.port,
-        &format!(
-            "ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); \
-             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid();"
-        ),
-    )
-    .await?;
-    let lsn = admin(&a, &ph, a.port, "SELECT pg_current_wal_lsn();").await?;
+    ask(&a, &ph, a.port, &ha.pause_writes(&addons::service(&a))).await?;
+    let pos = ask(&a, &ph, a.port, &ha.position()).await?;
+    let resume = || async {
+        let _ = ask(&a, &ph, a.port, &ha.resume_writes()).await;
+    };
+    let Some(pos) = ha.parse_position(&pos) else {
+        resume().await;
+        return Err(format!("the primary's position: {pos}"));
+    };
     // Everything it wrote is on the standby before it takes over.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(8);
     loop {
-        let caught_up = admin(
-            &a,
-            &sh,
-            a.standby_port,
-            &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn;"),
-        )
-        .await?;
-        if caught_up == "t" {
+        let out = ask(&a, &sh, a.standby_port, &ha.applied(&pos)).await;
+        if out.as_deref().is_ok_and(|o| ha.caught_up(o, &pos)) {
             break;
         }
         if Instant::now() > deadline {
-            // Writes back on where they were.
-            let _ = admin(
-                &a,
-                &ph,
-                a.port,
-                "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf();",
-            )
-            .await;
-            return Err("the standby did not catch up within 10 s: nothing changed".into());
+            resume().await;
+            return Err("the standby did not catch up within 8 s: nothing changed".into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -38,6 +38,10 @@ pub async fn run(c: Arc<Cluster>, republish: Duration, shutdown: CancellationTok
                 if !lost.is_empty() {
                     crate::failover::on_nodes_lost(&c, &lost);
                 }
+                let crashed = c.take_crashed();
+                if !crashed.is_empty() {
+                    crate::failover::on_servers_crashed(&c, &crashed);
+                }
             }
             _ = again.tick() => {
                 c.republish();

@@ -520,14 +520,22 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Whether `spec` is an add-on's standby whose server, as its data directory says, does
-    /// not run as a standby (PostgreSQL's `standby.signal`).
+    /// not run as a standby (PostgreSQL's `standby.signal`; a Redis file without `replicaof`,
+    /// which its start script writes and a promotion rewrites).
     fn runs_as_primary(&self, spec: &InstanceSpec) -> bool {
         let (Some(run), Some(dir)) = (&spec.addon, &self.addons_dir) else {
             return false;
         };
-        run.kind == "postgres"
-            && spec.env.contains_key("ZEROKU_ADDON_PRIMARY_HOST")
-            && !dir.join(&spec.app).join("data/standby.signal").exists()
+        if !spec.env.contains_key("ZEROKU_ADDON_PRIMARY_HOST") {
+            return false;
+        }
+        let dir = dir.join(&spec.app);
+        match run.kind.as_str() {
+            "postgres" => !dir.join("data/standby.signal").exists(),
+            "redis" => std::fs::read_to_string(dir.join("redis.conf"))
+                .is_ok_and(|c| !c.lines().any(|l| l.starts_with("replicaof "))),
+            _ => false,
+        }
     }
 
     /// A port in the configured range that no process of ours uses and that

@@ -11,9 +11,11 @@
 //! Secrets reach a server only through its environment, never its command line.
 #![forbid(unsafe_code)]
 
+mod ha;
 mod postgres;
 mod redis;
 
+pub use ha::{Ha, Lag};
 pub use postgres::{db_name as postgres_db_name, Postgres};
 pub use redis::Redis;
 
@@ -70,6 +72,10 @@ pub trait Kind: Sync {
     fn ha_url(&self, _a: &Addon, _servers: [(&str, u16); 2]) -> Option<String> {
         None
     }
+    /// How the master runs a standby of this kind (`--ha`); `None`: it has none.
+    fn ha(&self) -> Option<&'static dyn Ha> {
+        None
+    }
     /// Writes a backup of everything the apps stored to its standard output.
     fn backup(&self, a: &Addon, host: &str) -> Result<Tool, Error>;
     /// Restores the backup file at `path` into the add-on. `serve` is an address of the host
@@ -80,6 +86,11 @@ pub trait Kind: Sync {
     /// Changes the apps' password to `new_password`: the tool, and what to write to its
     /// standard input (secrets never on a command line). The old password is refused after.
     fn rotate(&self, a: &Addon, host: &str, new_password: &str) -> Result<(Tool, String), Error>;
+    /// Whether each server keeps its own password (Redis), so that a rotation is told to a
+    /// standby too; `false`: it replicates with the data (PostgreSQL).
+    fn password_per_server(&self) -> bool {
+        false
+    }
     /// Whether the output of [`Kind::rotate`]'s tool says it failed though it exited 0.
     fn rotate_failed(&self, output: &str) -> bool {
         output.contains("ERR")

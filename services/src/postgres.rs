@@ -2,7 +2,7 @@
 //! superuser (`zeroku`) only the master uses. Passwords only (SCRAM), checksums on, no Unix
 //! socket, and nobody but the role may connect to its database.
 
-use crate::{find_tool, ident, Addon, Error, Kind, Tool};
+use crate::{find_tool, ident, Addon, Error, Ha, Kind, Lag, Tool};
 
 /// The role and database of add-on `name` (`pg-blog-1` → `db_blog_1`: names starting with
 /// `pg_` are PostgreSQL's own).
@@ -173,6 +173,10 @@ impl Kind for Postgres {
         format!("postgres://{db}:{}@{host}:{}/{db}", a.password, a.port)
     }
 
+    fn ha(&self) -> Option<&'static dyn Ha> {
+        Some(&Postgres)
+    }
+
     fn ha_url(&self, a: &Addon, servers: [(&str, u16); 2]) -> Option<String> {
         // libpq tries each host and keeps the one that takes writes.
         let db = db_name(a.name);
@@ -288,6 +292,98 @@ impl Postgres {
     }
 }
 
+/// The name the standby streams under (`application_name`).
+const STANDBY_NAME: &str = "zeroku_standby";
+
+/// Synchronous streaming replication: a commit waits until the standby has it
+/// (`synchronous_standby_names`).
+impl Ha for Postgres {
+    fn synchronous(&self) -> bool {
+        true
+    }
+
+    fn admin(&self, a: &Addon, host: &str, port: u16) -> Result<Tool, Error> {
+        let mut a = a.clone();
+        a.port = port;
+        let mut tool = Postgres::admin_psql(&a, host)?;
+        tool.args
+            .extend(["--no-align".into(), "--tuples-only".into()]);
+        Ok(tool)
+    }
+
+    fn replication(&self) -> String {
+        format!(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, \
+             COALESCE((EXTRACT(epoch FROM replay_lag) * 1000)::bigint, 0) \
+             FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}' AND state = 'streaming';"
+        )
+    }
+
+    fn parse_lag(&self, out: &str) -> Option<Lag> {
+        let (bytes, ms) = out.lines().next()?.trim().split_once('|')?;
+        Some(Lag {
+            bytes: bytes.parse::<i64>().ok()?.max(0) as u64,
+            ms: ms.parse::<i64>().ok().map(|m| m.max(0) as u64),
+        })
+    }
+
+    fn wait_for_standby(&self, on: bool) -> String {
+        let names = if on {
+            format!("ANY 1 ({STANDBY_NAME})")
+        } else {
+            String::new()
+        };
+        format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'; SELECT pg_reload_conf();")
+    }
+
+    fn promote(&self) -> String {
+        "SELECT pg_promote(true, 30);".into()
+    }
+
+    fn promoted(&self, out: &str) -> bool {
+        out.trim() == "t"
+    }
+
+    fn after_promote(&self) -> String {
+        // The checkpoint writes the new timeline into its control file, where pg_rewind on
+        // the old primary looks for it (until then it would find nothing to rewind).
+        "ALTER SYSTEM SET synchronous_standby_names = ''; \
+         ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf(); CHECKPOINT;"
+            .into()
+    }
+
+    fn pause_writes(&self, a: &Addon) -> String {
+        format!(
+            "ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); \
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid();",
+            db_name(a.name)
+        )
+    }
+
+    fn resume_writes(&self) -> String {
+        "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf();".into()
+    }
+
+    fn position(&self) -> String {
+        "SELECT pg_current_wal_lsn();".into()
+    }
+
+    fn parse_position(&self, out: &str) -> Option<String> {
+        let lsn = out.trim();
+        (!lsn.is_empty() && lsn.chars().all(|c| c.is_ascii_hexdigit() || c == '/'))
+            .then(|| lsn.to_string())
+    }
+
+    fn applied(&self, pos: &str) -> String {
+        format!("SELECT pg_last_wal_replay_lsn() >= '{pos}'::pg_lsn;")
+    }
+
+    fn caught_up(&self, out: &str, _pos: &str) -> bool {
+        out.trim() == "t"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +424,23 @@ mod tests {
             Postgres.parse_stats("15.18 (Debian 15.18-0+deb12u1) 7680483\n"),
             (Some("15.18".into()), Some(7_680_483))
         );
+    }
+
+    #[test]
+    fn lag_is_read_from_pg_stat_replication() {
+        assert_eq!(
+            Postgres.parse_lag("8192|12\n"),
+            Some(Lag {
+                bytes: 8192,
+                ms: Some(12)
+            })
+        );
+        assert_eq!(Postgres.parse_lag(""), None);
+        assert_eq!(
+            Postgres.parse_position("0/3000148\n").as_deref(),
+            Some("0/3000148")
+        );
+        assert_eq!(Postgres.parse_position("ERROR: x';--"), None);
     }
 
     #[test]

@@ -1,8 +1,16 @@
 //! Redis: one server per add-on, a password (`requirepass`), every write in the append-only
 //! file before it is acknowledged to the client (so a killed server loses nothing it
 //! acknowledged), no eviction: a full add-on refuses writes rather than dropping keys.
+//!
+//! With a standby (`--ha`): a replica (`replicaof`), which authenticates as the server's
+//! administrator (`zeroku`, an ACL user apps never get). Replication is asynchronous: a write
+//! acknowledged by the primary may not have reached the replica when the primary's node dies
+//! (Redis's own figure: up to about a second of writes). With `sync=on` the primary refuses
+//! writes (`NOREPLICAS`) once its replica has not acknowledged for 10 s, which bounds what a
+//! primary cut off from the cluster can take.
 
-use crate::{find_tool, Addon, Error, Kind, Tool};
+use crate::ha::field;
+use crate::{find_tool, Addon, Error, Ha, Kind, Lag, Tool};
 use std::collections::BTreeMap;
 
 /// The Redis add-on.
@@ -30,6 +38,16 @@ maxmemory-policy noeviction
 daemonize no
 logfile ""
 CONF
+# Its role this start: a primary, or the replica of the one at ZEROKU_ADDON_PRIMARY_HOST:PORT.
+# (The administrator's password too: the master uses it, replicas authenticate with it.)
+grep -v -E '^(replicaof|slaveof|masteruser|masterauth|user zeroku) ' redis.conf > redis.conf.new || true
+printf 'user zeroku on >%s ~* &* +@all\n' "$ZEROKU_ADDON_ADMIN_PASSWORD" >> redis.conf.new
+if [ -n "${ZEROKU_ADDON_PRIMARY_HOST:-}" ]; then
+  echo "zeroku: a replica of the primary at $ZEROKU_ADDON_PRIMARY_HOST:$ZEROKU_ADDON_PRIMARY_PORT"
+  printf 'replicaof %s %s\nmasteruser zeroku\nmasterauth %s\n' "$ZEROKU_ADDON_PRIMARY_HOST" \
+    "$ZEROKU_ADDON_PRIMARY_PORT" "$ZEROKU_ADDON_ADMIN_PASSWORD" >> redis.conf.new
+fi
+mv redis.conf.new redis.conf
 exec redis-server "$PWD/redis.conf"
 "#;
 
@@ -112,14 +130,27 @@ impl Kind for Redis {
     }
 
     fn start_env(&self, a: &Addon) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("ZEROKU_ADDON_PASSWORD".into(), a.password.to_string()),
+            (
+                "ZEROKU_ADDON_ADMIN_PASSWORD".into(),
+                a.admin_password.to_string(),
+            ),
             // Room for the server itself and copy-on-write during a save.
             (
                 "ZEROKU_ADDON_MAXMEMORY_MB".into(),
                 (a.memory_mb * 3 / 4).max(16).to_string(),
             ),
-        ])
+        ]);
+        if let Some((host, port)) = a.follows {
+            env.insert("ZEROKU_ADDON_PRIMARY_HOST".into(), host.to_string());
+            env.insert("ZEROKU_ADDON_PRIMARY_PORT".into(), port.to_string());
+        }
+        env
+    }
+
+    fn ha(&self) -> Option<&'static dyn Ha> {
+        Some(&Redis)
     }
 
     fn url(&self, a: &Addon, host: &str) -> String {
@@ -167,6 +198,10 @@ impl Kind for Redis {
         ))
     }
 
+    fn password_per_server(&self) -> bool {
+        true
+    }
+
     fn stats(&self, a: &Addon, host: &str) -> Result<(Tool, String), Error> {
         Ok((cli(a, host, &[])?, "INFO server\nINFO memory\n".into()))
     }
@@ -195,9 +230,160 @@ impl Kind for Redis {
     }
 }
 
+/// Asynchronous replication; `min-replicas-to-write` is the fence (see the module
+/// documentation).
+impl Ha for Redis {
+    fn synchronous(&self) -> bool {
+        false
+    }
+
+    fn admin(&self, a: &Addon, host: &str, port: u16) -> Result<Tool, Error> {
+        Ok(Tool {
+            program: find_tool(&["/usr/bin/redis-cli".into()], "redis-tools")?,
+            args: [
+                "-h",
+                host,
+                "-p",
+                &port.to_string(),
+                "--user",
+                "zeroku",
+                "--no-auth-warning",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: vec![("REDISCLI_AUTH".into(), a.admin_password.to_string())],
+        })
+    }
+
+    fn refused(&self, out: &str) -> bool {
+        out.lines().any(|l| {
+            ["ERR", "NOAUTH", "WRONGPASS", "NOPERM", "READONLY"]
+                .iter()
+                .any(|e| l.starts_with(e))
+        })
+    }
+
+    fn replication(&self) -> String {
+        "INFO replication\n".into()
+    }
+
+    fn parse_lag(&self, out: &str) -> Option<Lag> {
+        // slave0:ip=10.0.0.2,port=6380,state=online,offset=1234,lag=0
+        let replica = field(out, "slave0")?;
+        let get = |k: &str| {
+            replica
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+        };
+        if get("state") != Some("online") {
+            return None;
+        }
+        let at: u64 = field(out, "master_repl_offset")?.parse().ok()?;
+        let applied: u64 = get("offset")?.parse().ok()?;
+        Some(Lag {
+            bytes: at.saturating_sub(applied),
+            ms: get("lag")
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(|s| s * 1000),
+        })
+    }
+
+    fn wait_for_standby(&self, on: bool) -> String {
+        format!(
+            "CONFIG SET min-replicas-to-write {}\nCONFIG SET min-replicas-max-lag 10\nCONFIG REWRITE\n",
+            u8::from(on)
+        )
+    }
+
+    fn promote(&self) -> String {
+        "REPLICAOF NO ONE\n".into()
+    }
+
+    fn promoted(&self, out: &str) -> bool {
+        out.trim() == "OK"
+    }
+
+    fn after_promote(&self) -> String {
+        // The rewrite drops `replicaof` from its file: started again, it is still the primary.
+        "CONFIG SET min-replicas-to-write 0\nCLIENT UNPAUSE\nCONFIG REWRITE\n".into()
+    }
+
+    fn pause_writes(&self, _a: &Addon) -> String {
+        // Writes wait (up to 10 s) rather than fail; the restart as a replica ends them.
+        "CLIENT PAUSE 10000 WRITE\n".into()
+    }
+
+    fn resume_writes(&self) -> String {
+        "CLIENT UNPAUSE\n".into()
+    }
+
+    fn position(&self) -> String {
+        "INFO replication\n".into()
+    }
+
+    fn parse_position(&self, out: &str) -> Option<String> {
+        field(out, "master_repl_offset")
+            .filter(|o| o.parse::<u64>().is_ok())
+            .map(str::to_string)
+    }
+
+    fn applied(&self, _pos: &str) -> String {
+        "INFO replication\n".into()
+    }
+
+    fn caught_up(&self, out: &str, pos: &str) -> bool {
+        let (Some(applied), Ok(pos)) = (
+            field(out, "slave_repl_offset").and_then(|o| o.parse::<u64>().ok()),
+            pos.parse::<u64>(),
+        ) else {
+            return false;
+        };
+        field(out, "master_link_status") == Some("up") && applied >= pos
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_and_offsets_come_from_info_replication() {
+        let primary = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=6380,state=online,offset=1000,lag=1\r\nmaster_repl_offset:1200\r\n";
+        assert_eq!(
+            Redis.parse_lag(primary),
+            Some(Lag {
+                bytes: 200,
+                ms: Some(1000)
+            })
+        );
+        assert_eq!(
+            Redis.parse_lag(&primary.replace("online", "wait_bgsave")),
+            None
+        );
+        assert_eq!(Redis.parse_position(primary).as_deref(), Some("1200"));
+        let replica = "role:slave\r\nmaster_link_status:up\r\nslave_repl_offset:1200\r\n";
+        assert!(Redis.caught_up(replica, "1200"));
+        assert!(!Redis.caught_up(replica, "1201"));
+        assert!(!Redis.caught_up(&replica.replace(":up", ":down"), "1"));
+    }
+
+    #[test]
+    fn the_administrator_password_is_not_in_the_script() {
+        let a = Addon {
+            name: "redis-x-1",
+            port: 1,
+            password: "apps",
+            admin_password: "adm1n",
+            memory_mb: 64,
+            follows: Some(("10.0.0.1", 7000)),
+        };
+        let env = Redis.start_env(&a);
+        assert_eq!(env["ZEROKU_ADDON_PRIMARY_PORT"], "7000");
+        assert!(!Redis.start_script().contains("adm1n"));
+        if let Ok(t) = Redis.admin(&a, "h", 2) {
+            assert!(t.args.iter().all(|x| !x.contains("adm1n")));
+        }
+    }
 
     #[test]
     fn stats_come_from_info() {

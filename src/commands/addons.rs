@@ -182,12 +182,20 @@ pub async fn info(api: &Api, app: &str, addon: &str) -> Result<()> {
         };
         println!("{:<12} {}", "Primary", server(&ha["primary"]));
         println!("{:<12} {}", "Standby", server(&ha["standby"]));
+        let synchronous = ha["synchronous"].as_bool() == Some(true);
         let sync = match (ha["sync"].as_bool(), ha["in_sync"].as_bool()) {
-            (Some(true), Some(true)) => "on, in sync: every acknowledged commit is on both nodes; while the standby is away commits wait for it (addons:settings sync=off to write on one node instead)".to_string(),
+            (Some(true), Some(true)) if synchronous => "on, in sync: every acknowledged commit is on both nodes; while the standby is away commits wait for it (addons:settings sync=off to write on one node instead)".to_string(),
+            (Some(true), Some(true)) => "on, in sync: replication is asynchronous, so a failover loses the writes the replica had not received (about a second at most); while the replica is away writes are refused after 10 s (addons:settings sync=off to write on one node instead)".to_string(),
             (Some(true), _) => "on, not in sync yet: the standby is catching up; no failover until it is".to_string(),
-            _ => "off: commits do not wait for the standby; no automatic failover".to_string(),
+            _ => "off: writes do not count on the standby; no automatic failover".to_string(),
         };
         println!("{:<12} {sync}", "Sync");
+        let lag = match (ha["lag"]["bytes"].as_u64(), ha["lag"]["ms"].as_u64()) {
+            (Some(b), Some(ms)) => format!("{b} bytes behind, {ms} ms"),
+            (Some(b), None) => format!("{b} bytes behind"),
+            _ => "the standby does not stream now".into(),
+        };
+        println!("{:<12} {lag}", "Lag");
         let last = match ha["last_failover_at"].as_u64() {
             Some(t) => format!(
                 "{} failover(s), the last {} ({})",

@@ -140,10 +140,19 @@ fn ha_view(c: &Cluster, a: &Addon) -> Value {
         "standby": {"node": a.standby_node, "port": a.standby_port, "state": state(&a.standby_node, addons::standby_id(a))},
         "sync": a.sync,
         "in_sync": a.in_sync,
+        "synchronous": addons::kind_of(a).ok().and_then(|k| k.ha()).is_some_and(|h| h.synchronous()),
         "failovers": a.failovers,
         "last_failover_at": last_at,
         "last_failover": last_why,
     })
+}
+
+/// What `sync=on` means for `a`'s kind, in a user's words.
+fn counts_on(a: &Addon) -> &'static str {
+    match addons::kind_of(a).ok().and_then(|k| k.ha()) {
+        Some(ha) if ha.synchronous() => "commits wait for it",
+        _ => "writes are refused when it has been silent 10 s (replication is asynchronous)",
+    }
 }
 
 /// `addons:settings NAME ha=on|off sync=on|off`.
@@ -182,16 +191,11 @@ async fn settings(
     if let Some(v) = body.get("ha") {
         match (on_off("ha", v)?, a.ha()) {
             (true, false) => {
-                if a.kind != "postgres" {
-                    return Err(ApiError::invalid(format!(
-                        "ha is for postgres add-ons only ({} has no standbys yet)",
-                        a.kind
-                    )));
-                }
                 let (now, _) = enable_ha(c, &a)?;
                 said.push(format!(
-                    "{name}: a standby on {}; commits wait for it once it is in sync",
-                    now.standby_node
+                    "{name}: a standby on {}; {} once it is in sync",
+                    now.standby_node,
+                    counts_on(&now)
                 ));
             }
             (false, true) => {
@@ -226,9 +230,12 @@ async fn settings(
             .await
             .map_err(ApiError::invalid)?;
         said.push(if on {
-            format!("{name}: sync=on: commits wait for the standby once it is in sync (addons:info)")
+            format!(
+                "{name}: sync=on: {} once it is in sync (addons:info)",
+                counts_on(&now)
+            )
         } else {
-            format!("{name}: sync=off: commits no longer wait for the standby; a commit may be on the primary alone, and there is no automatic failover until sync=on")
+            format!("{name}: sync=off: writes no longer count on the standby; a write may be on the primary alone, and there is no automatic failover until sync=on")
         });
     }
     let now = attached(c, app, name)?;
@@ -270,6 +277,12 @@ async fn view_live(c: &Cluster, a: &Addon) -> Result<Value, ApiError> {
     }
     v["version"] = json!(version);
     v["size"] = json!(size);
+    if a.ha() {
+        v["ha"]["lag"] = match crate::failover::lag(c, a).await {
+            Some(l) => json!({"bytes": l.bytes, "ms": l.ms}),
+            None => Value::Null,
+        };
+    }
     Ok(v)
 }
 
@@ -423,9 +436,9 @@ async fn create(c: &Arc<Cluster>, app: &str, req: Request<Incoming>) -> Result<R
     let alias = body
         .alias
         .unwrap_or_else(|| kind.default_alias().to_string());
-    if body.ha && kind.name() != "postgres" {
+    if body.ha && kind.ha().is_none() {
         return Err(ApiError::invalid(format!(
-            "--ha is for postgres add-ons only ({} has no standbys yet)",
+            "--ha: {} add-ons have no standbys",
             kind.name()
         )));
     }
@@ -503,31 +516,13 @@ fn enable_ha(
     c: &Arc<Cluster>,
     a: &Addon,
 ) -> Result<(Addon, Option<crate::store::Release>), ApiError> {
-    let node = {
-        let store = c.store();
-        let addons = store.addons()?;
-        store
-            .nodes()?
-            .into_iter()
-            .filter(|n| n.state == "up" && !n.draining && n.name != a.node)
-            .min_by_key(|n| {
-                (
-                    addons
-                        .iter()
-                        .filter(|x| x.node == n.name || x.standby_node == n.name)
-                        .count(),
-                    n.name.clone(),
-                )
-            })
-            .map(|n| n.name)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_node",
-                    "a standby needs a second node that is up (see `zeroku nodes`)",
-                )
-            })?
-    };
+    let node = addons::standby_node(&c.store(), a)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_node",
+            "a standby needs a second node that is up (see `zeroku nodes`)",
+        )
+    })?;
     let min = c.cfg.addon_port_min;
     let rel = change(c, |s| {
         if s.set_standby(&a.name, Some(&node), min..=min.saturating_add(999))?
@@ -553,8 +548,9 @@ fn enable_ha(
         &a.app,
         &a.name,
         format!(
-            "{}: a standby on {node}; commits wait for it once it is in sync",
-            a.name
+            "{}: a standby on {node}; {} once it is in sync",
+            a.name,
+            counts_on(a)
         ),
     );
     tokio::spawn(crate::failover::make_sync(c.clone(), a.name.clone()));
@@ -705,18 +701,40 @@ async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiErr
         memory_mb: a.memory_mb,
         follows: None,
     };
-    let (tool, input) = kind
-        .rotate(&service, &host, &password)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let said = backups::run_with_input(&tool, &input)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "addon_failed", e))?;
-    if kind.rotate_failed(&said) {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "addon_failed",
-            format!("the server refused the new password: {}", said.trim()),
-        ));
+    // A standby that keeps a password of its own (Redis) first: if it does not answer,
+    // nothing has changed.
+    let mut servers = Vec::new();
+    if a.ha() && kind.password_per_server() {
+        let mut standby = service.clone();
+        standby.port = a.standby_port;
+        let host = addons::host(
+            &c.store(),
+            &Addon {
+                node: a.standby_node.clone(),
+                ..a.clone()
+            },
+        )?;
+        servers.push((standby, host, "the standby"));
+    }
+    servers.push((service, host, "the server"));
+    for (service, host, which) in servers {
+        let (tool, input) = kind
+            .rotate(&service, &host, &password)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let said = backups::run_with_input(&tool, &input).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "addon_failed",
+                format!("{which}: {e}"),
+            )
+        })?;
+        if kind.rotate_failed(&said) {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "addon_failed",
+                format!("{which} refused the new password: {}", said.trim()),
+            ));
+        }
     }
     let mut rotated = a.clone();
     rotated.password = password;

@@ -60,7 +60,7 @@ pub(super) async fn receive_file(
             if let Ok(data) = frame.into_data() {
                 n += data.len() as u64;
                 if n > limit {
-                    drain(body, limit.min(64 << 20)).await;
+                    drain(body, 2 << 30).await;
                     return Err(ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "too_large",
@@ -84,10 +84,11 @@ pub(super) async fn receive_file(
 }
 
 /// Reads and drops up to `most` more bytes of a refused body (for at most
-/// 5 s), so a client still sending reads the refusal instead of a broken
-/// pipe; a larger rest is cut off.
+/// 30 s), so a client still sending reads the refusal instead of a broken
+/// pipe; a larger rest is cut off. (Nothing is kept: it costs the time of
+/// reading it, bounded either way.)
 async fn drain(body: &mut Incoming, most: u64) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
         let mut n = 0u64;
         while let Some(Ok(frame)) = body.frame().await {
             n += frame.data_ref().map_or(0, |d| d.len() as u64);

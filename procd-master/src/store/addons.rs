@@ -413,10 +413,6 @@ impl Store {
         Ok(versions)
     }
 
-    /// Places `addon` on `node` (its server there starts from no data).
-    /// Places `addon` on `node`, on a port of `ports` no add-on has (not its own old one
-    /// either: both servers may share a host while the old one stops, and a check that the
-    /// new one accepts must not be answered by the old). The new port; `None` if none is free.
     /// Gives `addon` a standby on `node`, on a port from `ports` no add-on uses (none left:
     /// `None`); `None` for `node` removes its standby.
     pub fn set_standby(
@@ -486,6 +482,18 @@ impl Store {
         Ok(())
     }
 
+    /// Its standby is to be on `node` now (on the same port), built from the primary's data.
+    pub fn move_standby(&mut self, addon: &str, node: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE addons SET standby_node = ?2, in_sync = 0 WHERE name = ?1 AND standby_node != ''",
+            params![addon, node],
+        )?;
+        Ok(())
+    }
+
+    /// Places `addon` on `node`, on a port of `ports` no add-on has (not its own old one
+    /// either: both servers may share a host while the old one stops, and a check that the
+    /// new one accepts must not be answered by the old). The new port; `None` if none is free.
     pub fn set_addon_node(
         &mut self,
         addon: &str,
