@@ -514,8 +514,9 @@ fn a_partitioned_worker_stops_what_the_master_moved() {
             .args(["--node", "np", "--master", &c.master.url])
             .args(["--port-min", "37700", "--port-max", "37799"])
             .env("ZEROKU_JOIN_TOKEN", join.trim())
-            .stdout(std::fs::File::create(c.dir.path().join("worker-np.log")).unwrap())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(c.dir.path().join("worker-np.log")).unwrap())
+            .env("RUST_LOG", "info,zeroku_worker=debug")
             .spawn()
             .unwrap(),
     );
@@ -585,9 +586,38 @@ fn a_partitioned_worker_stops_what_the_master_moved() {
         }
     });
     let m = marked(&marker);
+    let who = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string();
+        let cmd = |p: &str| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default()
+        };
+        format!(
+            "{pid} [{}] parent {ppid} [{}]",
+            cmd(&pid.to_string()),
+            cmd(&ppid)
+        )
+    };
+    let whos: Vec<String> = m.iter().map(|(p, _)| who(*p)).collect();
     assert!(
         m.len() == 2 && m.iter().all(|(_, ns)| *ns != inside),
-        "{m:?}"
+        "{m:?} {whos:?} {:?}\nthe master said:\n{}\nthe worker behind the partition said:\n{}",
+        c.ps("part"),
+        c.master
+            .daemon
+            .log_text()
+            .lines()
+            .filter(|l| !l.contains("fetch"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        std::fs::read_to_string(c.dir.path().join("worker-np.log")).unwrap_or_default()
     );
     let _ = behind.0.kill();
 }

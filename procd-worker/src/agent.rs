@@ -345,6 +345,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             Some(msg) = list_rx.recv() => {
                 heard = Instant::now();
+                sup.heard(heard);
                 match msg {
                     Message::NodeList(list) => {
                         let applied = sup.apply(list, Instant::now());

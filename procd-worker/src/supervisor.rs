@@ -195,6 +195,11 @@ pub struct Supervisor<R: Runtime> {
     addons_dir: Option<PathBuf>,
     /// `$PORT`s held against the other workers of this host.
     ports: crate::ports::PortClaims,
+    /// Instances were stopped for lack of word from the master ([`Supervisor::master_silent`])
+    /// and nothing has been heard since.
+    silenced: bool,
+    /// When word came back after such a silence ([`Supervisor::heard`]).
+    heard_again: Option<Instant>,
     /// Where instances' requirement files are written ([`crate::require`]);
     /// `None`: only the variables.
     require_dir: Option<PathBuf>,
@@ -300,6 +305,8 @@ impl<R: Runtime> Supervisor<R> {
             relay_dir: None,
             addons_dir: None,
             ports: Default::default(),
+            silenced: false,
+            heard_again: None,
             require_dir: None,
             local_ports: Default::default(),
         }
@@ -561,6 +568,18 @@ impl<R: Runtime> Supervisor<R> {
             .find(|p| !used.contains(p) && bindable(*p) && self.ports.claim(*p))
     }
 
+    /// Something came from the master. After a silence that stopped instances, the first
+    /// messages may be lists published before it began (held in the network while it was cut
+    /// off) and still naming what the master has moved since: instances of apps with
+    /// `stop_when_lost_ms` are started again only once that long has passed since word came
+    /// back (at least three republish intervals), by which time the master has sent this
+    /// node's current list (it resends a list to a node whose heartbeat names an older one).
+    pub fn heard(&mut self, now: Instant) {
+        if std::mem::take(&mut self.silenced) {
+            self.heard_again = Some(now);
+        }
+    }
+
     /// Nothing has come from the master for `silent`: the instances of apps
     /// whose `stop_when_lost_ms` that passes stop, as if their list no
     /// longer had them (the master has moved them elsewhere by then). The
@@ -571,6 +590,7 @@ impl<R: Runtime> Supervisor<R> {
             let limit = s.spec.stop_when_lost_ms.map(Duration::from_millis);
             if s.desired && limit.is_some_and(|l| silent >= l) {
                 s.desired = false;
+                self.silenced = true;
                 lost.push((s.spec.app.clone(), s.spec.id.clone(), s.spec.release));
             }
         }
@@ -846,8 +866,16 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     fn start_if_due(&mut self, key: &Key, now: Instant) {
+        let held = |s: &Slot| match (s.spec.stop_when_lost_ms, self.heard_again) {
+            (Some(ms), Some(t)) => now < t + Duration::from_millis(ms),
+            _ => false,
+        };
         let port = match self.slots.get(key) {
-            Some(s) if s.desired && !s.done && s.proc.is_none() && now >= s.next_start => s.port,
+            Some(s)
+                if s.desired && !s.done && s.proc.is_none() && now >= s.next_start && !held(s) =>
+            {
+                s.port
+            }
             _ => return,
         };
         let Some(slot) = self.slots.get(key) else {

@@ -672,8 +672,19 @@ fn instances_that_ask_stop_when_the_master_is_silent_too_long() {
     assert_eq!(state_of(&s, "a.web.1", 2), None);
     assert_eq!(state_of(&s, "b.web.1", 2), Some(InstanceState::Up));
     assert_eq!(fake.alive(), 1, "the other app runs on");
-    // The master is back and still wants it here: it starts again.
-    s.apply(list(1, vec![careful, spec("b.web.1", 2)]), t);
+    // Word again, and the list from before the silence (held in the network meanwhile):
+    // nothing starts yet, and a newer list without it decides.
+    s.heard(t);
+    s.apply(list(1, vec![careful.clone(), spec("b.web.1", 2)]), t);
+    let started = fake.started().len();
+    run(&mut s, &mut t, 1200);
+    assert_eq!(fake.started().len(), started, "not started yet");
+    s.apply(list(2, vec![spec("b.web.1", 2)]), t);
+    run(&mut s, &mut t, 2500);
+    assert_eq!(state_of(&s, "a.web.1", 2), None);
+    assert_eq!(fake.started().len(), started, "never started again");
+    // Once that long has passed, a list that still wants it here starts it.
+    s.apply(list(3, vec![careful, spec("b.web.1", 2)]), t);
     run(&mut s, &mut t, 1200);
     assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
 }
