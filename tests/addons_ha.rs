@@ -473,7 +473,8 @@ fn redis_fails_over_to_its_replica_and_apps_get_the_new_url() {
 }
 
 /// Three nodes: the standby's node is lost and stays away, so a new standby is built on the
-/// third node; then the primary's server cannot start any more (a setting it does not know
+/// third node (and, that node lost in turn, back on the first one, afresh); then the primary's
+/// server cannot start any more (a setting it does not know
 /// in its configuration) and the master fails over to that new standby; the broken server,
 /// restarted as a standby, takes a fresh copy and follows. No acknowledged commit is lost.
 #[test]
@@ -483,7 +484,8 @@ fn a_lost_standby_is_rebuilt_elsewhere_and_a_server_that_cannot_start_fails_over
         &format!("[master]\naddon_port_min = {}\n", handler_port_base()),
     );
     let mut c = TestCluster::start_with(&config);
-    for (n, p) in [("h1", 33300u16), ("h2", 33500u16), ("h3", 33700u16)] {
+    let nodes = [("h1", 33300u16), ("h2", 33500u16), ("h3", 33700u16)];
+    for (n, p) in nodes {
         c.add_worker(n, p);
     }
     c.deploy("bank", &[("Procfile", "worker: sleep 1000\n")]);
@@ -521,7 +523,7 @@ fn a_lost_standby_is_rebuilt_elsewhere_and_a_server_that_cannot_start_fails_over
     let gone = first["ha"]["standby"]["node"].as_str().unwrap().to_string();
     let standby_port = first["ha"]["standby"]["port"].as_u64().unwrap();
     let pids = pids_with(&format!("bin/postgres\0-D\0data\0-p\0{standby_port}\0"));
-    kill_node(&mut c, &gone, pids);
+    let gone_data = kill_node(&mut c, &gone, pids);
     let killed = Instant::now();
     let rebuilt = eventually(Duration::from_secs(120), "a new standby", || {
         let i = info(&c);
@@ -537,6 +539,40 @@ fn a_lost_standby_is_rebuilt_elsewhere_and_a_server_that_cannot_start_fails_over
     assert!(third != gone && third != primary, "{}", rebuilt["ha"]);
     assert_eq!(rebuilt["ha"]["primary"]["node"], primary.as_str());
     writer.wait_after(Instant::now(), 30, "commits with the new standby");
+
+    // The lost node comes back (its old copy stays there, stopped); then the new standby's
+    // node goes: the standby moves back there and copies the primary afresh rather than
+    // resume from its older copy.
+    let port_min = nodes.iter().find(|(n, _)| *n == gone).unwrap().1;
+    let d = c.spawn_worker(&gone, &gone_data, port_min);
+    c.worker(&gone).1 = d;
+    eventually(Duration::from_secs(30), "the node back", || {
+        let nodes = c.json(&["nodes"]);
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == gone.as_str() && n["state"] == "up")
+            .then_some(())
+            .ok_or(format!("{nodes}"))
+    });
+    let pids = pids_with(&format!("bin/postgres\0-D\0data\0-p\0{standby_port}\0"));
+    kill_node(&mut c, &third, pids);
+    let moved_back = eventually(Duration::from_secs(120), "the standby moved back", || {
+        let i = info(&c);
+        (i["ha"]["standby"]["node"] == gone.as_str() && i["ha"]["in_sync"] == true)
+            .then_some(i.clone())
+            .ok_or(format!("{}", i["ha"]))
+    });
+    let log = c
+        .cli_ok(&["logs", "-a", "bank", "--addon", "pg-bank-1", "-n", "3000"])
+        .unwrap();
+    assert!(log.contains("an older copy"), "{log}");
+    writer.wait_after(Instant::now(), 30, "commits with the standby moved back");
+    let standby_now = moved_back["ha"]["standby"]["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The primary's server cannot start any more: restarted too often, it fails over.
     let dir = c.worker(&primary).2.join("addons/pg-bank-1/data");
@@ -564,7 +600,7 @@ fn a_lost_standby_is_rebuilt_elsewhere_and_a_server_that_cannot_start_fails_over
     );
     assert_eq!(
         over["ha"]["primary"]["node"],
-        third.as_str(),
+        standby_now.as_str(),
         "{}",
         over["ha"]
     );

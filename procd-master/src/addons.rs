@@ -70,6 +70,12 @@ fn server_spec(
         // WAL kept for a standby that was away a while (or an old primary rejoining).
         env.insert("ZEROKU_ADDON_WAL_KEEP_MB".into(), "256".into());
     }
+    if follows.is_some() {
+        env.insert(
+            "ZEROKU_ADDON_STANDBY_COPY".into(),
+            a.standby_copy.to_string(),
+        );
+    }
     Some(InstanceSpec {
         id: zeroku_conf::names::instance_id(&a.name, &a.kind, index),
         app: a.name.clone(),

@@ -63,6 +63,13 @@ if [ -n "${ZEROKU_ADDON_PRIMARY_HOST:-}" ]; then
   printf '*:*:*:zeroku:%s\n' "$ZEROKU_ADDON_ADMIN_PASSWORD" > pgpass
   export PGPASSFILE="$PWD/pgpass" PGCONNECT_TIMEOUT=10
   SRC="host=$ZEROKU_ADDON_PRIMARY_HOST port=$ZEROKU_ADDON_PRIMARY_PORT user=zeroku dbname=postgres"
+  # A standby's copy from an earlier placement here (it was moved away and back meanwhile):
+  # the primary's log it would resume from may be gone. A fresh copy instead.
+  if [ -e data/standby.signal ] && [ -e standby.copy ] \
+    && [ "$(cat standby.copy)" != "${ZEROKU_ADDON_STANDBY_COPY:-}" ]; then
+    echo "zeroku: this standby's data is an older copy: copying the primary's data again"
+    rm -rf data
+  fi
   if [ -s data/PG_VERSION ] && [ ! -e data/standby.signal ]; then
     # It was a primary: back onto the new primary's history, or a fresh copy of it.
     echo "zeroku: rewinding onto the primary at $ZEROKU_ADDON_PRIMARY_HOST:$ZEROKU_ADDON_PRIMARY_PORT"
@@ -85,6 +92,7 @@ if [ -n "${ZEROKU_ADDON_PRIMARY_HOST:-}" ]; then
     rm -rf data.rewind-failed
   fi
   touch data/standby.signal
+  printf '%s' "${ZEROKU_ADDON_STANDBY_COPY:-}" > standby.copy
   grep -v '^primary_conninfo' data/postgresql.auto.conf > data/auto.conf.new 2>/dev/null || true
   printf "primary_conninfo = '%s passfile=%s application_name=zeroku_standby'\n" "$SRC" "$PGPASSFILE" \
     >> data/auto.conf.new

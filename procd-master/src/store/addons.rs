@@ -45,6 +45,9 @@ pub struct Addon {
     pub failovers: u32,
     /// When and why the last failover happened (`<unix seconds> <reason>`).
     pub last_failover: String,
+    /// Counts the standby's placements: a standby placed anew (on another node, or back on one
+    /// that holds an older copy) copies the primary again rather than resume from that copy.
+    pub standby_copy: u32,
 }
 
 impl Addon {
@@ -133,7 +136,7 @@ pub enum Refused {
     NoPort,
 }
 
-const ADDON_SELECT: &str = "SELECT name, kind, app, seq, node, port, password, admin_password, memory_mb, created_at, standby_node, standby_port, primary_index, sync, in_sync, failovers, last_failover FROM addons";
+const ADDON_SELECT: &str = "SELECT name, kind, app, seq, node, port, password, admin_password, memory_mb, created_at, standby_node, standby_port, primary_index, sync, in_sync, failovers, last_failover, standby_copy FROM addons";
 
 fn addon_row(r: &Row) -> rusqlite::Result<Addon> {
     Ok(Addon {
@@ -154,6 +157,7 @@ fn addon_row(r: &Row) -> rusqlite::Result<Addon> {
         in_sync: r.get(14)?,
         failovers: r.get(15)?,
         last_failover: r.get(16)?,
+        standby_copy: r.get(17)?,
     })
 }
 
@@ -444,7 +448,8 @@ impl Store {
             return Ok(None);
         };
         tx.execute(
-            "UPDATE addons SET standby_node = ?2, standby_port = ?3, in_sync = 0 WHERE name = ?1",
+            "UPDATE addons SET standby_node = ?2, standby_port = ?3, in_sync = 0,
+               standby_copy = standby_copy + 1 WHERE name = ?1",
             params![addon, node, port],
         )?;
         tx.commit()?;
@@ -485,7 +490,8 @@ impl Store {
     /// Its standby is to be on `node` now (on the same port), built from the primary's data.
     pub fn move_standby(&mut self, addon: &str, node: &str) -> Result<()> {
         self.db.execute(
-            "UPDATE addons SET standby_node = ?2, in_sync = 0 WHERE name = ?1 AND standby_node != ''",
+            "UPDATE addons SET standby_node = ?2, in_sync = 0, standby_copy = standby_copy + 1
+             WHERE name = ?1 AND standby_node != ''",
             params![addon, node],
         )?;
         Ok(())

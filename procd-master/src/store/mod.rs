@@ -296,6 +296,7 @@ impl Store {
             ("addons", "in_sync", "INTEGER NOT NULL DEFAULT 0"),
             ("addons", "failovers", "INTEGER NOT NULL DEFAULT 0"),
             ("addons", "last_failover", "TEXT NOT NULL DEFAULT ''"),
+            ("addons", "standby_copy", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             add_column(&db, table, column, decl)?;
         }
