@@ -290,3 +290,90 @@ fn a_second_worker_cannot_take_the_name_of_a_live_node() {
         "{log}"
     );
 }
+
+/// The value of the sample `name{labels}` in a Prometheus page (labels in the order written).
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The master and every worker serve Prometheus `/metrics` (and `/healthz`) on their
+/// `metrics` address: nodes, apps and instances as the master sees them; each instance's
+/// state, restarts, memory and CPU as its worker sees them.
+#[test]
+fn master_and_workers_serve_prometheus_metrics() {
+    let (mp, wp) = (free_port(), free_port());
+    let config = TEST_CONFIG
+        .replacen(
+            "metrics = \"\"",
+            &format!("metrics = \"127.0.0.1:{mp}\""),
+            1,
+        )
+        .replacen(
+            "metrics = \"\"",
+            &format!("metrics = \"127.0.0.1:{wp}\""),
+            1,
+        );
+    let mut c = TestCluster::start_with(&config);
+    c.add_worker("n1", 33900);
+    c.deploy(
+        "busy",
+        &[
+            ("Procfile", "worker: python3 busy.py\n"),
+            (
+                "busy.py",
+                "import time\nwhile True:\n    sum(range(10000))\n    time.sleep(0.01)\n",
+            ),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "busy", "worker=2"]).unwrap();
+    let (master, worker) = (format!("127.0.0.1:{mp}"), format!("127.0.0.1:{wp}"));
+    let get = |addr: &str| {
+        let (st, head, body) = http_get(addr, "x", "/metrics").unwrap();
+        assert_eq!(st, 200);
+        assert!(
+            head.to_lowercase().contains("text/plain; version=0.0.4"),
+            "{head}"
+        );
+        body
+    };
+    let page = eventually(
+        Duration::from_secs(30),
+        "both instances in the metrics",
+        || {
+            let page = get(&master);
+            (sample(&page, "zeroku_master_instances{state=\"up\"}") == Some(2.0))
+                .then_some(page.clone())
+                .ok_or(page)
+        },
+    );
+    assert_eq!(
+        sample(&page, "zeroku_master_nodes{state=\"up\"}"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(sample(&page, "zeroku_master_apps"), Some(1.0));
+    assert_eq!(sample(&page, "zeroku_master_instances_placed"), Some(2.0));
+    assert!(sample(&page, "zeroku_master_heartbeats_total").is_some_and(|n| n > 0.0));
+    assert!(page.contains("# TYPE zeroku_master_lists_published_total counter"));
+
+    let series = |what: &str| {
+        format!("zeroku_worker_instance_{what}{{app=\"busy\",type=\"worker\",instance=\"busy.worker.1\"}}")
+    };
+    let page = eventually(Duration::from_secs(30), "the worker's instances", || {
+        let page = get(&worker);
+        (sample(&page, "zeroku_worker_instances{state=\"up\"}") == Some(2.0)
+            && sample(&page, &series("cpu_seconds_total")).is_some_and(|s| s > 0.0))
+        .then_some(page.clone())
+        .ok_or(page)
+    });
+    // A python process holds megabytes.
+    let rss = sample(&page, &series("memory_bytes")).unwrap_or(0.0);
+    assert!(rss > 1e6, "{page}");
+    assert_eq!(sample(&page, &series("restarts")), Some(0.0));
+    assert!(sample(&page, "zeroku_worker_list_generation").is_some_and(|g| g > 0.0));
+    for addr in [&master, &worker] {
+        assert_eq!(http_get(addr, "x", "/healthz").unwrap().0, 200);
+        assert_eq!(http_get(addr, "x", "/v1/apps").unwrap().0, 404);
+    }
+}

@@ -97,6 +97,9 @@ pub struct MasterConfig {
     /// A deploy waits this long for the new release's instances to be up;
     /// if they are not, it is rolled back (seconds).
     pub deploy_timeout_secs: u64,
+    /// Prometheus `/metrics` (and `/healthz`) of the master on this address; `""`: none.
+    /// App and node names are in them: bind it where only your Prometheus reaches.
+    pub metrics: String,
 }
 
 impl Default for MasterConfig {
@@ -124,6 +127,7 @@ impl Default for MasterConfig {
             addon_port_min: 15400,
             addon_memory_mb: 256,
             app_url: "http://{app}.localhost:8080".into(),
+            metrics: "127.0.0.1:9181".into(),
             builds_at_once: 2,
             build_timeout_secs: 900,
             build_memory_mb: 2048,
@@ -213,6 +217,8 @@ pub struct WorkerConfig {
     /// The address frontends use to reach this node's instances on their
     /// `$PORT` (instances listen on all addresses).
     pub advertise_host: String,
+    /// Prometheus `/metrics` (and `/healthz`) of this worker on this address; `""`: none.
+    pub metrics: String,
 }
 
 impl Default for WorkerConfig {
@@ -234,6 +240,7 @@ impl Default for WorkerConfig {
             app_uid_base: 100_000,
             keep_unused_slugs: 4,
             advertise_host: "127.0.0.1".into(),
+            metrics: "127.0.0.1:9182".into(),
         }
     }
 }

@@ -78,9 +78,28 @@ pub fn instance_id(app: &str, proc_type: &str, index: u32) -> String {
     format!("{app}.{proc_type}.{index}")
 }
 
+/// The app and process type of an instance id (`blog.web.1` → (`blog`, `web`)); the whole
+/// id and `""` for one not of that shape. (App names have no dots; add-on servers' ids name
+/// the add-on: `pg-blog-1.postgres.1`.)
+pub fn split_instance(id: &str) -> (&str, &str) {
+    let mut parts = id.rsplitn(3, '.');
+    let (_, proc_type, app) = (parts.next(), parts.next(), parts.next());
+    match (app, proc_type) {
+        (Some(app), Some(t)) => (app, t),
+        _ => (id, ""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_ids_split_into_app_and_type() {
+        assert_eq!(split_instance("blog.web.1"), ("blog", "web"));
+        assert_eq!(split_instance("pg-b-1.postgres.2"), ("pg-b-1", "postgres"));
+        assert_eq!(split_instance("odd"), ("odd", ""));
+    }
 
     #[test]
     fn app_names() {

@@ -1,7 +1,7 @@
 //! Prometheus-style metrics of the edge: requests by app and status code, a
 //! latency histogram per app, and the handler queue depth per app, rendered
-//! in the text exposition format (0.0.4) by a small admin server
-//! ([`serve_admin`]: `GET /metrics`, `GET /healthz`).
+//! in the text exposition format (0.0.4) by the admin server of
+//! `zeroku_metrics` ([`serve_admin`]: `GET /metrics`, `GET /healthz`).
 //!
 //! It owns the counters and their rendering only. It must not block the
 //! request path (recording is a read lock, a map lookup and a few relaxed
@@ -10,11 +10,6 @@
 //! outside the registered set are counted by class, e.g. `code="5xx"`), and
 //! must not serve anything but metrics and health on the admin port.
 
-use crate::edge::{error_page, Body};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -234,102 +229,22 @@ impl Metrics {
     }
 }
 
-/// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
+pub use zeroku_metrics::{escape_label, CONTENT_TYPE};
+
+impl zeroku_metrics::Source for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
     }
-    s
 }
 
-/// The content type of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// Serves `GET /metrics` and `GET /healthz` on `listener` until `shutdown`,
-/// then lets open requests finish (up to 5 s).
+/// then lets open requests finish (up to 5 s): [`zeroku_metrics::serve_admin`].
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            // Reap finished connections so the set does not grow.
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-        };
-        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
-        conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let m = metrics.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin(&m, &req)) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let c = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            tokio::pin!(c);
-            tokio::select! {
-                r = c.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "admin connection") },
-                _ = shutdown.cancelled() => {
-                    c.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
-                }
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(6), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    conns.abort_all();
-}
-
-fn admin<B>(metrics: &Metrics, req: &Request<B>) -> Response<Body> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
-            (StatusCode::OK, CONTENT_TYPE, metrics.render())
-        }
-        (&Method::GET | &Method::HEAD, "/healthz") => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ok".to_string(),
-        ),
-        (_, "/metrics" | "/healthz") => {
-            let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED, "use GET");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
-        }
-        _ => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                "the zeroku admin port serves /metrics and /healthz",
-            )
-        }
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
+    zeroku_metrics::serve_admin(listener, metrics, shutdown).await
 }
 
 #[cfg(test)]

@@ -70,6 +70,17 @@ pub struct Cluster {
     /// Instances heartbeats newly reported crashed (restarted too often): (node, instance id,
     /// last exit), for the next liveness tick to fail add-ons over ([`Cluster::take_crashed`]).
     crashed: Mutex<Vec<(String, String, String)>>,
+    /// What `/metrics` counts ([`crate::metrics`]).
+    pub counters: Counters,
+}
+
+/// Counts of what the master did since it started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Heartbeats taken from the bus.
+    pub heartbeats: std::sync::atomic::AtomicU64,
+    /// Node lists published (each a new generation).
+    pub lists: std::sync::atomic::AtomicU64,
 }
 
 /// How long a node's log lines are taken for an app it no longer runs (its last lines arrive
@@ -162,6 +173,7 @@ impl Cluster {
             liveness_read: Mutex::new(Instant::now()),
             providers: Mutex::default(),
             crashed: Mutex::default(),
+            counters: Counters::default(),
             // From the clock: a watcher's generation from before a master restart is older.
             services_changed: tokio::sync::watch::Sender::new(
                 std::time::SystemTime::now()
@@ -435,6 +447,7 @@ impl Cluster {
             );
             self.saw_apps(node, list.instances.iter().map(|i| i.app.as_str()));
             self.publish_list(&list);
+            self.counters.lists.fetch_add(1, Ordering::Relaxed);
             lists.insert(node.to_string(), list);
         }
         Ok(())
@@ -751,6 +764,7 @@ impl Cluster {
     }
 
     fn on_heartbeat(&self, hb: Heartbeat) {
+        self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
         // At rest a node says the same thing every interval: only its time changes.
         let crashed_before: Vec<String> = {
             let mut live = lock(&self.live);

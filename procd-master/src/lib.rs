@@ -37,6 +37,7 @@ pub mod git;
 pub mod keys;
 pub mod live;
 pub mod logbook;
+pub mod metrics;
 pub mod moves;
 pub mod peers;
 pub mod periodic;
@@ -224,6 +225,12 @@ pub async fn run(
         });
     }
 
+    zeroku_metrics::spawn_admin(
+        &cfg.metrics,
+        Arc::new(metrics::Metrics(cluster.clone())),
+        shutdown.clone(),
+    )
+    .await;
     let ticker = tokio::spawn(periodic::run(
         cluster.clone(),
         Duration::from_millis(cfg.republish_interval_ms),

@@ -340,6 +340,8 @@ pub async fn run(
     let mut pending_logs: Vec<LogLine> = Vec::new();
     // When the master was last heard from (every list, republished ones too).
     let mut heard = Instant::now();
+    let metrics = crate::metrics::Metrics::default();
+    zeroku_metrics::spawn_admin(&cfg.metrics, Arc::new(metrics.clone()), shutdown.clone()).await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -461,12 +463,14 @@ pub async fn run(
                 }
                 if sup.take_changed() || last_hb.elapsed() >= hb_every {
                     last_hb = Instant::now();
+                    let instances = sup.statuses();
+                    metrics.set(sup.generation(), &instances);
                     send(&hb_tx, &Message::Heartbeat(Heartbeat {
                         node: cfg.node.clone(),
                         generation: sup.generation(),
                         capacity_mb,
                         cgroups_unavailable: limits.clone(),
-                        instances: sup.statuses(),
+                        instances,
                         runtimes: runtimes.clone(),
                         stacks: sup.runtime().stacks(),
                     }));

@@ -23,6 +23,7 @@ pub mod bus;
 pub mod docker;
 pub mod forward;
 pub mod logs;
+pub mod metrics;
 pub mod native;
 pub mod ports;
 pub mod relay;

@@ -224,8 +224,10 @@ pub const TEST_CONFIG: &str = r#"
 dead_after_ms = 3000
 heartbeat_interval_ms = 500
 republish_interval_ms = 1000
+metrics = ""
 
 [worker]
+metrics = ""
 ready_after_ms = 300
 stop_grace_ms = 3000
 backoff_initial_ms = 100
