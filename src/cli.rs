@@ -435,6 +435,15 @@ pub enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// An app's last minutes: requests by status class, latency p50/p95/p99, and per
+    /// process type instances, memory, CPU and restarts (kept 24 h by the master).
+    Metrics {
+        #[command(flatten)]
+        app: AppArg,
+        /// How many minutes back (1 to 1440).
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
     /// List instances: node, state, pid, restarts, uptime, release.
     Ps {
         #[command(flatten)]

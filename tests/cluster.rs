@@ -377,3 +377,93 @@ fn master_and_workers_serve_prometheus_metrics() {
         assert_eq!(http_get(addr, "x", "/v1/apps").unwrap().0, 404);
     }
 }
+
+/// `zeroku metrics`: the master keeps, per app and minute, what its frontends answered
+/// (requests by status class, latency quantiles) and what its workers saw each process type
+/// use (instances, memory, CPU, restarts). Only a frontend's own token may report its traffic.
+#[test]
+fn the_master_keeps_each_apps_minutes() {
+    let mut c = TestCluster::start();
+    let fast = [("ZEROKU_WORKER_REPORT_INTERVAL_MS", "300")];
+    let data = c.dir.path().join("worker-n1");
+    let d = c.spawn_worker_with_env("n1", &data, 34100, &fast);
+    c.workers.push(("n1".into(), d, data));
+    let fe = c.add_frontend_with("edge", &[("ZEROKU_FRONTEND_REPORT_INTERVAL_MS", "300")]);
+    c.deploy(
+        "shop",
+        &[
+            ("Procfile", "web: python3 -m http.server $PORT\n"),
+            ("index.html", "<h1>shop</h1>\n"),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "shop", "web=1"]).unwrap();
+    wait_http_ok(&fe, "shop.localhost", "/", Duration::from_secs(30));
+    for _ in 0..20 {
+        assert_eq!(http_get(&fe, "shop.localhost", "/").unwrap().0, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(http_get(&fe, "shop.localhost", "/nope").unwrap().0, 404);
+    }
+    let sum = |v: &Value, f: &dyn Fn(&Value) -> u64| {
+        v["minutes"]
+            .as_array()
+            .map_or(0, |m| m.iter().map(f).sum::<u64>())
+    };
+    let v = eventually(
+        Duration::from_secs(30),
+        "the requests and the usage kept",
+        || {
+            let v = c.json(&["metrics", "-a", "shop"]);
+            let ok = sum(&v, &|m| m["by_class"]["2xx"].as_u64().unwrap_or(0)) >= 20
+                && sum(&v, &|m| m["by_class"]["4xx"].as_u64().unwrap_or(0)) == 5
+                && sum(&v, &|m| {
+                    m["types"]["web"]["memory_bytes"].as_u64().unwrap_or(0)
+                }) > 0;
+            ok.then_some(v.clone()).ok_or(format!("{v}"))
+        },
+    );
+    let last = v["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["requests"].as_u64() > Some(0))
+        .unwrap()
+        .clone();
+    let (p50, p99) = (
+        last["p50_ms"].as_f64().unwrap(),
+        last["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= 10_000.0, "{last}");
+    assert_eq!(last["types"]["web"]["instances"], 1, "{last}");
+    let text = c
+        .cli_ok(&["metrics", "-a", "shop", "--minutes", "5"])
+        .unwrap();
+    let lower = text.to_lowercase();
+    assert!(
+        lower.contains("p95 ms") && lower.contains("web: mb"),
+        "{text}"
+    );
+    // Bad input is refused.
+    let o = c.cli(&["metrics", "-a", "shop", "--minutes", "0"]);
+    assert!(!o.status.success());
+    // Nobody but the frontend itself reports its traffic.
+    let body = r#"{"apps":[{"app":"shop","classes":[0,0,0,0,1000],"buckets":[]}]}"#;
+    let user: Value = c.json(&["users:add", "nobody"]);
+    let token = user["token"].as_str().unwrap().to_string();
+    let (st, _, _) = http_request(
+        &c.master.api,
+        &format!(
+            "POST /v1/frontends/edge/traffic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            token,
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert_eq!(st, 403);
+    let v = c.json(&["metrics", "-a", "shop"]);
+    assert!(
+        sum(&v, &|m| m["by_class"]["5xx"].as_u64().unwrap_or(0)) < 1000,
+        "{v}"
+    );
+}

@@ -219,6 +219,8 @@ pub struct WorkerConfig {
     pub advertise_host: String,
     /// Prometheus `/metrics` (and `/healthz`) of this worker on this address; `""`: none.
     pub metrics: String,
+    /// How often the worker tells the master what each instance used (`zeroku metrics`), ms.
+    pub report_interval_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -241,6 +243,7 @@ impl Default for WorkerConfig {
             keep_unused_slugs: 4,
             advertise_host: "127.0.0.1".into(),
             metrics: "127.0.0.1:9182".into(),
+            report_interval_ms: 60_000,
         }
     }
 }
@@ -310,6 +313,9 @@ pub struct FrontendConfig {
     /// Where the access log goes: `""` (with the daemon's log on stderr),
     /// `"off"`, or a file path (appended to).
     pub access_log: String,
+    /// How often the frontend tells the master what each app was asked (`zeroku metrics`),
+    /// ms.
+    pub report_interval_ms: u64,
 }
 
 impl Default for FrontendConfig {
@@ -334,6 +340,7 @@ impl Default for FrontendConfig {
             header_timeout_ms: 10_000,
             upload_threshold_bytes: 20480,
             access_log: String::new(),
+            report_interval_ms: 60_000,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod model;
 pub mod names;
 pub mod procfile;
 pub mod time;
+pub mod usage;
 pub mod wire;
 
 pub use model::*;

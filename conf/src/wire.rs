@@ -25,6 +25,8 @@ pub enum Message {
     /// master → every node, on topic `alive` ([`ALIVE_TOPIC`]), every republish interval and
     /// when its pace changes: the master is there, and how often it wants heartbeats.
     Alive(Alive),
+    /// worker → master, every `report_interval_ms`: what each instance used since the last.
+    Usage(crate::usage::Usage),
 }
 
 /// The master's sign of life to every node at once (one message, however many nodes).

@@ -212,6 +212,13 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    tokio::spawn(report_traffic(
+        edge.metrics.clone(),
+        client.clone(),
+        cfg.name.clone(),
+        std::time::Duration::from_millis(cfg.report_interval_ms.max(100)),
+        shutdown.clone(),
+    ));
     let follower = {
         let (edge, base, shutdown, fetcher) = (
             edge.clone(),
@@ -336,4 +343,37 @@ pub(crate) fn idempotent(m: &hyper::Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     )
+}
+
+/// Every `every`, tells the master what each app was asked since the last time (its
+/// per-minute metrics, `zeroku metrics`); nothing when nothing was asked. A report the master
+/// did not take is not sent again: its minute misses those requests.
+async fn report_traffic(
+    metrics: Arc<metrics::Metrics>,
+    client: Client,
+    name: String,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let traffic = metrics.traffic_since(&mut last);
+        if traffic.apps.is_empty() {
+            continue;
+        }
+        let path = format!("/v1/frontends/{name}/traffic");
+        if let Err(e) = client
+            .send::<serde_json::Value>(hyper::Method::POST, &path, &traffic)
+            .await
+        {
+            tracing::warn!(error = %e, "reporting traffic to the master");
+        }
+    }
 }

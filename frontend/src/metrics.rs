@@ -24,10 +24,8 @@ pub const MAX_APPS: usize = 1000;
 pub const OTHER_APP: &str = "_other";
 
 /// Upper bounds of the latency buckets, in seconds (1 ms .. 10 s); `+Inf`
-/// is implicit.
-pub const BUCKETS: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// is implicit. The master's quantiles (`zeroku metrics`) read the same.
+pub use zeroku_conf::usage::LATENCY_BUCKETS as BUCKETS;
 const BUCKET_LABELS: [&str; 13] = [
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
     "10",
@@ -144,6 +142,56 @@ impl Metrics {
     /// Records one answered request: its status code and how long it took.
     pub fn observe(&self, app: &str, status: u16, elapsed: Duration) {
         self.app(app).observe(status, elapsed);
+    }
+
+    /// What each app was asked since the last call (`last` holds what that call saw), for the
+    /// master's per-minute metrics. Apps with nothing new, `_other` and unrouted requests are
+    /// left out.
+    pub fn traffic_since(
+        &self,
+        last: &mut HashMap<String, zeroku_conf::usage::AppTraffic>,
+    ) -> zeroku_conf::usage::Traffic {
+        use zeroku_conf::usage::AppTraffic;
+        let apps: Vec<(String, Arc<AppMetrics>)> = self
+            .apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| k.as_str() != "-")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = zeroku_conf::usage::Traffic::default();
+        for (app, m) in apps {
+            let mut now = AppTraffic {
+                app: app.clone(),
+                classes: [0; 5],
+                buckets: m.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            };
+            for (slot, c) in m.codes.iter().enumerate() {
+                let class = match CODES.get(slot) {
+                    Some(code) => usize::from(code / 100) - 1,
+                    None => slot - CODES.len(),
+                };
+                if let Some(n) = now.classes.get_mut(class) {
+                    *n += c.load(Relaxed);
+                }
+            }
+            let before = last.get(&app);
+            let mut delta = now.clone();
+            if let Some(b) = before {
+                for (d, p) in delta.classes.iter_mut().zip(b.classes) {
+                    *d = d.saturating_sub(p);
+                }
+                for (d, p) in delta.buckets.iter_mut().zip(&b.buckets) {
+                    *d = d.saturating_sub(*p);
+                }
+            }
+            if delta.classes.iter().any(|n| *n > 0) {
+                out.apps.push(delta);
+            }
+            last.insert(app, now);
+        }
+        out
     }
 
     /// Sets the number of requests waiting for (or being served by) `app`'s
@@ -265,6 +313,24 @@ mod tests {
         assert_eq!(slot_label(code_slot(199)), "1xx");
         assert_eq!(slot_label(code_slot(999)), "other");
         assert_eq!(slot_label(code_slot(0)), "other");
+    }
+
+    #[test]
+    fn traffic_is_what_happened_since_the_last_report() {
+        let m = Metrics::new();
+        let mut last = HashMap::new();
+        m.observe("a", 200, Duration::from_millis(3));
+        m.observe("a", 503, Duration::from_millis(30));
+        m.observe("-", 400, Duration::from_millis(1));
+        let t = m.traffic_since(&mut last);
+        assert_eq!(t.apps.len(), 1);
+        assert_eq!(t.apps[0].classes, [0, 1, 0, 0, 1]);
+        assert_eq!(t.apps[0].buckets.iter().sum::<u64>(), 2);
+        assert!(m.traffic_since(&mut last).apps.is_empty(), "nothing new");
+        m.observe("a", 404, Duration::from_millis(3));
+        let t = m.traffic_since(&mut last);
+        assert_eq!(t.apps[0].classes, [0, 0, 0, 1, 0]);
+        assert_eq!(t.apps[0].buckets.iter().sum::<u64>(), 1);
     }
 
     #[test]

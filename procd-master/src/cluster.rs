@@ -750,6 +750,32 @@ impl Cluster {
                 }
                 self.logs.push(lines);
             }
+            Message::Usage(u) if u.node != node => {
+                self.refuse(&format!("node {node} sent usage as {}", u.node), &node)
+            }
+            Message::Usage(u) => {
+                let n = u.instances.len();
+                let mine: Vec<_> = {
+                    let all = lock(&self.node_apps);
+                    let apps = all.get(&node);
+                    u.instances
+                        .into_iter()
+                        .filter(|i| {
+                            let app = zeroku_conf::names::split_instance(&i.id).0;
+                            apps.is_some_and(|m| m.contains_key(app))
+                        })
+                        .collect()
+                };
+                if mine.len() < n {
+                    self.refuse(
+                        &format!("node {node} sent the usage of apps it does not run"),
+                        &node,
+                    );
+                }
+                if let Err(e) = self.store().add_usage(&node, &mine) {
+                    tracing::error!(error = %e, node = %node, "recording usage");
+                }
+            }
             Message::NodeList(l) => {
                 tracing::warn!(node = %l.node, "ignored a node list sent to the master")
             }

@@ -341,6 +341,11 @@ pub async fn run(
     // When the master was last heard from (every list, republished ones too).
     let mut heard = Instant::now();
     let metrics = crate::metrics::Metrics::default();
+    // What instances used, for the master's per-minute metrics.
+    let mut report = tokio::time::interval(Duration::from_millis(cfg.report_interval_ms.max(100)));
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    report.tick().await;
+    let mut reported = std::collections::HashMap::new();
     zeroku_metrics::spawn_admin(&cfg.metrics, Arc::new(metrics.clone()), shutdown.clone()).await;
     loop {
         tokio::select! {
@@ -368,6 +373,13 @@ pub async fn run(
                         }
                     }
                     _ => {}
+                }
+            }
+            _ = report.tick() => {
+                let snap = metrics.0.lock().map(|s| s.instances.clone()).unwrap_or_default();
+                let usage = crate::metrics::usage(&cfg.node, &snap, &mut reported);
+                if !usage.instances.is_empty() {
+                    send(&hb_tx, &Message::Usage(usage));
                 }
             }
             Some((sha, res)) = slug_rx.recv() => match res {

@@ -73,6 +73,37 @@ fn parse_stat(stat: &str) -> Option<(u32, u64, u64)> {
     Some((session, rss, ticks))
 }
 
+/// What each instance used since the last report (`last`: its CPU ticks and restarts then),
+/// for the master's per-minute metrics: read from `/proc` once per report.
+pub fn usage(
+    node: &str,
+    instances: &[InstanceStatus],
+    last: &mut HashMap<String, (u64, u32)>,
+) -> zeroku_conf::usage::Usage {
+    let used = sessions();
+    let mut out = zeroku_conf::usage::Usage {
+        node: node.to_string(),
+        instances: Vec::new(),
+    };
+    let mut seen = HashMap::new();
+    for i in instances {
+        let (rss, ticks) = match (i.container.is_none(), i.pid) {
+            (true, Some(pid)) => used.get(&pid).copied().unwrap_or((0, 0)),
+            _ => (0, 0),
+        };
+        let (t0, r0) = last.get(&i.id).copied().unwrap_or((ticks, 0));
+        out.instances.push(zeroku_conf::usage::InstanceUsage {
+            id: i.id.clone(),
+            memory_bytes: rss,
+            cpu_ms: (ticks.saturating_sub(t0) as f64 * 1000.0 / TICKS_PER_SEC) as u64,
+            restarts: i.restarts.saturating_sub(r0),
+        });
+        seen.insert(i.id.clone(), (ticks, i.restarts));
+    }
+    *last = seen;
+    out
+}
+
 impl zeroku_metrics::Source for Metrics {
     fn render(&self) -> String {
         let snap = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -8,6 +8,7 @@ mod daemons;
 mod git;
 mod keys;
 mod logs;
+mod metrics;
 mod nodes;
 mod people;
 mod ps;
@@ -151,6 +152,7 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         ConfigSet { app, pairs } => releases::config_set(&api, &app.name()?, &pairs).await,
         ConfigUnset { app, keys } => releases::config_unset(&api, &app.name()?, &keys).await,
         Ps { app } => ps::list(&api, &app.name()?).await,
+        Metrics { app, minutes } => metrics::show(&api, &app.name()?, minutes).await,
         PsScale { app, changes } => ps::scale(&api, &app.name()?, &changes).await,
         Logs {
             app,

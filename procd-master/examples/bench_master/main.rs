@@ -20,6 +20,8 @@
 //! (options: `--nodes N --apps N --web N --worker N --sockets N --env N --rest SECS`;
 //! `--sockets` is the number of subscriber threads). With `--discovery [--requirers N]`:
 //! how one change of a service's providers reaches its requiring instances (`discovery.rs`).
+//! With `--metrics-storage`: what a day of one app's per-minute metrics (`zeroku metrics`)
+//! takes in the store, and what one report costs (`metrics_storage.rs`).
 //! Timings are printed, never asserted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,6 +41,7 @@ use zeroku_master::store::{Formation, Release, Store, StoreError};
 use zeroku_slug::SlugStore;
 
 mod discovery;
+mod metrics_storage;
 mod rest;
 
 const WARMUP: &[u8] = b"warmup";
@@ -91,6 +94,10 @@ fn main() {
         if a == "--discovery" {
             discovery = true;
             continue;
+        }
+        if a == "--metrics-storage" {
+            metrics_storage::run();
+            return;
         }
         let mut v = || -> usize {
             it.next()

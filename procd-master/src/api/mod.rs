@@ -24,6 +24,7 @@ pub(crate) mod join;
 mod people;
 mod runs;
 mod services;
+mod usage;
 
 use auth::Caller;
 use checks::*;
@@ -880,6 +881,13 @@ async fn dispatch(
         }
         (&Method::GET, ["routes"]) => ok(json!(c.route_table())),
         (&Method::GET, ["services"]) => services::list(c, caller, &req).await,
+        (&Method::POST, ["frontends", name, "traffic"]) => {
+            usage::traffic(c, caller, name, req).await
+        }
+        (&Method::GET, ["apps", app, "metrics"]) => {
+            app_exists(c, app)?;
+            usage::app(c, app, &req)
+        }
         (&Method::GET, ["apps", app, "settings"]) => {
             app_exists(c, app)?;
             let mine: BTreeMap<String, String> = c

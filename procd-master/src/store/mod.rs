@@ -13,8 +13,10 @@ use std::path::Path;
 use thiserror::Error;
 
 mod addons;
+mod metrics;
 mod users;
 pub use addons::{url_var, Addon, Attachment, Backup, NewAddon, Refused, Schedule};
+pub use metrics::{Minute, TypeMinute, KEEP_MINUTES};
 pub use users::{AuditEntry, Perm, User};
 
 #[derive(Debug, Error)]
@@ -243,6 +245,13 @@ CREATE TABLE IF NOT EXISTS backups (addon TEXT NOT NULL, n INTEGER NOT NULL, kin
 CREATE TABLE IF NOT EXISTS backup_schedules (addon TEXT PRIMARY KEY, at_minute INTEGER NOT NULL, keep_daily INTEGER NOT NULL,
   keep_weekly INTEGER NOT NULL, last_day INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS app_usage (app TEXT NOT NULL, proc_type TEXT NOT NULL, minute INTEGER NOT NULL, node TEXT NOT NULL,
+  instances INTEGER NOT NULL, memory_sum INTEGER NOT NULL, memory_max INTEGER NOT NULL, cpu_ms INTEGER NOT NULL, restarts INTEGER NOT NULL,
+  PRIMARY KEY (app, minute, proc_type, node));
+CREATE INDEX IF NOT EXISTS app_usage_minute ON app_usage (minute);
+CREATE TABLE IF NOT EXISTS app_traffic (app TEXT NOT NULL, minute INTEGER NOT NULL, frontend TEXT NOT NULL, classes TEXT NOT NULL, buckets TEXT NOT NULL,
+  PRIMARY KEY (app, minute, frontend));
+CREATE INDEX IF NOT EXISTS app_traffic_minute ON app_traffic (minute);
 ";
 
 pub struct Store {
@@ -450,6 +459,8 @@ impl Store {
             "deploys",
             "drains",
             "addon_attachments",
+            "app_usage",
+            "app_traffic",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
