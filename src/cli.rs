@@ -444,6 +444,32 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         minutes: u64,
     },
+    /// An app's alert rules and whether each is firing.
+    Alerts {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Alert on an app's metrics: a JSON POST to the webhook when RULE starts to hold, and
+    /// when it stops (e.g. 'p95 > 500ms for 5m', '5xx_rate > 1%', 'memory > 400MB',
+    /// 'restarts > 3').
+    #[command(name = "alerts:add")]
+    AlertsAdd {
+        #[command(flatten)]
+        app: AppArg,
+        /// METRIC OP VALUE [for Nm]: p50 p95 p99 (ms, s), 5xx_rate (%), 5xx, requests,
+        /// memory (MB, GB), cpu (%), restarts.
+        rule: String,
+        /// Where it is posted: http:// or https://.
+        #[arg(long)]
+        webhook: String,
+    },
+    /// Remove an alert rule (its id from `zeroku alerts`).
+    #[command(name = "alerts:remove")]
+    AlertsRemove {
+        #[command(flatten)]
+        app: AppArg,
+        id: String,
+    },
     /// List instances: node, state, pid, restarts, uptime, release.
     Ps {
         #[command(flatten)]

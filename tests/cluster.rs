@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn by_node(ps: &[Value]) -> BTreeMap<String, Vec<Value>> {
@@ -378,15 +379,13 @@ fn master_and_workers_serve_prometheus_metrics() {
     }
 }
 
-/// `zeroku metrics`: the master keeps, per app and minute, what its frontends answered
-/// (requests by status class, latency quantiles) and what its workers saw each process type
-/// use (instances, memory, CPU, restarts). Only a frontend's own token may report its traffic.
-#[test]
-fn the_master_keeps_each_apps_minutes() {
-    let mut c = TestCluster::start();
+/// A cluster whose worker and frontend report every 300 ms, running `shop` (a web process)
+/// behind its frontend (returned).
+fn shop(config: &str, port_min: u16) -> (TestCluster, String) {
+    let mut c = TestCluster::start_with(config);
     let fast = [("ZEROKU_WORKER_REPORT_INTERVAL_MS", "300")];
     let data = c.dir.path().join("worker-n1");
-    let d = c.spawn_worker_with_env("n1", &data, 34100, &fast);
+    let d = c.spawn_worker_with_env("n1", &data, port_min, &fast);
     c.workers.push(("n1".into(), d, data));
     let fe = c.add_frontend_with("edge", &[("ZEROKU_FRONTEND_REPORT_INTERVAL_MS", "300")]);
     c.deploy(
@@ -398,6 +397,15 @@ fn the_master_keeps_each_apps_minutes() {
     );
     c.cli_ok(&["ps:scale", "-a", "shop", "web=1"]).unwrap();
     wait_http_ok(&fe, "shop.localhost", "/", Duration::from_secs(30));
+    (c, fe)
+}
+
+/// `zeroku metrics`: the master keeps, per app and minute, what its frontends answered
+/// (requests by status class, latency quantiles) and what its workers saw each process type
+/// use (instances, memory, CPU, restarts). Only a frontend's own token may report its traffic.
+#[test]
+fn the_master_keeps_each_apps_minutes() {
+    let (c, fe) = shop(TEST_CONFIG, 34100);
     for _ in 0..20 {
         assert_eq!(http_get(&fe, "shop.localhost", "/").unwrap().0, 200);
     }
@@ -466,4 +474,124 @@ fn the_master_keeps_each_apps_minutes() {
         sum(&v, &|m| m["by_class"]["5xx"].as_u64().unwrap_or(0)) < 1000,
         "{v}"
     );
+}
+
+/// A webhook receiver: answers its first POST 500 (the master must try again), the rest 200;
+/// the JSON bodies it took.
+fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for (n, s) in l.incoming().flatten().enumerate() {
+            let mut r = BufReader::new(s);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let status = if n == 0 { "500 Oops" } else { "200 OK" };
+            if n > 0 {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push(v);
+                }
+            }
+            let _ = r.get_mut().write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (url, got)
+}
+
+/// `zeroku alerts:add`: a rule on an app's metrics fires once when it starts to hold and is
+/// resolved once when it stops, each a JSON POST to the webhook (tried again when the webhook
+/// fails); bad rules and webhooks are refused.
+#[test]
+fn an_alert_fires_once_and_is_resolved_once() {
+    let config = TEST_CONFIG.replace("[master]\n", "[master]\nalert_check_ms = 300\n");
+    let (c, fe) = shop(&config, 34300);
+    let (url, got) = webhook();
+    for (rule, hook) in [
+        ("p96 > 1ms", url.as_str()),
+        ("p95 > 1ms for 0m", url.as_str()),
+        ("p95 > 1ms", "syslog+tcp://127.0.0.1:1"),
+        ("p95 > 1ms", "not a url"),
+    ] {
+        let o = c.cli(&["alerts:add", "-a", "shop", rule, "--webhook", hook]);
+        assert!(!o.status.success(), "{rule} {hook}");
+    }
+    assert_eq!(c.json(&["alerts", "-a", "shop"]), serde_json::json!([]));
+    // Wait for a minute of its own, so the requests below are all in it.
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 60
+    };
+    while second() > 40 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.cli_ok(&[
+        "alerts:add",
+        "-a",
+        "shop",
+        "requests > 10",
+        "--webhook",
+        &url,
+    ])
+    .unwrap();
+    for _ in 0..15 {
+        assert_eq!(http_get(&fe, "shop.localhost", "/").unwrap().0, 200);
+    }
+    let states = |got: &Arc<Mutex<Vec<Value>>>| -> Vec<String> {
+        let mut s: Vec<String> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["state"].as_str().unwrap_or("?").to_string())
+            .collect();
+        s.dedup();
+        s
+    };
+    eventually(Duration::from_secs(20), "the alert fired", || {
+        (states(&got) == ["firing"])
+            .then_some(())
+            .ok_or(format!("{:?}", got.lock().unwrap()))
+    });
+    let fired = got.lock().unwrap()[0].clone();
+    assert_eq!(fired["app"], "shop");
+    assert_eq!(fired["rule"], "requests > 10");
+    assert!(fired["value"].as_f64() > Some(10.0), "{fired}");
+    let listed = c.json(&["alerts", "-a", "shop"]);
+    assert_eq!(listed[0]["firing"], true, "{listed}");
+    // The next minute has no requests: resolved, once.
+    eventually(Duration::from_secs(80), "the alert resolved", || {
+        (states(&got) == ["firing", "resolved"])
+            .then_some(())
+            .ok_or(format!("{:?}", got.lock().unwrap()))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(states(&got), ["firing", "resolved"]);
+    let log = c
+        .cli_ok(&["logs", "-a", "shop", "--source", "zeroku", "-n", "200"])
+        .unwrap();
+    assert!(
+        log.contains("is firing") && log.contains("is resolved"),
+        "{log}"
+    );
+    let id = listed[0]["id"].to_string();
+    c.cli_ok(&["alerts:remove", "-a", "shop", &id]).unwrap();
+    assert_eq!(c.json(&["alerts", "-a", "shop"]), serde_json::json!([]));
 }

@@ -100,6 +100,8 @@ pub struct MasterConfig {
     /// Prometheus `/metrics` (and `/healthz`) of the master on this address; `""`: none.
     /// App and node names are in them: bind it where only your Prometheus reaches.
     pub metrics: String,
+    /// How often alert rules (`zeroku alerts:add`) are checked against the apps' metrics, ms.
+    pub alert_check_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -128,6 +130,7 @@ impl Default for MasterConfig {
             addon_memory_mb: 256,
             app_url: "http://{app}.localhost:8080".into(),
             metrics: "127.0.0.1:9181".into(),
+            alert_check_ms: 15_000,
             builds_at_once: 2,
             build_timeout_secs: 900,
             build_memory_mb: 2048,

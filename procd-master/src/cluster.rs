@@ -72,6 +72,8 @@ pub struct Cluster {
     crashed: Mutex<Vec<(String, String, String)>>,
     /// What `/metrics` counts ([`crate::metrics`]).
     pub counters: Counters,
+    /// Woken when an alert rule is added or removed ([`crate::alerts`]).
+    pub alerts_changed: tokio::sync::Notify,
 }
 
 /// Counts of what the master did since it started, for `/metrics`.
@@ -174,6 +176,7 @@ impl Cluster {
             providers: Mutex::default(),
             crashed: Mutex::default(),
             counters: Counters::default(),
+            alerts_changed: tokio::sync::Notify::new(),
             // From the clock: a watcher's generation from before a master restart is older.
             services_changed: tokio::sync::watch::Sender::new(
                 std::time::SystemTime::now()

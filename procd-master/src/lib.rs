@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addons;
+pub mod alerts;
 pub mod api;
 pub mod backups;
 pub mod builds;
@@ -231,6 +232,11 @@ pub async fn run(
         shutdown.clone(),
     )
     .await;
+    tokio::spawn(alerts::run(
+        cluster.clone(),
+        Duration::from_millis(cfg.alert_check_ms.max(100)),
+        shutdown.clone(),
+    ));
     let ticker = tokio::spawn(periodic::run(
         cluster.clone(),
         Duration::from_millis(cfg.republish_interval_ms),

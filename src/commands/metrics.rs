@@ -84,3 +84,58 @@ pub async fn show(api: &Api, app: &str, minutes: u64) -> Result<()> {
     table(&head, &table_rows);
     Ok(())
 }
+
+pub async fn alerts(api: &Api, app: &str) -> Result<()> {
+    let v: Value = client(api)?
+        .get(&format!("/v1/apps/{}/alerts", enc(app)))
+        .await
+        .map_err(explain)?;
+    if api.json {
+        json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = crate::output::each(&v, |a| {
+        vec![
+            crate::output::cell(&a["id"]),
+            crate::output::cell(&a["rule"]),
+            if a["firing"] == true {
+                "FIRING".into()
+            } else {
+                "ok".into()
+            },
+            crate::output::cell(&a["webhook"]),
+        ]
+    });
+    if rows.is_empty() {
+        println!("{app} has no alerts. Add one: zeroku alerts:add -a {app} 'p95 > 500ms for 5m' --webhook URL");
+        return Ok(());
+    }
+    table(&["id", "rule", "state", "webhook"], &rows);
+    Ok(())
+}
+
+pub async fn add_alert(api: &Api, app: &str, rule: &str, webhook: &str) -> Result<()> {
+    let path = format!("/v1/apps/{}/alerts", enc(app));
+    let body = serde_json::json!({"rule": rule, "webhook": webhook});
+    super::act(api, zeroku_client::Method::POST, &path, &body, |v| {
+        format!(
+            "Alert {} on {app}: '{}' posts to {} when it starts and stops holding.",
+            crate::output::cell(&v["id"]),
+            crate::output::cell(&v["rule"]),
+            crate::output::cell(&v["webhook"])
+        )
+    })
+    .await
+}
+
+pub async fn remove_alert(api: &Api, app: &str, id: &str) -> Result<()> {
+    let path = format!("/v1/apps/{}/alerts/{}", enc(app), enc(id));
+    super::act(
+        api,
+        zeroku_client::Method::DELETE,
+        &path,
+        &serde_json::json!({}),
+        |_| format!("Alert {id} of {app} removed."),
+    )
+    .await
+}

@@ -153,6 +153,11 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
         ConfigUnset { app, keys } => releases::config_unset(&api, &app.name()?, &keys).await,
         Ps { app } => ps::list(&api, &app.name()?).await,
         Metrics { app, minutes } => metrics::show(&api, &app.name()?, minutes).await,
+        Alerts { app } => metrics::alerts(&api, &app.name()?).await,
+        AlertsAdd { app, rule, webhook } => {
+            metrics::add_alert(&api, &app.name()?, &rule, &webhook).await
+        }
+        AlertsRemove { app, id } => metrics::remove_alert(&api, &app.name()?, &id).await,
         PsScale { app, changes } => ps::scale(&api, &app.name()?, &changes).await,
         Logs {
             app,

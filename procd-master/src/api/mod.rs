@@ -888,6 +888,18 @@ async fn dispatch(
             app_exists(c, app)?;
             usage::app(c, app, &req)
         }
+        (&Method::GET, ["apps", app, "alerts"]) => {
+            app_exists(c, app)?;
+            usage::list_alerts(c, app)
+        }
+        (&Method::POST, ["apps", app, "alerts"]) => {
+            app_exists(c, app)?;
+            usage::add_alert(c, app, req).await
+        }
+        (&Method::DELETE, ["apps", app, "alerts", id]) => {
+            app_exists(c, app)?;
+            usage::remove_alert(c, app, id)
+        }
         (&Method::GET, ["apps", app, "settings"]) => {
             app_exists(c, app)?;
             let mine: BTreeMap<String, String> = c

@@ -2,6 +2,7 @@
 //! (`POST /v1/frontends/<name>/traffic`, their own name only); `GET /v1/apps/<app>/metrics`
 //! gives the last `?minutes=` (60 by default, 1,440 at most) with request counts by status
 //! class, latency quantiles, and per process type instances, memory, CPU and restarts.
+//! Alert rules on them: `GET`/`POST /v1/apps/<app>/alerts`, `DELETE …/alerts/<id>`.
 
 use super::{body_json, ok, query, Reply};
 use crate::api::auth::Caller;
@@ -79,4 +80,48 @@ pub(super) fn app(c: &Cluster, app: &str, req: &Request<Incoming>) -> Result<Rep
         })
         .collect();
     ok(json!({"app": app, "minutes": rows}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewAlert {
+    rule: String,
+    webhook: String,
+}
+
+/// `alerts:add`: a rule that parses and an http(s) webhook.
+pub(super) async fn add_alert(
+    c: &Cluster,
+    app: &str,
+    req: Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    let a: NewAlert = body_json(req).await?;
+    crate::alerts::Rule::parse(&a.rule).map_err(ApiError::invalid)?;
+    match crate::drains::parse(&a.webhook) {
+        Ok(crate::drains::Target::Http { .. }) => {}
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "webhook {:?}: an http:// or https:// URL",
+                a.webhook
+            )))
+        }
+    }
+    let id = c.store().add_alert(app, a.rule.trim(), &a.webhook)?;
+    c.alerts_changed.notify_one();
+    ok(json!({"id": id, "rule": a.rule.trim(), "webhook": a.webhook}))
+}
+
+pub(super) fn list_alerts(c: &Cluster, app: &str) -> Result<Reply, ApiError> {
+    ok(json!(c.store().alerts(Some(app))?))
+}
+
+pub(super) fn remove_alert(c: &Cluster, app: &str, id: &str) -> Result<Reply, ApiError> {
+    let n: u64 = id.parse().map_err(|_| {
+        ApiError::invalid(format!("{id:?} is not an alert id (see `zeroku alerts`)"))
+    })?;
+    if !c.store().remove_alert(app, n)? {
+        return Err(ApiError::not_found(format!("{app} has no alert {n}")));
+    }
+    c.alerts_changed.notify_one();
+    ok(json!({"removed": n}))
 }

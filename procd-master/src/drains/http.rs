@@ -16,6 +16,22 @@ pub async fn post(
     messages: &[String],
     first_seq: u64,
 ) -> Result<(), String> {
+    let headers = [
+        ("Logplex-Msg-Count", messages.len().to_string()),
+        ("Logplex-Frame-Id", format!("{}-{first_seq}", d.token)),
+        ("Logplex-Drain-Token", d.token.clone()),
+    ];
+    send(target, "application/logplex-1", &headers, frames(messages)).await
+}
+
+/// POSTs `body` to an HTTP(S) target (as [`super::parse`] reads a URL) on a connection of
+/// its own; an answer other than 2xx is an error.
+pub async fn send(
+    target: &Target,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<(), String> {
     let Target::Http {
         tls,
         host,
@@ -23,19 +39,20 @@ pub async fn post(
         path,
     } = target
     else {
-        return Err("not an HTTP drain".into());
+        return Err("not an HTTP(S) URL".into());
     };
     let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let req = hyper::Request::post(path.as_str())
+    let mut req = hyper::Request::post(path.as_str())
         .header(hyper::header::HOST, host.as_str())
-        .header(hyper::header::CONTENT_TYPE, "application/logplex-1")
-        .header(hyper::header::USER_AGENT, "zeroku")
-        .header("Logplex-Msg-Count", messages.len())
-        .header("Logplex-Frame-Id", format!("{}-{first_seq}", d.token))
-        .header("Logplex-Drain-Token", d.token.as_str())
-        .body(Full::new(bytes::Bytes::from(frames(messages))))
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::USER_AGENT, "zeroku");
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|e| format!("cannot make the request: {e}"))?;
     let status = if *tls {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
@@ -51,7 +68,7 @@ pub async fn post(
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("the drain answered {status}"))
+        Err(format!("it answered {status}"))
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use zeroku_conf::{LogLine, Stream};
 
-mod http;
+pub mod http;
 
 /// Lines per send.
 const BATCH: usize = 500;

@@ -51,6 +51,19 @@ fn add_stored(classes: &mut [u64; 5], buckets: &mut Vec<u64>, c: &str, b: &str) 
     }
 }
 
+/// An alert rule of an app (`zeroku alerts:add`) and whether it is firing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Alert {
+    pub id: u64,
+    pub app: String,
+    pub rule: String,
+    pub webhook: String,
+    pub firing: bool,
+    /// When it last started or stopped firing (unix seconds; 0: never fired).
+    pub since: u64,
+    pub created_at: u64,
+}
+
 fn minute_now() -> u64 {
     now() / 60
 }
@@ -156,6 +169,52 @@ impl Store {
             [minute.saturating_sub(KEEP_MINUTES)],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// A new alert rule of `app`; its id.
+    pub fn add_alert(&mut self, app: &str, rule: &str, webhook: &str) -> Result<u64> {
+        self.db.execute(
+            "INSERT INTO alerts (app, rule, webhook, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![app, rule, webhook, now()],
+        )?;
+        Ok(self.db.last_insert_rowid() as u64)
+    }
+
+    /// The alert rules of `app`, or of every app.
+    pub fn alerts(&self, app: Option<&str>) -> Result<Vec<Alert>> {
+        let mut st = self.db.prepare(
+            "SELECT id, app, rule, webhook, firing, since, created_at FROM alerts
+             WHERE ?1 IS NULL OR app = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([app], |r| {
+            Ok(Alert {
+                id: r.get(0)?,
+                app: r.get(1)?,
+                rule: r.get(2)?,
+                webhook: r.get(3)?,
+                firing: r.get(4)?,
+                since: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes alert `id` of `app`; whether there was one.
+    pub fn remove_alert(&mut self, app: &str, id: u64) -> Result<bool> {
+        Ok(self.db.execute(
+            "DELETE FROM alerts WHERE app = ?1 AND id = ?2",
+            params![app, id],
+        )? > 0)
+    }
+
+    /// Alert `id` started (`firing`) or stopped firing now.
+    pub fn set_alert_firing(&mut self, id: u64, firing: bool) -> Result<()> {
+        self.db.execute(
+            "UPDATE alerts SET firing = ?2, since = ?3 WHERE id = ?1",
+            params![id, firing, now()],
+        )?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ mod addons;
 mod metrics;
 mod users;
 pub use addons::{url_var, Addon, Attachment, Backup, NewAddon, Refused, Schedule};
-pub use metrics::{Minute, TypeMinute, KEEP_MINUTES};
+pub use metrics::{Alert, Minute, TypeMinute, KEEP_MINUTES};
 pub use users::{AuditEntry, Perm, User};
 
 #[derive(Debug, Error)]
@@ -252,6 +252,8 @@ CREATE INDEX IF NOT EXISTS app_usage_minute ON app_usage (minute);
 CREATE TABLE IF NOT EXISTS app_traffic (app TEXT NOT NULL, minute INTEGER NOT NULL, frontend TEXT NOT NULL, classes TEXT NOT NULL, buckets TEXT NOT NULL,
   PRIMARY KEY (app, minute, frontend));
 CREATE INDEX IF NOT EXISTS app_traffic_minute ON app_traffic (minute);
+CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, rule TEXT NOT NULL, webhook TEXT NOT NULL,
+  firing INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
 ";
 
 pub struct Store {
@@ -461,6 +463,7 @@ impl Store {
             "addon_attachments",
             "app_usage",
             "app_traffic",
+            "alerts",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
