@@ -47,7 +47,7 @@ declare -A layer=(
   [scheduler]=1 [routes]=1 [addons]=1 [discovery]=1
   [cluster]=2
   [builds]=3 [periodic]=3 [git]=3 [keys]=3 [restarts]=3 [drains]=3 [backups]=3 [schedule]=3 [moves]=3 [failover]=3 [metrics]=3 [alerts]=3
-  [api]=4 [views]=4 [error]=4
+  [api]=4 [views]=4 [error]=4 [ui]=4
   [lib]=5
 )
 names=(store scheduler cluster "builds/git/keys/restarts/drains" api root)

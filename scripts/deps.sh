@@ -4,6 +4,10 @@
 set -euo pipefail
 
 need=(pkg-config iproute2 libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq postgresql redis-server redis-tools libnss-wrapper)
+# The test suite's own: a real browser for the dashboard's tests (scripts/test.sh sets it).
+if [ "${ZEROKU_TEST_DEPS:-}" = 1 ]; then
+  need+=(chromium fonts-dejavu-core)
+fi
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 # Runs every check and test: `bash scripts/test.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/deps.sh
+ZEROKU_TEST_DEPS=1 source scripts/deps.sh
 bash scripts/check-layers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

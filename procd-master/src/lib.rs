@@ -50,6 +50,7 @@ pub mod settings;
 pub mod stacks;
 pub mod store;
 pub mod terminal;
+pub mod ui;
 pub mod views;
 
 use cluster::Cluster;

@@ -289,7 +289,11 @@ pub fn auth(c: &Cluster, req: &Request<Incoming>) -> Result<Caller, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(ApiError::unauthorized)?;
-    let token = token.trim();
+    caller_of(c, token.trim())
+}
+
+/// The caller a token is (401 for one the master does not know, or one that has expired).
+pub fn caller_of(c: &Cluster, token: &str) -> Result<Caller, ApiError> {
     let Some((role, node)) = c.store().token(token)? else {
         return Err(ApiError::unauthorized());
     };

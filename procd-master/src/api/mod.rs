@@ -78,6 +78,10 @@ pub async fn handle(m: Arc<Master>, req: Request<Incoming>) -> Response<Body> {
     if req.uri().path().starts_with("/git/") {
         return crate::git::handle(m.cluster.clone(), m.builds.clone(), req).await;
     }
+    let p = req.uri().path();
+    if p == "/ui" || p.starts_with("/ui/") {
+        return crate::ui::handle(&m.cluster, req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     match route(&m, req).await {

@@ -1,0 +1,120 @@
+//! The pieces every page is made of: escaping, the layout, tables, a sparkline.
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as table text.
+pub fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => esc(s),
+        other => esc(&other.to_string()),
+    }
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}\
+header{background:#1d2b3a;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}\
+header a{color:#fff;text-decoration:none}main{padding:1em 1.2em}\
+table{border-collapse:collapse;margin:.4em 0 1.2em}td,th{border-bottom:1px solid #ddd;padding:.25em .8em;text-align:left}\
+th{background:#f3f5f7}.bad{color:#b00020;font-weight:600}.ok{color:#137333}\
+pre{background:#111;color:#ddd;padding:.6em;max-height:24em;overflow:auto;font-size:12px}\
+form.inline{display:inline}svg{background:#f8f9fa;border:1px solid #ddd}";
+
+/// A whole page: `title`, who is logged in (`None` on the log-in page), the body.
+pub fn page(title: &str, who: Option<&str>, body: &str) -> String {
+    let nav = match who {
+        Some(w) => format!(
+            "<a href=\"/ui/\">Cluster</a><span style=\"flex:1\"></span><span>{}</span>\
+             <form class=\"inline\" method=\"post\" action=\"/ui/logout\"><button>Log out</button></form>",
+            esc(w)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{} · zeroku</title>\
+         <style>{STYLE}</style></head><body><header><strong>zeroku</strong>{nav}</header>\
+         <main>{body}</main></body></html>",
+        esc(title)
+    )
+}
+
+/// A table of `rows` (already escaped cells) under `head`.
+pub fn table(head: &[&str], rows: &[Vec<String>], id: &str) -> String {
+    let mut t = format!("<table id=\"{}\"><tr>", esc(id));
+    for h in head {
+        t.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    t.push_str("</tr>");
+    if rows.is_empty() {
+        t.push_str(&format!(
+            "<tr><td colspan=\"{}\">none</td></tr>",
+            head.len()
+        ));
+    }
+    for r in rows {
+        t.push_str("<tr>");
+        for c in r {
+            t.push_str(&format!("<td>{c}</td>"));
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    t
+}
+
+/// An SVG line of `points` (oldest first), `label` above it, scaled to its largest.
+pub fn sparkline(label: &str, points: &[f64]) -> String {
+    let (w, h) = (360.0, 60.0);
+    let max = points.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let step = if points.len() > 1 {
+        w / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                h - p / max * (h - 4.0) - 2.0
+            )
+        })
+        .collect();
+    format!(
+        "<figure><figcaption>{} (max {:.1})</figcaption><svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\
+         <polyline fill=\"none\" stroke=\"#1a73e8\" stroke-width=\"2\" points=\"{}\"/></svg></figure>",
+        esc(label),
+        max,
+        path.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_from_users_is_escaped() {
+        assert_eq!(
+            esc("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+        assert_eq!(cell(&serde_json::json!("<b>")), "&lt;b&gt;");
+        assert!(sparkline("<x>", &[1.0, 3.0]).contains("&lt;x&gt;"));
+    }
+}

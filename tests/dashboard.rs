@@ -1,0 +1,317 @@
+//! The web dashboard (`/ui`) in a real browser: headless Chromium from Debian, driven over
+//! the DevTools protocol. A user logs in with their token, sees the cluster and an app, sees
+//! a new instance appear after `ps:scale` and a new log line arrive without reloading; a user
+//! without `view` on the app gets 403 for its page and its live data; a node's token cannot
+//! log in. Screenshots of each page go to the test's temp dir.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// Headless Chromium and one page of it.
+struct Browser {
+    child: std::process::Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromium (apt-get install chromium)");
+        let port_file = profile.path().join("DevToolsActivePort");
+        let port: u16 = eventually(Duration::from_secs(30), "chromium's DevTools port", || {
+            std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.lines().next()?.parse().ok())
+                .ok_or("not yet".into())
+        });
+        let list: Value = eventually(Duration::from_secs(10), "chromium's page", || {
+            let body = devtools_get(port, "/json/list")?;
+            let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|t| t["type"] == "page"))
+                .then_some(v)
+                .ok_or(body)
+        });
+        let url = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap()
+            .to_string();
+        let (ws, _) = tungstenite::connect(url).expect("DevTools websocket");
+        let mut b = Browser {
+            child,
+            ws,
+            next: 0,
+            _profile: profile,
+        };
+        b.call("Page.enable", json!({}));
+        b
+    }
+
+    /// Sends a DevTools command and waits for its answer (events in between are skipped).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws.send(Message::Text(msg.into())).unwrap();
+        loop {
+            let m = self.ws.read().expect("DevTools message");
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    assert!(v["error"].is_null(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    fn eval(&mut self, js: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    fn wait_loaded(&mut self) {
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..100 {
+            if self.eval("document.readyState") == "complete" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the page did not load");
+    }
+
+    fn go(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url}));
+        self.wait_loaded();
+    }
+
+    fn text(&mut self) -> String {
+        self.eval("document.body ? document.body.innerText : ''")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits until the page's text contains `what`.
+    fn wait_for(&mut self, what: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let t = self.text();
+            if t.contains(what) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what:?} never showed; the page says:\n{t}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        let png = base64_decode(r["data"].as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(path, png).unwrap();
+    }
+
+    fn log_in(&mut self, base: &str, token: &str) {
+        self.go(&format!("{base}/ui/"));
+        assert!(self.text().contains("Log in"), "{}", self.text());
+        self.eval(&format!(
+            "document.querySelector('input[name=token]').value = {}; document.forms[0].submit(); true",
+            json!(token)
+        ));
+        self.wait_loaded();
+    }
+}
+
+/// A GET of DevTools' HTTP endpoint, which keeps the connection open: the body by its
+/// `Content-Length`.
+fn devtools_get(port: u16, path: &str) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, c)| n | (u32::from(val(*c)) << (18 - 6 * i)));
+        out.extend(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn token_of(c: &TestCluster, user: &str) -> String {
+    c.json(&["users:add", user])["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A GET under `/ui` with a user's cookie: status and body.
+fn ui_get(c: &TestCluster, token: &str, path: &str) -> (u16, String) {
+    let (st, _, body) = http_request(
+        &c.master.api,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: zeroku_ui={token}\r\nConnection: close\r\n\r\n"),
+    )
+    .unwrap();
+    (st, body)
+}
+
+#[test]
+fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
+    let mut c = TestCluster::start();
+    c.add_worker("n1", 34500);
+    let fe = c.add_frontend_with("edge", &[]);
+    c.deploy(
+        "shop",
+        &[
+            ("Procfile", "web: python3 -m http.server $PORT\n"),
+            ("index.html", "<h1>shop</h1>\n"),
+        ],
+    );
+    c.cli_ok(&["ps:scale", "-a", "shop", "web=1"]).unwrap();
+    c.wait_up("shop", 1, Duration::from_secs(30));
+    let ann = token_of(&c, "ann");
+    c.cli_ok(&["access:add", "ann", "-a", "shop", "--permissions", "view"])
+        .unwrap();
+    let bob = token_of(&c, "bob");
+    // (ZEROKU_SCREENSHOTS=DIR keeps them after the test.)
+    let shots: PathBuf = std::env::var_os("ZEROKU_SCREENSHOTS")
+        .map_or_else(|| c.dir.path().join("screenshots"), PathBuf::from);
+    std::fs::create_dir_all(&shots).unwrap();
+    let base = format!("http://{}", c.master.api);
+
+    let mut b = Browser::start();
+    // A wrong token is refused, on the log-in page.
+    b.log_in(&base, "not-a-token");
+    assert!(
+        b.text().contains("does not know that token"),
+        "{}",
+        b.text()
+    );
+    b.log_in(&base, &ann);
+    b.wait_for("Apps", 10);
+    let t = b.text();
+    assert!(t.contains("shop") && t.contains("ann"), "{t}");
+    assert!(!t.contains("Nodes"), "only admins see the nodes: {t}");
+    b.screenshot(&shots.join("cluster.png"));
+
+    b.go(&format!("{base}/ui/apps/shop"));
+    b.wait_for("shop.web.1", 10);
+    b.screenshot(&shots.join("app.png"));
+    // The cluster changes; the open page follows.
+    c.cli_ok(&["ps:scale", "-a", "shop", "web=2"]).unwrap();
+    b.wait_for("shop.web.2", 30);
+    wait_http_ok(&fe, "shop.localhost", "/", Duration::from_secs(30));
+    let _ = http_get(&fe, "shop.localhost", "/hello-from-the-dashboard-test");
+    b.wait_for("hello-from-the-dashboard-test", 30);
+    b.screenshot(&shots.join("app-scaled.png"));
+    assert!(
+        std::fs::metadata(shots.join("app-scaled.png"))
+            .unwrap()
+            .len()
+            > 1000
+    );
+
+    // Bob may not view shop: 403 for the page and its live data, in the browser too.
+    assert_eq!(ui_get(&c, &bob, "/ui/apps/shop").0, 403);
+    assert_eq!(ui_get(&c, &bob, "/ui/apps/shop/live").0, 403);
+    assert_eq!(ui_get(&c, &ann, "/ui/apps/shop/live").0, 200);
+    b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
+    b.wait_loaded();
+    b.log_in(&base, &bob);
+    b.wait_for("Apps", 10);
+    assert!(!b.text().contains("shop"), "{}", b.text());
+    b.go(&format!("{base}/ui/apps/shop"));
+    b.wait_for("may not view shop", 10);
+    b.screenshot(&shots.join("forbidden.png"));
+
+    // Without a cookie: the log-in page. A node's token does not log in.
+    let (st, _, _) = http_get(&c.master.api, "x", "/ui/apps/shop").unwrap();
+    assert_eq!(st, 303);
+    let node_token = std::fs::read_to_string(c.dir.path().join("worker-n1/node-token.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v["token"].as_str().map(String::from))
+        .unwrap();
+    let form = format!("token={node_token}");
+    let (st, _, body) = http_request(
+        &c.master.api,
+        &format!(
+            "POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .unwrap();
+    assert_eq!(st, 403, "{body}");
+}
