@@ -21,7 +21,8 @@
 //! `--sockets` is the number of subscriber threads). With `--discovery [--requirers N]`:
 //! how one change of a service's providers reaches its requiring instances (`discovery.rs`).
 //! With `--metrics-storage`: what a day of one app's per-minute metrics (`zeroku metrics`)
-//! takes in the store, and what one report costs (`metrics_storage.rs`).
+//! takes in the store, and what one report costs (`metrics_storage.rs`). With `--dashboard`:
+//! the server time of the dashboard's pages on 100 apps and 1,000 instances (`dashboard.rs`).
 //! Timings are printed, never asserted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,6 +41,7 @@ use zeroku_master::scheduler::{self, NodeSlot};
 use zeroku_master::store::{Formation, Release, Store, StoreError};
 use zeroku_slug::SlugStore;
 
+mod dashboard;
 mod discovery;
 mod metrics_storage;
 mod rest;
@@ -97,6 +99,13 @@ fn main() {
         }
         if a == "--metrics-storage" {
             metrics_storage::run();
+            return;
+        }
+        if a == "--dashboard" {
+            if !nodes_given {
+                p.nodes = 10;
+            }
+            dashboard::run(&p);
             return;
         }
         let mut v = || -> usize {

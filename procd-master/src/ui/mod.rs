@@ -91,31 +91,35 @@ pub async fn handle(c: &Cluster, req: Request<Incoming>) -> Response<Body> {
                 "{COOKIE_NAME}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"
             )),
         ),
-        (&Method::GET, rest) => {
-            let Some(who) = caller(c, &req) else {
-                return redirect("/ui/login", None);
-            };
-            let shown = match rest {
-                ["ui"] => cluster_page(c, &who),
-                ["ui", "apps", app] => app_page(c, &who, app),
-                ["ui", "apps", app, "live"] => live(c, &who, app),
-                _ => Err((StatusCode::NOT_FOUND, "No such page.".into())),
-            };
-            match shown {
-                Ok(r) => r,
-                Err((status, why)) => html(
-                    status,
-                    page(
-                        "Not here",
-                        Some(&who.actor()),
-                        &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), esc(&why)),
-                    ),
-                ),
-            }
-        }
+        (&Method::GET, _) => match caller(c, &req) {
+            Some(who) => render(c, &who, &path),
+            None => redirect("/ui/login", None),
+        },
         _ => html(
             StatusCode::METHOD_NOT_ALLOWED,
             page("Not here", None, "<p>Not a page of the dashboard.</p>"),
+        ),
+    }
+}
+
+/// The page at `path` (under `/ui`) as `who` sees it.
+pub fn render(c: &Cluster, who: &Caller, path: &str) -> Response<Body> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let shown = match &segs[..] {
+        ["ui"] => cluster_page(c, who),
+        ["ui", "apps", app] => app_page(c, who, app),
+        ["ui", "apps", app, "live"] => live(c, who, app),
+        _ => Err((StatusCode::NOT_FOUND, "No such page.".into())),
+    };
+    match shown {
+        Ok(r) => r,
+        Err((status, why)) => html(
+            status,
+            page(
+                "Not here",
+                Some(&who.actor()),
+                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), esc(&why)),
+            ),
         ),
     }
 }
