@@ -163,12 +163,12 @@ fn every_route_with_every_role() {
                 .path
                 .replace(":app", &app)
                 .replace(":node", "p1")
+                .replace(":name", name)
                 .replace(":n", "1")
                 .replace(":id", "a1.run.1")
                 .replace(":sha", &sha)
                 .replace(":user", &user)
                 .replace(":domain", "x.example.com")
-                .replace(":name", name)
                 .replace("drain|undrain", "undrain")
                 .replace('*', "x");
             let (status, body) = call(&c, route.method, &path, Some(&w.token));
