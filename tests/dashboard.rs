@@ -232,13 +232,18 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
     let mut c = TestCluster::start();
     c.add_worker("n1", 34500);
     let fe = c.add_frontend_with("edge", &[]);
-    c.deploy(
-        "shop",
+    // Built with buildpacks, as a push is: the dashboard shows the build's output.
+    let src = c.dir.path().join("shop-src");
+    write_tree(
+        &src,
         &[
             ("Procfile", "web: python3 -m http.server $PORT\n"),
             ("index.html", "<h1>shop</h1>\n"),
         ],
     );
+    c.cli_ok(&["apps:create", "shop"]).unwrap();
+    c.cli_ok(&["deploy", "-a", "shop", src.to_str().unwrap()])
+        .unwrap();
     c.cli_ok(&["ps:scale", "-a", "shop", "web=1"]).unwrap();
     c.wait_up("shop", 1, Duration::from_secs(30));
     let ann = token_of(&c, "ann");
@@ -268,6 +273,12 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
 
     b.go(&format!("{base}/ui/apps/shop"));
     b.wait_for("shop.web.1", 10);
+    // The deploy history: the release and the last build's output.
+    let t = b.text();
+    assert!(
+        t.contains("Releases") && t.contains("v1") && t.contains("Last build"),
+        "{t}"
+    );
     b.screenshot(&shots.join("app.png"));
     // The cluster changes; the open page follows.
     c.cli_ok(&["ps:scale", "-a", "shop", "web=2"]).unwrap();

@@ -108,7 +108,7 @@ pub fn run(p: &Params) {
         let mut took = Vec::new();
         for _ in 0..20 {
             let t = Instant::now();
-            let r = zeroku_master::ui::render(&c, &admin, path);
+            let r = zeroku_master::ui::render(&c, None, &admin, path);
             took.push(t.elapsed());
             assert!(r.status().is_success(), "{path}: {}", r.status());
         }

@@ -80,7 +80,7 @@ pub async fn handle(m: Arc<Master>, req: Request<Incoming>) -> Response<Body> {
     }
     let p = req.uri().path();
     if p == "/ui" || p.starts_with("/ui/") {
-        return crate::ui::handle(&m.cluster, req).await;
+        return crate::ui::handle(&m, req).await;
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();

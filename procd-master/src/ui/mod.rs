@@ -5,7 +5,8 @@
 //! `SameSite=Strict` cookie for `/ui` only, and every page is what that user may see through
 //! the API: the cluster's nodes for admins, the apps they may view, and for each app its
 //! processes (state, restarts, unhealthy above 5 restarts a minute, as Mothership counts),
-//! releases, domains, add-ons, the last hour's metrics, and its log. A page of an app the user
+//! releases (its deploy history) and the last build's output, domains, add-ons, the last
+//! hour's metrics, and its log. A page of an app the user
 //! may not view is 403, its live data too. The app page polls `/ui/apps/<app>/live` every
 //! 2 s while it is open, so instances and log lines show as they change.
 //!
@@ -79,7 +80,8 @@ fn caller(c: &Cluster, req: &Request<Incoming>) -> Option<Caller> {
 }
 
 /// A request under `/ui`.
-pub async fn handle(c: &Cluster, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(m: &crate::api::Master, req: Request<Incoming>) -> Response<Body> {
+    let c = m.cluster.as_ref();
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), &segs[..]) {
@@ -92,7 +94,7 @@ pub async fn handle(c: &Cluster, req: Request<Incoming>) -> Response<Body> {
             )),
         ),
         (&Method::GET, _) => match caller(c, &req) {
-            Some(who) => render(c, &who, &path),
+            Some(who) => render(c, Some(&m.builds), &who, &path),
             None => redirect("/ui/login", None),
         },
         _ => html(
@@ -103,11 +105,16 @@ pub async fn handle(c: &Cluster, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The page at `path` (under `/ui`) as `who` sees it.
-pub fn render(c: &Cluster, who: &Caller, path: &str) -> Response<Body> {
+pub fn render(
+    c: &Cluster,
+    builds: Option<&crate::builds::Builds>,
+    who: &Caller,
+    path: &str,
+) -> Response<Body> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let shown = match &segs[..] {
         ["ui"] => cluster_page(c, who),
-        ["ui", "apps", app] => app_page(c, who, app),
+        ["ui", "apps", app] => app_page(c, builds, who, app),
         ["ui", "apps", app, "live"] => live(c, who, app),
         _ => Err((StatusCode::NOT_FOUND, "No such page.".into())),
     };
@@ -384,7 +391,7 @@ fn log_lines(c: &Cluster, app: &str) -> Vec<String> {
         .collect()
 }
 
-fn app_page(c: &Cluster, who: &Caller, app: &str) -> Shown {
+fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, app: &str) -> Shown {
     may_view(c, who, app)?;
     let store = c.store();
     let releases = store.releases(app).map_err(failed)?;
@@ -446,6 +453,11 @@ fn app_page(c: &Cluster, who: &Caller, app: &str) -> Shown {
     body.push_str(&sparkline("requests / minute", &requests));
     body.push_str(&sparkline("p95 latency, ms", &p95));
     body.push_str(&sparkline("memory, MB", &memory));
+    if let Some(out) = builds.and_then(|b| b.last_output(app)) {
+        body.push_str("<h2>Last build</h2><pre id=\"build\">");
+        body.push_str(&esc(&out));
+        body.push_str("</pre>");
+    }
     body.push_str("<h2>Log</h2><pre id=\"log\">");
     body.push_str(&esc(&log_lines(c, app).join("\n")));
     body.push_str("</pre>");
