@@ -182,13 +182,23 @@ fn an_app_reaches_nothing_of_another_app() {
     // One frontend on n1 (handlers there use ipc://), one elsewhere (relayed over TCP).
     let fe = c.add_frontend_with("edge", &[("ZEROKU_FRONTEND_NODE", "n1")]);
     let _fe2 = c.add_frontend_with("edge2", &[("ZEROKU_FRONTEND_HANDLER_BIND", "127.0.0.2")]);
-    c.deploy(
-        "bank",
+    // Built (a requirement in zeroku.toml: its instances get a file of providers only they may
+    // read).
+    let bank_src = c.dir.path().join("bank-src");
+    write_tree(
+        &bank_src,
         &[
             ("Procfile", "handler: python3 handler.py\n"),
             ("handler.py", BANK_HANDLER),
+            (
+                "zeroku.toml",
+                "[requires.ledger]\napp = \"bank\"\nservice = \"ledger\"\non_change = \"none\"\n",
+            ),
         ],
     );
+    c.cli_ok(&["apps:create", "bank"]).unwrap();
+    c.cli_ok(&["deploy", "-a", "bank", bank_src.to_str().unwrap()])
+        .unwrap();
     c.cli_ok(&["config:set", "-a", "bank", "SECRET=bank-secret-4242"])
         .unwrap();
     c.cli_ok(&["ps:scale", "-a", "bank", "handler=1"]).unwrap();
@@ -279,6 +289,20 @@ fn an_app_reaches_nothing_of_another_app() {
             .unwrap_or_default()
     };
     let s = |p: std::path::PathBuf| p.display().to_string();
+    // bank's requirement files (the test is empty without them).
+    let require: Vec<String> = glob(&worker.join("require"))
+        .iter()
+        .filter(|d| d.contains("/bank."))
+        .flat_map(|d| {
+            let mut v = glob(std::path::Path::new(d));
+            v.push(d.clone());
+            v
+        })
+        .collect();
+    assert!(
+        require.iter().any(|f| f.ends_with("ledger")),
+        "bank's requirement file: {require:?}"
+    );
     let token_hashes: Vec<String> = [&c.master.token, &used_join, &node_token, &frontend_token]
         .iter()
         .map(|t| sha256_hex(t.as_bytes()))
@@ -325,6 +349,7 @@ fn an_app_reaches_nothing_of_another_app() {
                 .into_iter()
                 .chain([s(fe_dir.join("handlers/bank")), s(fe_dir.join("handlers"))])
                 .collect::<Vec<_>>(),
+            "bank's requirement files": require,
             "bank's logs, records and tmp": [
                 s(worker.join("logs")), s(worker.join("procs")), s(worker.join("tmp")),
             ],
