@@ -1,8 +1,8 @@
 //! The web dashboard (`/ui`) in a real browser: headless Chromium from Debian, driven over
 //! the DevTools protocol. A user logs in with their token, sees the cluster and an app, sees
-//! a new instance appear after `ps:scale` and a new log line arrive without reloading; a user
-//! without `view` on the app gets 403 for its page and its live data; a node's token cannot
-//! log in. Screenshots of each page go to the test's temp dir.
+//! a new instance appear after `ps:scale` and a new log line arrive without reloading, and
+//! with `operate` scales it from its page (a forged form is refused); a user without `view`
+//! on the app gets 403 for its page and its live data; a node's token cannot log in. Screenshots of each page go to the test's temp dir.
 
 mod common;
 
@@ -227,6 +227,19 @@ fn ui_get(c: &TestCluster, token: &str, path: &str) -> (u16, String) {
     (st, body)
 }
 
+/// A form posted under `/ui` with a user's cookie: status and body.
+fn ui_post(c: &TestCluster, token: &str, path: &str, form: &str) -> (u16, String) {
+    let (st, _, body) = http_request(
+        &c.master.api,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: zeroku_ui={token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .unwrap();
+    (st, body)
+}
+
 #[test]
 fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
     let mut c = TestCluster::start();
@@ -293,6 +306,49 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
             .len()
             > 1000
     );
+    // Ann may view but not operate shop: no scale form, and a forged one is refused.
+    assert_eq!(b.eval("document.querySelectorAll('form.scale').length"), 0);
+    let (st, _) = ui_post(
+        &c,
+        &ann,
+        "/ui/apps/shop/scale",
+        "type=web&quantity=5&csrf=x",
+    );
+    assert_eq!(st, 403);
+
+    // Olga may operate it: she scales from the page, and the page follows.
+    let olga = token_of(&c, "olga");
+    c.cli_ok(&[
+        "access:add",
+        "olga",
+        "-a",
+        "shop",
+        "--permissions",
+        "view,operate",
+    ])
+    .unwrap();
+    b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
+    b.wait_loaded();
+    b.log_in(&base, &olga);
+    b.go(&format!("{base}/ui/apps/shop"));
+    b.wait_for("shop.web.2", 10);
+    b.eval(
+        "const f = document.querySelector('form.scale'); f.querySelector('input[name=quantity]').value = 3; f.submit(); true",
+    );
+    b.wait_loaded();
+    b.wait_for("shop.web.3", 30);
+    assert_eq!(c.json(&["ps", "-a", "shop"]).as_array().unwrap().len(), 3);
+    let audit = c.cli_ok(&["audit", "-a", "shop"]).unwrap_or_default();
+    assert!(audit.contains("web=3"), "{audit}");
+    // Without the form's value (another site's form): refused, nothing changes.
+    let (st, _) = ui_post(
+        &c,
+        &olga,
+        "/ui/apps/shop/scale",
+        "type=web&quantity=9&csrf=x",
+    );
+    assert_eq!(st, 403);
+    assert_eq!(c.json(&["ps", "-a", "shop"]).as_array().unwrap().len(), 3);
 
     // Bob may not view shop: 403 for the page and its live data, in the browser too.
     assert_eq!(ui_get(&c, &bob, "/ui/apps/shop").0, 403);

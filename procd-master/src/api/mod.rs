@@ -1330,6 +1330,26 @@ pub(super) struct Scale {
     memory_mb: Option<u64>,
 }
 
+/// `ps:scale TYPE=N` as the API does it (checks, then the change), for the dashboard.
+pub(crate) fn scale(
+    c: &Cluster,
+    app: &str,
+    proc_type: &str,
+    quantity: u32,
+) -> Result<(), ApiError> {
+    let rows = check_scale(
+        c,
+        app,
+        vec![Scale {
+            proc_type: proc_type.to_string(),
+            quantity,
+            memory_mb: None,
+        }],
+    )?;
+    change(c, |s| s.set_formation(&rows))?;
+    Ok(())
+}
+
 /// A new API token, as the API's error when the system cannot make one.
 pub(crate) fn new_token() -> Result<String, ApiError> {
     crate::store::new_token().map_err(ApiError::internal)

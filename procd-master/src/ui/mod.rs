@@ -10,6 +10,9 @@
 //! may not view is 403, its live data too. The app page polls `/ui/apps/<app>/live` every
 //! 2 s while it is open, so instances and log lines show as they change.
 //!
+//! A user with `operate` on an app can scale its process types from its page (a form that
+//! carries a value derived from their token, as `ps:scale` does it; in the audit log).
+//!
 //! It must not offer what the API would refuse the same token, and must escape everything
 //! that comes from apps or users.
 
@@ -87,6 +90,10 @@ pub async fn handle(m: &crate::api::Master, req: Request<Incoming>) -> Response<
     match (req.method(), &segs[..]) {
         (&Method::GET, ["ui", "login"]) => html(StatusCode::OK, login_page("")),
         (&Method::POST, ["ui", "login"]) => login(c, req).await,
+        (&Method::POST, ["ui", "apps", app, "scale"]) => {
+            let app = app.to_string();
+            scale(c, req, &app).await
+        }
         (&Method::POST, ["ui", "logout"]) => redirect(
             "/ui/login",
             Some(format!(
@@ -191,6 +198,83 @@ async fn login(c: &Cluster, req: Request<Incoming>) -> Response<Body> {
             StatusCode::UNAUTHORIZED,
             login_page("The master does not know that token (or it has expired)."),
         ),
+    }
+}
+
+/// The fields of a form posted to `req` (at most 4 KB).
+async fn form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
+    let body = Limited::new(req.into_body(), 4096)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    Some(
+        String::from_utf8_lossy(&body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (form_decode(k), form_decode(v)))
+            .collect(),
+    )
+}
+
+/// What a form must carry to act as the logged-in user: derived from their token, which
+/// another site cannot read (the cookie is `SameSite=Strict` besides).
+fn csrf_of(who: &Caller) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("zeroku-ui-form:{}", who.token).as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The scale form: as `ps:scale`, for a user with `operate` on the app.
+async fn scale(c: &Cluster, req: Request<Incoming>, app: &str) -> Response<Body> {
+    let Some(who) = caller(c, &req) else {
+        return redirect("/ui/login", None);
+    };
+    let fields = form(req).await.unwrap_or_default();
+    let field = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let refuse = |status: StatusCode, why: String| {
+        html(
+            status,
+            page(
+                "Not done",
+                Some(&who.actor()),
+                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), esc(&why)),
+            ),
+        )
+    };
+    if field("csrf") != csrf_of(&who) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "This form did not come from this dashboard.".into(),
+        );
+    }
+    if let Err((status, why)) = may(c, &who, app, Perm::Operate) {
+        return refuse(status, why);
+    }
+    let Ok(quantity) = field("quantity").parse::<u32>() else {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The number of instances is a whole number.".into(),
+        );
+    };
+    let kind = field("type").to_string();
+    match tokio::task::block_in_place(|| crate::api::scale(c, app, &kind, quantity)) {
+        Ok(()) => {
+            let _ = c.store().record(
+                &who.actor(),
+                app,
+                "POST /ui/apps/:app/scale",
+                &format!("{kind}={quantity}"),
+            );
+            redirect(&format!("/ui/apps/{app}"), None)
+        }
+        Err(e) => refuse(e.status, e.message),
     }
 }
 
@@ -301,20 +385,24 @@ fn cluster_page(c: &Cluster, who: &Caller) -> Shown {
     ))
 }
 
-/// 403 unless `who` may view `app` (404 when there is none).
-fn may_view(c: &Cluster, who: &Caller, app: &str) -> Result<(), (StatusCode, String)> {
+/// 403 unless `who` holds `perm` on `app` (404 when there is none).
+fn may(c: &Cluster, who: &Caller, app: &str, perm: Perm) -> Result<(), (StatusCode, String)> {
     if c.store().app(app).map_err(failed)?.is_none() {
         return Err((StatusCode::NOT_FOUND, format!("There is no app {app}.")));
     }
     let perms = who.perms(c, app).map_err(|e| failed(e.message))?;
-    if perms.contains(&Perm::View) {
+    if perms.contains(&perm) {
         Ok(())
     } else {
         Err((
             StatusCode::FORBIDDEN,
-            format!("{} may not view {app}.", who.actor()),
+            format!("{} may not {} {app}.", who.actor(), perm.name()),
         ))
     }
+}
+
+fn may_view(c: &Cluster, who: &Caller, app: &str) -> Result<(), (StatusCode, String)> {
+    may(c, who, app, Perm::View)
 }
 
 /// Restarts of each process type in the last minute (from the per-minute metrics).
@@ -409,10 +497,26 @@ fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, a
         .map(|t| vec![esc(&t.addon), esc(&crate::store::url_var(&t.alias))])
         .collect();
     let minutes = store.app_minutes(app, 60).map_err(failed)?;
+    let formation = store.formation(app).map_err(failed)?;
     drop(store);
     let mut body = format!("<h1>{}</h1>", esc(app));
     body.push_str("<h2>Processes</h2>");
     body.push_str(&table(&PS_HEAD, &ps_rows(c, app), "ps"));
+    if may(c, who, app, Perm::Operate).is_ok() {
+        for f in &formation {
+            body.push_str(&format!(
+                "<form class=\"scale\" method=\"post\" action=\"/ui/apps/{app}/scale\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"type\" value=\"{kind}\">\
+                 <label>{kind} <input type=\"number\" name=\"quantity\" min=\"0\" value=\"{n}\" size=\"4\"></label> \
+                 <button type=\"submit\">Scale {kind}</button></form>",
+                app = esc(app),
+                csrf = csrf_of(who),
+                kind = esc(&f.proc_type),
+                n = f.quantity
+            ));
+        }
+    }
     let rows: Vec<Vec<String>> = releases
         .iter()
         .rev()
