@@ -515,11 +515,15 @@ fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 /// `zeroku alerts:add`: a rule on an app's metrics fires once when it starts to hold and is
-/// resolved once when it stops, each a JSON POST to the webhook (tried again when the webhook
-/// fails); bad rules and webhooks are refused.
+/// resolved once when it stops (on complete minutes: this test takes two of them), each a
+/// JSON POST to the webhook (tried again when the webhook fails); bad rules and webhooks are
+/// refused.
 #[test]
 fn an_alert_fires_once_and_is_resolved_once() {
-    let config = TEST_CONFIG.replace("[master]\n", "[master]\nalert_check_ms = 300\n");
+    let config = TEST_CONFIG.replace(
+        "[master]\n",
+        "[master]\nalert_check_ms = 300\nalert_settle_ms = 1000\n",
+    );
     let (c, fe) = shop(&config, 34300);
     let (url, got) = webhook();
     for (rule, hook) in [
@@ -565,7 +569,8 @@ fn an_alert_fires_once_and_is_resolved_once() {
         s.dedup();
         s
     };
-    eventually(Duration::from_secs(20), "the alert fired", || {
+    // Once the minute is complete (it ends, then every reporter has sent it).
+    eventually(Duration::from_secs(90), "the alert fired", || {
         (states(&got) == ["firing"])
             .then_some(())
             .ok_or(format!("{:?}", got.lock().unwrap()))
@@ -576,8 +581,8 @@ fn an_alert_fires_once_and_is_resolved_once() {
     assert!(fired["value"].as_f64() > Some(10.0), "{fired}");
     let listed = c.json(&["alerts", "-a", "shop"]);
     assert_eq!(listed[0]["firing"], true, "{listed}");
-    // The next minute has no requests: resolved, once.
-    eventually(Duration::from_secs(80), "the alert resolved", || {
+    // The next minute has no requests: resolved, once, when it is complete.
+    eventually(Duration::from_secs(90), "the alert resolved", || {
         (states(&got) == ["firing", "resolved"])
             .then_some(())
             .ok_or(format!("{:?}", got.lock().unwrap()))

@@ -354,6 +354,20 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
     assert_eq!(ui_get(&c, &bob, "/ui/apps/shop").0, 403);
     assert_eq!(ui_get(&c, &bob, "/ui/apps/shop/live").0, 403);
     assert_eq!(ui_get(&c, &ann, "/ui/apps/shop/live").0, 200);
+    // An app that does not exist looks like one that may not be viewed.
+    assert_eq!(ui_get(&c, &ann, "/ui/apps/nosuch").0, 403);
+    // No inline script may run on these pages.
+    let (_, head, _) = http_request(
+        &c.master.api,
+        &format!("GET /ui/apps/shop HTTP/1.1\r\nHost: x\r\nCookie: zeroku_ui={ann}\r\nConnection: close\r\n\r\n"),
+    )
+    .unwrap();
+    let head = head.to_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'self'")
+            && !head.contains("unsafe-inline"),
+        "{head}"
+    );
     b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
     b.wait_loaded();
     b.log_in(&base, &bob);

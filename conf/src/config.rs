@@ -97,11 +97,15 @@ pub struct MasterConfig {
     /// A deploy waits this long for the new release's instances to be up;
     /// if they are not, it is rolled back (seconds).
     pub deploy_timeout_secs: u64,
-    /// Prometheus `/metrics` (and `/healthz`) of the master on this address; `""`: none.
-    /// App and node names are in them: bind it where only your Prometheus reaches.
+    /// Prometheus `/metrics` (and `/healthz`) of the master on this address; `""` (the
+    /// default): none. App and node names are in them: bind it where only your Prometheus
+    /// reaches (on a host that runs apps, their processes can reach 127.0.0.1).
     pub metrics: String,
     /// How often alert rules (`zeroku alerts:add`) are checked against the apps' metrics, ms.
     pub alert_check_ms: u64,
+    /// Alerts look at a minute once this long has passed since it ended, when every worker
+    /// and frontend has reported it (their `report_interval_ms` and a margin), ms.
+    pub alert_settle_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -129,8 +133,9 @@ impl Default for MasterConfig {
             addon_port_min: 15400,
             addon_memory_mb: 256,
             app_url: "http://{app}.localhost:8080".into(),
-            metrics: "127.0.0.1:9181".into(),
+            metrics: String::new(),
             alert_check_ms: 15_000,
+            alert_settle_ms: 75_000,
             builds_at_once: 2,
             build_timeout_secs: 900,
             build_memory_mb: 2048,
@@ -220,7 +225,9 @@ pub struct WorkerConfig {
     /// The address frontends use to reach this node's instances on their
     /// `$PORT` (instances listen on all addresses).
     pub advertise_host: String,
-    /// Prometheus `/metrics` (and `/healthz`) of this worker on this address; `""`: none.
+    /// Prometheus `/metrics` (and `/healthz`) of this worker on this address; `""` (the
+    /// default): none. Every app's instances on the node are in them: not on 127.0.0.1, which
+    /// the apps' processes reach, but an address only your Prometheus reaches.
     pub metrics: String,
     /// How often the worker tells the master what each instance used (`zeroku metrics`), ms.
     pub report_interval_ms: u64,
@@ -245,7 +252,7 @@ impl Default for WorkerConfig {
             app_uid_base: 100_000,
             keep_unused_slugs: 4,
             advertise_host: "127.0.0.1".into(),
-            metrics: "127.0.0.1:9182".into(),
+            metrics: String::new(),
             report_interval_ms: 60_000,
         }
     }

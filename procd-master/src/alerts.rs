@@ -6,9 +6,10 @@
 //! A rule is `METRIC OP VALUE[UNIT] [for Nm]`: `p50`/`p95`/`p99` (ms or s), `5xx_rate` (% of
 //! requests), `5xx` and `requests` (per minute), `memory` (the largest instance, MB or GB),
 //! `cpu` (% of one core, all the app's instances), `restarts` (per minute); OP one of
-//! `> >= < <=`; it holds when each of the last N minutes (this one included, 1 by default)
-//! says so. A minute with no answers has no latency or 5xx rate: such a rule does not hold
-//! then.
+//! `> >= < <=`; it holds when each of the last N complete minutes (1 by default) says so. A
+//! minute is complete once every worker and frontend has reported it (`alert_settle_ms` after
+//! its end): a minute still filling up would make rules flap. A minute with no answers has
+//! no latency or 5xx rate: such a rule does not hold then.
 //!
 //! Nothing runs while no app has an alert (the task waits to be told of one).
 
@@ -145,8 +146,8 @@ impl Rule {
         }
     }
 
-    /// Whether it holds in each of its last minutes up to `now_minute` (unix minutes), and
-    /// the value in the last.
+    /// Whether it holds in each of its last minutes up to `now_minute` (unix minutes, the last
+    /// complete one), and the value in that one.
     pub fn holds(&self, minutes: &[Minute], now_minute: u64) -> (bool, Option<f64>) {
         let by: HashMap<u64, &Minute> = minutes.iter().map(|m| (m.at / 60, m)).collect();
         let last = self.measure(by.get(&now_minute).copied());
@@ -160,7 +161,7 @@ impl Rule {
 
 /// Checks every alert every `every` until `shutdown`; waits for `c.alerts_changed` while
 /// there are none.
-pub async fn run(c: Arc<Cluster>, every: Duration, shutdown: CancellationToken) {
+pub async fn run(c: Arc<Cluster>, every: Duration, settle: Duration, shutdown: CancellationToken) {
     loop {
         let alerts = c.store().alerts(None).unwrap_or_default();
         if alerts.is_empty() {
@@ -170,7 +171,7 @@ pub async fn run(c: Arc<Cluster>, every: Duration, shutdown: CancellationToken) 
             }
         }
         for a in alerts {
-            check(&c, a);
+            check(&c, a, settle);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -180,15 +181,17 @@ pub async fn run(c: Arc<Cluster>, every: Duration, shutdown: CancellationToken) 
     }
 }
 
-fn check(c: &Arc<Cluster>, a: Alert) {
+fn check(c: &Arc<Cluster>, a: Alert, settle: Duration) {
     let Ok(rule) = Rule::parse(&a.rule) else {
         return;
     };
-    let now_minute = crate::store::now() / 60;
-    let Ok(minutes) = c.store().app_minutes(&a.app, rule.minutes) else {
+    // The last minute every reporter has reported.
+    let last = (crate::store::now().saturating_sub(settle.as_secs()) / 60).saturating_sub(1);
+    let back = crate::store::now() / 60 - last + rule.minutes;
+    let Ok(minutes) = c.store().app_minutes(&a.app, back) else {
         return;
     };
-    let (holds, value) = rule.holds(&minutes, now_minute);
+    let (holds, value) = rule.holds(&minutes, last);
     if holds == a.firing {
         return;
     }

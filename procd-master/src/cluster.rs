@@ -9,7 +9,7 @@ use crate::peers::{Peer, Peers};
 use crate::routes;
 use crate::scheduler::{self, NodeSlot};
 use crate::store::{Frontend, Placement, Release, Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -758,15 +758,17 @@ impl Cluster {
             }
             Message::Usage(u) => {
                 let n = u.instances.len();
+                // Only instances the master placed on this node (its list says so; a heartbeat
+                // is the node's own word).
                 let mine: Vec<_> = {
-                    let all = lock(&self.node_apps);
-                    let apps = all.get(&node);
+                    let lists = lock(&self.lists);
+                    let placed: HashSet<&str> = lists
+                        .get(&node)
+                        .map(|l| l.instances.iter().map(|s| s.id.as_str()).collect())
+                        .unwrap_or_default();
                     u.instances
                         .into_iter()
-                        .filter(|i| {
-                            let app = zeroku_conf::names::split_instance(&i.id).0;
-                            apps.is_some_and(|m| m.contains_key(app))
-                        })
+                        .filter(|i| placed.contains(i.id.as_str()))
                         .collect()
                 };
                 if mine.len() < n {

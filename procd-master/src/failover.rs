@@ -66,11 +66,12 @@ fn current(cluster: &Cluster, name: &str) -> Result<Addon, String> {
         .ok_or_else(|| format!("no add-on {name}"))
 }
 
-/// Add-ons a failover or a new standby is under way for: one at a time each.
+/// Add-ons a failover, a new standby or a change of their standby is under way for: one at
+/// a time each.
 static BUSY: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Holds an add-on in [`BUSY`] while alive.
-struct Busy(String);
+pub struct Busy(String);
 
 impl Busy {
     fn take(name: &str) -> Option<Busy> {
@@ -88,12 +89,23 @@ impl Drop for Busy {
     }
 }
 
+/// Waits until nothing else is under way for `name`, and holds it: what then follows must
+/// read the add-on again (it may have changed meanwhile).
+pub async fn exclusive(name: &str) -> Busy {
+    loop {
+        if let Some(b) = Busy::take(name) {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How far `a`'s standby is behind (asked of its primary, 5 s at most); `None` when it does
 /// not stream or the primary does not answer.
 pub async fn lag(cluster: &Cluster, a: &Addon) -> Option<Lag> {
     let ha = ha_of(a).ok()?;
     let host = host_of(cluster, &a.node);
-    let question = ha.replication();
+    let question = ha.replication(a.standby_copy);
     let asked = ask(a, &host, a.port, &question);
     let out = tokio::time::timeout(Duration::from_secs(5), asked)
         .await
@@ -117,7 +129,14 @@ pub async fn make_sync(cluster: Arc<Cluster>, name: String) {
         let Ok(ha) = ha_of(&a) else { return };
         if lag(&cluster, &a).await.is_some() {
             let host = host_of(&cluster, &a.node);
-            match ask(&a, &host, a.port, &ha.wait_for_standby(a.sync)).await {
+            match ask(
+                &a,
+                &host,
+                a.port,
+                &ha.wait_for_standby(a.sync, a.standby_copy),
+            )
+            .await
+            {
                 Ok(_) => {
                     let _ = cluster.store().set_in_sync(&name, a.sync);
                     let line = match (a.sync, ha.synchronous()) {
@@ -155,9 +174,14 @@ pub async fn make_sync(cluster: Arc<Cluster>, name: String) {
 pub async fn set_sync(cluster: &Arc<Cluster>, a: &Addon, on: bool) -> Result<(), String> {
     if !on && a.ha() {
         let host = host_of(cluster, &a.node);
-        ask(a, &host, a.port, &ha_of(a)?.wait_for_standby(false))
-            .await
-            .map_err(|e| format!("the primary did not take it: {e}"))?;
+        ask(
+            a,
+            &host,
+            a.port,
+            &ha_of(a)?.wait_for_standby(false, a.standby_copy),
+        )
+        .await
+        .map_err(|e| format!("the primary did not take it: {e}"))?;
     }
     cluster
         .store()
@@ -188,12 +212,12 @@ pub fn on_nodes_lost(cluster: &Arc<Cluster>, nodes: &[String]) {
                 );
                 continue;
             }
-            let why = format!("node {} lost", a.node);
-            spawn_failover(cluster, a.name, why);
+            let (why, lost) = (format!("node {} lost", a.node), a.node.clone());
+            spawn_failover(cluster, a.name, why, move |now| now.node == lost);
         } else if nodes.contains(&a.standby_node) {
-            let (c, name) = (cluster.clone(), a.name.clone());
+            let (c, name, gone) = (cluster.clone(), a.name.clone(), a.standby_node.clone());
             tokio::spawn(async move {
-                if let Err(e) = replace_standby(&c, &name).await {
+                if let Err(e) = replace_standby(&c, &name, &gone).await {
                     tracing::error!(addon = %name, error = %e, "a new standby");
                 }
             });
@@ -211,32 +235,43 @@ pub fn on_servers_crashed(cluster: &Arc<Cluster>, crashed: &[(String, String, St
         let id = addons::instance_id(&a);
         if let Some((node, _, exit)) = crashed.iter().find(|(n, i, _)| *i == id && *n == a.node) {
             let why = format!("its server on {node} cannot start: {exit}");
-            spawn_failover(cluster, a.name, why);
+            spawn_failover(cluster, a.name, why, move |now| {
+                addons::instance_id(now) == id && now.in_sync
+            });
         }
     }
 }
 
-fn spawn_failover(cluster: &Arc<Cluster>, name: String, why: String) {
+/// Fails `name` over once nothing else is under way for it, if `still` says the reason holds
+/// of the add-on as it is then (a switchover may have moved its primary meanwhile).
+fn spawn_failover(
+    cluster: &Arc<Cluster>,
+    name: String,
+    why: String,
+    still: impl Fn(&Addon) -> bool + Send + 'static,
+) {
     let c = cluster.clone();
     tokio::spawn(async move {
-        let Some(_busy) = Busy::take(&name) else {
-            return;
-        };
+        let busy = exclusive(&name).await;
+        match current(&c, &name) {
+            Ok(a) if a.ha() && a.in_sync && still(&a) => {}
+            _ => return,
+        }
         if let Err(e) = promote(&c, &name, &why).await {
             tracing::error!(addon = %name, error = %e, "failover");
             return;
         }
-        drop(_busy);
+        drop(busy);
         // The old primary's node may stay away: its standby then goes elsewhere.
-        let lost = current(&c, &name).is_ok_and(|a| {
-            c.store()
-                .node(&a.standby_node)
-                .ok()
-                .flatten()
-                .is_some_and(|n| n.state != "up")
-        });
+        let Ok(a) = current(&c, &name) else { return };
+        let lost = c
+            .store()
+            .node(&a.standby_node)
+            .ok()
+            .flatten()
+            .is_some_and(|n| n.state != "up");
         if lost {
-            if let Err(e) = replace_standby(&c, &name).await {
+            if let Err(e) = replace_standby(&c, &name, &a.standby_node).await {
                 tracing::error!(addon = %name, error = %e, "a new standby");
             }
         }
@@ -256,8 +291,7 @@ async fn promote(cluster: &Arc<Cluster>, name: &str, why: &str) -> Result<(), St
     if !ha.promoted(&out) {
         return Err(format!("the standby was not promoted: {out}"));
     }
-    // Alone until its new standby streams: writes must not wait for one that is not there.
-    ask(&a, &host, a.standby_port, &ha.after_promote()).await?;
+    // It takes writes from now on: the store says so first, whatever follows fails.
     let c = cluster.clone();
     let (n, w) = (name.to_string(), why.to_string());
     tokio::task::spawn_blocking(move || {
@@ -269,6 +303,10 @@ async fn promote(cluster: &Arc<Cluster>, name: &str, why: &str) -> Result<(), St
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
+    // Alone until its new standby streams: writes must not wait for one that is not there.
+    if let Err(e) = ask(&a, &host, a.standby_port, &ha.after_promote()).await {
+        tracing::error!(addon = %name, error = %e, "the promoted server did not take its settings (it waits for its new standby)");
+    }
     cluster.system_log(
         &a.app,
         name,
@@ -292,14 +330,15 @@ fn repoint_apps(s: &mut crate::store::Store, name: &str) -> Result<(), crate::st
     Ok(())
 }
 
-/// The standby's node is lost: a new standby on another node that is up (the one with the
-/// fewest add-on servers), copied from the primary. None free: said, and it waits.
-pub async fn replace_standby(cluster: &Arc<Cluster>, name: &str) -> Result<(), String> {
-    let Some(_busy) = Busy::take(name) else {
-        return Ok(());
-    };
+/// The standby's node (`gone`) is lost: a new standby on another node that is up (the one
+/// with the fewest add-on servers), copied from the primary, which from then on counts on
+/// that one only. None free: said, and it waits.
+pub async fn replace_standby(cluster: &Arc<Cluster>, name: &str, gone: &str) -> Result<(), String> {
+    let _busy = exclusive(name).await;
     let a = current(cluster, name)?;
-    let gone = a.standby_node.clone();
+    if !a.ha() || a.standby_node != gone {
+        return Ok(());
+    }
     let c = cluster.clone();
     let n = name.to_string();
     let moved = tokio::task::spawn_blocking(move || {
@@ -317,6 +356,22 @@ pub async fn replace_standby(cluster: &Arc<Cluster>, name: &str) -> Result<(), S
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
     let a = current(cluster, name)?;
+    let ha = ha_of(&a)?;
+    if moved.is_some() && a.sync {
+        // The old standby may still stream (its node only cut off from the master): from
+        // now on commits wait for the new one.
+        let host = host_of(cluster, &a.node);
+        if let Err(e) = ask(
+            &a,
+            &host,
+            a.port,
+            &ha.wait_for_standby(true, a.standby_copy),
+        )
+        .await
+        {
+            tracing::warn!(addon = %name, error = %e, "telling the primary of its new standby");
+        }
+    }
     let line = match &moved {
         Some(node) => format!(
             "{name}: the standby's node {gone} is lost: a new standby on {node}, copied from the primary"
@@ -324,7 +379,7 @@ pub async fn replace_standby(cluster: &Arc<Cluster>, name: &str) -> Result<(), S
         None => {
             let cost = if !a.sync {
                 "writes go on, on the primary alone"
-            } else if ha_of(&a).is_ok_and(|h| h.synchronous()) {
+            } else if ha.synchronous() {
                 "commits wait for it (or `addons:settings sync=off` to go on alone)"
             } else {
                 "writes are refused after 10 s without it (or `addons:settings sync=off` to go on alone)"
@@ -358,27 +413,32 @@ pub async fn switch_over(cluster: &Arc<Cluster>, name: &str) -> Result<Duration,
     let (ph, sh) = (host_of(cluster, &a.node), host_of(cluster, &a.standby_node));
     // No new writes on the primary, and none in flight.
     ask(&a, &ph, a.port, &ha.pause_writes(&addons::service(&a))).await?;
-    let pos = ask(&a, &ph, a.port, &ha.position()).await?;
-    let resume = || async {
-        let _ = ask(&a, &ph, a.port, &ha.resume_writes()).await;
-    };
-    let Some(pos) = ha.parse_position(&pos) else {
-        resume().await;
-        return Err(format!("the primary's position: {pos}"));
-    };
-    // Everything it wrote is on the standby before it takes over.
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        let out = ask(&a, &sh, a.standby_port, &ha.applied(&pos)).await;
-        if out.as_deref().is_ok_and(|o| ha.caught_up(o, &pos)) {
-            break;
+    let done = async {
+        let pos = ask(&a, &ph, a.port, &ha.position()).await?;
+        let pos = ha
+            .parse_position(&pos)
+            .ok_or_else(|| format!("the primary's position: {pos}"))?;
+        // Everything it wrote is on the standby before it takes over.
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let out = ask(&a, &sh, a.standby_port, &ha.applied(&pos)).await;
+            if out.as_deref().is_ok_and(|o| ha.caught_up(o, &pos)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("the standby did not catch up within 8 s: nothing changed".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if Instant::now() > deadline {
-            resume().await;
-            return Err("the standby did not catch up within 8 s: nothing changed".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        promote(cluster, name, "switchover (addons:failover)").await
     }
-    promote(cluster, name, "switchover (addons:failover)").await?;
+    .await;
+    if let Err(e) = done {
+        // Writes back on where they were, unless the standby took over after all.
+        if current(cluster, name).is_ok_and(|now| now.node == a.node) {
+            let _ = ask(&a, &ph, a.port, &ha.resume_writes()).await;
+        }
+        return Err(e);
+    }
     Ok(started.elapsed())
 }

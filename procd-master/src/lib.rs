@@ -236,6 +236,7 @@ pub async fn run(
     tokio::spawn(alerts::run(
         cluster.clone(),
         Duration::from_millis(cfg.alert_check_ms.max(100)),
+        Duration::from_millis(cfg.alert_settle_ms),
         shutdown.clone(),
     ));
     let ticker = tokio::spawn(periodic::run(

@@ -91,7 +91,8 @@ pub fn usage(
             (true, Some(pid)) => used.get(&pid).copied().unwrap_or((0, 0)),
             _ => (0, 0),
         };
-        let (t0, r0) = last.get(&i.id).copied().unwrap_or((ticks, 0));
+        // An instance first seen (or a worker just started): what it has is its baseline.
+        let (t0, r0) = last.get(&i.id).copied().unwrap_or((ticks, i.restarts));
         out.instances.push(zeroku_conf::usage::InstanceUsage {
             id: i.id.clone(),
             memory_bytes: rss,

@@ -200,6 +200,8 @@ pub struct Supervisor<R: Runtime> {
     silenced: bool,
     /// When word came back after such a silence ([`Supervisor::heard`]).
     heard_again: Option<Instant>,
+    /// The instances that silence stopped: only they wait before starting again.
+    silenced_ids: HashSet<String>,
     /// Where instances' requirement files are written ([`crate::require`]);
     /// `None`: only the variables.
     require_dir: Option<PathBuf>,
@@ -307,6 +309,7 @@ impl<R: Runtime> Supervisor<R> {
             ports: Default::default(),
             silenced: false,
             heard_again: None,
+            silenced_ids: HashSet::new(),
             require_dir: None,
             local_ports: Default::default(),
         }
@@ -577,6 +580,13 @@ impl<R: Runtime> Supervisor<R> {
     pub fn heard(&mut self, now: Instant) {
         if std::mem::take(&mut self.silenced) {
             self.heard_again = Some(now);
+        } else if self
+            .heard_again
+            .is_some_and(|t| now.duration_since(t) > Duration::from_secs(3600))
+        {
+            // (Long past any hold: what that silence stopped is forgotten.)
+            self.heard_again = None;
+            self.silenced_ids.clear();
         }
     }
 
@@ -591,6 +601,7 @@ impl<R: Runtime> Supervisor<R> {
             if s.desired && limit.is_some_and(|l| silent >= l) {
                 s.desired = false;
                 self.silenced = true;
+                self.silenced_ids.insert(s.spec.id.clone());
                 lost.push((s.spec.app.clone(), s.spec.id.clone(), s.spec.release));
             }
         }
@@ -867,7 +878,9 @@ impl<R: Runtime> Supervisor<R> {
 
     fn start_if_due(&mut self, key: &Key, now: Instant) {
         let held = |s: &Slot| match (s.spec.stop_when_lost_ms, self.heard_again) {
-            (Some(ms), Some(t)) => now < t + Duration::from_millis(ms),
+            (Some(ms), Some(t)) => {
+                now < t + Duration::from_millis(ms) && self.silenced_ids.contains(&s.spec.id)
+            }
             _ => false,
         };
         let port = match self.slots.get(key) {

@@ -29,13 +29,15 @@ pub trait Ha: Sync {
     fn refused(&self, _out: &str) -> bool {
         false
     }
-    /// Asked of the primary: how its standby streams ([`Ha::parse_lag`]).
-    fn replication(&self) -> String;
+    /// Asked of the primary: how its standby streams ([`Ha::parse_lag`]); `copy` names the
+    /// standby placed last (a standby from an earlier placement that still streams does not
+    /// count, where the kind can tell them apart).
+    fn replication(&self, copy: u32) -> String;
     /// The standby's lag from [`Ha::replication`]'s answer; `None`: no standby streams.
     fn parse_lag(&self, out: &str) -> Option<Lag>;
-    /// Told to the primary: writes wait for (or are refused without) the standby (`on`), or
-    /// go on alone.
-    fn wait_for_standby(&self, on: bool) -> String;
+    /// Told to the primary: writes wait for (or are refused without) the standby placed
+    /// `copy`-th (`on`), or go on alone.
+    fn wait_for_standby(&self, on: bool, copy: u32) -> String;
     /// Told to the standby: you are the primary now.
     fn promote(&self) -> String;
     /// Whether [`Ha::promote`]'s answer says it worked.

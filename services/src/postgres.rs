@@ -94,7 +94,9 @@ if [ -n "${ZEROKU_ADDON_PRIMARY_HOST:-}" ]; then
   touch data/standby.signal
   printf '%s' "${ZEROKU_ADDON_STANDBY_COPY:-}" > standby.copy
   grep -v '^primary_conninfo' data/postgresql.auto.conf > data/auto.conf.new 2>/dev/null || true
-  printf "primary_conninfo = '%s passfile=%s application_name=zeroku_standby'\n" "$SRC" "$PGPASSFILE" \
+  NAME=zeroku_standby
+  [ "${ZEROKU_ADDON_STANDBY_COPY:-0}" = 0 ] || NAME="zeroku_standby_$ZEROKU_ADDON_STANDBY_COPY"
+  printf "primary_conninfo = '%s passfile=%s application_name=%s'\n" "$SRC" "$PGPASSFILE" "$NAME" \
     >> data/auto.conf.new
   mv data/auto.conf.new data/postgresql.auto.conf
 elif [ -s data/PG_VERSION ]; then
@@ -300,8 +302,16 @@ impl Postgres {
     }
 }
 
-/// The name the standby streams under (`application_name`).
-const STANDBY_NAME: &str = "zeroku_standby";
+/// The name the standby of placement `copy` streams under (`application_name`): so that a
+/// standby from an earlier placement that still streams (its node was only cut off from the
+/// master) neither counts as in sync nor lets a commit through. (0: add-ons from before
+/// placements were counted.)
+pub fn standby_name(copy: u32) -> String {
+    match copy {
+        0 => "zeroku_standby".into(),
+        n => format!("zeroku_standby_{n}"),
+    }
+}
 
 /// Synchronous streaming replication: a commit waits until the standby has it
 /// (`synchronous_standby_names`).
@@ -319,11 +329,12 @@ impl Ha for Postgres {
         Ok(tool)
     }
 
-    fn replication(&self) -> String {
+    fn replication(&self, copy: u32) -> String {
+        let name = standby_name(copy);
         format!(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, \
              COALESCE((EXTRACT(epoch FROM replay_lag) * 1000)::bigint, 0) \
-             FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}' AND state = 'streaming';"
+             FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming';"
         )
     }
 
@@ -335,9 +346,9 @@ impl Ha for Postgres {
         })
     }
 
-    fn wait_for_standby(&self, on: bool) -> String {
+    fn wait_for_standby(&self, on: bool, copy: u32) -> String {
         let names = if on {
-            format!("ANY 1 ({STANDBY_NAME})")
+            format!("ANY 1 ({})", standby_name(copy))
         } else {
             String::new()
         };

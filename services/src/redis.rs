@@ -263,7 +263,7 @@ impl Ha for Redis {
         })
     }
 
-    fn replication(&self) -> String {
+    fn replication(&self, _copy: u32) -> String {
         "INFO replication\n".into()
     }
 
@@ -288,7 +288,7 @@ impl Ha for Redis {
         })
     }
 
-    fn wait_for_standby(&self, on: bool) -> String {
+    fn wait_for_standby(&self, on: bool, _copy: u32) -> String {
         format!(
             "CONFIG SET min-replicas-to-write {}\nCONFIG SET min-replicas-max-lag 10\nCONFIG REWRITE\n",
             u8::from(on)
@@ -309,8 +309,9 @@ impl Ha for Redis {
     }
 
     fn pause_writes(&self, _a: &Addon) -> String {
-        // Writes wait (up to 10 s) rather than fail; the restart as a replica ends them.
-        "CLIENT PAUSE 10000 WRITE\n".into()
+        // Writes wait (up to 30 s) rather than fail, until the restart as a replica ends them
+        // (longer than the switchover may wait for the replica to catch up).
+        "CLIENT PAUSE 30000 WRITE\n".into()
     }
 
     fn resume_writes(&self) -> String {

@@ -170,6 +170,10 @@ async fn settings(
         )));
     }
     let body: std::collections::BTreeMap<String, String> = body_json(req).await?;
+    // Not while a failover or a new standby is under way (it waits for them); the add-on is
+    // read again after.
+    let _busy = crate::failover::exclusive(&a.name).await;
+    let a = attached(c, app, name)?;
     let on_off = |k: &str, v: &str| match v {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
@@ -690,6 +694,8 @@ async fn rotate(c: &Arc<Cluster>, app: &str, name: &str) -> Result<Reply, ApiErr
             a.app
         )));
     }
+    let _busy = crate::failover::exclusive(&a.name).await;
+    let a = attached(c, app, name)?;
     let kind = addons::kind_of(&a).map_err(ApiError::internal)?;
     let host = addons::host(&c.store(), &a)?;
     let password = new_secret()?;

@@ -894,7 +894,7 @@ async fn dispatch(
         }
         (&Method::GET, ["apps", app, "alerts"]) => {
             app_exists(c, app)?;
-            usage::list_alerts(c, app)
+            usage::list_alerts(c, caller, app)
         }
         (&Method::POST, ["apps", app, "alerts"]) => {
             app_exists(c, app)?;

@@ -106,14 +106,33 @@ pub(super) async fn add_alert(
             )))
         }
     }
+    if c.store().alerts(Some(app))?.len() >= MAX_ALERTS {
+        return Err(ApiError::invalid(format!(
+            "{app} has {MAX_ALERTS} alerts already: remove one first (zeroku alerts:remove)"
+        )));
+    }
     let id = c.store().add_alert(app, a.rule.trim(), &a.webhook)?;
     c.alerts_changed.notify_one();
     ok(json!({"id": id, "rule": a.rule.trim(), "webhook": a.webhook}))
 }
 
-pub(super) fn list_alerts(c: &Cluster, app: &str) -> Result<Reply, ApiError> {
-    ok(json!(c.store().alerts(Some(app))?))
+/// The app's alerts; a webhook's path and query (often its secret: Slack's, PagerDuty's)
+/// only to those who may manage the app.
+pub(super) fn list_alerts(c: &Cluster, caller: &Caller, app: &str) -> Result<Reply, ApiError> {
+    let manage = caller.perms(c, app)?.contains(&crate::store::Perm::Manage);
+    let mut alerts = c.store().alerts(Some(app))?;
+    if !manage {
+        for a in &mut alerts {
+            let (scheme, rest) = a.webhook.split_once("://").unwrap_or(("", &a.webhook));
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
+            a.webhook = format!("{scheme}://{host}/…");
+        }
+    }
+    ok(json!(alerts))
 }
+
+/// At most this many alert rules per app.
+const MAX_ALERTS: usize = 20;
 
 pub(super) fn remove_alert(c: &Cluster, app: &str, id: &str) -> Result<Reply, ApiError> {
     let n: u64 = id.parse().map_err(|_| {

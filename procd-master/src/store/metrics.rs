@@ -14,6 +14,14 @@ use zeroku_conf::usage::{AppTraffic, InstanceUsage, LATENCY_BUCKETS};
 /// Minutes kept.
 pub const KEEP_MINUTES: u64 = 24 * 60;
 
+/// What one report may say of one instance, or of one app's answers: far above anything
+/// real (a TiB of memory, 1,024 cores busy for a minute, a million restarts or a billion
+/// answers), and low enough that a day of reports adds up within SQLite's integers.
+const MAX_MEMORY: u64 = 1 << 40;
+const MAX_CPU_MS: u64 = 1024 * 60_000;
+const MAX_RESTARTS: u32 = 1_000_000;
+const MAX_ANSWERS: u64 = 1_000_000_000;
+
 /// One process type of an app in one minute, all its nodes together.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TypeMinute {
@@ -43,11 +51,11 @@ fn add_stored(classes: &mut [u64; 5], buckets: &mut Vec<u64>, c: &str, b: &str) 
     let c: [u64; 5] = serde_json::from_str(c).unwrap_or_default();
     let b: Vec<u64> = serde_json::from_str(b).unwrap_or_default();
     for (x, y) in classes.iter_mut().zip(c) {
-        *x += y;
+        *x = x.saturating_add(y);
     }
     buckets.resize(LATENCY_BUCKETS.len() + 1, 0);
     for (x, y) in buckets.iter_mut().zip(b) {
-        *x += y;
+        *x = x.saturating_add(y);
     }
 }
 
@@ -85,11 +93,13 @@ impl Store {
         for i in instances {
             let (app, kind) = zeroku_conf::names::split_instance(&i.id);
             let t = by.entry((app, kind)).or_default();
+            // (Bounded, so no sum of a day overflows SQLite's integers, whatever a node says.)
+            let memory = i.memory_bytes.min(MAX_MEMORY);
             t.instances += 1;
-            t.memory_bytes += i.memory_bytes;
-            t.memory_max = t.memory_max.max(i.memory_bytes);
-            t.cpu_ms += i.cpu_ms;
-            t.restarts += u64::from(i.restarts);
+            t.memory_bytes = t.memory_bytes.saturating_add(memory);
+            t.memory_max = t.memory_max.max(memory);
+            t.cpu_ms = t.cpu_ms.saturating_add(i.cpu_ms.min(MAX_CPU_MS));
+            t.restarts += u64::from(i.restarts.min(MAX_RESTARTS));
         }
         let tx = self.db.transaction()?;
         for ((app, kind), t) in by {
@@ -148,7 +158,13 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let (mut classes, mut buckets) = (a.classes, a.buckets.clone());
+            let mut classes = a.classes.map(|n| n.min(MAX_ANSWERS));
+            let mut buckets: Vec<u64> = a
+                .buckets
+                .iter()
+                .take(LATENCY_BUCKETS.len() + 1)
+                .map(|n| (*n).min(MAX_ANSWERS))
+                .collect();
             if let Some((c, b)) = before {
                 add_stored(&mut classes, &mut buckets, &c, &b);
             }
@@ -328,8 +344,14 @@ mod tests {
         let mut other = t([9; 5], 9);
         other.app = "nosuch".into();
         s.add_traffic("edge", &[other]).unwrap();
+        // Absurd figures are bounded, and the sums still add up.
+        s.add_usage("n3", &[usage("web1.batch.1", u64::MAX, u64::MAX, u32::MAX)])
+            .unwrap();
+        s.add_usage("n4", &[usage("web1.batch.2", u64::MAX, u64::MAX, u32::MAX)])
+            .unwrap();
         let m = s.app_minutes("web1", 60).unwrap();
         assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].types["batch"].memory_max, MAX_MEMORY);
         let web = &m[0].types["web"];
         assert_eq!(
             (

@@ -527,6 +527,9 @@ impl Store {
             "drains",
             "addons",
             "addon_attachments",
+            "app_usage",
+            "app_traffic",
+            "alerts",
         ] {
             tx.execute(
                 &format!("UPDATE {table} SET app = ?2 WHERE app = ?1"),

@@ -25,19 +25,41 @@ pub fn cell(v: &serde_json::Value) -> String {
     }
 }
 
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}\
+/// The dashboard's style sheet (`/ui/static/style.css`).
+pub const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}\
 header{background:#1d2b3a;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}\
-header a{color:#fff;text-decoration:none}main{padding:1em 1.2em}\
+header a{color:#fff;text-decoration:none}header .gap{flex:1}main{padding:1em 1.2em}\
 table{border-collapse:collapse;margin:.4em 0 1.2em}td,th{border-bottom:1px solid #ddd;padding:.25em .8em;text-align:left}\
 th{background:#f3f5f7}.bad{color:#b00020;font-weight:600}.ok{color:#137333}\
 pre{background:#111;color:#ddd;padding:.6em;max-height:24em;overflow:auto;font-size:12px}\
-form.inline{display:inline}svg{background:#f8f9fa;border:1px solid #ddd}";
+form.inline{display:inline}form.scale{margin:.2em 0}svg{background:#f8f9fa;border:1px solid #ddd}";
+
+/// What an app's page runs (`/ui/static/app.js`): every 2 s, its process table and log
+/// from `/ui/apps/<app>/live` (the app's name is the script tag's `data-app`). Log lines go
+/// in as text, never as HTML.
+pub const SCRIPT: &str = r#"const app = document.currentScript.dataset.app;
+async function refresh() {
+  try {
+    const r = await fetch('/ui/apps/' + encodeURIComponent(app) + '/live', {credentials: 'same-origin'});
+    if (!r.ok) return;
+    const v = await r.json();
+    const t = document.createElement('template');
+    t.innerHTML = v.ps;
+    document.getElementById('ps').replaceWith(t.content.firstChild);
+    const log = document.getElementById('log');
+    const end = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.textContent = v.log.join('\n');
+    if (end) log.scrollTop = log.scrollHeight;
+  } catch (e) {}
+}
+setInterval(refresh, 2000);
+"#;
 
 /// A whole page: `title`, who is logged in (`None` on the log-in page), the body.
 pub fn page(title: &str, who: Option<&str>, body: &str) -> String {
     let nav = match who {
         Some(w) => format!(
-            "<a href=\"/ui/\">Cluster</a><span style=\"flex:1\"></span><span>{}</span>\
+            "<a href=\"/ui/\">Cluster</a><span class=\"gap\"></span><span>{}</span>\
              <form class=\"inline\" method=\"post\" action=\"/ui/logout\"><button>Log out</button></form>",
             esc(w)
         ),
@@ -45,7 +67,8 @@ pub fn page(title: &str, who: Option<&str>, body: &str) -> String {
     };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{} · zeroku</title>\
-         <style>{STYLE}</style></head><body><header><strong>zeroku</strong>{nav}</header>\
+         <link rel=\"stylesheet\" href=\"/ui/static/style.css\"></head>\
+         <body><header><strong>zeroku</strong>{nav}</header>\
          <main>{body}</main></body></html>",
         esc(title)
     )

@@ -1,5 +1,6 @@
 //! The web dashboard at `/ui` on the master's API address: server-rendered HTML, a few lines
-//! of JavaScript, nothing fetched from elsewhere (everything is in the binary).
+//! of JavaScript, nothing fetched from elsewhere (everything is in the binary, and the content
+//! security policy allows no inline script or style).
 //!
 //! Log in with a user's token (`users:add` gives one): it is kept in an `HttpOnly`,
 //! `SameSite=Strict` cookie for `/ui` only, and every page is what that user may see through
@@ -47,7 +48,7 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Bod
     h.insert(
         "content-security-policy",
         hyper::header::HeaderValue::from_static(
-            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'",
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
     );
     r
@@ -89,6 +90,16 @@ pub async fn handle(m: &crate::api::Master, req: Request<Incoming>) -> Response<
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), &segs[..]) {
         (&Method::GET, ["ui", "login"]) => html(StatusCode::OK, login_page("")),
+        (&Method::GET, ["ui", "static", "style.css"]) => respond(
+            StatusCode::OK,
+            "text/css; charset=utf-8",
+            html::STYLE.into(),
+        ),
+        (&Method::GET, ["ui", "static", "app.js"]) => respond(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            html::SCRIPT.into(),
+        ),
         (&Method::POST, ["ui", "login"]) => login(c, req).await,
         (&Method::POST, ["ui", "apps", app, "scale"]) => {
             let app = app.to_string();
@@ -387,11 +398,10 @@ fn cluster_page(c: &Cluster, who: &Caller) -> Shown {
 
 /// 403 unless `who` holds `perm` on `app` (404 when there is none).
 fn may(c: &Cluster, who: &Caller, app: &str, perm: Perm) -> Result<(), (StatusCode, String)> {
-    if c.store().app(app).map_err(failed)?.is_none() {
-        return Err((StatusCode::NOT_FOUND, format!("There is no app {app}.")));
-    }
+    // (An app that does not exist is refused the same way: no one learns other apps' names.)
+    let exists = c.store().app(app).map_err(failed)?.is_some();
     let perms = who.perms(c, app).map_err(|e| failed(e.message))?;
-    if perms.contains(&perm) {
+    if exists && perms.contains(&perm) {
         Ok(())
     } else {
         Err((
@@ -566,14 +576,7 @@ fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, a
     body.push_str(&esc(&log_lines(c, app).join("\n")));
     body.push_str("</pre>");
     body.push_str(&format!(
-        "<script>\
-         async function refresh(){{\
-           try{{const r=await fetch('/ui/apps/{0}/live',{{credentials:'same-origin'}});\
-           if(!r.ok)return;const v=await r.json();\
-           document.getElementById('ps').outerHTML=v.ps;\
-           const log=document.getElementById('log');const end=log.scrollTop+log.clientHeight>=log.scrollHeight-4;\
-           log.textContent=v.log.join('\\n');if(end)log.scrollTop=log.scrollHeight;}}catch(e){{}}}}\
-         setInterval(refresh,2000);</script>",
+        "<script src=\"/ui/static/app.js\" data-app=\"{}\"></script>",
         esc(app)
     ));
     Ok(html(StatusCode::OK, page(app, Some(&who.actor()), &body)))

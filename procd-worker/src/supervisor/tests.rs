@@ -679,12 +679,24 @@ fn instances_that_ask_stop_when_the_master_is_silent_too_long() {
     let started = fake.started().len();
     run(&mut s, &mut t, 1200);
     assert_eq!(fake.started().len(), started, "not started yet");
-    s.apply(list(2, vec![spec("b.web.1", 2)]), t);
+    // An instance newly placed here (not one the silence stopped) does not wait.
+    let newcomer = InstanceSpec {
+        stop_when_lost_ms: Some(3000),
+        ..spec("c.web.1", 2)
+    };
+    s.apply(
+        list(2, vec![careful.clone(), spec("b.web.1", 2), newcomer]),
+        t,
+    );
+    run(&mut s, &mut t, 1200);
+    assert_eq!(state_of(&s, "c.web.1", 2), Some(InstanceState::Up));
+    let started = fake.started().len();
+    s.apply(list(3, vec![spec("b.web.1", 2)]), t);
     run(&mut s, &mut t, 2500);
     assert_eq!(state_of(&s, "a.web.1", 2), None);
     assert_eq!(fake.started().len(), started, "never started again");
     // Once that long has passed, a list that still wants it here starts it.
-    s.apply(list(3, vec![careful, spec("b.web.1", 2)]), t);
+    s.apply(list(4, vec![careful, spec("b.web.1", 2)]), t);
     run(&mut s, &mut t, 1200);
     assert_eq!(state_of(&s, "a.web.1", 2), Some(InstanceState::Up));
 }
