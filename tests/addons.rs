@@ -815,7 +815,27 @@ fn add_on_servers_outlive_their_worker_and_lose_nothing_acknowledged_when_killed
     psql_ok(&db, "CREATE TABLE ids (id int PRIMARY KEY)");
     let pg_port = addon_of(&c, "ledger", "postgres")["port"].to_string();
     let rd_port = addon_of(&c, "ledger", "redis")["port"].to_string();
-    let pg_pid = || pids_with(&format!("bin/postgres\0-D\0data\0-p\0{pg_port}\0"));
+    // (A backend just forked has the server's command line for a moment too: the server is
+    // the one whose parent is not one of them.)
+    let pg_pid = || {
+        let all = pids_with(&format!("bin/postgres\0-D\0data\0-p\0{pg_port}\0"));
+        let parent = |pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()
+                })
+        };
+        all.iter()
+            .filter(|p| parent(p).is_none_or(|pp: u32| !all.contains(&pp)))
+            .copied()
+            .collect::<Vec<u32>>()
+    };
     let rd_pid = || pids_with(&format!("*:{rd_port}"));
     let (pg1, rd1) = (pg_pid(), rd_pid());
     assert_eq!((pg1.len(), rd1.len()), (1, 1), "{pg1:?} {rd1:?}");
