@@ -22,7 +22,9 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // `chromium` is a script that starts the browser, which starts its helpers: all of
+        // them are in the process group it leads.
+        unsafe_free_kill(-(self.child.id() as i32), 9);
         let _ = self.child.wait();
     }
 }
@@ -30,7 +32,9 @@ impl Drop for Browser {
 impl Browser {
     fn start() -> Browser {
         let profile = tempfile::tempdir().unwrap();
+        use std::os::unix::process::CommandExt;
         let child = std::process::Command::new("chromium")
+            .process_group(0)
             .args([
                 "--headless=new",
                 "--no-sandbox",
