@@ -194,7 +194,8 @@ fn acknowledged_commits_survive_failovers_and_old_primaries_take_no_writes() {
 
     let mut old_primaries = Vec::new();
     for round in 1..=rounds() {
-        std::thread::sleep(Duration::from_secs(1));
+        // Writes in each round, before its kill.
+        writer.wait_after(Instant::now(), 30, "a write before the kill");
         let before = info(&c);
         let node = before["ha"]["primary"]["node"]
             .as_str()
@@ -394,7 +395,8 @@ fn redis_fails_over_to_its_replica_and_apps_get_the_new_url() {
 
     let mut kills = Vec::new();
     for round in 1..=rounds() {
-        std::thread::sleep(Duration::from_secs(1));
+        // Writes in each round, before its kill.
+        writer.wait_after(Instant::now(), 30, "a write before the kill");
         let before = redis_info(&c);
         let node = before["ha"]["primary"]["node"]
             .as_str()

@@ -3,12 +3,11 @@
 //! handler): the cluster page an admin sees, one app's page, and the live data the app page
 //! polls. Median and slowest of 20 renders each.
 
-use super::{collect, median, ms, node_name, Bus, Params, Table};
+use super::{collect, heartbeat, keys_file, median, ms, node_name, Bus, Params, Table};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zeroku_bus::Keys;
 use zeroku_conf::wire::Message;
-use zeroku_conf::{Heartbeat, InstanceState, InstanceStatus};
 use zeroku_master::api::auth::Caller;
 use zeroku_master::store::{BuildMeta, Formation, NewRelease, Role, Store, StoreError};
 
@@ -56,47 +55,16 @@ pub fn run(p: &Params) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("master.db")).expect("store");
     let node_keys = populate(&mut store, p);
-    let keys_file = dir.path().join("node-keys");
-    std::fs::write(
-        &keys_file,
-        node_keys
-            .iter()
-            .map(|(n, k)| format!("{n} {} {}\n", k.public_z85(), k.secret_z85()))
-            .collect::<String>(),
-    )
-    .expect("keys file");
+    let keys_file = keys_file(dir.path(), &node_keys);
     let bus = Bus::up(dir.path(), store, &node_keys, &keys_file, p);
     let c = bus.cluster.clone();
     c.change(|_| Ok::<_, StoreError>(())).expect("replan");
     collect(&bus.lines, p.nodes, Duration::from_secs(60));
     for (n, k) in &node_keys {
-        let l = c.list(n);
-        let hb = Heartbeat {
-            node: n.clone(),
-            generation: l.generation,
-            capacity_mb: p.node_mb,
-            cgroups_unavailable: None,
-            runtimes: vec!["native".into()],
-            stacks: Vec::new(),
-            instances: l
-                .instances
-                .iter()
-                .enumerate()
-                .map(|(i, s)| InstanceStatus {
-                    id: s.id.clone(),
-                    release: s.release,
-                    state: InstanceState::Up,
-                    pid: Some(1000 + i as u32),
-                    port: Some(31_000 + i as u16),
-                    restarts: 0,
-                    started_at: 0,
-                    last_exit: None,
-                    container: None,
-                    restart: 0,
-                })
-                .collect(),
-        };
-        c.on_message(&k.public_z85(), Message::Heartbeat(hb));
+        c.on_message(
+            &k.public_z85(),
+            Message::Heartbeat(heartbeat(&c, n, p.node_mb, None)),
+        );
     }
     let admin = Caller {
         role: Role::Admin,

@@ -7,12 +7,11 @@
 //! the master having published (the liveness tick's work: routes, providers, re-plan), to
 //! every node's subscriber having its new list, and the bytes those lists took on the bus.
 
-use super::{collect, median, ms, node_name, timed, Bus, Params, Table};
+use super::{collect, heartbeat, keys_file, median, ms, node_name, timed, Bus, Params, Table};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zeroku_bus::Keys;
 use zeroku_conf::wire::Message;
-use zeroku_conf::{Heartbeat, InstanceState, InstanceStatus};
 use zeroku_master::store::{BuildMeta, Formation, NewRelease, Store, StoreError};
 
 fn release(store: &mut Store, app: &str, types: &[(&str, &str)], toml: &str) {
@@ -77,40 +76,6 @@ fn populate(store: &mut Store, p: &Params, requirers: u32) -> Vec<(String, Keys)
     keys
 }
 
-/// Node `node`'s heartbeat with every instance of its list up, except `down`.
-fn heartbeat(bus: &Bus, node: &str, node_mb: u64, down: Option<&str>) -> Heartbeat {
-    let l = bus.cluster.list(node);
-    Heartbeat {
-        node: node.to_string(),
-        generation: l.generation,
-        capacity_mb: node_mb,
-        cgroups_unavailable: None,
-        runtimes: vec!["native".into()],
-        stacks: Vec::new(),
-        instances: l
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(i, s)| InstanceStatus {
-                id: s.id.clone(),
-                release: s.release,
-                state: if Some(s.id.as_str()) == down {
-                    InstanceState::Starting
-                } else {
-                    InstanceState::Up
-                },
-                pid: Some(1000 + i as u32),
-                port: Some(31_000 + i as u16),
-                restarts: 0,
-                started_at: 0,
-                last_exit: None,
-                container: None,
-                restart: 0,
-            })
-            .collect(),
-    }
-}
-
 pub fn run(p: &Params, requirers: u32) {
     println!(
         "bench_master --discovery: {} nodes, each with one provider of billing/api; {requirers} instances of shop requiring it",
@@ -119,15 +84,7 @@ pub fn run(p: &Params, requirers: u32) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("master.db")).expect("store");
     let node_keys = populate(&mut store, p, requirers);
-    let keys_file = dir.path().join("node-keys");
-    std::fs::write(
-        &keys_file,
-        node_keys
-            .iter()
-            .map(|(n, k)| format!("{n} {} {}\n", k.public_z85(), k.secret_z85()))
-            .collect::<String>(),
-    )
-    .expect("keys file");
+    let keys_file = keys_file(dir.path(), &node_keys);
     let bus = Bus::up(dir.path(), store, &node_keys, &keys_file, p);
     let c = bus.cluster.clone();
     c.change(|_| Ok::<_, StoreError>(())).expect("replan");
@@ -144,7 +101,7 @@ pub fn run(p: &Params, requirers: u32) {
     for n in &names {
         c.on_message(
             &who(n),
-            Message::Heartbeat(heartbeat(&bus, n, p.node_mb, None)),
+            Message::Heartbeat(heartbeat(&bus.cluster, n, p.node_mb, None)),
         );
     }
     c.refresh_routes_if_stale();
@@ -161,7 +118,7 @@ pub fn run(p: &Params, requirers: u32) {
     let (mut t_master, mut t_all, mut bytes, mut lists) = (vec![], vec![], vec![], vec![]);
     for round in 0..6 {
         let down = (round % 2 == 0).then_some(provider.as_str());
-        let hb = heartbeat(&bus, &names[0], p.node_mb, down);
+        let hb = heartbeat(&bus.cluster, &names[0], p.node_mb, down);
         let t0 = Instant::now();
         let ((), t) = timed(|| {
             c.on_message(&who(&names[0]), Message::Heartbeat(hb));

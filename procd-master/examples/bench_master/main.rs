@@ -254,6 +254,54 @@ fn per_sec(n: usize, d: Duration) -> String {
     format!("{:.0}/s", n as f64 / d.as_secs_f64())
 }
 
+/// Each node's bus keys in a file, for the subscriber child (`name public secret` a line).
+fn keys_file(dir: &std::path::Path, node_keys: &[(String, Keys)]) -> std::path::PathBuf {
+    let path = dir.join("node-keys");
+    std::fs::write(
+        &path,
+        node_keys
+            .iter()
+            .map(|(n, k)| format!("{n} {} {}\n", k.public_z85(), k.secret_z85()))
+            .collect::<String>(),
+    )
+    .expect("keys file");
+    path
+}
+
+/// Node `node`'s heartbeat with every instance of its list up, except `down`.
+fn heartbeat(cluster: &Cluster, node: &str, node_mb: u64, down: Option<&str>) -> Heartbeat {
+    let l = cluster.list(node);
+    Heartbeat {
+        node: node.to_string(),
+        generation: l.generation,
+        capacity_mb: node_mb,
+        cgroups_unavailable: None,
+        runtimes: vec!["native".into()],
+        stacks: Vec::new(),
+        instances: l
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, s)| InstanceStatus {
+                id: s.id.clone(),
+                release: s.release,
+                state: if Some(s.id.as_str()) == down {
+                    InstanceState::Starting
+                } else {
+                    InstanceState::Up
+                },
+                pid: Some(10_000 + i as u32),
+                port: Some(20_000 + i as u16),
+                restarts: 0,
+                started_at: 0,
+                last_exit: None,
+                container: None,
+                restart: 0,
+            })
+            .collect(),
+    }
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -728,15 +776,7 @@ fn run(p: &Params) {
     let mut store = Store::open(&dir.path().join("master.db")).expect("store");
     let (res, t_setup) = timed(|| populate(&mut store, p));
     let node_keys = res.expect("populate");
-    let keys_file = dir.path().join("node-keys");
-    std::fs::write(
-        &keys_file,
-        node_keys
-            .iter()
-            .map(|(n, k)| format!("{n} {} {}\n", k.public_z85(), k.secret_z85()))
-            .collect::<String>(),
-    )
-    .expect("keys file");
+    let keys_file = keys_file(dir.path(), &node_keys);
     let (rss_setup, _) = rss_kb(None);
     eprintln!("setup (SQLite rows for nodes, apps, releases, formation): {t_setup:.2?}");
 
@@ -964,34 +1004,7 @@ fn run(p: &Params) {
     // One heartbeat from every node: one interval's worth of work.
     let hbs: Vec<Heartbeat> = names
         .iter()
-        .map(|n| {
-            let l = cluster.list(n);
-            Heartbeat {
-                node: l.node.clone(),
-                generation: l.generation,
-                capacity_mb: p.node_mb,
-                cgroups_unavailable: None,
-                runtimes: vec!["native".into()],
-                stacks: Vec::new(),
-                instances: l
-                    .instances
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| InstanceStatus {
-                        id: s.id.clone(),
-                        release: s.release,
-                        state: InstanceState::Up,
-                        pid: Some(10_000 + i as u32),
-                        port: Some(20_000 + i as u16),
-                        restarts: 0,
-                        started_at: 1_700_000_000,
-                        last_exit: None,
-                        container: None,
-                        restart: 0,
-                    })
-                    .collect(),
-            }
-        })
+        .map(|n| heartbeat(&cluster, n, p.node_mb, None))
         .collect();
     let n_hb = hbs.len();
     let rest_hbs = hbs.clone();
