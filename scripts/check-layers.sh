@@ -43,10 +43,10 @@ done
 # module: layer. A module may import `crate::<m>` only where layer(m) <= its own layer. The
 # crate root (lib.rs, `run`) is the top; `crate::<item>` that is not a module is the root's.
 declare -A layer=(
-  [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0 [dirs]=0
+  [store]=0 [settings]=0 [exe]=0 [live]=0 [stacks]=0 [logbook]=0 [terminal]=0 [bus]=0 [peers]=0 [dirs]=0 [certs]=0
   [scheduler]=1 [routes]=1 [addons]=1 [discovery]=1
   [cluster]=2
-  [builds]=3 [periodic]=3 [git]=3 [keys]=3 [restarts]=3 [drains]=3 [backups]=3 [schedule]=3 [moves]=3 [failover]=3 [metrics]=3 [alerts]=3
+  [builds]=3 [periodic]=3 [git]=3 [keys]=3 [restarts]=3 [drains]=3 [backups]=3 [schedule]=3 [moves]=3 [failover]=3 [metrics]=3 [alerts]=3 [acme]=3
   [api]=4 [views]=4 [error]=4 [ui]=4
   [lib]=5
 )

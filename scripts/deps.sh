@@ -3,10 +3,11 @@
 # Sourced by scripts/up.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
-need=(pkg-config iproute2 libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq postgresql redis-server redis-tools libnss-wrapper)
-# The test suite's own: a real browser for the dashboard's tests (scripts/test.sh sets it).
+need=(pkg-config iproute2 libsodium-dev libsquashfs-dev libclang-dev squashfs-tools-ng git python3 python3-venv python3-zmq mongrel2-core openssl curl openssh-client openssh-server util-linux cargo busybox-static jq postgresql redis-server redis-tools libnss-wrapper node-xterm)
+# The test suite's own: a real browser for the dashboard's tests, Let's Encrypt's test CA
+# (pebble) for the ACME tests (scripts/test.sh sets it).
 if [ "${ZEROKU_TEST_DEPS:-}" = 1 ]; then
-  need+=(chromium fonts-dejavu-core)
+  need+=(chromium fonts-dejavu-core pebble)
 fi
 missing=()
 for p in "${need[@]}"; do

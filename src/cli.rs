@@ -796,6 +796,39 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Show an app's TLS certificates: names, issuer, expiry, and the last error obtaining one.
+    Certs {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Obtain and renew certificates for the app's names over ACME (Let's Encrypt by default):
+    /// `<app>.<base domain>` and its custom domains, which must point at your frontends.
+    #[command(name = "certs:auto")]
+    CertsAuto {
+        #[command(flatten)]
+        app: AppArg,
+        /// Stop obtaining them (those it has are served until they expire).
+        #[arg(long)]
+        off: bool,
+    },
+    /// Serve a certificate of your own for the app's names: PEM chain and key files.
+    #[command(name = "certs:add")]
+    CertsAdd {
+        #[command(flatten)]
+        app: AppArg,
+        #[arg(value_name = "CERT_PEM")]
+        cert: String,
+        #[arg(value_name = "KEY_PEM")]
+        key: String,
+    },
+    /// Stop serving a certificate (by the first digits of its hash, as `certs` shows it).
+    #[command(name = "certs:remove")]
+    CertsRemove {
+        #[command(flatten)]
+        app: AppArg,
+        #[arg(value_name = "SHA256")]
+        sha: String,
+    },
     /// List nodes: state, capacity, instances.
     Nodes,
     /// Print a token that lets one new worker or frontend join, once, before it expires.

@@ -1,7 +1,8 @@
 //! The web dashboard (`/ui`) in a real browser: headless Chromium from Debian, driven over
 //! the DevTools protocol. A user logs in with their token, sees the cluster and an app, sees
 //! a new instance appear after `ps:scale` and a new log line arrive without reloading, and
-//! with `operate` scales it from its page (a forged form is refused); a user without `view`
+//! with `operate` scales and restarts it from its page (a forged form is refused), with
+//! `deploy` runs a shell in the browser's terminal and types in it; a user without `view`
 //! on the app gets 403 for its page and its live data; a node's token cannot log in. Screenshots of each page go to the test's temp dir.
 
 mod common;
@@ -84,6 +85,26 @@ impl Browser {
     }
 
     /// Sends a DevTools command and waits for its answer (events in between are skipped).
+    /// Types `line` and Enter, key by key, into what has the focus.
+    fn type_line(&mut self, line: &str) {
+        for ch in line.chars() {
+            let k = ch.to_string();
+            self.call(
+                "Input.dispatchKeyEvent",
+                json!({"type": "keyDown", "key": k, "text": k}),
+            );
+            self.call("Input.dispatchKeyEvent", json!({"type": "keyUp", "key": k}));
+        }
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": "keyDown", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"}),
+        );
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": "keyUp", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}),
+        );
+    }
+
     fn call(&mut self, method: &str, params: Value) -> Value {
         self.next += 1;
         let id = self.next;
@@ -353,10 +374,84 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
     );
     assert_eq!(st, 403);
     assert_eq!(c.json(&["ps", "-a", "shop"]).as_array().unwrap().len(), 3);
+    // Restart from the page (through the API as Olga: in the audit log).
+    b.eval("document.querySelector('button[data-act=restart]').click(); true");
+    b.wait_for("restart: done", 15);
+    let audit = c.cli_ok(&["audit", "-a", "shop"]).unwrap_or_default();
+    assert!(audit.contains("restart"), "{audit}");
+    // Olga may not deploy: no terminal for her.
+    assert_eq!(ui_get(&c, &olga, "/ui/apps/shop/run").0, 403);
+
+    // Dan may deploy: a shell in the browser, over the CLI's terminal WebSocket.
+    let dan = token_of(&c, "dan");
+    c.cli_ok(&[
+        "access:add",
+        "dan",
+        "-a",
+        "shop",
+        "--permissions",
+        "view,deploy",
+    ])
+    .unwrap();
+    b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
+    b.wait_loaded();
+    b.log_in(&base, &dan);
+    b.go(&format!("{base}/ui/apps/shop/run"));
+    b.wait_for("Run", 10);
+    b.eval("document.querySelector('#run button').click(); true");
+    b.wait_for("connected", 60);
+    // Typed as keys into xterm.js (its text area has the focus).
+    b.type_line("echo hi-$((6*7))");
+    let screen = "(() => { const b = window.zerokuTerm._core.buffer; let s = ''; \
+                  for (let i = 0; i < b.lines.length; i++) s += b.translateBufferLineToString(i, true) + '\\n'; \
+                  return s; })()";
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = b.eval(screen).as_str().unwrap_or("").to_string();
+        if shown.contains("hi-42") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(shown.contains("hi-42"), "the terminal shows: {shown}");
+    b.screenshot(&shots.join("terminal.png"));
+    b.type_line("exit");
+    b.wait_for("ended", 30);
+    // The terminal's WebSocket: another site's page may not open it, nor a user without
+    // deploy (here with view only).
+    let ws = |token: &str, origin: &str| -> Result<u16, String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&c.master.api).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /ui/api/v1/apps/shop/runs/1/terminal HTTP/1.1\r\nHost: {h}\r\nOrigin: {origin}\r\n\
+             Cookie: zeroku_ui={token}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            h = c.master.api
+        )
+        .map_err(|e| e.to_string())?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).map_err(|e| e.to_string())?;
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        head.split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .ok_or(head)
+    };
+    assert_eq!(ws(&dan, "http://evil.example"), Ok(403));
+    assert_eq!(ws(&ann, &format!("http://{}", c.master.api)), Ok(403));
+    assert_eq!(ui_get(&c, &ann, "/ui/apps/shop/run").0, 403);
 
     // Bob may not view shop: 403 for the page and its live data, in the browser too.
     assert_eq!(ui_get(&c, &bob, "/ui/apps/shop").0, 403);
     assert_eq!(ui_get(&c, &bob, "/ui/apps/shop/live").0, 403);
+    assert_eq!(ui_get(&c, &bob, "/ui/apps/shop/logs").0, 403);
+    assert_eq!(ui_get(&c, &bob, "/ui/apps/shop/run").0, 403);
     assert_eq!(ui_get(&c, &ann, "/ui/apps/shop/live").0, 200);
     // An app that does not exist looks like one that may not be viewed.
     assert_eq!(ui_get(&c, &ann, "/ui/apps/nosuch").0, 403);

@@ -106,6 +106,22 @@ pub struct MasterConfig {
     /// Alerts look at a minute once this long has passed since it ended, when every worker
     /// and frontend has reported it (their `report_interval_ms` and a margin), ms.
     pub alert_settle_ms: u64,
+    /// The ACME directory certificates are obtained from (`zeroku certs:auto`): Let's
+    /// Encrypt's by default.
+    pub acme_directory: String,
+    /// The contact address given to the CA with the account (expiry warnings); may be empty.
+    pub acme_email: String,
+    /// A PEM file with the CA certificate the ACME directory's own HTTPS is signed with, for a
+    /// test CA such as pebble; `""`: the system's roots.
+    pub acme_ca_root: String,
+    /// Every app gets certificates unless its `certs_auto` setting is `off` (otherwise only
+    /// apps with `zeroku certs:auto`).
+    pub acme_auto: bool,
+    /// A certificate is renewed when fewer than this many days are left.
+    pub acme_renew_days: u64,
+    /// How often certificates are checked for renewal, ms (a change of domains or
+    /// `certs:auto` checks at once).
+    pub acme_check_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -136,6 +152,12 @@ impl Default for MasterConfig {
             metrics: String::new(),
             alert_check_ms: 15_000,
             alert_settle_ms: 75_000,
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_email: String::new(),
+            acme_ca_root: String::new(),
+            acme_auto: false,
+            acme_renew_days: 30,
+            acme_check_ms: 3_600_000,
             builds_at_once: 2,
             build_timeout_secs: 900,
             build_memory_mb: 2048,
@@ -179,6 +201,15 @@ impl MasterConfig {
         }
         if self.keep_releases == 0 {
             return Err("keep_releases must be at least 1".into());
+        }
+        if !self.acme_directory.starts_with("https://") {
+            return Err(format!(
+                "acme_directory = {:?} is not an https:// URL of an ACME directory",
+                self.acme_directory
+            ));
+        }
+        if self.acme_check_ms < 1000 {
+            return Err("acme_check_ms must be at least 1000".into());
         }
         Ok(())
     }
@@ -288,7 +319,9 @@ pub struct FrontendConfig {
     pub admin: String,
     /// HTTPS address (TLS terminated here with rustls). Empty = off.
     pub https: String,
-    /// PEM certificate chain and private key for `https`.
+    /// PEM certificate chain and private key for `https`: served to clients that ask for a
+    /// name no app certificate (`zeroku certs:auto`, `certs:add`) covers. Both empty: such
+    /// handshakes fail.
     pub tls_cert: String,
     pub tls_key: String,
     /// Apps answer at `<app>.<base_domain>`.
@@ -367,10 +400,9 @@ impl FrontendConfig {
                 self.http
             ));
         }
-        if !self.https.is_empty() && (self.tls_cert.is_empty() || self.tls_key.is_empty()) {
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
             return Err(
-                "https is set: tls_cert and tls_key must name the PEM certificate chain and key"
-                    .into(),
+                "tls_cert and tls_key go together: the PEM certificate chain and its key".into(),
             );
         }
         if self.base_domain.is_empty() || self.base_domain.starts_with('.') {

@@ -249,6 +249,30 @@ pub struct RouteTable {
     /// Increases with every change; a frontend ignores older tables.
     pub generation: u64,
     pub apps: Vec<AppRoute>,
+    /// ACME HTTP-01 challenges under way: a frontend answers
+    /// `/.well-known/acme-challenge/<token>` with the key authorization, for any host.
+    #[serde(default)]
+    pub acme: Vec<AcmeChallenge>,
+}
+
+/// One HTTP-01 challenge (RFC 8555 §8.3). Neither value is secret: the CA fetches it over
+/// plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeChallenge {
+    pub token: String,
+    pub key_authorization: String,
+}
+
+/// A certificate of an app that frontends serve for `names` (by SNI); its chain and key are
+/// fetched from the master by `sha256` (`GET /v1/frontends/<name>/certs/<sha256>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRef {
+    /// SHA-256 of the certificate chain's PEM, hex.
+    pub sha256: String,
+    /// The DNS names it covers (`*.example.com` for a wildcard).
+    pub names: Vec<String>,
+    /// Unix time it expires; the newest wins where two cover a name.
+    pub not_after: u64,
 }
 
 /// How to reach one app.
@@ -274,6 +298,15 @@ pub struct AppRoute {
     /// app's own, or zeroku's when empty) and stops nothing.
     #[serde(default)]
     pub maintenance: Option<String>,
+    /// Certificates the frontends serve for this app's names.
+    #[serde(default)]
+    pub certs: Vec<CertRef>,
+    /// Plain HTTP requests are redirected to HTTPS (`apps:settings force_https=on`).
+    #[serde(default)]
+    pub force_https: bool,
+    /// `Strict-Transport-Security: max-age=<this>` on HTTPS answers (`apps:settings hsts=on`).
+    #[serde(default)]
+    pub hsts: Option<u64>,
 }
 
 /// Requests whose path is `prefix` or below it (whole segments) go to

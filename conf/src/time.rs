@@ -23,9 +23,22 @@ pub fn rfc3339_millis(ms: u64) -> String {
     )
 }
 
+/// Unix seconds as a UTC date, e.g. `2026-11-21`.
+pub fn date(secs: u64) -> String {
+    let mut s = rfc3339_millis(secs.saturating_mul(1000));
+    s.truncate(10);
+    s
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_millis;
+    use super::{date, rfc3339_millis};
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(1_767_225_600), "2026-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+    }
 
     #[test]
     fn utc_with_millis() {

@@ -112,6 +112,14 @@ pub struct Edge {
     pub requests: AtomicU64,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub access: Arc<crate::access_log::AccessLog>,
+    /// The certificates HTTPS serves.
+    pub certs: Arc<crate::tls::Certs>,
+    /// The master and this frontend's name: an ACME challenge the route table has not
+    /// brought yet is asked of it.
+    pub master: std::sync::OnceLock<(zeroku_client::Client, String)>,
+    /// At most this many such questions at once (the rest get 404): strangers may probe the
+    /// challenge path.
+    acme_asks: tokio::sync::Semaphore,
 }
 
 impl Edge {
@@ -121,6 +129,7 @@ impl Edge {
         cfg: &zeroku_conf::config::FrontendConfig,
         uploads: Uploads,
         access: Arc<crate::access_log::AccessLog>,
+        certs: Arc<crate::tls::Certs>,
     ) -> Edge {
         let timeout = Duration::from_millis(cfg.timeout_ms);
         Edge {
@@ -139,6 +148,9 @@ impl Edge {
             requests: AtomicU64::new(0),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             access,
+            certs,
+            master: std::sync::OnceLock::new(),
+            acme_asks: tokio::sync::Semaphore::new(4),
         }
     }
 
@@ -253,7 +265,7 @@ async fn serve_conn<I>(
     // only by handlers gets it whole, as Mongrel2 serves it.
     let mut first = BytesMut::new();
     let owner = tokio::select! {
-        f = crate::passthrough::first_request(&mut io, &mut first, &edge, &limits) => f,
+        f = crate::passthrough::first_request(&mut io, &mut first, &edge, &limits, https) => f,
         _ = shutdown.cancelled() => return,
     };
     let hub = match owner {
@@ -293,7 +305,21 @@ async fn serve_conn<I>(
     let svc = hyper::service::service_fn(move |req| {
         let (edge, conn) = (e2.clone(), c2.clone());
         async move {
-            let resp = handle(&edge, &conn, req).await;
+            let hsts = if conn.https {
+                req.headers()
+                    .get(hyper::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| edge.routes().lookup(h).and_then(|r| r.hsts))
+            } else {
+                None
+            };
+            let mut resp = handle(&edge, &conn, req).await;
+            if let Some(v) = hsts.and_then(|age| {
+                hyper::header::HeaderValue::from_str(&format!("max-age={age}")).ok()
+            }) {
+                resp.headers_mut()
+                    .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
+            }
             // A service error makes hyper close the connection, writing nothing.
             match resp.extensions().get::<CloseSilently>() {
                 Some(c) => Err(*c),
@@ -335,6 +361,66 @@ async fn serve_conn<I>(
     }
 }
 
+/// Where ACME CAs look for HTTP-01 answers (RFC 8555 §8.3).
+pub(crate) const ACME_PATH: &str = "/.well-known/acme-challenge/";
+
+/// The key authorization for `token` as `text/plain`: from the route table, else asked of
+/// the master (a challenge published a moment ago), else 404.
+async fn acme_answer(edge: &Edge, token: &str) -> Response<Body> {
+    let plain = |ka: String| {
+        let mut r = Response::new(Full::new(Bytes::from(ka)).map_err(|e| match e {}).boxed());
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain"),
+        );
+        r
+    };
+    if let Some(ka) = edge.routes().acme(token) {
+        return plain(ka.to_string());
+    }
+    let well_formed = !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let not_found = || error_page(StatusCode::NOT_FOUND, "no such ACME challenge here");
+    let (Some((client, name)), true) = (edge.master.get(), well_formed) else {
+        return not_found();
+    };
+    let Ok(_permit) = edge.acme_asks.try_acquire() else {
+        return not_found();
+    };
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        key_authorization: String,
+    }
+    let path = format!("/v1/frontends/{name}/acme/{token}");
+    let ask = client.get::<Answer>(&path);
+    match tokio::time::timeout(Duration::from_secs(5), ask).await {
+        Ok(Ok(a)) => plain(a.key_authorization),
+        _ => not_found(),
+    }
+}
+
+/// A redirect to the same URL over HTTPS (`force_https`): 301 for GET and HEAD, 308 for the
+/// rest, which keeps the method and body.
+fn to_https(host: &str, req: &Request<Incoming>) -> Response<Body> {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{}{target}", crate::routing::normalize_host(host));
+    let status = if matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let text = format!("Moved to {location}\n");
+    let mut r = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&location) {
+        r.headers_mut().insert(hyper::header::LOCATION, v);
+    }
+    r
+}
+
 /// Longest request target and header line, as Mongrel2's 8 KB.
 pub(crate) const MAX_LINE: usize = 8 << 10;
 
@@ -372,6 +458,12 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         None => req.uri().host().unwrap_or("").to_string().into(),
     };
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    if let Some(token) = path.strip_prefix(ACME_PATH) {
+        let resp = acme_answer(edge, token).await;
+        edge.access
+            .log("", &host, &method, &path, resp.status().as_u16(), started);
+        return resp;
+    }
     let routes = edge.routes();
     let Some(route) = routes.lookup(&host) else {
         let resp = error_page(
@@ -385,6 +477,14 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         return resp;
     };
     let app = route.app.clone();
+    if route.force_https && !conn.https {
+        let resp = to_https(&host, &req);
+        edge.access
+            .log(&app, &host, &method, &path, resp.status().as_u16(), started);
+        edge.metrics
+            .observe(&app, resp.status().as_u16(), started.elapsed());
+        return resp;
+    }
     if let Some(page) = &route.maintenance {
         let resp = maintenance_page(page);
         edge.access.log(&app, &host, &method, &path, 503, started);

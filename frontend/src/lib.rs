@@ -163,13 +163,16 @@ pub async fn run(
         })?;
     let access = Arc::new(access);
     access.spawn_flusher();
+    let certs = Arc::new(tls::Certs::new(&cfg.tls_cert, &cfg.tls_key).map_err(FrontendError::Tls)?);
     let edge = Arc::new(edge::Edge::new(
         hubs,
         addr.port(),
         &cfg,
         uploads,
         access.clone(),
+        certs.clone(),
     ));
+    let _ = edge.master.set((client.clone(), cfg.name.clone()));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
@@ -192,6 +195,7 @@ pub async fn run(
     let fetcher = SlugFetcher {
         cache: slugs,
         client: client.clone(),
+        name: cfg.name.clone(),
     };
     apply(&edge, table, &cfg.base_domain, &fetcher);
     tracing::info!(http = %addr, uuid, base_domain = %cfg.base_domain, "frontend running");
@@ -249,7 +253,7 @@ pub async fn run(
         header_timeout: std::time::Duration::from_millis(cfg.header_timeout_ms),
     };
     if !cfg.https.is_empty() {
-        let acceptor = tls::acceptor(&cfg.tls_cert, &cfg.tls_key).map_err(FrontendError::Tls)?;
+        let acceptor = tls::acceptor(certs).map_err(FrontendError::Tls)?;
         let l = tokio::net::TcpListener::bind(&cfg.https)
             .await
             .map_err(|source| FrontendError::Listen {
@@ -274,11 +278,43 @@ pub async fn run(
     Ok(())
 }
 
-/// Fetches the slugs `dir` routes serve from (like a worker does).
+/// Fetches the slugs `dir` routes serve from (like a worker does), and the apps'
+/// certificates.
 #[derive(Clone)]
 struct SlugFetcher {
     cache: Arc<zeroku_slug::SlugCache>,
     client: Client,
+    /// This frontend's name: certificates are fetched under it.
+    name: String,
+}
+
+/// Fetches the chain and key of certificate `sha` from the master, into `edge.certs`; a few
+/// tries (the table may name one a moment before it is stored).
+async fn fetch_cert(edge: Arc<edge::Edge>, f: SlugFetcher, sha: String) {
+    #[derive(serde::Deserialize)]
+    struct Pem {
+        chain_pem: String,
+        key_pem: String,
+    }
+    let path = format!("/v1/frontends/{}/certs/{sha}", f.name);
+    for attempt in 0..5u32 {
+        match f.client.get::<Pem>(&path).await {
+            Ok(p) => {
+                match tls::certified_key(p.chain_pem.as_bytes(), p.key_pem.as_bytes(), &sha) {
+                    Ok(k) => {
+                        tracing::info!(cert = %sha, "serving a new certificate");
+                        edge.certs.insert(sha, k);
+                    }
+                    Err(e) => tracing::warn!(cert = %sha, error = %e, "an unusable certificate"),
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(cert = %sha, attempt, error = %e, "cannot fetch a certificate");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+        }
+    }
 }
 
 /// Installs a route table unless it is older than the current one.
@@ -328,6 +364,9 @@ fn apply(
             .iter()
             .filter_map(|a| a.handler.as_ref().map(|h| (a.app.as_str(), h))),
     );
+    for sha in edge.certs.set_routes(&table.apps, base_domain) {
+        tokio::spawn(fetch_cert(edge.clone(), fetcher.clone(), sha));
+    }
     let routes = routing::Routes::new(table, base_domain);
     tracing::debug!(generation = routes.generation, "route table applied");
     *edge.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);

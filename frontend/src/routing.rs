@@ -9,6 +9,8 @@ use zeroku_conf::{AppRoute, RouteTable};
 pub struct Routes {
     pub generation: u64,
     by_host: HashMap<String, AppRoute>,
+    /// ACME HTTP-01 challenges under way: token → key authorization.
+    acme: HashMap<String, String>,
 }
 
 impl Routes {
@@ -23,7 +25,17 @@ impl Routes {
         Routes {
             generation: table.generation,
             by_host,
+            acme: table
+                .acme
+                .into_iter()
+                .map(|c| (c.token, c.key_authorization))
+                .collect(),
         }
+    }
+
+    /// The answer to the ACME challenge `token`, if one is under way.
+    pub fn acme(&self, token: &str) -> Option<&str> {
+        self.acme.get(token).map(String::as_str)
     }
 
     /// The app for a `Host` header value (port and trailing dot ignored,
@@ -73,6 +85,9 @@ mod tests {
             paths: vec![],
             slug: None,
             maintenance: None,
+            certs: vec![],
+            force_https: false,
+            hsts: None,
         }
     }
 
@@ -82,6 +97,7 @@ mod tests {
             RouteTable {
                 generation: 1,
                 apps: vec![app("chat", &["www.example.test"])],
+                acme: vec![],
             },
             "localhost",
         );
@@ -108,6 +124,10 @@ mod tests {
             RouteTable {
                 generation: 3,
                 apps: vec![app("chat", &[]), app("site", &["www.example.test"])],
+                acme: vec![zeroku_conf::AcmeChallenge {
+                    token: "tok".into(),
+                    key_authorization: "tok.thumb".into(),
+                }],
             },
             "localhost",
         );
@@ -118,5 +138,7 @@ mod tests {
         assert!(r.lookup("localhost:8080").is_none());
         assert!(r.lookup("nope.localhost").is_none());
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
+        assert_eq!(r.acme("tok"), Some("tok.thumb"));
+        assert_eq!(r.acme("other"), None);
     }
 }

@@ -1,34 +1,237 @@
-//! TLS termination: a rustls server config from PEM files (certificate
-//! chain and private key), HTTP/1.1 over ALPN.
+//! TLS termination with rustls: a certificate per name, chosen by SNI, from the apps'
+//! certificates the route table names (their chains and keys fetched from the master by
+//! hash and kept in memory only), and the configured PEM files (`tls_cert`/`tls_key`) for any
+//! other name. HTTP/1.1 over ALPN.
 
+use std::collections::HashMap;
 use std::io::BufReader;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+use zeroku_conf::AppRoute;
 
-/// A TLS acceptor for `cert` (PEM chain) and `key` (PEM PKCS#8, PKCS#1 or
-/// SEC1); errors name the file and what is wrong with it.
-pub fn acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let open = |p: &str| {
-        std::fs::File::open(p)
-            .map(BufReader::new)
-            .map_err(|e| format!("cannot read {p}: {e}"))
-    };
-    let certs: Vec<_> = rustls_pemfile::certs(&mut open(cert)?)
+/// A chain and key from PEM text; errors say what is wrong with which.
+pub fn certified_key(chain: &[u8], key: &[u8], what: &str) -> Result<CertifiedKey, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(chain))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{cert} is not a PEM certificate chain: {e}"))?;
+        .map_err(|e| format!("{what} is not a PEM certificate chain: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("{cert} holds no certificate"));
+        return Err(format!("{what} holds no certificate"));
     }
-    let key_der = rustls_pemfile::private_key(&mut open(key)?)
-        .map_err(|e| format!("{key} is not a PEM private key: {e}"))?
-        .ok_or_else(|| format!("{key} holds no private key"))?;
+    let key_der = rustls_pemfile::private_key(&mut BufReader::new(key))
+        .map_err(|e| format!("the key of {what} is not a PEM private key: {e}"))?
+        .ok_or_else(|| format!("the key of {what} holds no private key"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(certs, key_der, &provider)
+        .map_err(|e| format!("{what} and its key do not make a usable certificate: {e}"))
+}
+
+/// Whether `cert_name` (perhaps `*.example.com`) covers `host`.
+fn covers(cert_name: &str, host: &str) -> bool {
+    match cert_name.strip_prefix("*.") {
+        Some(base) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == base),
+        None => cert_name.eq_ignore_ascii_case(host),
+    }
+}
+
+/// Every certificate this frontend serves.
+#[derive(Debug, Default)]
+pub struct Certs {
+    /// For names no app certificate covers.
+    fallback: Option<Arc<CertifiedKey>>,
+    /// Chains and keys fetched, by hash.
+    by_sha: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Host name → the certificate served for it.
+    by_host: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// (host, hash) pairs the route table asks for, newest certificate first per host.
+    wanted: RwLock<Vec<(String, String)>>,
+}
+
+impl Certs {
+    /// With the configured PEM files, if any.
+    pub fn new(cert: &str, key: &str) -> Result<Certs, String> {
+        let fallback = if cert.is_empty() {
+            None
+        } else {
+            let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
+            Some(Arc::new(certified_key(&read(cert)?, &read(key)?, cert)?))
+        };
+        Ok(Certs {
+            fallback,
+            ..Default::default()
+        })
+    }
+
+    /// Takes the route table's certificates: an app's are served only for its own names
+    /// (`<app>.<base>` and its custom domains) that they cover. Returns the hashes not fetched
+    /// yet.
+    pub fn set_routes(&self, apps: &[AppRoute], base_domain: &str) -> Vec<String> {
+        let mut wanted = Vec::new();
+        for app in apps {
+            let mut certs: Vec<_> = app.certs.iter().collect();
+            certs.sort_by_key(|c| std::cmp::Reverse(c.not_after));
+            let own = format!("{}.{base_domain}", app.app);
+            for host in app.domains.iter().chain(std::iter::once(&own)) {
+                let host = host.to_ascii_lowercase();
+                for c in &certs {
+                    if c.names.iter().any(|n| covers(n, &host)) {
+                        wanted.push((host.clone(), c.sha256.clone()));
+                    }
+                }
+            }
+        }
+        let have = self.by_sha.read().unwrap_or_else(|e| e.into_inner());
+        let mut missing: Vec<String> = wanted
+            .iter()
+            .filter(|(_, sha)| !have.contains_key(sha))
+            .map(|(_, sha)| sha.clone())
+            .collect();
+        drop(have);
+        missing.sort();
+        missing.dedup();
+        *self.wanted.write().unwrap_or_else(|e| e.into_inner()) = wanted;
+        self.rebuild();
+        missing
+    }
+
+    /// A fetched chain and key.
+    pub fn insert(&self, sha: String, key: CertifiedKey) {
+        self.by_sha
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha, Arc::new(key));
+        self.rebuild();
+    }
+
+    /// Host → certificate: per host the newest wanted one that was fetched; fetched ones no
+    /// table names any more are dropped.
+    fn rebuild(&self) {
+        let wanted = self.wanted.read().unwrap_or_else(|e| e.into_inner());
+        let mut by_sha = self.by_sha.write().unwrap_or_else(|e| e.into_inner());
+        by_sha.retain(|sha, _| wanted.iter().any(|(_, s)| s == sha));
+        let mut by_host = HashMap::new();
+        for (host, sha) in wanted.iter() {
+            if by_host.contains_key(host) {
+                continue;
+            }
+            if let Some(k) = by_sha.get(sha) {
+                by_host.insert(host.clone(), k.clone());
+            }
+        }
+        *self.by_host.write().unwrap_or_else(|e| e.into_inner()) = by_host;
+    }
+
+    /// The certificate for `host`, if this frontend has one.
+    pub fn for_host(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.by_host
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&host.to_ascii_lowercase())
+            .cloned()
+            .or_else(|| self.fallback.clone())
+    }
+}
+
+/// Picks the certificate by SNI.
+#[derive(Debug)]
+struct BySni(Arc<Certs>);
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match hello.server_name() {
+            Some(name) => self.0.for_host(name),
+            None => self.0.fallback.clone(),
+        }
+    }
+}
+
+/// A TLS acceptor serving `certs`.
+pub fn acceptor(certs: Arc<Certs>) -> Result<tokio_rustls::TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| format!("{cert} and {key} do not make a usable certificate: {e}"))?;
+        .with_cert_resolver(Arc::new(BySni(certs)));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroku_conf::CertRef;
+
+    fn app(name: &str, domains: &[&str], certs: Vec<CertRef>) -> AppRoute {
+        AppRoute {
+            app: name.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            handler: None,
+            web: vec![],
+            paths: vec![],
+            slug: None,
+            maintenance: None,
+            certs,
+            force_https: false,
+            hsts: None,
+        }
+    }
+
+    fn cref(sha: &str, names: &[&str], not_after: u64) -> CertRef {
+        CertRef {
+            sha256: sha.into(),
+            names: names.iter().map(|d| d.to_string()).collect(),
+            not_after,
+        }
+    }
+
+    #[test]
+    fn an_apps_certificate_is_served_only_for_its_own_names() {
+        let certs = Certs::default();
+        // "evil" holds a certificate naming shop's domain: not used for shop.
+        let missing = certs.set_routes(
+            &[
+                app(
+                    "shop",
+                    &["shop.com"],
+                    vec![cref("s1", &["shop.com", "shop.example.net"], 10)],
+                ),
+                app(
+                    "evil",
+                    &[],
+                    vec![cref("e1", &["shop.com", "evil.example.net"], 20)],
+                ),
+            ],
+            "example.net",
+        );
+        assert_eq!(missing, ["e1", "s1"]);
+        let wanted = certs.wanted.read().unwrap().clone();
+        assert!(wanted.contains(&("shop.com".into(), "s1".into())));
+        assert!(wanted.contains(&("shop.example.net".into(), "s1".into())));
+        assert!(wanted.contains(&("evil.example.net".into(), "e1".into())));
+        assert!(!wanted.contains(&("shop.com".into(), "e1".into())));
+    }
+
+    #[test]
+    fn the_newest_certificate_comes_first_and_wildcards_cover_one_label() {
+        let certs = Certs::default();
+        certs.set_routes(
+            &[app(
+                "shop",
+                &["a.shop.com"],
+                vec![
+                    cref("old", &["a.shop.com"], 10),
+                    cref("new", &["*.shop.com"], 20),
+                ],
+            )],
+            "example.net",
+        );
+        let wanted = certs.wanted.read().unwrap().clone();
+        assert_eq!(wanted[0], ("a.shop.com".into(), "new".into()));
+        assert!(covers("*.shop.com", "a.shop.com"));
+        assert!(!covers("*.shop.com", "b.a.shop.com"));
+    }
 }

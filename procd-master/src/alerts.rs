@@ -5,7 +5,8 @@
 //!
 //! A rule is `METRIC OP VALUE[UNIT] [for Nm]`: `p50`/`p95`/`p99` (ms or s), `5xx_rate` (% of
 //! requests), `5xx` and `requests` (per minute), `memory` (the largest instance, MB or GB),
-//! `cpu` (% of one core, all the app's instances), `restarts` (per minute); OP one of
+//! `cpu` (% of one core, all the app's instances), `restarts` (per minute), `cert_days` (days
+//! left on the app's newest certificate: `cert_days < 14` warns when renewal fails); OP one of
 //! `> >= < <=`; it holds when each of the last N complete minutes (1 by default) says so. A
 //! minute is complete once every worker and frontend has reported it (`alert_settle_ms` after
 //! its end): a minute still filling up would make rules flap. A minute with no answers has
@@ -32,6 +33,7 @@ enum Metric {
     Memory,
     Cpu,
     Restarts,
+    CertDays,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,7 +54,7 @@ pub struct Rule {
     minutes: u64,
 }
 
-const HELP: &str = "a rule is METRIC OP VALUE [for Nm], e.g. 'p95 > 500ms for 5m', '5xx_rate > 1% for 5m', 'memory > 400MB', 'restarts > 3'; metrics: p50 p95 p99 5xx_rate 5xx requests memory cpu restarts";
+const HELP: &str = "a rule is METRIC OP VALUE [for Nm], e.g. 'p95 > 500ms for 5m', '5xx_rate > 1% for 5m', 'memory > 400MB', 'restarts > 3', 'cert_days < 14'; metrics: p50 p95 p99 5xx_rate 5xx requests memory cpu restarts cert_days";
 
 impl Rule {
     pub fn parse(text: &str) -> Result<Rule, String> {
@@ -72,6 +74,7 @@ impl Rule {
             "memory" => Metric::Memory,
             "cpu" => Metric::Cpu,
             "restarts" => Metric::Restarts,
+            "cert_days" => Metric::CertDays,
             m => return Err(bad(&format!("no metric {m:?}"))),
         };
         let op = match op {
@@ -96,6 +99,7 @@ impl Rule {
             (Metric::Memory, "mb" | "") => 1.0,
             (Metric::Memory, "gb") => 1024.0,
             (Metric::Errors | Metric::Requests | Metric::Restarts, "" | "/m" | "/min") => 1.0,
+            (Metric::CertDays, "" | "d" | "days") => 1.0,
             (_, u) => return Err(bad(&format!("{u:?} is not a unit of this metric"))),
         };
         let minutes = match rest {
@@ -134,6 +138,8 @@ impl Rule {
                 .map(|b| b as f64 / 1_048_576.0),
             Metric::Cpu => Some(types().map(|t| t.cpu_ms).sum::<u64>() as f64 / 600.0),
             Metric::Restarts => Some(types().map(|t| t.restarts).sum::<u64>() as f64),
+            // Not a per-minute metric: `check` measures it.
+            Metric::CertDays => None,
         }
     }
 
@@ -185,16 +191,39 @@ fn check(c: &Arc<Cluster>, a: Alert, settle: Duration) {
     let Ok(rule) = Rule::parse(&a.rule) else {
         return;
     };
-    // The last minute every reporter has reported.
-    let last = (crate::store::now().saturating_sub(settle.as_secs()) / 60).saturating_sub(1);
-    let back = crate::store::now() / 60 - last + rule.minutes;
-    let Ok(minutes) = c.store().app_minutes(&a.app, back) else {
-        return;
+    let (holds, value) = if rule.metric == Metric::CertDays {
+        let Ok(certs) = c.store().app_certs(&a.app) else {
+            return;
+        };
+        let days = certs
+            .iter()
+            .map(|x| x.not_after)
+            .max()
+            .map(|t| (t as f64 - crate::store::now() as f64) / 86_400.0);
+        (days.is_some_and(|d| rule.true_of(d)), days)
+    } else {
+        minute_rule(c, &a, &rule, settle)
     };
-    let (holds, value) = rule.holds(&minutes, last);
     if holds == a.firing {
         return;
     }
+    fire(c, a, holds, value);
+}
+
+/// Whether a per-minute rule holds over its last complete minutes, and the last value.
+fn minute_rule(c: &Cluster, a: &Alert, rule: &Rule, settle: Duration) -> (bool, Option<f64>) {
+    // The last minute every reporter has reported.
+    let last = (crate::store::now().saturating_sub(settle.as_secs()) / 60).saturating_sub(1);
+    let back = crate::store::now() / 60 - last + rule.minutes;
+    match c.store().app_minutes(&a.app, back) {
+        Ok(minutes) => rule.holds(&minutes, last),
+        // Unreadable: nothing changes.
+        Err(_) => (a.firing, None),
+    }
+}
+
+/// Fires (`holds`) or resolves alert `a`: said in the app's log and posted to its webhook.
+fn fire(c: &Arc<Cluster>, a: Alert, holds: bool, value: Option<f64>) {
     if c.store().set_alert_firing(a.id, holds).is_err() {
         return;
     }
@@ -281,6 +310,11 @@ mod tests {
         assert_eq!((r.value, r.minutes), (500.0, 5));
         assert_eq!(Rule::parse("p99 >= 1.5s").unwrap().value, 1500.0);
         assert_eq!(Rule::parse("memory > 1GB for 2m").unwrap().value, 1024.0);
+        assert_eq!(
+            Rule::parse("cert_days < 14d").unwrap().metric,
+            Metric::CertDays
+        );
+        assert!(Rule::parse("cert_days < 14ms").is_err());
         for bad in [
             "",
             "p95 > ",

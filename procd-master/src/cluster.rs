@@ -56,6 +56,11 @@ pub struct Cluster {
     pub terminals: crate::terminal::Terminals,
     /// Woken when a backup schedule changes ([`crate::schedule`]).
     pub schedules_changed: tokio::sync::Notify,
+    /// Woken when an app's certificates should be looked at now (`certs:auto`, a domain
+    /// added or removed) ([`crate::acme`]).
+    pub acme_changed: tokio::sync::Notify,
+    /// ACME HTTP-01 challenges under way, in the route table.
+    acme_challenges: Mutex<Vec<zeroku_conf::AcmeChallenge>>,
     /// Something the route table is built from changed (a re-plan, a heartbeat that differs
     /// from the node's last, a node lost): the next liveness tick rebuilds it.
     routes_stale: AtomicBool,
@@ -169,6 +174,8 @@ impl Cluster {
             started: Instant::now(),
             terminals: Default::default(),
             schedules_changed: tokio::sync::Notify::new(),
+            acme_changed: tokio::sync::Notify::new(),
+            acme_challenges: Mutex::default(),
             docker_nodes: Mutex::default(),
             routes_stale: AtomicBool::new(true),
             pace: Mutex::new(pace),
@@ -482,6 +489,7 @@ impl Cluster {
                 (store.domains()?, store.placements()?, store.nodes()?);
             let paths = store.routes()?;
             let settings = store.settings()?;
+            let certs = store.certs()?;
             let live = lock(&self.live);
             Ok(routes::build(&routes::Inputs {
                 apps: &apps,
@@ -489,6 +497,7 @@ impl Cluster {
                 domains: &domains,
                 paths: &paths,
                 settings: &settings,
+                certs: &certs,
                 placements: &placements,
                 nodes: &nodes,
                 live: &live,
@@ -499,15 +508,20 @@ impl Cluster {
             Ok(a) => a,
             Err(e) => return tracing::error!(error = %e, "building the route table"),
         };
+        let acme = lock(&self.acme_challenges).clone();
         let mut current = lock(&self.routes);
-        if current.apps == apps && current.generation > 0 {
+        if current.apps == apps && current.acme == acme && current.generation > 0 {
             return;
         }
         let generation = match store.next_generations(1) {
             Ok(g) => g,
             Err(e) => return tracing::error!(error = %e, "route table generation"),
         };
-        *current = RouteTable { generation, apps };
+        *current = RouteTable {
+            generation,
+            apps,
+            acme,
+        };
         tracing::debug!(
             generation,
             apps = current.apps.len(),
@@ -568,6 +582,34 @@ impl Cluster {
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "looking for service providers"),
         }
+    }
+
+    /// Looks at `app`'s certificates now, whatever its last failure said about waiting.
+    pub fn acme_wake(&self, app: &str) {
+        if let Err(e) = self.store().cert_retry_now(app) {
+            tracing::error!(app, error = %e, "cannot clear the certificate back-off");
+        }
+        self.acme_changed.notify_one();
+    }
+
+    /// Answers HTTP-01 `challenge` at every frontend (published at once).
+    pub fn add_acme_challenge(&self, challenge: zeroku_conf::AcmeChallenge) {
+        lock(&self.acme_challenges).push(challenge);
+        self.refresh_routes();
+    }
+
+    /// Stops answering the challenges with these tokens.
+    pub fn remove_acme_challenges(&self, tokens: &[String]) {
+        lock(&self.acme_challenges).retain(|c| !tokens.contains(&c.token));
+        self.refresh_routes();
+    }
+
+    /// The key authorization of a challenge under way.
+    pub fn acme_challenge(&self, token: &str) -> Option<String> {
+        lock(&self.acme_challenges)
+            .iter()
+            .find(|c| c.token == token)
+            .map(|c| c.key_authorization.clone())
     }
 
     pub fn route_table(&self) -> RouteTable {

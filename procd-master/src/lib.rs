@@ -21,12 +21,14 @@
 //! a process itself — only workers do that, from the lists it publishes.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod addons;
 pub mod alerts;
 pub mod api;
 pub mod backups;
 pub mod builds;
 pub mod bus;
+pub mod certs;
 pub mod cluster;
 pub mod dirs;
 pub mod discovery;
@@ -239,6 +241,7 @@ pub async fn run(
         Duration::from_millis(cfg.alert_settle_ms),
         shutdown.clone(),
     ));
+    tokio::spawn(acme::run(cluster.clone(), shutdown.clone()));
     let ticker = tokio::spawn(periodic::run(
         cluster.clone(),
         Duration::from_millis(cfg.republish_interval_ms),

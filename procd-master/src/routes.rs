@@ -5,10 +5,10 @@
 //! cluster decides when to rebuild and publish.
 
 use crate::live::Live;
-use crate::store::{App, Frontend, Node, Placement, Release};
+use crate::store::{App, Cert, Frontend, Node, Placement, Release};
 use std::collections::HashMap;
 use zeroku_conf::{
-    AppRoute, Backend, HandlerEndpoint, HandlerRoute, InstanceState, PathRoute, SlugRef,
+    AppRoute, Backend, CertRef, HandlerEndpoint, HandlerRoute, InstanceState, PathRoute, SlugRef,
 };
 
 /// The process type routed to Mongrel2-protocol handlers.
@@ -67,6 +67,8 @@ pub struct Inputs<'a> {
     pub paths: &'a [(String, PathRoute)],
     /// App settings, as (app, key, value).
     pub settings: &'a [(String, String, String)],
+    /// Every app's certificates (frontends get their hashes and names).
+    pub certs: &'a [Cert],
     pub placements: &'a [Placement],
     pub nodes: &'a [Node],
     pub live: &'a HashMap<String, Live>,
@@ -187,6 +189,16 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                     sha256: rel.slug_sha256.clone(),
                     size: rel.slug_size,
                 });
+            let certs = i
+                .certs
+                .iter()
+                .filter(|c| c.app == a.name)
+                .map(|c| CertRef {
+                    sha256: c.sha256.clone(),
+                    names: c.names.clone(),
+                    not_after: c.not_after,
+                })
+                .collect();
             Some(AppRoute {
                 app: a.name.clone(),
                 domains: domains.remove(a.name.as_str()).unwrap_or_default(),
@@ -195,6 +207,11 @@ pub fn build(i: &Inputs<'_>) -> Vec<AppRoute> {
                 paths: p,
                 slug,
                 maintenance,
+                certs,
+                force_https: setting("force_https").as_deref() == Some("on"),
+                hsts: setting("hsts")
+                    .and_then(|v| crate::settings::hsts_max_age(&v))
+                    .flatten(),
             })
         })
         .collect();

@@ -4,6 +4,7 @@
 mod addons;
 mod apps;
 mod builds;
+mod certs;
 mod daemons;
 mod git;
 mod keys;
@@ -171,6 +172,10 @@ pub async fn dispatch(cli: crate::cli::Cli) -> Result<()> {
             logs::show(&api, &app.name()?, tail, num, &filter).await
         }
         Domains { app } => routing::domains(&api, &app.name()?).await,
+        Certs { app } => certs::list(&api, &app.name()?).await,
+        CertsAuto { app, off } => certs::auto(&api, &app.name()?, off).await,
+        CertsAdd { app, cert, key } => certs::add(&api, &app.name()?, &cert, &key).await,
+        CertsRemove { app, sha } => certs::remove(&api, &app.name()?, &sha).await,
         Addons { app } => addons::list(&api, app.as_deref()).await,
         AddonsCreate {
             kind,

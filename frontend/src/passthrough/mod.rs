@@ -82,6 +82,7 @@ pub(crate) async fn first_request<I: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     edge: &Edge,
     limits: &ConnLimits,
+    https: bool,
 ) -> First {
     let read = async {
         loop {
@@ -112,8 +113,17 @@ pub(crate) async fn first_request<I: AsyncRead + Unpin>(
                 .find(|h| h.name.eq_ignore_ascii_case("host"))
                 .and_then(|h| std::str::from_utf8(h.value).ok());
             let routes = edge.routes();
+            // The edge answers these itself: ACME challenges, redirects to HTTPS, and answers
+            // that get an HSTS header.
+            let own_answer = |route: &AppRoute| {
+                req.path
+                    .is_some_and(|p| p.starts_with(crate::edge::ACME_PATH))
+                    || (route.force_https && !https)
+                    || (route.hsts.is_some() && https)
+            };
             return match host.and_then(|h| routes.lookup(h)) {
-                Some(route) if owns(route) => match edge.hubs.get(&route.app) {
+                Some(route) if owns(route) && !own_answer(route) => match edge.hubs.get(&route.app)
+                {
                     Some(hub) => First::Handler(hub),
                     None => First::Hyper,
                 },

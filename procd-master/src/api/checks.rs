@@ -19,6 +19,19 @@ pub(super) fn check_settings(
             ("m2_protocol", "json" | "tnetstring") => {}
             ("runtime", "native" | "docker") => {}
             ("maintenance", "on" | "off") => {}
+            ("force_https" | "certs_auto", "on" | "off") => {}
+            ("force_https" | "certs_auto", other) => {
+                return Err(ApiError::invalid(format!(
+                    "{k} is on or off, not {other:?}"
+                )))
+            }
+            ("hsts", v) => {
+                crate::settings::hsts_max_age(v).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "hsts is off, on (a year) or a max-age in seconds up to two years; not {v:?}"
+                    ))
+                })?;
+            }
             ("maintenance", other) => {
                 return Err(ApiError::invalid(format!(
                     "maintenance is on or off, not {other:?}"
@@ -142,13 +155,7 @@ pub(super) fn check_domain(d: &str) -> Result<(), ApiError> {
 
 /// The base domain apps answer under (`<app>.<base>`), from the `app_url` setting.
 fn base_domain(c: &Cluster) -> Option<String> {
-    let rest = c
-        .cfg
-        .app_url
-        .split_once("://")
-        .map_or(c.cfg.app_url.as_str(), |(_, r)| r);
-    let host = rest.split(['/', ':']).next()?;
-    host.strip_prefix("{app}.").map(str::to_ascii_lowercase)
+    crate::settings::base_domain(&c.cfg.app_url)
 }
 
 /// The custom domains of `app` that are its name under the base domain (`<app>.<base>` and

@@ -18,6 +18,7 @@
 
 mod addons;
 pub mod auth;
+mod certs;
 mod checks;
 mod files;
 pub(crate) mod join;
@@ -82,6 +83,11 @@ pub async fn handle(m: Arc<Master>, req: Request<Incoming>) -> Response<Body> {
     if p == "/ui" || p.starts_with("/ui/") {
         return crate::ui::handle(&m, req).await;
     }
+    handle_v1(m, req).await
+}
+
+/// A request for the API itself (`/v1/...`): routed, answered as JSON or streamed.
+pub async fn handle_v1(m: Arc<Master>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     match route(&m, req).await {
@@ -885,6 +891,24 @@ async fn dispatch(
         }
         (&Method::GET, ["routes"]) => ok(json!(c.route_table())),
         (&Method::GET, ["services"]) => services::list(c, caller, &req).await,
+        (&Method::GET, ["frontends", name, "certs", sha]) => {
+            certs::for_frontend(c, caller, name, sha)
+        }
+        (&Method::GET, ["frontends", name, "acme", token]) => {
+            certs::challenge(c, caller, name, token)
+        }
+        (&Method::GET, ["apps", app, "certs"]) => {
+            app_exists(c, app)?;
+            certs::list(c, app)
+        }
+        (&Method::POST, ["apps", app, "certs"]) => {
+            app_exists(c, app)?;
+            certs::add(c, app, req).await
+        }
+        (&Method::DELETE, ["apps", app, "certs", sha]) => {
+            app_exists(c, app)?;
+            certs::remove(c, app, sha)
+        }
         (&Method::POST, ["frontends", name, "traffic"]) => {
             usage::traffic(c, caller, name, req).await
         }
@@ -944,6 +968,9 @@ async fn dispatch(
             // What workers do without the master changed: the same specs, told again.
             if changed.keys().any(|k| k.as_str() == "stop_when_lost_ms") {
                 c.invalidate_lists();
+            }
+            if changed.keys().any(|k| k.as_str() == "certs_auto") {
+                c.acme_wake(app);
             }
             // How instances run changed: a new release, rolled out like a deploy (new
             // instances up first; the old ones stay if the new never come up).
@@ -1086,6 +1113,7 @@ async fn dispatch(
                 ));
             }
             c.refresh_routes();
+            c.acme_wake(app);
             Ok(Reply::Json(
                 StatusCode::CREATED,
                 json!({"app": app, "domain": domain}),
@@ -1099,6 +1127,7 @@ async fn dispatch(
                 )));
             }
             c.refresh_routes();
+            c.acme_wake(app);
             ok(json!({"app": app, "removed": domain}))
         }
         (&Method::GET, ["nodes", node, "list"]) => {

@@ -13,9 +13,11 @@ use std::path::Path;
 use thiserror::Error;
 
 mod addons;
+mod certs;
 mod metrics;
 mod users;
 pub use addons::{url_var, Addon, Attachment, Backup, NewAddon, Refused, Schedule};
+pub use certs::{Cert, CertStatus};
 pub use metrics::{Alert, Minute, TypeMinute, KEEP_MINUTES};
 pub use users::{AuditEntry, Perm, User};
 
@@ -254,6 +256,11 @@ CREATE TABLE IF NOT EXISTS app_traffic (app TEXT NOT NULL, minute INTEGER NOT NU
 CREATE INDEX IF NOT EXISTS app_traffic_minute ON app_traffic (minute);
 CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, rule TEXT NOT NULL, webhook TEXT NOT NULL,
   firing INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS certs (app TEXT NOT NULL, sha256 TEXT NOT NULL, source TEXT NOT NULL, names TEXT NOT NULL, issuer TEXT NOT NULL,
+  not_after INTEGER NOT NULL, chain_pem TEXT NOT NULL, key_pem TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (app, sha256));
+CREATE TABLE IF NOT EXISTS cert_status (app TEXT PRIMARY KEY, last_error TEXT NOT NULL, error_at INTEGER NOT NULL, failures INTEGER NOT NULL,
+  next_try INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS acme_accounts (directory TEXT PRIMARY KEY, credentials TEXT NOT NULL, created_at INTEGER NOT NULL);
 ";
 
 pub struct Store {
@@ -464,6 +471,8 @@ impl Store {
             "app_usage",
             "app_traffic",
             "alerts",
+            "certs",
+            "cert_status",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
@@ -530,6 +539,8 @@ impl Store {
             "app_usage",
             "app_traffic",
             "alerts",
+            "certs",
+            "cert_status",
         ] {
             tx.execute(
                 &format!("UPDATE {table} SET app = ?2 WHERE app = ?1"),

@@ -34,26 +34,92 @@ th{background:#f3f5f7}.bad{color:#b00020;font-weight:600}.ok{color:#137333}\
 pre{background:#111;color:#ddd;padding:.6em;max-height:24em;overflow:auto;font-size:12px}\
 form.inline{display:inline}form.scale{margin:.2em 0}svg{background:#f8f9fa;border:1px solid #ddd}";
 
-/// What an app's page runs (`/ui/static/app.js`): every 2 s, its process table and log
-/// from `/ui/apps/<app>/live` (the app's name is the script tag's `data-app`). Log lines go
-/// in as text, never as HTML.
-pub const SCRIPT: &str = r#"const app = document.currentScript.dataset.app;
+/// What an app's page runs (`/ui/static/app.js`): every 2 s, its process table from
+/// `/ui/apps/<app>/live`; its log streamed from `/ui/apps/<app>/logs` (server-sent events, from
+/// the line after those on the page); the restart and rollback buttons, through the API
+/// (`/ui/api/v1/...`, with the user's form value). Data from the script tag (`data-app`,
+/// `data-after`, `data-csrf`). Log lines go in as text, never as HTML.
+pub const SCRIPT: &str = r#"const me = document.currentScript.dataset;
+const app = me.app;
+const base = '/ui/apps/' + encodeURIComponent(app);
 async function refresh() {
   try {
-    const r = await fetch('/ui/apps/' + encodeURIComponent(app) + '/live', {credentials: 'same-origin'});
+    const r = await fetch(base + '/live', {credentials: 'same-origin'});
     if (!r.ok) return;
     const v = await r.json();
     const t = document.createElement('template');
     t.innerHTML = v.ps;
     document.getElementById('ps').replaceWith(t.content.firstChild);
-    const log = document.getElementById('log');
-    const end = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    log.textContent = v.log.join('\n');
-    if (end) log.scrollTop = log.scrollHeight;
   } catch (e) {}
 }
 setInterval(refresh, 2000);
+const log = document.getElementById('log');
+let after = me.after;
+function follow() {
+  const es = new EventSource(base + '/logs?after=' + after);
+  es.onmessage = function (e) {
+    const v = JSON.parse(e.data);
+    after = v.seq;
+    const end = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.textContent += (log.textContent ? '\n' : '') + v.line;
+    if (end) log.scrollTop = log.scrollHeight;
+  };
+}
+follow();
+document.querySelectorAll('button.act').forEach(function (b) {
+  b.addEventListener('click', async function () {
+    const said = document.getElementById('acted');
+    said.textContent = '…';
+    const r = await fetch('/ui/api/v1/apps/' + encodeURIComponent(app) + '/' + b.dataset.act, {
+      method: 'POST', credentials: 'same-origin',
+      headers: {'content-type': 'application/json', 'x-zeroku-csrf': me.csrf}, body: '{}'});
+    let v = {};
+    try { v = await r.json(); } catch (e) {}
+    said.textContent = r.ok ? (b.dataset.act + ': done') : ((v.error && v.error.message) || ('refused: ' + r.status));
+  });
+});
 "#;
+
+/// The terminal page's script (`/ui/static/run.js`): starts the command as `zeroku run` does
+/// (`POST /ui/api/v1/apps/<app>/runs` with a terminal size) and joins its terminal over the
+/// same WebSocket as the CLI (`.../runs/<n>/terminal`): keys and terminal bytes as binary
+/// messages, a resize as a JSON text message. xterm.js draws it.
+pub const RUN_SCRIPT: &str = r#"const me = document.currentScript.dataset;
+const state = document.getElementById('state');
+document.getElementById('run').addEventListener('submit', async function (ev) {
+  ev.preventDefault();
+  if (!window.Terminal) { state.textContent = 'this zeroku was built without xterm.js (Debian node-xterm)'; return; }
+  const cols = 100, rows = 30;
+  const r = await fetch('/ui/api/v1/apps/' + encodeURIComponent(me.app) + '/runs', {
+    method: 'POST', credentials: 'same-origin',
+    headers: {'content-type': 'application/json', 'x-zeroku-csrf': me.csrf},
+    body: JSON.stringify({command: document.getElementById('command').value,
+                          tty: {cols: cols, rows: rows, term: 'xterm-256color'}})});
+  let v = {};
+  try { v = await r.json(); } catch (e) {}
+  if (!r.ok) { state.textContent = (v.error && v.error.message) || ('refused: ' + r.status); return; }
+  state.textContent = v.id + ': starting';
+  const box = document.getElementById('term');
+  box.textContent = '';
+  const term = new Terminal({cols: cols, rows: rows});
+  term.open(box);
+  window.zerokuTerm = term;
+  const proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  const ws = new WebSocket(proto + location.host + '/ui/api/v1/apps/' + encodeURIComponent(me.app) + '/runs/' + v.n + '/terminal');
+  ws.binaryType = 'arraybuffer';
+  const enc = new TextEncoder(), dec = new TextDecoder();
+  ws.onopen = function () { state.textContent = v.id + ': connected'; term.focus(); };
+  ws.onmessage = function (e) {
+    term.write(typeof e.data === 'string' ? e.data : dec.decode(new Uint8Array(e.data), {stream: true}));
+  };
+  ws.onclose = function (e) { state.textContent = v.id + ': ended' + (e.reason ? ' (' + e.reason + ')' : ''); };
+  term.on('data', function (d) { if (ws.readyState === 1) ws.send(enc.encode(d)); });
+});
+"#;
+
+/// xterm.js (Debian's node-xterm, bundled by build.rs) and its style sheet.
+pub const XTERM_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/xterm.js"));
+pub const XTERM_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/xterm.css"));
 
 /// A whole page: `title`, who is logged in (`None` on the log-in page), the body.
 pub fn page(title: &str, who: Option<&str>, body: &str) -> String {

@@ -7,16 +7,20 @@
 //! the API: the cluster's nodes for admins, the apps they may view, and for each app its
 //! processes (state, restarts, unhealthy above 5 restarts a minute, as Mothership counts),
 //! releases (its deploy history) and the last build's output, domains, add-ons, the last
-//! hour's metrics, and its log. A page of an app the user
-//! may not view is 403, its live data too. The app page polls `/ui/apps/<app>/live` every
-//! 2 s while it is open, so instances and log lines show as they change.
+//! hour's metrics, its certificates, and its log. A page of an app the user may not view is
+//! 403, its live data too. The app page polls `/ui/apps/<app>/live` every 2 s while it is
+//! open, so instances show as they change, and follows the log as it is written
+//! (`/ui/apps/<app>/logs`, server-sent events).
 //!
 //! A user with `operate` on an app can scale its process types from its page (a form that
-//! carries a value derived from their token, as `ps:scale` does it; in the audit log).
+//! carries a value derived from their token, as `ps:scale` does it; in the audit log), and
+//! restart it; with `deploy`, roll it back and run a command in a terminal in the page
+//! ([`act`]: through the API with their token).
 //!
 //! It must not offer what the API would refuse the same token, and must escape everything
 //! that comes from apps or users.
 
+mod act;
 mod html;
 
 use crate::api::auth::{self, Caller};
@@ -84,11 +88,53 @@ fn caller(c: &Cluster, req: &Request<Incoming>) -> Option<Caller> {
 }
 
 /// A request under `/ui`.
-pub async fn handle(m: &crate::api::Master, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    m: &std::sync::Arc<crate::api::Master>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let c = m.cluster.as_ref();
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let ["ui", "api", "v1", rest @ ..] = &segs[..] {
+        let rest = rest.join("/");
+        return match caller(c, &req) {
+            Some(who) => act::bridge(m, req, &who, &rest).await,
+            None => respond(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "log in first\n".into(),
+            ),
+        };
+    }
     match (req.method(), &segs[..]) {
+        (&Method::GET, ["ui", "static", "xterm.js"]) => respond(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            html::XTERM_JS.into(),
+        ),
+        (&Method::GET, ["ui", "static", "xterm.css"]) => respond(
+            StatusCode::OK,
+            "text/css; charset=utf-8",
+            html::XTERM_CSS.into(),
+        ),
+        (&Method::GET, ["ui", "static", "run.js"]) => respond(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            html::RUN_SCRIPT.into(),
+        ),
+        (&Method::GET, ["ui", "apps", app, "logs"]) => {
+            let after = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("after=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let shown = match caller(c, &req) {
+                Some(who) => act::log_stream(&m.cluster, &who, app, after),
+                None => return redirect("/ui/login", None),
+            };
+            shown.unwrap_or_else(|(status, why)| respond(status, "text/plain", why))
+        }
         (&Method::GET, ["ui", "login"]) => html(StatusCode::OK, login_page("")),
         (&Method::GET, ["ui", "static", "style.css"]) => respond(
             StatusCode::OK,
@@ -134,6 +180,7 @@ pub fn render(
         ["ui"] => cluster_page(c, who),
         ["ui", "apps", app] => app_page(c, builds, who, app),
         ["ui", "apps", app, "live"] => live(c, who, app),
+        ["ui", "apps", app, "run"] => act::run_page(c, who, app),
         _ => Err((StatusCode::NOT_FOUND, "No such page.".into())),
     };
     match shown {
@@ -469,24 +516,25 @@ const PS_HEAD: [&str; 6] = [
     "release",
 ];
 
-fn log_lines(c: &Cluster, app: &str) -> Vec<String> {
-    let (lines, _) = c.logs.read(app, 0, 100);
-    lines
-        .into_iter()
-        .map(|(_, l)| {
-            format!(
-                "{} {}[{}] {}",
-                zeroku_conf::time::rfc3339_millis(l.ts_ms),
-                if l.instance.is_empty() {
-                    "zeroku"
-                } else {
-                    "app"
-                },
-                l.instance,
-                l.line
-            )
-        })
-        .collect()
+/// A log line as the page shows it.
+fn log_line(l: &zeroku_conf::LogLine) -> String {
+    format!(
+        "{} {}[{}] {}",
+        zeroku_conf::time::rfc3339_millis(l.ts_ms),
+        if l.instance.is_empty() {
+            "zeroku"
+        } else {
+            "app"
+        },
+        l.instance,
+        l.line
+    )
+}
+
+/// The app's last 100 log lines, and the sequence number to stream on from.
+fn log_lines(c: &Cluster, app: &str) -> (Vec<String>, u64) {
+    let (lines, next) = c.logs.read(app, 0, 100);
+    (lines.iter().map(|(_, l)| log_line(l)).collect(), next)
 }
 
 fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, app: &str) -> Shown {
@@ -508,8 +556,25 @@ fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, a
         .collect();
     let minutes = store.app_minutes(app, 60).map_err(failed)?;
     let formation = store.formation(app).map_err(failed)?;
+    let certs = store.app_certs(app).map_err(failed)?;
+    let cert_status = store.cert_status(app).map_err(failed)?;
     drop(store);
     let mut body = format!("<h1>{}</h1>", esc(app));
+    let mut actions = String::new();
+    if may(c, who, app, Perm::Operate).is_ok() {
+        actions.push_str("<button class=\"act\" data-act=\"restart\">Restart all</button> ");
+    }
+    if may(c, who, app, Perm::Deploy).is_ok() {
+        actions.push_str(&format!(
+            "<button class=\"act\" data-act=\"rollback\">Roll back</button> <a href=\"/ui/apps/{}/run\">Run a command</a>",
+            esc(app)
+        ));
+    }
+    if !actions.is_empty() {
+        body.push_str(&format!(
+            "<p class=\"actions\">{actions} <span id=\"acted\"></span></p>"
+        ));
+    }
     body.push_str("<h2>Processes</h2>");
     body.push_str(&table(&PS_HEAD, &ps_rows(c, app), "ps"));
     if may(c, who, app, Perm::Operate).is_ok() {
@@ -549,6 +614,34 @@ fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, a
     body.push_str("<h2>Domains</h2>");
     let rows: Vec<Vec<String>> = domains.iter().map(|d| vec![esc(d)]).collect();
     body.push_str(&table(&["domain"], &rows, "domains"));
+    body.push_str("<h2>Certificates</h2>");
+    let now = crate::store::now();
+    let rows: Vec<Vec<String>> = certs
+        .iter()
+        .map(|x| {
+            vec![
+                esc(&x.names.join(", ")),
+                esc(&x.source),
+                esc(&x.issuer),
+                format!(
+                    "{} ({} days)",
+                    zeroku_conf::time::date(x.not_after),
+                    (x.not_after as i64 - now as i64).div_euclid(86_400)
+                ),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &["names", "source", "issuer", "expires"],
+        &rows,
+        "certs",
+    ));
+    if !cert_status.last_error.is_empty() {
+        body.push_str(&format!(
+            "<p class=\"error\">Last error obtaining a certificate: {}</p>",
+            esc(&cert_status.last_error)
+        ));
+    }
     body.push_str("<h2>Add-ons</h2>");
     body.push_str(&table(&["add-on", "as"], &addons, "addons"));
     body.push_str("<h2>The last hour</h2>");
@@ -572,12 +665,14 @@ fn app_page(c: &Cluster, builds: Option<&crate::builds::Builds>, who: &Caller, a
         body.push_str(&esc(&out));
         body.push_str("</pre>");
     }
+    let (log, next) = log_lines(c, app);
     body.push_str("<h2>Log</h2><pre id=\"log\">");
-    body.push_str(&esc(&log_lines(c, app).join("\n")));
+    body.push_str(&esc(&log.join("\n")));
     body.push_str("</pre>");
     body.push_str(&format!(
-        "<script src=\"/ui/static/app.js\" data-app=\"{}\"></script>",
-        esc(app)
+        "<script src=\"/ui/static/app.js\" data-app=\"{}\" data-after=\"{next}\" data-csrf=\"{}\"></script>",
+        esc(app),
+        csrf_of(who)
     ));
     Ok(html(StatusCode::OK, page(app, Some(&who.actor()), &body)))
 }
@@ -587,7 +682,6 @@ fn live(c: &Cluster, who: &Caller, app: &str) -> Shown {
     may_view(c, who, app)?;
     let v = json!({
         "ps": table(&PS_HEAD, &ps_rows(c, app), "ps"),
-        "log": log_lines(c, app),
     });
     Ok(respond(StatusCode::OK, "application/json", v.to_string()))
 }

@@ -1,0 +1,234 @@
+//! Apps' TLS certificates: those the master obtained over ACME (`source = "auto"`, at most one
+//! per app: a renewal replaces it) and those given with `zeroku certs:add` (`"manual"`), with
+//! their private keys (the database is 0600, in the master's 0700 directory; keys leave it
+//! only for frontends), the last ACME error per app, and the ACME account per directory.
+
+use super::{now, Result, Store};
+use rusqlite::{params, OptionalExtension};
+
+/// A certificate chain and its key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cert {
+    pub app: String,
+    /// SHA-256 of `chain_pem`, hex.
+    pub sha256: String,
+    /// `auto` (ACME) or `manual` (`certs:add`).
+    pub source: String,
+    pub names: Vec<String>,
+    pub issuer: String,
+    /// Unix seconds.
+    pub not_after: u64,
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub created_at: u64,
+}
+
+/// How obtaining an app's certificate went last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CertStatus {
+    /// Empty after a success.
+    pub last_error: String,
+    pub error_at: u64,
+    /// Failures in a row.
+    pub failures: u32,
+    /// No new order before this (unix seconds): failures back off.
+    pub next_try: u64,
+}
+
+fn cert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cert> {
+    let names: String = r.get(3)?;
+    Ok(Cert {
+        app: r.get(0)?,
+        sha256: r.get(1)?,
+        source: r.get(2)?,
+        names: serde_json::from_str(&names).unwrap_or_default(),
+        issuer: r.get(4)?,
+        not_after: r.get(5)?,
+        chain_pem: r.get(6)?,
+        key_pem: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+const COLUMNS: &str =
+    "app, sha256, source, names, issuer, not_after, chain_pem, key_pem, created_at";
+
+impl Store {
+    /// Every certificate, by app then expiry.
+    pub fn certs(&self) -> Result<Vec<Cert>> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT {COLUMNS} FROM certs ORDER BY app, not_after"
+        ))?;
+        let rows = st.query_map([], cert_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One app's certificates.
+    pub fn app_certs(&self, app: &str) -> Result<Vec<Cert>> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT {COLUMNS} FROM certs WHERE app = ?1 ORDER BY not_after"
+        ))?;
+        let rows = st.query_map([app], cert_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The certificate with this chain hash, of any app.
+    pub fn cert_by_sha(&self, sha256: &str) -> Result<Option<Cert>> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM certs WHERE sha256 = ?1 LIMIT 1"),
+                [sha256],
+                cert_row,
+            )
+            .optional()?)
+    }
+
+    /// Stores `cert`; an `auto` one replaces the app's earlier `auto` one, and clears its last
+    /// error.
+    pub fn put_cert(&mut self, cert: &Cert) -> Result<()> {
+        let tx = self.db.transaction()?;
+        if cert.source == "auto" {
+            tx.execute(
+                "DELETE FROM certs WHERE app = ?1 AND source = 'auto'",
+                [&cert.app],
+            )?;
+            tx.execute("DELETE FROM cert_status WHERE app = ?1", [&cert.app])?;
+        }
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO certs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                cert.app,
+                cert.sha256,
+                cert.source,
+                serde_json::to_string(&cert.names)?,
+                cert.issuer,
+                cert.not_after,
+                cert.chain_pem,
+                cert.key_pem,
+                cert.created_at,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes an app's certificate whose hash starts with `sha_prefix` (at least 8 hex
+    /// digits); how many went.
+    pub fn remove_cert(&self, app: &str, sha_prefix: &str) -> Result<usize> {
+        Ok(self.db.execute(
+            "DELETE FROM certs WHERE app = ?1 AND substr(sha256, 1, length(?2)) = ?2",
+            params![app, sha_prefix],
+        )?)
+    }
+
+    pub fn cert_status(&self, app: &str) -> Result<CertStatus> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT last_error, error_at, failures, next_try FROM cert_status WHERE app = ?1",
+                [app],
+                |r| {
+                    Ok(CertStatus {
+                        last_error: r.get(0)?,
+                        error_at: r.get(1)?,
+                        failures: r.get(2)?,
+                        next_try: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Records a failed attempt for `app`: the next waits `backoff(failures)` seconds.
+    pub fn cert_failed(&self, app: &str, error: &str, backoff: impl Fn(u32) -> u64) -> Result<()> {
+        let failures = self.cert_status(app)?.failures.saturating_add(1);
+        let at = now();
+        self.db.execute(
+            "INSERT OR REPLACE INTO cert_status (app, last_error, error_at, failures, next_try) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![app, error, at, failures, at.saturating_add(backoff(failures))],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets an app's failures: `certs:auto` asked again, try at once.
+    pub fn cert_retry_now(&self, app: &str) -> Result<()> {
+        self.db
+            .execute("UPDATE cert_status SET next_try = 0 WHERE app = ?1", [app])?;
+        Ok(())
+    }
+
+    /// The ACME account kept for `directory` (its credentials, JSON).
+    pub fn acme_account(&self, directory: &str) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT credentials FROM acme_accounts WHERE directory = ?1",
+                [directory],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn put_acme_account(&self, directory: &str, credentials: &str) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO acme_accounts (directory, credentials, created_at) VALUES (?1, ?2, ?3)",
+            params![directory, credentials, now()],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(app: &str, sha: &str, source: &str) -> Cert {
+        Cert {
+            app: app.into(),
+            sha256: sha.into(),
+            source: source.into(),
+            names: vec![format!("{app}.example.com")],
+            issuer: "Pebble Intermediate CA".into(),
+            not_after: 2_000_000_000,
+            chain_pem: "chain".into(),
+            key_pem: "key".into(),
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn a_renewal_replaces_the_auto_certificate_and_keeps_manual_ones() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.put_cert(&cert("web", "aaaa1111", "manual")).unwrap();
+        s.put_cert(&cert("web", "bbbb2222", "auto")).unwrap();
+        s.cert_failed("web", "rate limited", |n| 60 * u64::from(n))
+            .unwrap();
+        assert_eq!(s.cert_status("web").unwrap().failures, 1);
+        s.put_cert(&cert("web", "cccc3333", "auto")).unwrap();
+        let shas: Vec<_> = s
+            .app_certs("web")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.sha256)
+            .collect();
+        assert_eq!(shas, ["aaaa1111", "cccc3333"]);
+        assert_eq!(s.cert_status("web").unwrap(), CertStatus::default());
+        assert_eq!(s.remove_cert("web", "aaaa").unwrap(), 1);
+        assert_eq!(s.certs().unwrap().len(), 1);
+        assert!(s.cert_by_sha("cccc3333").unwrap().is_some());
+    }
+
+    #[test]
+    fn failures_back_off() {
+        let s = Store::open_in_memory().unwrap();
+        s.cert_failed("web", "DNS", |n| 60 << n).unwrap();
+        s.cert_failed("web", "DNS", |n| 60 << n).unwrap();
+        let st = s.cert_status("web").unwrap();
+        assert_eq!(st.failures, 2);
+        assert!(st.next_try >= now() + 240);
+        s.cert_retry_now("web").unwrap();
+        assert_eq!(s.cert_status("web").unwrap().next_try, 0);
+    }
+}
