@@ -347,7 +347,9 @@ fn certs_auto_issues_serves_on_every_frontend_renews_and_survives_a_restart() {
         &[("ZEROKU_FRONTEND_HTTPS", &format!("127.0.0.1:{https2}"))],
     );
     // Certificates valid 90 days, as Let's Encrypt's.
-    p.start(port_of(&http1), 90 * 86_400);
+    // Short-lived certificates (45 s): renewed a third of their life before the end, 30 s
+    // after issue, which the test waits for below.
+    p.start(port_of(&http1), 45);
     c.deploy(
         "shop",
         &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
@@ -395,7 +397,7 @@ fn certs_auto_issues_serves_on_every_frontend_renews_and_survives_a_restart() {
         "{v}"
     );
     assert!(
-        (88..=90).contains(&list[0]["days_left"].as_i64().unwrap()),
+        list[0]["not_after"].as_u64().unwrap() > 1_700_000_000,
         "{v}"
     );
     let sha = list[0]["sha256"].as_str().unwrap().to_string();
@@ -420,7 +422,9 @@ fn certs_auto_issues_serves_on_every_frontend_renews_and_survives_a_restart() {
     });
     assert_eq!(code, 301);
     assert!(
-        head.contains("location: https://shop.zeroku.test/cart?x=1"),
+        head.contains(&format!(
+            "location: https://shop.zeroku.test:{https1}/cart?x=1"
+        )),
         "{head}"
     );
     let (_, head, _, _) = eventually(Duration::from_secs(10), "HSTS", || {
@@ -432,11 +436,21 @@ fn certs_auto_issues_serves_on_every_frontend_renews_and_survives_a_restart() {
         }
     });
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    // The CA's challenge path is still answered over plain HTTP (not redirected).
+    // The CA's challenge path is still answered over plain HTTP (not redirected): any
+    // well-formed token with the account's thumbprint (what only this account's orders can
+    // use), nothing else.
     let r = http_get(
         &http1,
         "shop.zeroku.test",
-        "/.well-known/acme-challenge/nothing",
+        "/.well-known/acme-challenge/tok_1",
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    assert!(r.2.starts_with("tok_1.") && r.2.len() > 40, "{r:?}");
+    let r = http_get(
+        &http1,
+        "shop.zeroku.test",
+        "/.well-known/acme-challenge/a.b",
     )
     .unwrap();
     assert_eq!(r.0, 404, "{r:?}");
@@ -455,17 +469,10 @@ fn certs_auto_issues_serves_on_every_frontend_renews_and_survives_a_restart() {
         1
     );
 
-    // Renewal: with fewer days left than acme_renew_days, a new one is ordered and served by
-    // both frontends.
-    let cfg = std::fs::read_to_string(c.config_path()).unwrap();
-    std::fs::write(
-        c.config_path(),
-        cfg.replace("acme_renew_days = 30", "acme_renew_days = 100"),
-    )
-    .unwrap();
-    c.restart_master();
+    // Renewal: a third of its life before the end, a new one is ordered and served by both
+    // frontends.
     for (host, port) in [("shop.zeroku.test", &https1), ("www.shop.example", &https2)] {
-        eventually(Duration::from_secs(30), "the renewed certificate", || {
+        eventually(Duration::from_secs(60), "the renewed certificate", || {
             let (s, _, _, now) = https_get(&root, host, port)?;
             if s == 200 && now != serial {
                 Ok(())
@@ -506,7 +513,29 @@ fn a_failing_challenge_is_said_in_plain_words_and_a_manual_certificate_is_checke
         "{e}"
     );
     assert!(v["next_try"].as_u64().unwrap() > 0, "{v}");
-    assert!(v["certs"].as_array().unwrap().is_empty());
+    // The name that passed got its certificate meanwhile: one bad domain does not leave the
+    // app without one.
+    let v = eventually(
+        Duration::from_secs(30),
+        "a certificate for the other name",
+        || {
+            let v = certs(&c, "blog");
+            if v["certs"].as_array().is_some_and(|a| !a.is_empty()) {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
+    assert_eq!(
+        v["certs"][0]["names"],
+        serde_json::json!(["blog.zeroku.test"]),
+        "{v}"
+    );
+    assert!(
+        v["last_error"].as_str().unwrap().contains("blog.example"),
+        "{v}"
+    );
     let text = c.cli_ok(&["certs", "-a", "blog"]).unwrap();
     assert!(
         text.contains("Last error") && text.contains("not reachable"),
@@ -545,7 +574,14 @@ fn a_failing_challenge_is_said_in_plain_words_and_a_manual_certificate_is_checke
         .unwrap();
     assert!(out.contains("blog.example"), "{out}");
     let v = certs(&c, "blog");
-    assert_eq!(v["certs"][0]["source"], "manual", "{v}");
+    let manual: Vec<&serde_json::Value> = v["certs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["source"] == "manual")
+        .collect();
+    assert_eq!(manual.len(), 1, "{v}");
+    let sha = manual[0]["sha256"].as_str().unwrap()[..10].to_string();
     // It expires in 30 days: an expiry alert set at 40 fires (said in the app's log; the
     // webhook here answers nothing).
     let hook = format!("http://127.0.0.1:{}/hook", free_port());
@@ -566,7 +602,14 @@ fn a_failing_challenge_is_said_in_plain_words_and_a_manual_certificate_is_checke
             Err(logs)
         }
     });
-    let sha = v["certs"][0]["sha256"].as_str().unwrap()[..10].to_string();
     c.cli_ok(&["certs:remove", "-a", "blog", &sha]).unwrap();
-    assert!(certs(&c, "blog")["certs"].as_array().unwrap().is_empty());
+    let v = certs(&c, "blog");
+    assert!(
+        v["certs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["source"] == "auto"),
+        "{v}"
+    );
 }

@@ -253,6 +253,12 @@ pub struct RouteTable {
     /// `/.well-known/acme-challenge/<token>` with the key authorization, for any host.
     #[serde(default)]
     pub acme: Vec<AcmeChallenge>,
+    /// The master's ACME account key thumbprint (RFC 7638), once it has an account: any other
+    /// well-formed token is answered `<token>.<thumbprint>` (RFC 8555 §8.1), so a challenge
+    /// the table has not brought yet is answered all the same. Only orders of that account
+    /// can use the answer.
+    #[serde(default)]
+    pub acme_thumbprint: String,
 }
 
 /// One HTTP-01 challenge (RFC 8555 §8.3). Neither value is secret: the CA fetches it over

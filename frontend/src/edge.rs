@@ -114,12 +114,8 @@ pub struct Edge {
     pub access: Arc<crate::access_log::AccessLog>,
     /// The certificates HTTPS serves.
     pub certs: Arc<crate::tls::Certs>,
-    /// The master and this frontend's name: an ACME challenge the route table has not
-    /// brought yet is asked of it.
-    pub master: std::sync::OnceLock<(zeroku_client::Client, String)>,
-    /// At most this many such questions at once (the rest get 404): strangers may probe the
-    /// challenge path.
-    acme_asks: tokio::sync::Semaphore,
+    /// The HTTPS listener's port, if there is one: where `force_https` redirects to.
+    pub https_port: Option<u16>,
 }
 
 impl Edge {
@@ -149,8 +145,7 @@ impl Edge {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             access,
             certs,
-            master: std::sync::OnceLock::new(),
-            acme_asks: tokio::sync::Semaphore::new(4),
+            https_port: cfg.https.rsplit_once(':').and_then(|(_, p)| p.parse().ok()),
         }
     }
 
@@ -364,49 +359,45 @@ async fn serve_conn<I>(
 /// Where ACME CAs look for HTTP-01 answers (RFC 8555 §8.3).
 pub(crate) const ACME_PATH: &str = "/.well-known/acme-challenge/";
 
-/// The key authorization for `token` as `text/plain`: from the route table, else asked of
-/// the master (a challenge published a moment ago), else 404.
+/// The key authorization for `token` as `text/plain`: from the route table's challenges, or
+/// `<token>.<thumbprint>` of the master's account for any other well-formed token (a
+/// challenge published a moment ago); 404 without an account. Nothing is asked of anyone.
 async fn acme_answer(edge: &Edge, token: &str) -> Response<Body> {
-    let plain = |ka: String| {
-        let mut r = Response::new(Full::new(Bytes::from(ka)).map_err(|e| match e {}).boxed());
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain"),
-        );
-        r
-    };
-    if let Some(ka) = edge.routes().acme(token) {
-        return plain(ka.to_string());
-    }
+    let routes = edge.routes();
     let well_formed = !token.is_empty()
         && token.len() <= 128
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let not_found = || error_page(StatusCode::NOT_FOUND, "no such ACME challenge here");
-    let (Some((client, name)), true) = (edge.master.get(), well_formed) else {
-        return not_found();
+    let answer = match routes.acme(token) {
+        Some(ka) => ka.to_string(),
+        None if well_formed && !routes.acme_thumbprint.is_empty() => {
+            format!("{token}.{}", routes.acme_thumbprint)
+        }
+        None => return error_page(StatusCode::NOT_FOUND, "no such ACME challenge here"),
     };
-    let Ok(_permit) = edge.acme_asks.try_acquire() else {
-        return not_found();
-    };
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        key_authorization: String,
-    }
-    let path = format!("/v1/frontends/{name}/acme/{token}");
-    let ask = client.get::<Answer>(&path);
-    match tokio::time::timeout(Duration::from_secs(5), ask).await {
-        Ok(Ok(a)) => plain(a.key_authorization),
-        _ => not_found(),
-    }
+    let mut r = Response::new(
+        Full::new(Bytes::from(answer))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    r
 }
 
-/// A redirect to the same URL over HTTPS (`force_https`): 301 for GET and HEAD, 308 for the
-/// rest, which keeps the method and body.
-fn to_https(host: &str, req: &Request<Incoming>) -> Response<Body> {
+/// A redirect to the same URL over HTTPS (`force_https`) on this frontend's HTTPS port: 301
+/// for GET and HEAD, 308 for the rest, which keeps the method and body.
+fn to_https(host: &str, port: u16, req: &Request<Incoming>) -> Response<Body> {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{}{target}", crate::routing::normalize_host(host));
+    let host = crate::routing::normalize_host(host);
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
     let status = if matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
         StatusCode::MOVED_PERMANENTLY
     } else {
@@ -477,8 +468,8 @@ async fn handle(edge: &Edge, conn: &Conn, req: Request<Incoming>) -> Response<Bo
         return resp;
     };
     let app = route.app.clone();
-    if route.force_https && !conn.https {
-        let resp = to_https(&host, &req);
+    if let (true, false, Some(port)) = (route.force_https, conn.https, edge.https_port) {
+        let resp = to_https(&host, port, &req);
         edge.access
             .log(&app, &host, &method, &path, resp.status().as_u16(), started);
         edge.metrics

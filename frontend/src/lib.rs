@@ -172,7 +172,6 @@ pub async fn run(
         access.clone(),
         certs.clone(),
     ));
-    let _ = edge.master.set((client.clone(), cfg.name.clone()));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);

@@ -11,6 +11,8 @@ pub struct Routes {
     by_host: HashMap<String, AppRoute>,
     /// ACME HTTP-01 challenges under way: token → key authorization.
     acme: HashMap<String, String>,
+    /// The master's ACME account thumbprint (empty: none yet).
+    pub acme_thumbprint: String,
 }
 
 impl Routes {
@@ -25,6 +27,7 @@ impl Routes {
         Routes {
             generation: table.generation,
             by_host,
+            acme_thumbprint: table.acme_thumbprint,
             acme: table
                 .acme
                 .into_iter()
@@ -98,6 +101,7 @@ mod tests {
                 generation: 1,
                 apps: vec![app("chat", &["www.example.test"])],
                 acme: vec![],
+                acme_thumbprint: String::new(),
             },
             "localhost",
         );
@@ -128,6 +132,7 @@ mod tests {
                     token: "tok".into(),
                     key_authorization: "tok.thumb".into(),
                 }],
+                acme_thumbprint: "thumb".into(),
             },
             "localhost",
         );

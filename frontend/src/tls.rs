@@ -46,7 +46,7 @@ pub struct Certs {
     by_sha: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// Host name → the certificate served for it.
     by_host: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    /// (host, hash) pairs the route table asks for, newest certificate first per host.
+    /// (host, hash): per host, the newest certificate of its app that covers it.
     wanted: RwLock<Vec<(String, String)>>,
 }
 
@@ -66,8 +66,8 @@ impl Certs {
     }
 
     /// Takes the route table's certificates: an app's are served only for its own names
-    /// (`<app>.<base>` and its custom domains) that they cover. Returns the hashes not fetched
-    /// yet.
+    /// (`<app>.<base>` and its custom domains) that they cover, the newest per name. Returns
+    /// the hashes not fetched yet (until one is, the one served before goes on).
     pub fn set_routes(&self, apps: &[AppRoute], base_domain: &str) -> Vec<String> {
         let mut wanted = Vec::new();
         for app in apps {
@@ -76,10 +76,11 @@ impl Certs {
             let own = format!("{}.{base_domain}", app.app);
             for host in app.domains.iter().chain(std::iter::once(&own)) {
                 let host = host.to_ascii_lowercase();
-                for c in &certs {
-                    if c.names.iter().any(|n| covers(n, &host)) {
-                        wanted.push((host.clone(), c.sha256.clone()));
-                    }
+                if let Some(c) = certs
+                    .iter()
+                    .find(|c| c.names.iter().any(|n| covers(n, &host)))
+                {
+                    wanted.push((host, c.sha256.clone()));
                 }
             }
         }
@@ -106,22 +107,22 @@ impl Certs {
         self.rebuild();
     }
 
-    /// Host → certificate: per host the newest wanted one that was fetched; fetched ones no
-    /// table names any more are dropped.
+    /// Host → certificate: the wanted one once fetched, else the one it had (a renewal being
+    /// fetched); fetched ones nothing serves or wants any more are dropped.
     fn rebuild(&self) {
         let wanted = self.wanted.read().unwrap_or_else(|e| e.into_inner());
         let mut by_sha = self.by_sha.write().unwrap_or_else(|e| e.into_inner());
-        by_sha.retain(|sha, _| wanted.iter().any(|(_, s)| s == sha));
+        let mut served = self.by_host.write().unwrap_or_else(|e| e.into_inner());
         let mut by_host = HashMap::new();
         for (host, sha) in wanted.iter() {
-            if by_host.contains_key(host) {
-                continue;
-            }
-            if let Some(k) = by_sha.get(sha) {
+            if let Some(k) = by_sha.get(sha).or_else(|| served.get(host)) {
                 by_host.insert(host.clone(), k.clone());
             }
         }
-        *self.by_host.write().unwrap_or_else(|e| e.into_inner()) = by_host;
+        by_sha.retain(|sha, k| {
+            wanted.iter().any(|(_, s)| s == sha) || by_host.values().any(|v| Arc::ptr_eq(v, k))
+        });
+        *served = by_host;
     }
 
     /// The certificate for `host`, if this frontend has one.
@@ -208,11 +209,17 @@ mod tests {
             "example.net",
         );
         assert_eq!(missing, ["e1", "s1"]);
-        let wanted = certs.wanted.read().unwrap().clone();
-        assert!(wanted.contains(&("shop.com".into(), "s1".into())));
-        assert!(wanted.contains(&("shop.example.net".into(), "s1".into())));
-        assert!(wanted.contains(&("evil.example.net".into(), "e1".into())));
-        assert!(!wanted.contains(&("shop.com".into(), "e1".into())));
+        let mut wanted = certs.wanted.read().unwrap().clone();
+        wanted.sort();
+        let pair = |h: &str, s: &str| (h.to_string(), s.to_string());
+        assert_eq!(
+            wanted,
+            [
+                pair("evil.example.net", "e1"),
+                pair("shop.com", "s1"),
+                pair("shop.example.net", "s1")
+            ]
+        );
     }
 
     #[test]
@@ -230,7 +237,7 @@ mod tests {
             "example.net",
         );
         let wanted = certs.wanted.read().unwrap().clone();
-        assert_eq!(wanted[0], ("a.shop.com".into(), "new".into()));
+        assert_eq!(wanted, [("a.shop.com".into(), "new".into())]);
         assert!(covers("*.shop.com", "a.shop.com"));
         assert!(!covers("*.shop.com", "b.a.shop.com"));
     }

@@ -7,7 +7,9 @@
 //! to every frontend in the route table (a frontend that has not heard yet asks the master);
 //! the certificate and key go to the store, and frontends fetch them by hash. A failure is
 //! kept in plain words (`zeroku certs`), said in the app's log, and retried after a back-off
-//! (a minute, doubling, at most a day): CAs limit how often one may fail.
+//! (five minutes, doubling, at most a day): CAs limit how often one may fail. When only some
+//! names fail (a custom domain whose DNS went elsewhere), the others are ordered without them
+//! meanwhile, so one bad domain does not let the app's certificate expire.
 //!
 //! One account per ACME directory, made on first use and kept in the store.
 
@@ -53,9 +55,12 @@ pub fn wanted_names(c: &Cluster, app: &str) -> Result<Vec<String>, StoreError> {
     Ok(names)
 }
 
+/// The longest one order may take, from the account to the certificate.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Back-off after `failures` failures in a row, seconds.
 fn backoff(failures: u32) -> u64 {
-    (60u64 << failures.saturating_sub(1).min(11)).min(86_400)
+    (300u64 << failures.saturating_sub(1).min(11)).min(86_400)
 }
 
 /// Checks every app now and then (`acme_check_ms`, sooner when a back-off ends or
@@ -94,71 +99,140 @@ async fn check_all(c: &Arc<Cluster>, shutdown: &CancellationToken) -> Option<u64
         if shutdown.is_cancelled() || !auto_on(c, app, &settings) {
             continue;
         }
-        let due = match due(c, app) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(app, error = %e, "cannot read the app's certificates");
-                continue;
-            }
-        };
-        let Some(names) = due else { continue };
-        let status = c.store().cert_status(app).unwrap_or_default();
-        if status.next_try > now() {
-            earliest = Some(earliest.map_or(status.next_try, |e| e.min(status.next_try)));
-            continue;
-        }
-        tracing::info!(app, names = ?names, "ordering a certificate");
-        let started = std::time::Instant::now();
-        let got = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            r = obtain(c, &mut account, app, &names) => r,
-        };
-        match got {
-            Ok(cert) => {
-                tracing::info!(
-                    app,
-                    ms = started.elapsed().as_millis() as u64,
-                    not_after = cert.not_after,
-                    "certificate issued"
-                );
-                c.system_log(
-                    app,
-                    "acme",
-                    format!(
-                        "Certificate for {} issued by {}, valid until {}",
-                        cert.names.join(", "),
-                        cert.issuer,
-                        day(cert.not_after)
-                    ),
-                );
-                if let Err(e) = c.store().put_cert(&cert) {
-                    tracing::error!(app, error = %e, "cannot store the new certificate");
+        // A second round when some names failed: the others are ordered without them.
+        for _ in 0..2 {
+            let plan = match due(c, app) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(app, error = %e, "cannot read the app's certificates");
+                    break;
                 }
-                c.refresh_routes();
-            }
-            Err(e) => {
-                tracing::warn!(app, error = %e, "no certificate");
-                c.system_log(
-                    app,
-                    "acme",
-                    format!("No certificate for {}: {e}", names.join(", ")),
-                );
-                if let Err(se) = c.store().cert_failed(app, &e, backoff) {
-                    tracing::error!(app, error = %se, "cannot record the certificate failure");
+            };
+            let names = match plan {
+                Due::No => break,
+                Due::Later(t) => {
+                    earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                    break;
                 }
-                let next = c.store().cert_status(app).map(|s| s.next_try).unwrap_or(0);
-                earliest = Some(earliest.map_or(next, |x| x.min(next)));
+                Due::Now(names) => names,
+            };
+            match order(c, &mut account, app, &names, shutdown).await {
+                Some(Ok(())) => break,
+                Some(Err(next)) => earliest = Some(earliest.map_or(next, |x| x.min(next))),
+                None => return None,
             }
         }
     }
     earliest
 }
 
-/// The names to order for `app` if it needs a certificate now.
-fn due(c: &Cluster, app: &str) -> Result<Option<Vec<String>>, StoreError> {
-    let names = wanted_names(c, app)?;
+/// One order for `app`'s `names`, recorded: `Ok` when issued, `Err(next try)` when not,
+/// `None` when shut down.
+async fn order(
+    c: &Cluster,
+    account: &mut Option<Account>,
+    app: &str,
+    names: &[String],
+    shutdown: &CancellationToken,
+) -> Option<Result<(), u64>> {
+    tracing::info!(app, names = ?names, "ordering a certificate");
+    let started = std::time::Instant::now();
+    // A CA that stops answering must not hold up every other app's renewal.
+    let got = tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        r = tokio::time::timeout(ORDER_TIMEOUT, obtain(c, account, app, names)) => {
+            r.unwrap_or_else(|_| Err(Failed::whole(format!(
+                "the CA did not finish the order within {} s; it will be tried again",
+                ORDER_TIMEOUT.as_secs()
+            ))))
+        }
+    };
+    match got {
+        Ok(cert) => {
+            tracing::info!(
+                app,
+                ms = started.elapsed().as_millis() as u64,
+                not_after = cert.not_after,
+                "certificate issued"
+            );
+            c.system_log(
+                app,
+                "acme",
+                format!(
+                    "Certificate for {} issued by {}, valid until {}",
+                    cert.names.join(", "),
+                    cert.issuer,
+                    day(cert.not_after)
+                ),
+            );
+            let all = wanted_names(c, app).is_ok_and(|w| w == cert.names);
+            // (One lock of the store for both: it is not re-entrant.)
+            let stored = {
+                let mut store = c.store();
+                match store.put_cert(&cert) {
+                    Ok(()) if all => store.cert_succeeded(app),
+                    r => r,
+                }
+            };
+            if let Err(e) = stored {
+                tracing::error!(app, error = %e, "cannot store the new certificate");
+            }
+            c.refresh_routes();
+            Some(Ok(()))
+        }
+        Err(f) => {
+            tracing::warn!(app, error = %f.error, "no certificate");
+            c.system_log(
+                app,
+                "acme",
+                format!("No certificate for {}: {}", names.join(", "), f.error),
+            );
+            // Names that failed while others passed: the rest go on without them.
+            let failed = if !f.names.is_empty() && f.names.len() < names.len() {
+                f.names
+            } else {
+                Vec::new()
+            };
+            if let Err(se) = c.store().cert_failed(app, &f.error, &failed, backoff) {
+                tracing::error!(app, error = %se, "cannot record the certificate failure");
+            }
+            Some(Err(c
+                .store()
+                .cert_status(app)
+                .map(|s| s.next_try)
+                .unwrap_or(0)))
+        }
+    }
+}
+
+/// Whether `app` needs an order.
+#[derive(Debug, PartialEq)]
+enum Due {
+    No,
+    /// After a failure's back-off, at this time.
+    Later(u64),
+    Now(Vec<String>),
+}
+
+/// What `app` needs now: its wanted names (less those that failed, while their back-off
+/// lasts) when it has no certificate, when its certificate's names differ, or when it is
+/// near its end.
+fn due(c: &Cluster, app: &str) -> Result<Due, StoreError> {
+    let mut names = wanted_names(c, app)?;
+    let status = c.store().cert_status(app)?;
+    let waiting = status.next_try > now();
+    if waiting {
+        if status.failed_names.is_empty() {
+            return Ok(Due::Later(status.next_try));
+        }
+        names.retain(|n| !status.failed_names.contains(n));
+    }
     if names.is_empty() {
-        return Ok(None);
+        return Ok(if waiting {
+            Due::Later(status.next_try)
+        } else {
+            Due::No
+        });
     }
     let current = c
         .store()
@@ -167,14 +241,21 @@ fn due(c: &Cluster, app: &str) -> Result<Option<Vec<String>>, StoreError> {
         .filter(|x| x.source == "auto")
         .max_by_key(|x| x.not_after);
     let Some(cur) = current else {
-        return Ok(Some(names));
+        return Ok(Due::Now(names));
     };
-    let mut have = cur.names.clone();
-    have.sort();
+    // `acme_renew_days` before expiry, or a third of its life for a certificate that lives
+    // shorter (else a short-lived one would be due as soon as it is issued).
+    let life = cur.not_after.saturating_sub(cur.created_at);
     let renew_at = cur
         .not_after
-        .saturating_sub(c.cfg.acme_renew_days.saturating_mul(86_400));
-    Ok((have != names || now() >= renew_at).then_some(names))
+        .saturating_sub(c.cfg.acme_renew_days.saturating_mul(86_400).min(life / 3));
+    Ok(if cur.names != names || now() >= renew_at {
+        Due::Now(names)
+    } else if waiting {
+        Due::Later(status.next_try)
+    } else {
+        Due::No
+    })
 }
 
 use zeroku_conf::time::date as day;
@@ -194,10 +275,12 @@ async fn account(c: &Cluster) -> Result<Account, String> {
     if let Some(saved) = saved {
         let creds = serde_json::from_str(&saved)
             .map_err(|e| format!("the stored ACME account is unreadable: {e}"))?;
-        return builder()?
+        let account = builder()?
             .from_credentials(creds)
             .await
-            .map_err(|e| format!("the ACME directory {dir}: {}", words(&e)));
+            .map_err(|e| format!("the ACME directory {dir}: {}", words(&e)))?;
+        c.set_acme_thumbprint(account.key_thumbprint());
+        return Ok(account);
     }
     let contact = (!c.cfg.acme_email.is_empty()).then(|| format!("mailto:{}", c.cfg.acme_email));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
@@ -218,6 +301,7 @@ async fn account(c: &Cluster) -> Result<Account, String> {
         .put_acme_account(&dir, &json)
         .map_err(|e| e.to_string())?;
     tracing::info!(directory = %dir, id = account.id(), "ACME account created");
+    c.set_acme_thumbprint(account.key_thumbprint());
     Ok(account)
 }
 
@@ -235,18 +319,39 @@ impl Drop for Answering<'_> {
     }
 }
 
+/// Why an order failed, and the names whose challenge failed (empty: all, or none known).
+struct Failed {
+    error: String,
+    names: Vec<String>,
+}
+
+impl Failed {
+    fn whole(error: String) -> Failed {
+        Failed {
+            error,
+            names: Vec::new(),
+        }
+    }
+}
+
+impl From<String> for Failed {
+    fn from(error: String) -> Failed {
+        Failed::whole(error)
+    }
+}
+
 /// One order, from new to certificate.
 async fn obtain(
     c: &Cluster,
     account: &mut Option<Account>,
     app: &str,
     names: &[String],
-) -> Result<Cert, String> {
+) -> Result<Cert, Failed> {
     if account.is_none() {
         *account = Some(self::account(c).await?);
     }
     let Some(acct) = account.as_ref() else {
-        return Err("no ACME account".into());
+        return Err(Failed::whole("no ACME account".into()));
     };
     let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut order = acct
@@ -265,7 +370,7 @@ async fn obtain(
             match a.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
-                s => return Err(format!("the CA says {name} is {s:?}")),
+                s => return Err(format!("the CA says {name} is {s:?}").into()),
             }
             let mut ch = a
                 .challenge(ChallengeType::Http01)
@@ -281,9 +386,16 @@ async fn obtain(
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(200))
         .timeout(Duration::from_secs(90));
-    let status = order.poll_ready(&retry).await.map_err(|e| words(&e))?;
+    // An invalid order comes back as its status or as its error document: either way the
+    // challenges say which names failed and why.
+    let status = match order.poll_ready(&retry).await {
+        Ok(s) => s,
+        Err(instant_acme::Error::Api(_)) => OrderStatus::Invalid,
+        Err(e) => return Err(words(&e).into()),
+    };
     if status != OrderStatus::Ready {
-        return Err(why_invalid(&mut order).await);
+        let (error, names) = why_invalid(&mut order).await;
+        return Err(Failed { error, names });
     }
     drop(answering);
     let key_pem = order.finalize().await.map_err(|e| words(&e))?;
@@ -306,9 +418,9 @@ async fn obtain(
     })
 }
 
-/// What the CA said of the challenges of an order that failed.
-async fn why_invalid(order: &mut instant_acme::Order) -> String {
-    let mut out = Vec::new();
+/// What the CA said of the challenges of an order that failed, and the names they were for.
+async fn why_invalid(order: &mut instant_acme::Order) -> (String, Vec<String>) {
+    let (mut out, mut names) = (Vec::new(), Vec::new());
     let mut authzs = order.authorizations();
     while let Some(a) = authzs.next().await {
         let Ok(mut a) = a else { continue };
@@ -317,13 +429,19 @@ async fn why_invalid(order: &mut instant_acme::Order) -> String {
         for ch in &a.challenges {
             if let Some(p) = &ch.error {
                 out.push(problem_words(p, &name));
+                names.push(name.clone());
             }
         }
     }
+    names.sort();
+    names.dedup();
     if out.is_empty() {
-        "the CA refused the order without saying why".into()
+        (
+            "the CA refused the order without saying why".into(),
+            Vec::new(),
+        )
     } else {
-        out.join("; ")
+        (out.join("; "), names)
     }
 }
 
@@ -368,10 +486,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn back_off_doubles_from_a_minute_to_a_day() {
-        assert_eq!(backoff(1), 60);
-        assert_eq!(backoff(2), 120);
-        assert_eq!(backoff(5), 960);
+    fn back_off_doubles_from_five_minutes_to_a_day() {
+        assert_eq!(backoff(1), 300);
+        assert_eq!(backoff(2), 600);
+        assert_eq!(backoff(5), 4800);
         assert_eq!(backoff(40), 86_400);
     }
 

@@ -6,7 +6,8 @@
 //! A rule is `METRIC OP VALUE[UNIT] [for Nm]`: `p50`/`p95`/`p99` (ms or s), `5xx_rate` (% of
 //! requests), `5xx` and `requests` (per minute), `memory` (the largest instance, MB or GB),
 //! `cpu` (% of one core, all the app's instances), `restarts` (per minute), `cert_days` (days
-//! left on the app's newest certificate: `cert_days < 14` warns when renewal fails); OP one of
+//! left on the certificate served for the app's soonest-expiring name: `cert_days < 14` warns
+//! when renewal fails); OP one of
 //! `> >= < <=`; it holds when each of the last N complete minutes (1 by default) says so. A
 //! minute is complete once every worker and frontend has reported it (`alert_settle_ms` after
 //! its end): a minute still filling up would make rules flap. A minute with no answers has
@@ -192,14 +193,7 @@ fn check(c: &Arc<Cluster>, a: Alert, settle: Duration) {
         return;
     };
     let (holds, value) = if rule.metric == Metric::CertDays {
-        let Ok(certs) = c.store().app_certs(&a.app) else {
-            return;
-        };
-        let days = certs
-            .iter()
-            .map(|x| x.not_after)
-            .max()
-            .map(|t| (t as f64 - crate::store::now() as f64) / 86_400.0);
+        let days = cert_days(c, &a.app);
         (days.is_some_and(|d| rule.true_of(d)), days)
     } else {
         minute_rule(c, &a, &rule, settle)
@@ -208,6 +202,34 @@ fn check(c: &Arc<Cluster>, a: Alert, settle: Duration) {
         return;
     }
     fire(c, a, holds, value);
+}
+
+/// Days left on the certificates the frontends serve for `app`'s names: per name the newest
+/// that covers it, the soonest of those; a name without one counts 0 when the app gets
+/// certificates automatically (its order keeps failing), and not at all otherwise.
+fn cert_days(c: &Cluster, app: &str) -> Option<f64> {
+    let names = crate::acme::wanted_names(c, app).ok()?;
+    let (certs, settings) = {
+        let s = c.store();
+        (s.app_certs(app).ok()?, s.settings().ok()?)
+    };
+    let auto = crate::acme::auto_on(c, app, &settings);
+    let now = crate::store::now() as f64;
+    names
+        .iter()
+        .filter_map(|n| {
+            let newest = certs
+                .iter()
+                .filter(|x| x.names.iter().any(|cn| crate::certs::covers(cn, n)))
+                .map(|x| x.not_after)
+                .max();
+            match newest {
+                Some(t) => Some((t as f64 - now) / 86_400.0),
+                None if auto => Some(0.0),
+                None => None,
+            }
+        })
+        .min_by(|a, b| a.total_cmp(b))
 }
 
 /// Whether a per-minute rule holds over its last complete minutes, and the last value.

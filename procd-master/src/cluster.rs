@@ -61,6 +61,8 @@ pub struct Cluster {
     pub acme_changed: tokio::sync::Notify,
     /// ACME HTTP-01 challenges under way, in the route table.
     acme_challenges: Mutex<Vec<zeroku_conf::AcmeChallenge>>,
+    /// The ACME account's key thumbprint, in the route table.
+    acme_thumbprint: Mutex<String>,
     /// Something the route table is built from changed (a re-plan, a heartbeat that differs
     /// from the node's last, a node lost): the next liveness tick rebuilds it.
     routes_stale: AtomicBool,
@@ -176,6 +178,7 @@ impl Cluster {
             schedules_changed: tokio::sync::Notify::new(),
             acme_changed: tokio::sync::Notify::new(),
             acme_challenges: Mutex::default(),
+            acme_thumbprint: Mutex::default(),
             docker_nodes: Mutex::default(),
             routes_stale: AtomicBool::new(true),
             pace: Mutex::new(pace),
@@ -489,7 +492,7 @@ impl Cluster {
                 (store.domains()?, store.placements()?, store.nodes()?);
             let paths = store.routes()?;
             let settings = store.settings()?;
-            let certs = store.certs()?;
+            let certs = store.cert_refs()?;
             let live = lock(&self.live);
             Ok(routes::build(&routes::Inputs {
                 apps: &apps,
@@ -509,8 +512,13 @@ impl Cluster {
             Err(e) => return tracing::error!(error = %e, "building the route table"),
         };
         let acme = lock(&self.acme_challenges).clone();
+        let acme_thumbprint = lock(&self.acme_thumbprint).clone();
         let mut current = lock(&self.routes);
-        if current.apps == apps && current.acme == acme && current.generation > 0 {
+        if current.apps == apps
+            && current.acme == acme
+            && current.acme_thumbprint == acme_thumbprint
+            && current.generation > 0
+        {
             return;
         }
         let generation = match store.next_generations(1) {
@@ -521,6 +529,7 @@ impl Cluster {
             generation,
             apps,
             acme,
+            acme_thumbprint,
         };
         tracing::debug!(
             generation,
@@ -604,12 +613,10 @@ impl Cluster {
         self.refresh_routes();
     }
 
-    /// The key authorization of a challenge under way.
-    pub fn acme_challenge(&self, token: &str) -> Option<String> {
-        lock(&self.acme_challenges)
-            .iter()
-            .find(|c| c.token == token)
-            .map(|c| c.key_authorization.clone())
+    /// Frontends answer any challenge token for the account with this thumbprint.
+    pub fn set_acme_thumbprint(&self, thumbprint: &str) {
+        *lock(&self.acme_thumbprint) = thumbprint.to_string();
+        self.refresh_routes();
     }
 
     pub fn route_table(&self) -> RouteTable {

@@ -165,6 +165,16 @@ impl LogBook {
         self.read_where(app, after, limit, |_| true)
     }
 
+    /// The sequence number of `app`'s newest line in memory (0: none): a cheap look before a
+    /// read.
+    pub fn app_last(&self, app: &str) -> u64 {
+        self.lock()
+            .apps
+            .get(app)
+            .and_then(|q| q.back())
+            .map_or(0, |(s, _)| *s)
+    }
+
     /// [`LogBook::read`] of the lines `keep` keeps (one process type or instance, one source).
     pub fn read_where(
         &self,

@@ -166,7 +166,6 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/v1/frontends/:name/hello", Frontend),
     r("POST", "/v1/frontends/:name/traffic", Frontend),
     r("GET", "/v1/frontends/:name/certs/:sha", Frontend),
-    r("GET", "/v1/frontends/:name/acme/:token", Frontend),
     r("GET", "/v1/routes", Frontend),
     r("GET", "/v1/slugs/:sha", Slug),
     r("PUT", "/v1/slugs/:sha", User),
@@ -204,6 +203,7 @@ pub fn find(method: &str, segs: &[&str]) -> Option<&'static Route> {
 }
 
 /// The caller, from its bearer token.
+#[derive(Clone)]
 pub struct Caller {
     pub role: Role,
     /// The token's scope: a node's, frontend's or user's name.

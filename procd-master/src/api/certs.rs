@@ -1,10 +1,8 @@
 //! Apps' certificates (`zeroku certs`, `certs:add`, `certs:remove`; `certs:auto` is the
 //! `certs_auto` setting): `GET`/`POST /v1/apps/<app>/certs`, `DELETE …/certs/<sha256 prefix>`.
 //! Frontends fetch a certificate's chain and key by hash
-//! (`GET /v1/frontends/<name>/certs/<sha256>`, their own name only) and ask for an ACME
-//! challenge's answer the route table did not bring them yet
-//! (`GET /v1/frontends/<name>/acme/<token>`). Keys reach nobody else: users see names,
-//! issuer and expiry.
+//! (`GET /v1/frontends/<name>/certs/<sha256>`, their own token only). Keys reach nobody else:
+//! users (admins too) see names, issuer and expiry.
 
 use super::{body_json, ok, Reply};
 use crate::api::auth::Caller;
@@ -49,6 +47,9 @@ pub(super) fn list(c: &Cluster, app: &str) -> Result<Reply, ApiError> {
     }))
 }
 
+/// Certificates of its own an app may have (every frontend holds them all).
+const MAX_MANUAL: usize = 10;
+
 /// `certs:add`: a PEM chain and its key, checked to belong together.
 pub(super) async fn add(c: &Cluster, app: &str, req: Request<Incoming>) -> Result<Reply, ApiError> {
     #[derive(Deserialize)]
@@ -57,6 +58,17 @@ pub(super) async fn add(c: &Cluster, app: &str, req: Request<Incoming>) -> Resul
         key_pem: String,
     }
     let a: Add = body_json(req).await?;
+    let manual = c
+        .store()
+        .app_certs(app)?
+        .iter()
+        .filter(|x| x.source == "manual")
+        .count();
+    if manual >= MAX_MANUAL {
+        return Err(ApiError::invalid(format!(
+            "{app} has {manual} certificates of its own, the most it may: remove one first (zeroku certs:remove)"
+        )));
+    }
     let d = crate::certs::describe(&a.chain_pem, &a.key_pem).map_err(ApiError::invalid)?;
     if d.not_after <= now() {
         return Err(ApiError::invalid(format!(
@@ -115,7 +127,7 @@ pub(super) fn remove(c: &Cluster, app: &str, sha: &str) -> Result<Reply, ApiErro
 }
 
 fn own_frontend(caller: &Caller, name: &str) -> Result<(), ApiError> {
-    if caller.admin || (caller.role == Role::Frontend && caller.node.as_deref() == Some(name)) {
+    if caller.role == Role::Frontend && caller.node.as_deref() == Some(name) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!(
@@ -137,18 +149,4 @@ pub(super) fn for_frontend(
         .cert_by_sha(sha)?
         .ok_or_else(|| ApiError::not_found(format!("no certificate {sha}")))?;
     ok(json!({"chain_pem": cert.chain_pem, "key_pem": cert.key_pem}))
-}
-
-/// The answer to an ACME challenge under way.
-pub(super) fn challenge(
-    c: &Cluster,
-    caller: &Caller,
-    name: &str,
-    token: &str,
-) -> Result<Reply, ApiError> {
-    own_frontend(caller, name)?;
-    match c.acme_challenge(token) {
-        Some(key_authorization) => ok(json!({ "key_authorization": key_authorization })),
-        None => Err(ApiError::not_found("no such challenge under way")),
-    }
 }

@@ -894,9 +894,6 @@ async fn dispatch(
         (&Method::GET, ["frontends", name, "certs", sha]) => {
             certs::for_frontend(c, caller, name, sha)
         }
-        (&Method::GET, ["frontends", name, "acme", token]) => {
-            certs::challenge(c, caller, name, token)
-        }
         (&Method::GET, ["apps", app, "certs"]) => {
             app_exists(c, app)?;
             certs::list(c, app)
@@ -969,9 +966,6 @@ async fn dispatch(
             if changed.keys().any(|k| k.as_str() == "stop_when_lost_ms") {
                 c.invalidate_lists();
             }
-            if changed.keys().any(|k| k.as_str() == "certs_auto") {
-                c.acme_wake(app);
-            }
             // How instances run changed: a new release, rolled out like a deploy (new
             // instances up first; the old ones stay if the new never come up).
             let release = change(c, |s| {
@@ -985,6 +979,10 @@ async fn dispatch(
                 }
             })?;
             c.refresh_routes();
+            // `certs:auto` (again): look at the app's certificate now, with the setting stored.
+            if changes.get("certs_auto").is_some_and(|v| v == "on") {
+                c.acme_wake(app);
+            }
             ok(json!({
                 "settings": changes,
                 "changed": changed.keys().collect::<Vec<_>>(),

@@ -33,6 +33,9 @@ pub struct CertStatus {
     pub failures: u32,
     /// No new order before this (unix seconds): failures back off.
     pub next_try: u64,
+    /// The names that failed last (the others are ordered without them meanwhile); empty
+    /// when the order failed as a whole.
+    pub failed_names: Vec<String>,
 }
 
 fn cert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cert> {
@@ -63,6 +66,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Every certificate without its chain and key (what the route table needs).
+    pub fn cert_refs(&self) -> Result<Vec<Cert>> {
+        let mut st = self.db.prepare(
+            "SELECT app, sha256, source, names, issuer, not_after, '', '', created_at FROM certs ORDER BY app, not_after",
+        )?;
+        let rows = st.query_map([], cert_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// One app's certificates.
     pub fn app_certs(&self, app: &str) -> Result<Vec<Cert>> {
         let mut st = self.db.prepare(&format!(
@@ -84,8 +96,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores `cert`; an `auto` one replaces the app's earlier `auto` one, and clears its last
-    /// error.
+    /// Stores `cert`; an `auto` one replaces the app's earlier `auto` one.
     pub fn put_cert(&mut self, cert: &Cert) -> Result<()> {
         let tx = self.db.transaction()?;
         if cert.source == "auto" {
@@ -93,10 +104,10 @@ impl Store {
                 "DELETE FROM certs WHERE app = ?1 AND source = 'auto'",
                 [&cert.app],
             )?;
-            tx.execute("DELETE FROM cert_status WHERE app = ?1", [&cert.app])?;
         }
+        // Not for an app deleted (or renamed) while its order ran.
         tx.execute(
-            &format!("INSERT OR REPLACE INTO certs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            &format!("INSERT OR REPLACE INTO certs ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM apps WHERE name = ?1)"),
             params![
                 cert.app,
                 cert.sha256,
@@ -126,14 +137,16 @@ impl Store {
         Ok(self
             .db
             .query_row(
-                "SELECT last_error, error_at, failures, next_try FROM cert_status WHERE app = ?1",
+                "SELECT last_error, error_at, failures, next_try, failed_names FROM cert_status WHERE app = ?1",
                 [app],
                 |r| {
+                    let names: String = r.get(4)?;
                     Ok(CertStatus {
                         last_error: r.get(0)?,
                         error_at: r.get(1)?,
                         failures: r.get(2)?,
                         next_try: r.get(3)?,
+                        failed_names: serde_json::from_str(&names).unwrap_or_default(),
                     })
                 },
             )
@@ -141,14 +154,28 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Records a failed attempt for `app`: the next waits `backoff(failures)` seconds.
-    pub fn cert_failed(&self, app: &str, error: &str, backoff: impl Fn(u32) -> u64) -> Result<()> {
+    /// Records a failed attempt for `app` (`failed_names`: the names that failed, when the
+    /// others did not): the next waits `backoff(failures)` seconds.
+    pub fn cert_failed(
+        &self,
+        app: &str,
+        error: &str,
+        failed_names: &[String],
+        backoff: impl Fn(u32) -> u64,
+    ) -> Result<()> {
         let failures = self.cert_status(app)?.failures.saturating_add(1);
         let at = now();
         self.db.execute(
-            "INSERT OR REPLACE INTO cert_status (app, last_error, error_at, failures, next_try) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![app, error, at, failures, at.saturating_add(backoff(failures))],
+            "INSERT OR REPLACE INTO cert_status (app, last_error, error_at, failures, next_try, failed_names) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![app, error, at, failures, at.saturating_add(backoff(failures)), serde_json::to_string(failed_names)?],
         )?;
+        Ok(())
+    }
+
+    /// Forgets an app's failures: it has a certificate for every name it wants.
+    pub fn cert_succeeded(&self, app: &str) -> Result<()> {
+        self.db
+            .execute("DELETE FROM cert_status WHERE app = ?1", [app])?;
         Ok(())
     }
 
@@ -201,9 +228,13 @@ mod tests {
     #[test]
     fn a_renewal_replaces_the_auto_certificate_and_keeps_manual_ones() {
         let mut s = Store::open_in_memory().unwrap();
+        // Not for an app that is not there (deleted while its order ran).
+        s.put_cert(&cert("web", "aaaa1111", "manual")).unwrap();
+        assert!(s.certs().unwrap().is_empty());
+        s.create_app("web").unwrap();
         s.put_cert(&cert("web", "aaaa1111", "manual")).unwrap();
         s.put_cert(&cert("web", "bbbb2222", "auto")).unwrap();
-        s.cert_failed("web", "rate limited", |n| 60 * u64::from(n))
+        s.cert_failed("web", "rate limited", &[], |n| 60 * u64::from(n))
             .unwrap();
         assert_eq!(s.cert_status("web").unwrap().failures, 1);
         s.put_cert(&cert("web", "cccc3333", "auto")).unwrap();
@@ -214,6 +245,8 @@ mod tests {
             .map(|c| c.sha256)
             .collect();
         assert_eq!(shas, ["aaaa1111", "cccc3333"]);
+        assert_eq!(s.cert_status("web").unwrap().failures, 1);
+        s.cert_succeeded("web").unwrap();
         assert_eq!(s.cert_status("web").unwrap(), CertStatus::default());
         assert_eq!(s.remove_cert("web", "aaaa").unwrap(), 1);
         assert_eq!(s.certs().unwrap().len(), 1);
@@ -223,10 +256,12 @@ mod tests {
     #[test]
     fn failures_back_off() {
         let s = Store::open_in_memory().unwrap();
-        s.cert_failed("web", "DNS", |n| 60 << n).unwrap();
-        s.cert_failed("web", "DNS", |n| 60 << n).unwrap();
+        let bad = ["www.shop.example".to_string()];
+        s.cert_failed("web", "DNS", &[], |n| 60 << n).unwrap();
+        s.cert_failed("web", "DNS", &bad, |n| 60 << n).unwrap();
         let st = s.cert_status("web").unwrap();
         assert_eq!(st.failures, 2);
+        assert_eq!(st.failed_names, bad);
         assert!(st.next_try >= now() + 240);
         s.cert_retry_now("web").unwrap();
         assert_eq!(s.cert_status("web").unwrap().next_try, 0);

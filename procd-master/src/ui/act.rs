@@ -108,31 +108,74 @@ pub(super) async fn bridge(
     crate::api::handle_v1(m.clone(), req).await
 }
 
-/// The app's log from line `after` on, as server-sent events (`data:` a JSON line each),
-/// woken by new lines; a comment every 15 s keeps proxies from closing it. Ends when the
-/// browser goes.
+/// Log streams open per user token at most.
+const MAX_STREAMS: usize = 8;
+
+/// Open log streams per token.
+fn streams() -> &'static std::sync::Mutex<std::collections::HashMap<String, usize>> {
+    static S: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, usize>>> =
+        std::sync::OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// One open stream, counted while it lives.
+struct Counted(String);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut s = streams().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = s.get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// The app's log from line `after` on (or the browser's `Last-Event-ID` when it reconnects),
+/// as server-sent events (`id:` its number, `data:` a JSON line), woken by new lines; a
+/// comment every 15 s keeps proxies from closing it, and the user's permission is checked
+/// again then. At most `MAX_STREAMS` per user. Ends when the browser goes.
 pub(super) fn log_stream(c: &Arc<Cluster>, who: &Caller, app: &str, after: u64) -> Shown {
     may_view(c, who, app)?;
+    let counted = {
+        let mut s = streams().lock().unwrap_or_else(|e| e.into_inner());
+        let n = s.entry(who.token.clone()).or_default();
+        if *n >= MAX_STREAMS {
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{MAX_STREAMS} log streams are open for you already: close some pages"),
+            ));
+        }
+        *n += 1;
+        Counted(who.token.clone())
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let (c, app) = (c.clone(), app.to_string());
+    let (c, app, who) = (c.clone(), app.to_string(), who.clone());
     tokio::spawn(async move {
+        let _counted = counted;
         let mut after = after;
         loop {
             let woken = c.logs.changed.notified();
-            let (lines, next) = c.logs.read(&app, after, 500);
-            after = after.max(next);
-            let mut out = String::new();
-            for (seq, l) in lines {
-                let v = serde_json::json!({"seq": seq, "line": super::log_line(&l)});
-                out.push_str(&format!("data: {v}\n\n"));
-            }
-            if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
-                return;
+            if c.logs.app_last(&app) > after {
+                let (lines, next) = c.logs.read(&app, after, 500);
+                after = after.max(next);
+                let mut out = String::new();
+                for (seq, l) in lines {
+                    let v = serde_json::json!({"seq": seq, "line": super::log_line(&l)});
+                    out.push_str(&format!("id: {seq}\ndata: {v}\n\n"));
+                }
+                if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                    return;
+                }
             }
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(Duration::from_secs(15)) => {
-                    if tx.send(Bytes::from_static(b": still here\n\n")).await.is_err() {
+                    if may_view(&c, &who, &app).is_err()
+                        || tx.send(Bytes::from_static(b": still here\n\n")).await.is_err()
+                    {
                         return;
                     }
                 }

@@ -123,10 +123,16 @@ pub async fn handle(
             html::RUN_SCRIPT.into(),
         ),
         (&Method::GET, ["ui", "apps", app, "logs"]) => {
+            // A browser that reconnects says where it was.
             let after = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("after=")))
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| {
+                    req.uri()
+                        .query()
+                        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("after=")))
+                })
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let shown = match caller(c, &req) {
