@@ -673,6 +673,13 @@ fn a_node_that_is_gone_can_be_removed() {
     assert!(!o.status.success(), "a live node was removed");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is up"), "{err}");
+    // (The node is up from its registration; it saves its token a moment after.)
+    let path = c.dir.path().join("worker-gone/node-token.json");
+    eventually(Duration::from_secs(15), "gone's saved token", || {
+        std::fs::metadata(&path)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
     c.worker("gone").1.kill9();
     eventually(Duration::from_secs(15), "gone is dead", || {
         match state(&c) {
@@ -684,7 +691,6 @@ fn a_node_that_is_gone_can_be_removed() {
     let n = c.json(&["nodes"]);
     assert!(!n.to_string().contains("\"gone\""), "{n}");
     // Its token no longer works.
-    let path = c.dir.path().join("worker-gone/node-token.json");
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let token = saved["token"].as_str().unwrap();
     let (st, _, _) = http_request(
