@@ -324,6 +324,9 @@ pub struct FrontendConfig {
     /// handshakes fail.
     pub tls_cert: String,
     pub tls_key: String,
+    /// The port clients reach HTTPS on, where `force_https` sends them (behind a port
+    /// forward it differs from `https`'s); 0: the port of `https`.
+    pub https_public_port: u16,
     /// Apps answer at `<app>.<base_domain>`.
     pub base_domain: String,
     /// Address the per-app handler sockets are bound on.
@@ -371,6 +374,7 @@ impl Default for FrontendConfig {
             https: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            https_public_port: 0,
             base_domain: "localhost".into(),
             handler_bind: "127.0.0.1".into(),
             handler_advertise: String::new(),

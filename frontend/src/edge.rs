@@ -145,7 +145,14 @@ impl Edge {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             access,
             certs,
-            https_port: cfg.https.rsplit_once(':').and_then(|(_, p)| p.parse().ok()),
+            https_port: cfg
+                .https
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .map(|p| match cfg.https_public_port {
+                    0 => p,
+                    public => public,
+                }),
         }
     }
 

@@ -304,7 +304,10 @@ async fn fetch_cert(edge: Arc<edge::Edge>, f: SlugFetcher, sha: String) {
                         tracing::info!(cert = %sha, "serving a new certificate");
                         edge.certs.insert(sha, k);
                     }
-                    Err(e) => tracing::warn!(cert = %sha, error = %e, "an unusable certificate"),
+                    Err(e) => {
+                        tracing::warn!(cert = %sha, error = %e, "an unusable certificate");
+                        edge.certs.failed(&sha);
+                    }
                 }
                 return;
             }
@@ -314,6 +317,7 @@ async fn fetch_cert(edge: Arc<edge::Edge>, f: SlugFetcher, sha: String) {
             }
         }
     }
+    edge.certs.failed(&sha);
 }
 
 /// Installs a route table unless it is older than the current one.

@@ -46,8 +46,10 @@ pub struct Certs {
     by_sha: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// Host name → the certificate served for it.
     by_host: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    /// (host, hash): per host, the newest certificate of its app that covers it.
-    wanted: RwLock<Vec<(String, String)>>,
+    /// Per host, the certificates of its app that cover it, newest first.
+    wanted: RwLock<Vec<(String, Vec<String>)>>,
+    /// Hashes being fetched.
+    pending: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Certs {
@@ -66,8 +68,9 @@ impl Certs {
     }
 
     /// Takes the route table's certificates: an app's are served only for its own names
-    /// (`<app>.<base>` and its custom domains) that they cover, the newest per name. Returns
-    /// the hashes not fetched yet (until one is, the one served before goes on).
+    /// (`<app>.<base>` and its custom domains) that they cover, the newest usable one per
+    /// name. Returns the hashes to fetch (while they are on their way, a name keeps the
+    /// certificate it had: a renewal replaces it without a gap).
     pub fn set_routes(&self, apps: &[AppRoute], base_domain: &str) -> Vec<String> {
         let mut wanted = Vec::new();
         for app in apps {
@@ -76,23 +79,30 @@ impl Certs {
             let own = format!("{}.{base_domain}", app.app);
             for host in app.domains.iter().chain(std::iter::once(&own)) {
                 let host = host.to_ascii_lowercase();
-                if let Some(c) = certs
+                let covering: Vec<String> = certs
                     .iter()
-                    .find(|c| c.names.iter().any(|n| covers(n, &host)))
-                {
-                    wanted.push((host, c.sha256.clone()));
+                    .filter(|c| c.names.iter().any(|n| covers(n, &host)))
+                    .map(|c| c.sha256.clone())
+                    .collect();
+                if !covering.is_empty() {
+                    wanted.push((host, covering));
                 }
             }
         }
         let have = self.by_sha.read().unwrap_or_else(|e| e.into_inner());
         let mut missing: Vec<String> = wanted
             .iter()
-            .filter(|(_, sha)| !have.contains_key(sha))
-            .map(|(_, sha)| sha.clone())
+            .flat_map(|(_, shas)| shas)
+            .filter(|sha| !have.contains_key(*sha))
+            .cloned()
             .collect();
         drop(have);
         missing.sort();
         missing.dedup();
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            missing.retain(|sha| pending.insert(sha.clone()));
+        }
         *self.wanted.write().unwrap_or_else(|e| e.into_inner()) = wanted;
         self.rebuild();
         missing
@@ -100,10 +110,24 @@ impl Certs {
 
     /// A fetched chain and key.
     pub fn insert(&self, sha: String, key: CertifiedKey) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&sha);
         self.by_sha
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(sha, Arc::new(key));
+        self.rebuild();
+    }
+
+    /// A certificate that could not be fetched or used: asked for again with the next table
+    /// that names it; the names it was for go on without it.
+    pub fn failed(&self, sha: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(sha);
         self.rebuild();
     }
 
@@ -113,15 +137,27 @@ impl Certs {
         let wanted = self.wanted.read().unwrap_or_else(|e| e.into_inner());
         let mut by_sha = self.by_sha.write().unwrap_or_else(|e| e.into_inner());
         let mut served = self.by_host.write().unwrap_or_else(|e| e.into_inner());
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut by_host = HashMap::new();
-        for (host, sha) in wanted.iter() {
-            if let Some(k) = by_sha.get(sha).or_else(|| served.get(host)) {
-                by_host.insert(host.clone(), k.clone());
+        for (host, shas) in wanted.iter() {
+            // The newest fetched; while a newer one is on its way, what the name had.
+            let newest = shas.iter().find_map(|s| by_sha.get(s).map(|k| (s, k)));
+            let waiting = |upto: Option<&String>| {
+                shas.iter()
+                    .take_while(|s| Some(*s) != upto)
+                    .any(|s| pending.contains(s))
+            };
+            let key = match newest {
+                Some((s, k)) if !waiting(Some(s)) => Some(k.clone()),
+                Some((_, k)) => served.get(host).cloned().or_else(|| Some(k.clone())),
+                None if waiting(None) => served.get(host).cloned(),
+                None => None,
+            };
+            if let Some(k) = key {
+                by_host.insert(host.clone(), k);
             }
         }
-        by_sha.retain(|sha, k| {
-            wanted.iter().any(|(_, s)| s == sha) || by_host.values().any(|v| Arc::ptr_eq(v, k))
-        });
+        by_sha.retain(|sha, _| wanted.iter().any(|(_, s)| s.contains(sha)));
         *served = by_host;
     }
 
@@ -189,29 +225,32 @@ mod tests {
         }
     }
 
+    fn apps() -> Vec<AppRoute> {
+        vec![
+            app(
+                "shop",
+                &["shop.com"],
+                vec![cref("s1", &["shop.com", "shop.example.net"], 10)],
+            ),
+            // "evil" holds a certificate naming shop's domain: not used for shop.
+            app(
+                "evil",
+                &[],
+                vec![cref("e1", &["shop.com", "evil.example.net"], 20)],
+            ),
+        ]
+    }
+
     #[test]
     fn an_apps_certificate_is_served_only_for_its_own_names() {
         let certs = Certs::default();
-        // "evil" holds a certificate naming shop's domain: not used for shop.
-        let missing = certs.set_routes(
-            &[
-                app(
-                    "shop",
-                    &["shop.com"],
-                    vec![cref("s1", &["shop.com", "shop.example.net"], 10)],
-                ),
-                app(
-                    "evil",
-                    &[],
-                    vec![cref("e1", &["shop.com", "evil.example.net"], 20)],
-                ),
-            ],
-            "example.net",
-        );
+        let missing = certs.set_routes(&apps(), "example.net");
         assert_eq!(missing, ["e1", "s1"]);
+        // Asked for once, while they are on their way.
+        assert!(certs.set_routes(&apps(), "example.net").is_empty());
         let mut wanted = certs.wanted.read().unwrap().clone();
         wanted.sort();
-        let pair = |h: &str, s: &str| (h.to_string(), s.to_string());
+        let pair = |h: &str, s: &str| (h.to_string(), vec![s.to_string()]);
         assert_eq!(
             wanted,
             [
@@ -220,6 +259,9 @@ mod tests {
                 pair("shop.example.net", "s1")
             ]
         );
+        // One that cannot be fetched is asked for again with the next table.
+        certs.failed("s1");
+        assert_eq!(certs.set_routes(&apps(), "example.net"), ["s1"]);
     }
 
     #[test]
@@ -237,7 +279,13 @@ mod tests {
             "example.net",
         );
         let wanted = certs.wanted.read().unwrap().clone();
-        assert_eq!(wanted, [("a.shop.com".into(), "new".into())]);
+        assert_eq!(
+            wanted,
+            [(
+                "a.shop.com".to_string(),
+                vec!["new".to_string(), "old".to_string()]
+            )]
+        );
         assert!(covers("*.shop.com", "a.shop.com"));
         assert!(!covers("*.shop.com", "b.a.shop.com"));
     }

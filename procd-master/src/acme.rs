@@ -109,7 +109,17 @@ async fn check_all(c: &Arc<Cluster>, shutdown: &CancellationToken) -> Option<u64
                 }
             };
             let names = match plan {
-                Due::No => break,
+                Due::No => {
+                    // Every name it wants is covered: an error from a name since removed
+                    // (or that passed since) is over.
+                    let s = c.store();
+                    if s.cert_status(app).is_ok_and(|st| st.failures > 0) {
+                        if let Err(e) = s.cert_succeeded(app) {
+                            tracing::error!(app, error = %e, "cannot clear the certificate error");
+                        }
+                    }
+                    break;
+                }
                 Due::Later(t) => {
                     earliest = Some(earliest.map_or(t, |e| e.min(t)));
                     break;
@@ -117,7 +127,14 @@ async fn check_all(c: &Arc<Cluster>, shutdown: &CancellationToken) -> Option<u64
                 Due::Now(names) => names,
             };
             match order(c, &mut account, app, &names, shutdown).await {
-                Some(Ok(())) => break,
+                Some(Ok(())) => {
+                    // Issued without some names: they are tried again after their back-off.
+                    let next = c.store().cert_status(app).map_or(0, |s| s.next_try);
+                    if next > now() {
+                        earliest = Some(earliest.map_or(next, |e| e.min(next)));
+                    }
+                    break;
+                }
                 Some(Err(next)) => earliest = Some(earliest.map_or(next, |x| x.min(next))),
                 None => return None,
             }
@@ -249,7 +266,10 @@ fn due(c: &Cluster, app: &str) -> Result<Due, StoreError> {
     let renew_at = cur
         .not_after
         .saturating_sub(c.cfg.acme_renew_days.saturating_mul(86_400).min(life / 3));
-    Ok(if cur.names != names || now() >= renew_at {
+    // While some names are left out, a certificate that still has them all is kept until it
+    // is near its end, not replaced by one with fewer.
+    let short = names.iter().any(|n| !cur.names.contains(n)) || (!waiting && cur.names != names);
+    Ok(if short || now() >= renew_at {
         Due::Now(names)
     } else if waiting {
         Due::Later(status.next_try)
@@ -354,10 +374,38 @@ async fn obtain(
         return Err(Failed::whole("no ACME account".into()));
     };
     let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = acct
-        .new_order(&NewOrder::new(&ids))
-        .await
-        .map_err(|e| words(&e))?;
+    let mut order = match acct.new_order(&NewOrder::new(&ids)).await {
+        Ok(o) => o,
+        // Refused at once (a name the CA will not issue for, a CAA record): the names the
+        // problem's parts name failed; the others may go on without them.
+        Err(instant_acme::Error::Api(p)) => {
+            let names: Vec<String> = p
+                .subproblems
+                .iter()
+                .filter_map(|sp| match &sp.identifier {
+                    Some(Identifier::Dns(n)) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            let error = match p.subproblems.first() {
+                Some(sp) => {
+                    let name = names.first().cloned().unwrap_or_default();
+                    problem_words(
+                        &Problem {
+                            r#type: sp.r#type.clone(),
+                            detail: sp.detail.clone(),
+                            status: p.status,
+                            subproblems: Vec::new(),
+                        },
+                        &name,
+                    )
+                }
+                None => problem_words(&p, ""),
+            };
+            return Err(Failed { error, names });
+        }
+        Err(e) => return Err(words(&e).into()),
+    };
     let mut answering = Answering {
         c,
         tokens: Vec::new(),

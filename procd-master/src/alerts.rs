@@ -206,14 +206,16 @@ fn check(c: &Arc<Cluster>, a: Alert, settle: Duration) {
 
 /// Days left on the certificates the frontends serve for `app`'s names: per name the newest
 /// that covers it, the soonest of those; a name without one counts 0 when the app gets
-/// certificates automatically (its order keeps failing), and not at all otherwise.
+/// certificates automatically and its order failed, and not at all otherwise.
 fn cert_days(c: &Cluster, app: &str) -> Option<f64> {
     let names = crate::acme::wanted_names(c, app).ok()?;
     let (certs, settings) = {
         let s = c.store();
         (s.app_certs(app).ok()?, s.settings().ok()?)
     };
-    let auto = crate::acme::auto_on(c, app, &settings);
+    // A name without one counts only once its order has failed (not while the first runs).
+    let failing = crate::acme::auto_on(c, app, &settings)
+        && c.store().cert_status(app).is_ok_and(|s| s.failures > 0);
     let now = crate::store::now() as f64;
     names
         .iter()
@@ -225,7 +227,7 @@ fn cert_days(c: &Cluster, app: &str) -> Option<f64> {
                 .max();
             match newest {
                 Some(t) => Some((t as f64 - now) / 86_400.0),
-                None if auto => Some(0.0),
+                None if failing => Some(0.0),
                 None => None,
             }
         })

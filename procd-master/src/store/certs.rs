@@ -96,14 +96,24 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores `cert`; an `auto` one replaces the app's earlier `auto` one.
+    /// Stores `cert`; an `auto` one replaces the app's earlier `auto` ones, but for those
+    /// still valid for a name it lacks (one that failed this time: served until they end).
     pub fn put_cert(&mut self, cert: &Cert) -> Result<()> {
+        let older = if cert.source == "auto" {
+            self.app_certs(&cert.app)?
+        } else {
+            Vec::new()
+        };
         let tx = self.db.transaction()?;
-        if cert.source == "auto" {
-            tx.execute(
-                "DELETE FROM certs WHERE app = ?1 AND source = 'auto'",
-                [&cert.app],
-            )?;
+        for old in older.iter().filter(|o| o.source == "auto") {
+            let still_needed =
+                old.not_after > now() && old.names.iter().any(|n| !cert.names.contains(n));
+            if !still_needed {
+                tx.execute(
+                    "DELETE FROM certs WHERE app = ?1 AND sha256 = ?2",
+                    params![cert.app, old.sha256],
+                )?;
+            }
         }
         // Not for an app deleted (or renamed) while its order ran.
         tx.execute(
@@ -155,7 +165,8 @@ impl Store {
     }
 
     /// Records a failed attempt for `app` (`failed_names`: the names that failed, when the
-    /// others did not): the next waits `backoff(failures)` seconds.
+    /// others did not; added to those that failed before while their back-off lasts): the
+    /// next waits `backoff(failures)` seconds.
     pub fn cert_failed(
         &self,
         app: &str,
@@ -163,11 +174,18 @@ impl Store {
         failed_names: &[String],
         backoff: impl Fn(u32) -> u64,
     ) -> Result<()> {
-        let failures = self.cert_status(app)?.failures.saturating_add(1);
+        let before = self.cert_status(app)?;
+        let failures = before.failures.saturating_add(1);
         let at = now();
+        let mut failed_names = failed_names.to_vec();
+        if before.next_try > at && !failed_names.is_empty() {
+            failed_names.extend(before.failed_names);
+            failed_names.sort();
+            failed_names.dedup();
+        }
         self.db.execute(
             "INSERT OR REPLACE INTO cert_status (app, last_error, error_at, failures, next_try, failed_names) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![app, error, at, failures, at.saturating_add(backoff(failures)), serde_json::to_string(failed_names)?],
+            params![app, error, at, failures, at.saturating_add(backoff(failures)), serde_json::to_string(&failed_names)?],
         )?;
         Ok(())
     }
@@ -179,10 +197,14 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets an app's failures: `certs:auto` asked again, try at once.
+    /// Forgets an app's back-off (`certs:auto` asked again): try at once, unless the last
+    /// failure was less than a minute ago (asking again and again must not spend the CA's
+    /// limits).
     pub fn cert_retry_now(&self, app: &str) -> Result<()> {
-        self.db
-            .execute("UPDATE cert_status SET next_try = 0 WHERE app = ?1", [app])?;
+        self.db.execute(
+            "UPDATE cert_status SET next_try = 0 WHERE app = ?1 AND error_at < ?2",
+            params![app, now().saturating_sub(60)],
+        )?;
         Ok(())
     }
 
@@ -263,7 +285,49 @@ mod tests {
         assert_eq!(st.failures, 2);
         assert_eq!(st.failed_names, bad);
         assert!(st.next_try >= now() + 240);
+        // Another name failing during the back-off: both are left out.
+        let other = ["api.shop.example".to_string()];
+        s.cert_failed("web", "DNS", &other, |n| 60 << n).unwrap();
+        assert_eq!(
+            s.cert_status("web").unwrap().failed_names,
+            ["api.shop.example", "www.shop.example"]
+        );
+        // Asked again within a minute of a failure: the back-off stands.
+        s.cert_retry_now("web").unwrap();
+        assert!(s.cert_status("web").unwrap().next_try > 0);
+        s.db.execute("UPDATE cert_status SET error_at = 1", [])
+            .unwrap();
         s.cert_retry_now("web").unwrap();
         assert_eq!(s.cert_status("web").unwrap().next_try, 0);
+    }
+
+    #[test]
+    fn a_renewal_without_a_name_keeps_the_certificate_that_has_it_until_it_ends() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.create_app("web").unwrap();
+        let mut all = cert("web", "full", "auto");
+        all.names = vec!["a.example".into(), "b.example".into()];
+        s.put_cert(&all).unwrap();
+        let mut part = cert("web", "part", "auto");
+        part.names = vec!["a.example".into()];
+        s.put_cert(&part).unwrap();
+        let shas: Vec<_> = s
+            .app_certs("web")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.sha256)
+            .collect();
+        assert_eq!(shas.len(), 2, "{shas:?}");
+        // A later one with every name: the others go.
+        let mut again = cert("web", "again", "auto");
+        again.names = vec!["a.example".into(), "b.example".into()];
+        s.put_cert(&again).unwrap();
+        let shas: Vec<_> = s
+            .app_certs("web")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.sha256)
+            .collect();
+        assert_eq!(shas, ["again"]);
     }
 }

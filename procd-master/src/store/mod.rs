@@ -315,6 +315,7 @@ impl Store {
             ("addons", "failovers", "INTEGER NOT NULL DEFAULT 0"),
             ("addons", "last_failover", "TEXT NOT NULL DEFAULT ''"),
             ("addons", "standby_copy", "INTEGER NOT NULL DEFAULT 0"),
+            ("cert_status", "failed_names", "TEXT NOT NULL DEFAULT '[]'"),
         ] {
             add_column(&db, table, column, decl)?;
         }

@@ -156,7 +156,17 @@ pub(super) fn log_stream(c: &Arc<Cluster>, who: &Caller, app: &str, after: u64) 
     tokio::spawn(async move {
         let _counted = counted;
         let mut after = after;
+        let mut checked = std::time::Instant::now();
         loop {
+            // Still allowed? (The token may have been revoked, the access taken away.)
+            if checked.elapsed() >= Duration::from_secs(15) {
+                checked = std::time::Instant::now();
+                let still = crate::api::auth::caller_of(&c, &who.token)
+                    .is_ok_and(|now| may_view(&c, &now, &app).is_ok());
+                if !still {
+                    return;
+                }
+            }
             let woken = c.logs.changed.notified();
             if c.logs.app_last(&app) > after {
                 let (lines, next) = c.logs.read(&app, after, 500);
@@ -173,9 +183,7 @@ pub(super) fn log_stream(c: &Arc<Cluster>, who: &Caller, app: &str, after: u64) 
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(Duration::from_secs(15)) => {
-                    if may_view(&c, &who, &app).is_err()
-                        || tx.send(Bytes::from_static(b": still here\n\n")).await.is_err()
-                    {
+                    if tx.send(Bytes::from_static(b": still here\n\n")).await.is_err() {
                         return;
                     }
                 }
