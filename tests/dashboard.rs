@@ -445,6 +445,7 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
     };
     assert_eq!(ws(&dan, "http://evil.example"), Ok(403));
     assert_eq!(ws(&ann, &format!("http://{}", c.master.api)), Ok(403));
+    assert_eq!(ws(&bob, &format!("http://{}", c.master.api)), Ok(403));
     assert_eq!(ui_get(&c, &ann, "/ui/apps/shop/run").0, 403);
 
     // Bob may not view shop: 403 for the page and its live data, in the browser too.
