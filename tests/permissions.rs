@@ -21,6 +21,9 @@ struct Who {
 /// Who may use a route that needs `need` (the app is `a1`; node p1 runs it; frontend pf serves
 /// no files of it).
 fn allowed(who: &str, need: Need) -> bool {
+    if need == Need::FrontendOnly {
+        return who == "frontend";
+    }
     if matches!(who, "admin" | "uadmin") {
         return true;
     }
@@ -39,7 +42,7 @@ fn allowed(who: &str, need: Need) -> bool {
         Need::App(p) => perms.contains(&p),
         Need::Join => who == "join",
         Need::Node => who == "node",
-        Need::Frontend => who == "frontend",
+        Need::Frontend | Need::FrontendOnly => who == "frontend",
         // The node runs a1's instance; udeploy may deploy a1; the frontend serves none of it.
         Need::Slug => matches!(who, "node" | "udeploy"),
     }

@@ -26,6 +26,9 @@ pub enum Need {
     Node,
     /// A frontend token (for itself) or an admin.
     Frontend,
+    /// A frontend token (for itself) only: what only frontends may hold (apps' private keys),
+    /// not even an admin through the API.
+    FrontendOnly,
     /// A slug download: a node (slugs of apps placed on it), a frontend (slugs its `dir`
     /// routes serve) or an admin.
     Slug,
@@ -42,6 +45,7 @@ impl Need {
             Need::Join => "a join token (used up) or an admin".into(),
             Need::Node => "that node's token, or an admin".into(),
             Need::Frontend => "that frontend's token, or an admin".into(),
+            Need::FrontendOnly => "that frontend's token only".into(),
             Need::Slug => {
                 "a node running the app, a frontend serving its files, or an admin".into()
             }
@@ -165,7 +169,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/v1/frontends/register", Join),
     r("POST", "/v1/frontends/:name/hello", Frontend),
     r("POST", "/v1/frontends/:name/traffic", Frontend),
-    r("GET", "/v1/frontends/:name/certs/:sha", Frontend),
+    r("GET", "/v1/frontends/:name/certs/:sha", FrontendOnly),
     r("GET", "/v1/routes", Frontend),
     r("GET", "/v1/slugs/:sha", Slug),
     r("PUT", "/v1/slugs/:sha", User),
@@ -253,6 +257,7 @@ impl Caller {
             Need::Join => self.admin || self.role == Role::Join,
             Need::Node => self.admin || self.role == Role::Node,
             Need::Frontend => self.admin || self.role == Role::Frontend,
+            Need::FrontendOnly => self.role == Role::Frontend,
             Need::Slug => {
                 self.admin || matches!(self.role, Role::Node | Role::Frontend | Role::User)
             }
