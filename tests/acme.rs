@@ -456,8 +456,26 @@ fn certs_auto_issues_serves_on_every_frontend_renews_and_survives_a_restart() {
     assert_eq!(r.0, 404, "{r:?}");
 
     // A restart orders nothing: the certificate is kept.
+    let checks = |c: &TestCluster| {
+        c.master
+            .daemon
+            .log_text()
+            .matches("certificates checked")
+            .count()
+    };
+    let before = checks(&c);
     c.restart_master();
-    std::thread::sleep(Duration::from_secs(3));
+    eventually(
+        Duration::from_secs(15),
+        "the restarted master's certificate check",
+        || {
+            if checks(&c) > before {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    );
     let v = certs(&c, "shop");
     assert_eq!(v["certs"][0]["sha256"], sha.as_str(), "{v}");
     assert_eq!(

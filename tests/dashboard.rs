@@ -130,20 +130,28 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    fn wait_loaded(&mut self) {
-        std::thread::sleep(Duration::from_millis(200));
-        for _ in 0..100 {
-            if self.eval("document.readyState") == "complete" {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    /// Runs `js` (which leaves the page: a form submitted) and waits for the next page to
+    /// have loaded: the old page is marked first, so its own `complete` is not taken for it.
+    fn leave_by(&mut self, js: &str) {
+        self.eval(&format!("window.zerokuOld = true; {js}; true"));
+        self.wait_new_page();
+    }
+
+    fn wait_new_page(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.eval("!window.zerokuOld && document.readyState === 'complete'") != true {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page did not load"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the page did not load");
     }
 
     fn go(&mut self, url: &str) {
+        self.eval("window.zerokuOld = true");
         self.call("Page.navigate", json!({"url": url}));
-        self.wait_loaded();
+        self.wait_new_page();
     }
 
     fn text(&mut self) -> String {
@@ -179,11 +187,10 @@ impl Browser {
     fn log_in(&mut self, base: &str, token: &str) {
         self.go(&format!("{base}/ui/"));
         assert!(self.text().contains("Log in"), "{}", self.text());
-        self.eval(&format!(
-            "document.querySelector('input[name=token]').value = {}; document.forms[0].submit(); true",
+        self.leave_by(&format!(
+            "document.querySelector('input[name=token]').value = {}; document.forms[0].submit()",
             json!(token)
         ));
-        self.wait_loaded();
     }
 }
 
@@ -352,15 +359,13 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
         "view,operate",
     ])
     .unwrap();
-    b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
-    b.wait_loaded();
+    b.leave_by("document.querySelector('form[action=\"/ui/logout\"]').submit()");
     b.log_in(&base, &olga);
     b.go(&format!("{base}/ui/apps/shop"));
     b.wait_for("shop.web.2", 10);
-    b.eval(
-        "const f = document.querySelector('form.scale'); f.querySelector('input[name=quantity]').value = 3; f.submit(); true",
+    b.leave_by(
+        "const f = document.querySelector('form.scale'); f.querySelector('input[name=quantity]').value = 3; f.submit()",
     );
-    b.wait_loaded();
     b.wait_for("shop.web.3", 30);
     assert_eq!(c.json(&["ps", "-a", "shop"]).as_array().unwrap().len(), 3);
     let audit = c.cli_ok(&["audit", "-a", "shop"]).unwrap_or_default();
@@ -393,8 +398,7 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
         "view,deploy",
     ])
     .unwrap();
-    b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
-    b.wait_loaded();
+    b.leave_by("document.querySelector('form[action=\"/ui/logout\"]').submit()");
     b.log_in(&base, &dan);
     b.go(&format!("{base}/ui/apps/shop/run"));
     b.wait_for("Run", 10);
@@ -468,8 +472,7 @@ fn the_dashboard_shows_what_a_user_may_see_and_changes_as_the_cluster_does() {
             && !head.contains("unsafe-inline"),
         "{head}"
     );
-    b.eval("document.querySelector('form[action=\"/ui/logout\"]').submit(); true");
-    b.wait_loaded();
+    b.leave_by("document.querySelector('form[action=\"/ui/logout\"]').submit()");
     b.log_in(&base, &bob);
     b.wait_for("Apps", 10);
     assert!(!b.text().contains("shop"), "{}", b.text());

@@ -90,6 +90,17 @@ pub fn split_instance(id: &str) -> (&str, &str) {
     }
 }
 
+/// Whether a certificate's DNS name `cert_name` (perhaps `*.example.com`, one label) covers
+/// `host` (both as stored: lower case).
+pub fn cert_covers(cert_name: &str, host: &str) -> bool {
+    match cert_name.strip_prefix("*.") {
+        Some(base) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == base),
+        None => cert_name.eq_ignore_ascii_case(host),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

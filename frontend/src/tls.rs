@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
+use zeroku_conf::names::cert_covers as covers;
 use zeroku_conf::AppRoute;
 
 /// A chain and key from PEM text; errors say what is wrong with which.
@@ -25,16 +26,6 @@ pub fn certified_key(chain: &[u8], key: &[u8], what: &str) -> Result<CertifiedKe
     let provider = rustls::crypto::ring::default_provider();
     CertifiedKey::from_der(certs, key_der, &provider)
         .map_err(|e| format!("{what} and its key do not make a usable certificate: {e}"))
-}
-
-/// Whether `cert_name` (perhaps `*.example.com`) covers `host`.
-fn covers(cert_name: &str, host: &str) -> bool {
-    match cert_name.strip_prefix("*.") {
-        Some(base) => host
-            .split_once('.')
-            .is_some_and(|(label, rest)| !label.is_empty() && rest == base),
-        None => cert_name.eq_ignore_ascii_case(host),
-    }
 }
 
 /// Every certificate this frontend serves.

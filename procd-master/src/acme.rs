@@ -140,6 +140,7 @@ async fn check_all(c: &Arc<Cluster>, shutdown: &CancellationToken) -> Option<u64
             }
         }
     }
+    tracing::debug!(apps = apps.len(), "certificates checked");
     earliest
 }
 

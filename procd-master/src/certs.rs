@@ -90,15 +90,7 @@ pub fn describe(chain_pem: &str, key_pem: &str) -> Result<Described, String> {
     })
 }
 
-/// Whether `cert_name` (perhaps `*.example.com`) covers `host`.
-pub fn covers(cert_name: &str, host: &str) -> bool {
-    match cert_name.strip_prefix("*.") {
-        Some(base) => host
-            .split_once('.')
-            .is_some_and(|(label, rest)| !label.is_empty() && rest == base),
-        None => cert_name == host,
-    }
-}
+pub use zeroku_conf::names::cert_covers as covers;
 
 #[cfg(test)]
 mod tests {
